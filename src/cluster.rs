@@ -1,0 +1,423 @@
+//! One cluster: a pingora `LoadBalancer` fed by discovery, pruned by health checks, with the
+//! per-backend state that the request path and `/clusters` read.
+//!
+//! The cluster drives discovery and probes itself (see [`Cluster::run`]) instead of using
+//! pingora's background loop, whose fixed period cannot follow TTLs or back off on DNS errors,
+//! and which probes only after discovery in the same sequential loop.
+
+use crate::config::{duration, Address, ClusterConfig, HealthCheckConfig, HealthCheckKind, LbPolicy};
+use crate::discovery::{DnsDiscovery, DnsSnapshot};
+use crate::{lock, unix_seconds};
+use crate::health::RecordedHealthCheck;
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use hickory_resolver::TokioResolver;
+use pingora::lb::discovery::{ServiceDiscovery, Static};
+use pingora::lb::selection::{BackendIter, BackendSelection, Random, RoundRobin};
+use pingora::lb::{Backend, Backends, LoadBalancer};
+use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
+use pingora::Result;
+use serde::Serialize;
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+use tokio::sync::Notify;
+
+/// What the gateway knows of one backend beyond pingora's healthy flag.
+#[derive(Debug)]
+pub struct BackendState {
+    /// A probe has passed since this address was discovered (always true without health checks).
+    admitted: AtomicBool,
+    /// Health as last reported: admitted and not marked down by the thresholds.
+    healthy: AtomicBool,
+    /// When `healthy` last changed, or when the address was discovered.
+    since: Mutex<SystemTime>,
+    last_error: Mutex<Option<String>>,
+    /// Requests sent to this backend (each attempt counts).
+    pub requests: AtomicU64,
+}
+
+impl BackendState {
+    fn new(admitted: bool) -> BackendState {
+        BackendState {
+            admitted: AtomicBool::new(admitted),
+            healthy: AtomicBool::new(admitted),
+            since: Mutex::new(SystemTime::now()),
+            last_error: Mutex::new(None),
+            requests: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The current backends of a cluster, keyed by address. Replaced whole on membership changes,
+/// so the request path reads it without a lock.
+pub struct BackendTable {
+    /// Whether backends must pass a probe before they get traffic.
+    gated: bool,
+    map: ArcSwap<HashMap<SocketAddr, Arc<BackendState>>>,
+}
+
+impl BackendTable {
+    pub fn new(gated: bool) -> BackendTable {
+        BackendTable {
+            gated,
+            map: ArcSwap::from_pointee(HashMap::new()),
+        }
+    }
+
+    /// Makes the table match `addrs`, keeping the state of addresses already known. Returns
+    /// whether any address is new.
+    fn sync(&self, addrs: impl Iterator<Item = SocketAddr>) -> bool {
+        let old = self.map.load();
+        let mut added = false;
+        let new: HashMap<_, _> = addrs
+            .map(|addr| {
+                let state = old.get(&addr).cloned().unwrap_or_else(|| {
+                    added = true;
+                    Arc::new(BackendState::new(!self.gated))
+                });
+                (addr, state)
+            })
+            .collect();
+        if added || new.len() != old.len() {
+            self.map.store(Arc::new(new));
+        }
+        added
+    }
+
+    /// Whether `addr` may get traffic as far as the probe gate is concerned.
+    pub fn admitted(&self, addr: &SocketAddr) -> bool {
+        !self.gated
+            || self
+                .map
+                .load()
+                .get(addr)
+                .is_some_and(|s| s.admitted.load(Relaxed))
+    }
+
+    pub fn get(&self, addr: &SocketAddr) -> Option<Arc<BackendState>> {
+        self.map.load().get(addr).cloned()
+    }
+
+    /// Records one probe; returns true when it is the first pass that admits the backend.
+    pub fn record_probe(&self, addr: SocketAddr, error: Option<String>) -> bool {
+        let Some(state) = self.get(&addr) else {
+            return false;
+        };
+        let passed = error.is_none();
+        *lock(&state.last_error) = error;
+        if passed && !state.admitted.swap(true, Relaxed) {
+            state.healthy.store(true, Relaxed);
+            *lock(&state.since) = SystemTime::now();
+            return true;
+        }
+        false
+    }
+
+    /// Records a threshold crossing reported by pingora.
+    pub fn record_transition(&self, addr: SocketAddr, healthy: bool) {
+        if let Some(state) = self.get(&addr) {
+            if state.healthy.swap(healthy, Relaxed) != healthy {
+                *lock(&state.since) = SystemTime::now();
+            }
+        }
+    }
+}
+
+/// pingora's load balancer, for whichever selection policy the conf names.
+enum Balancer {
+    RoundRobin(LoadBalancer<RoundRobin>),
+    Random(LoadBalancer<Random>),
+}
+
+impl Balancer {
+    fn new(policy: LbPolicy, discovery: Box<dyn ServiceDiscovery + Send + Sync>) -> Balancer {
+        let backends = Backends::new(discovery);
+        match policy {
+            LbPolicy::RoundRobin => Balancer::RoundRobin(LoadBalancer::from_backends(backends)),
+            LbPolicy::Random => Balancer::Random(LoadBalancer::from_backends(backends)),
+        }
+    }
+
+    fn backends(&self) -> &Backends {
+        match self {
+            Balancer::RoundRobin(lb) => lb.backends(),
+            Balancer::Random(lb) => lb.backends(),
+        }
+    }
+
+    fn set_health_check(&mut self, check: Box<RecordedHealthCheck>) {
+        match self {
+            Balancer::RoundRobin(lb) => lb.set_health_check(check),
+            Balancer::Random(lb) => lb.set_health_check(check),
+        }
+    }
+
+    async fn update(&self) -> Result<()> {
+        match self {
+            Balancer::RoundRobin(lb) => lb.update().await,
+            Balancer::Random(lb) => lb.update().await,
+        }
+    }
+
+    fn select_with(&self, max_iterations: usize, accept: impl Fn(&Backend, bool) -> bool) -> Option<Backend> {
+        fn pick<S>(lb: &LoadBalancer<S>, n: usize, accept: impl Fn(&Backend, bool) -> bool) -> Option<Backend>
+        where
+            S: BackendSelection + 'static,
+            S::Iter: BackendIter,
+        {
+            lb.select_with(b"", n, accept)
+        }
+        match self {
+            Balancer::RoundRobin(lb) => pick(lb, max_iterations, accept),
+            Balancer::Random(lb) => pick(lb, max_iterations, accept),
+        }
+    }
+}
+
+/// Lets the load balancer own a discovery that the cluster also reads for `/clusters`.
+struct SharedDns(Arc<DnsDiscovery>);
+
+#[async_trait]
+impl ServiceDiscovery for SharedDns {
+    async fn discover(&self) -> Result<(BTreeSet<Backend>, HashMap<u64, bool>)> {
+        self.0.discover().await
+    }
+}
+
+/// One upstream cluster.
+pub struct Cluster {
+    pub config: ClusterConfig,
+    balancer: Balancer,
+    table: Arc<BackendTable>,
+    /// None for an IP-literal address: its one backend is fixed.
+    dns: Option<Arc<DnsDiscovery>>,
+    /// The first discovery (and, with health checks, the first round of probes) has run.
+    ready: AtomicBool,
+    /// Wakes the probe loop when discovery finds new addresses, so they enter rotation fast.
+    probe_now: Notify,
+}
+
+impl Cluster {
+    /// `resolver` is required for DNS-named clusters and ignored for IP literals.
+    pub fn new(config: ClusterConfig, resolver: Option<TokioResolver>) -> Result<Cluster, String> {
+        let (discovery, dns): (Box<dyn ServiceDiscovery + Send + Sync>, _) = match &config.address {
+            Address::Ip(ip) => {
+                let addr = SocketAddr::new(*ip, config.port);
+                let backend = Backend {
+                    addr: PingoraAddr::Inet(addr),
+                    weight: 1,
+                    ext: Default::default(),
+                };
+                (Static::new(BTreeSet::from([backend])), None)
+            }
+            Address::Name(name) => {
+                let resolver = resolver.ok_or_else(|| format!("cluster {}: no resolver", config.name))?;
+                let dns = Arc::new(DnsDiscovery::new(&config.name, name, config.port, config.dns, resolver));
+                (Box::new(SharedDns(dns.clone())), Some(dns))
+            }
+        };
+        let table = Arc::new(BackendTable::new(config.health_check.is_some()));
+        let mut balancer = Balancer::new(config.lb_policy, discovery);
+        if let Some(hc) = &config.health_check {
+            let host = config.address.to_string();
+            let host = host.trim_end_matches('.');
+            let check = RecordedHealthCheck::new(&config.name, hc, host, table.clone())
+                .map_err(|e| format!("cluster {}: health check: {e}", config.name))?;
+            balancer.set_health_check(Box::new(check));
+        }
+        Ok(Cluster {
+            config,
+            balancer,
+            table,
+            dns,
+            ready: AtomicBool::new(false),
+            probe_now: Notify::new(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Relaxed)
+    }
+
+    pub fn table(&self) -> &BackendTable {
+        &self.table
+    }
+
+    /// Picks a ready backend by the cluster's policy, skipping `exclude` (backends this request
+    /// already tried). A backend is ready when it is in the current DNS answer, has passed its
+    /// first probe and is not marked down.
+    pub fn select(&self, exclude: &[SocketAddr]) -> Option<SocketAddr> {
+        let accept = |b: &Backend, healthy: bool| {
+            healthy
+                && b
+                    .addr
+                    .as_inet()
+                    .is_some_and(|a| !exclude.contains(a) && self.table.admitted(a))
+        };
+        let backends = self.balancer.backends();
+        let count = backends.get_backend().len();
+        self.balancer
+            .select_with(count * 2 + 8, accept)
+            // The policy's iterator is bounded; when it gives up, a scan makes sure that a lone
+            // ready backend among hundreds is still found.
+            .or_else(|| {
+                backends
+                    .get_backend()
+                    .iter()
+                    .find(|b| accept(b, backends.ready(b)))
+                    .cloned()
+            })
+            .and_then(|b| b.addr.as_inet().copied())
+    }
+
+    /// One discovery round. Returns whether new addresses appeared.
+    async fn refresh(&self) -> bool {
+        if let Err(e) = self.balancer.update().await {
+            // DnsDiscovery has logged and counted it; the last known backends stay.
+            log::debug!("cluster={} discovery failed: {e}", self.config.name);
+        }
+        let current = self.balancer.backends().get_backend();
+        self.table
+            .sync(current.iter().filter_map(|b| b.addr.as_inet().copied()))
+    }
+
+    async fn probe(&self) {
+        self.balancer.backends().run_health_check(true).await;
+    }
+
+    /// Runs discovery and probes until `shutdown` flips. Calls `on_ready` once the first round is
+    /// done, whatever its outcome, so a DNS outage at start-up does not keep the gateway closed.
+    pub async fn run(&self, mut shutdown: tokio::sync::watch::Receiver<bool>, on_ready: impl FnOnce()) {
+        self.refresh().await;
+        if self.config.health_check.is_some() {
+            self.probe().await;
+        }
+        self.ready.store(true, Relaxed);
+        on_ready();
+
+        let discovery = async {
+            let Some(dns) = &self.dns else {
+                return std::future::pending::<()>().await;
+            };
+            loop {
+                let delay = dns.next_refresh_delay();
+                dns.set_next_refresh(Instant::now() + delay);
+                tokio::time::sleep(delay).await;
+                if self.refresh().await {
+                    self.probe_now.notify_one();
+                }
+            }
+        };
+        let probes = async {
+            let Some(hc) = &self.config.health_check else {
+                return std::future::pending::<()>().await;
+            };
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(hc.interval) => {}
+                    _ = self.probe_now.notified() => {}
+                }
+                self.probe().await;
+            }
+        };
+        let stopped = async {
+            while !*shutdown.borrow() {
+                if shutdown.changed().await.is_err() {
+                    // The server is gone without a shutdown signal: keep serving what we have.
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            _ = async { tokio::join!(discovery, probes) } => {}
+            _ = stopped => {}
+        }
+    }
+
+    /// The cluster as `/clusters` shows it.
+    pub fn snapshot(&self) -> ClusterSnapshot {
+        let backends = self.balancer.backends();
+        let table = self.table.map.load();
+        let mut list: Vec<BackendSnapshot> = backends
+            .get_backend()
+            .iter()
+            .filter_map(|b| {
+                let addr = *b.addr.as_inet()?;
+                let state = table.get(&addr);
+                let admitted = self.table.admitted(&addr);
+                Some(BackendSnapshot {
+                    address: addr.to_string(),
+                    healthy: admitted && backends.ready(b),
+                    probed: admitted,
+                    since: state.as_ref().map(|s| unix_seconds(*lock(&s.since))),
+                    last_error: state.as_ref().and_then(|s| lock(&s.last_error).clone()),
+                    requests: state.as_ref().map_or(0, |s| s.requests.load(Relaxed)),
+                })
+            })
+            .collect();
+        list.sort_by(|a, b| a.address.cmp(&b.address));
+        ClusterSnapshot {
+            name: self.config.name.clone(),
+            address: self.config.address.to_string(),
+            port: self.config.port,
+            lb_policy: match self.config.lb_policy {
+                LbPolicy::RoundRobin => "round_robin",
+                LbPolicy::Random => "random",
+            },
+            ready: self.is_ready(),
+            dns: self.dns.as_ref().map(|d| d.snapshot()),
+            health_check: self.config.health_check.as_ref().map(describe_health_check),
+            healthy_backends: list.iter().filter(|b| b.healthy).count(),
+            backends: list,
+        }
+    }
+}
+
+fn describe_health_check(hc: &HealthCheckConfig) -> String {
+    let what = match &hc.kind {
+        HealthCheckKind::Http { path, .. } => format!("http GET {path}"),
+        HealthCheckKind::Tcp => "tcp connect".to_owned(),
+    };
+    format!(
+        "{what} every {} (timeout {}, healthy after {}, unhealthy after {})",
+        duration::display(hc.interval),
+        duration::display(hc.timeout),
+        hc.healthy_threshold,
+        hc.unhealthy_threshold
+    )
+}
+
+#[derive(Debug, Serialize)]
+pub struct ClusterSnapshot {
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub lb_policy: &'static str,
+    /// First discovery round done.
+    pub ready: bool,
+    /// None for an IP-literal address.
+    pub dns: Option<DnsSnapshot>,
+    pub health_check: Option<String>,
+    pub healthy_backends: usize,
+    pub backends: Vec<BackendSnapshot>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BackendSnapshot {
+    pub address: String,
+    /// Gets new requests: in DNS, first probe passed, not marked down.
+    pub healthy: bool,
+    /// Has passed a probe since it was discovered (true when the cluster has no health check).
+    pub probed: bool,
+    /// Unix seconds since `healthy` last changed.
+    pub since: Option<f64>,
+    pub last_error: Option<String>,
+    pub requests: u64,
+}

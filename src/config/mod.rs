@@ -1,0 +1,799 @@
+//! The conf file: pingora's server keys at the top level, headway's under `gateway:`.
+//!
+//! Loading is two steps. `raw` reads the YAML strictly (unknown keys are errors); [`validate`]
+//! turns it into the typed [`Config`] the runtime uses, filling defaults from [`defaults`] (the
+//! only place they live) and collecting *every* problem as `path: reason` before anything binds.
+
+pub mod duration;
+mod raw;
+
+use pingora::server::configuration::ServerConf;
+use serde_yaml::{Mapping, Value};
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Every default of the conf file, with the Envoy setting it corresponds to.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// `gateway.listen` (Envoy: listener `socket_address`).
+    pub const LISTEN: &str = "0.0.0.0:8000";
+    /// `gateway.admin.listen` (Envoy: `admin.address`; loopback so it is never public by accident).
+    pub const ADMIN_LISTEN: &str = "127.0.0.1:9901";
+    /// `gateway.resolver.resolv_conf`: search domains, ndots and nameservers, as a pod's resolver.
+    pub const RESOLV_CONF: &str = "/etc/resolv.conf";
+    /// `gateway.resolver.timeout`: one DNS query attempt.
+    pub const RESOLVER_TIMEOUT: Duration = Duration::from_secs(2);
+    /// `gateway.resolver.attempts`: query attempts per lookup before it counts as a failure.
+    pub const RESOLVER_ATTEMPTS: u32 = 2;
+    /// `dns_refresh_rate` (Envoy: same name, 5000 ms).
+    pub const DNS_REFRESH_RATE: Duration = Duration::from_secs(5);
+    /// `dns_failure_refresh_rate`: first retry after a resolver error; doubles on each further
+    /// failure up to `dns_refresh_rate` (Envoy: `dns_failure_refresh_rate.base_interval`).
+    pub const DNS_FAILURE_REFRESH_RATE: Duration = Duration::from_secs(1);
+    /// `dns_min_refresh_rate`: floor under the TTL when `respect_dns_ttl` is on (Envoy: same name, 5 s).
+    pub const DNS_MIN_REFRESH_RATE: Duration = Duration::from_secs(1);
+    /// `respect_dns_ttl` (Envoy: same name, false).
+    pub const RESPECT_DNS_TTL: bool = false;
+    /// `connect_timeout` (Envoy: same name, 5 s; pods answer a SYN in well under a second).
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+    /// `timeout` (Envoy: route `timeout`, 15 s).
+    pub const TIMEOUT: Duration = Duration::from_secs(15);
+    /// `retries` (Envoy: `retry_policy.num_retries`, 1).
+    pub const RETRIES: u32 = 1;
+    /// Upper bound on `retries`, so a typo cannot turn one request into a storm.
+    pub const MAX_RETRIES: u32 = 10;
+    /// `health_check.path` (Envoy: `http_health_check.path`, required there).
+    pub const HEALTH_PATH: &str = "/healthz";
+    /// `health_check.interval` (Envoy: `interval`, required there).
+    pub const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
+    /// `health_check.timeout` (Envoy: `timeout`, required there).
+    pub const HEALTH_TIMEOUT: Duration = Duration::from_millis(500);
+    /// `health_check.healthy_threshold` (Envoy: same name).
+    pub const HEALTHY_THRESHOLD: u32 = 1;
+    /// `health_check.unhealthy_threshold` (Envoy: same name).
+    pub const UNHEALTHY_THRESHOLD: u32 = 2;
+    /// pingora's `grace_period_seconds` when the conf omits it (pingora's own default is 300 s,
+    /// which would stall every SIGTERM for five minutes).
+    pub const GRACE_PERIOD_SECONDS: u64 = 5;
+    /// pingora's `graceful_shutdown_timeout_seconds` when the conf omits it.
+    pub const GRACEFUL_SHUTDOWN_TIMEOUT_SECONDS: u64 = 5;
+    /// pingora's `pid_file` when the conf omits it.
+    pub const PID_FILE: &str = "/tmp/headway.pid";
+    /// pingora's `upgrade_sock` when the conf omits it.
+    pub const UPGRADE_SOCK: &str = "/tmp/headway_upgrade.sock";
+}
+
+/// A loaded, validated conf file.
+#[derive(Debug)]
+pub struct Config {
+    /// pingora's own settings (threads, pid file, grace periods, …).
+    pub server: ServerConf,
+    pub gateway: Gateway,
+}
+
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    pub listen: Vec<SocketAddr>,
+    pub admin: Admin,
+    pub resolver: ResolverSettings,
+    /// In order: the first matching route wins.
+    pub routes: Vec<Route>,
+    pub clusters: Vec<ClusterConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct ResolverSettings {
+    /// When empty, the nameservers of `resolv_conf` are used.
+    pub nameservers: Vec<SocketAddr>,
+    /// Read for search domains and ndots always, and for nameservers when none are configured.
+    pub resolv_conf: PathBuf,
+    pub timeout: Duration,
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Plain string prefix, as Envoy's `match.prefix`: `/service/1` also matches `/service/10`.
+    pub prefix: String,
+    pub cluster: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub name: String,
+    pub address: Address,
+    pub port: u16,
+    pub lb_policy: LbPolicy,
+    pub dns: DnsSettings,
+    pub connect_timeout: Duration,
+    /// Whole request, retries included, until the upstream's response headers arrive.
+    pub timeout: Duration,
+    /// Further attempts, each on a different backend.
+    pub retries: u32,
+    pub health_check: Option<HealthCheckConfig>,
+}
+
+/// What a cluster's `address` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    /// A DNS name, resolved again every refresh (a headless service).
+    Name(String),
+    /// A fixed address: no DNS at all.
+    Ip(IpAddr),
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Name(name) => f.write_str(name),
+            Address::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbPolicy {
+    RoundRobin,
+    Random,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DnsSettings {
+    pub refresh_rate: Duration,
+    pub failure_refresh_rate: Duration,
+    pub min_refresh_rate: Duration,
+    pub respect_ttl: bool,
+    pub lookup_family: LookupFamily,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupFamily {
+    /// A records only (the default: Kubernetes clusters are IPv4 unless told otherwise).
+    V4Only,
+    /// AAAA records only.
+    V6Only,
+    /// A records, or AAAA when there are none.
+    V4Preferred,
+    /// AAAA records, or A when there are none (Envoy's `AUTO`).
+    Auto,
+    /// Both A and AAAA records.
+    All,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheckConfig {
+    pub kind: HealthCheckKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthCheckKind {
+    /// `GET path` with `Host: host` (the cluster's address unless set); any 2xx passes.
+    Http { path: String, host: Option<String> },
+    /// A TCP connect passes.
+    Tcp,
+}
+
+/// Everything wrong with a conf file, one `path: reason` line each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub errors: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.errors.len();
+        writeln!(f, "{n} error{} in conf:", if n == 1 { "" } else { "s" })?;
+        for e in &self.errors {
+            writeln!(f, "  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Collects `path: reason` lines.
+#[derive(Default)]
+struct Errors(Vec<String>);
+
+impl Errors {
+    fn push(&mut self, path: impl fmt::Display, reason: impl fmt::Display) {
+        self.0.push(format!("{path}: {reason}"));
+    }
+
+    /// Runs a parse, keeps its value, records its error under `path`.
+    fn check<T>(&mut self, path: impl fmt::Display, parsed: Result<T, String>) -> Option<T> {
+        parsed.map_err(|reason| self.push(path, reason)).ok()
+    }
+}
+
+impl Config {
+    /// Reads and validates the conf file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            errors: vec![format!("{}: cannot read conf file: {e}", path.display())],
+        })?;
+        Config::from_yaml(&text)
+    }
+
+    /// Parses and validates conf text.
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        let mut errors = Errors::default();
+        let config = parse(text, &mut errors);
+        match config {
+            Some(config) if errors.0.is_empty() => Ok(config),
+            _ => Err(ConfigError { errors: errors.0 }),
+        }
+    }
+}
+
+fn parse(text: &str, errors: &mut Errors) -> Option<Config> {
+    let document: Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            errors.push("conf", format!("not valid YAML: {e}"));
+            return None;
+        }
+    };
+    let Value::Mapping(mut top) = document else {
+        errors.push("conf", "expected a mapping of keys (version, threads, gateway, …)");
+        return None;
+    };
+    let gateway = top.remove("gateway");
+    let server = server_conf(top, errors);
+    let Some(gateway) = gateway else {
+        errors.push("gateway", "missing: headway's settings go under `gateway:`");
+        return None;
+    };
+    let gateway = deserialize::<raw::Gateway>(gateway, "gateway", errors)?;
+    let gateway = validate(gateway, errors);
+    Some(Config {
+        server: server?,
+        gateway: gateway?,
+    })
+}
+
+/// pingora's keys: anything it does not know is an error here, although pingora itself would
+/// silently ignore it, so that `grace_period_second: 5` cannot pass unnoticed.
+fn server_conf(mut top: Mapping, errors: &mut Errors) -> Option<ServerConf> {
+    let known = known_server_keys();
+    let mut unknown = false;
+    for key in top.keys() {
+        let name = match key {
+            Value::String(s) => s.clone(),
+            other => format!("{other:?}"),
+        };
+        if !known.contains(&name) {
+            unknown = true;
+            let hint = closest(&name, known.iter().map(String::as_str).chain(["gateway"]))
+                .map(|k| format!(" (did you mean `{k}`?)"))
+                .unwrap_or_default();
+            errors.push(
+                &name,
+                format!("unknown key{hint}: top-level keys are pingora's server settings; headway's go under `gateway:`"),
+            );
+        }
+    }
+    if unknown {
+        return None;
+    }
+    let mut apply_default = |key: &str, value: Value| {
+        if !top.contains_key(key) {
+            top.insert(Value::from(key), value);
+        }
+    };
+    apply_default(
+        "grace_period_seconds",
+        Value::from(defaults::GRACE_PERIOD_SECONDS),
+    );
+    apply_default(
+        "graceful_shutdown_timeout_seconds",
+        Value::from(defaults::GRACEFUL_SHUTDOWN_TIMEOUT_SECONDS),
+    );
+    apply_default("pid_file", Value::from(defaults::PID_FILE));
+    apply_default("upgrade_sock", Value::from(defaults::UPGRADE_SOCK));
+    let conf = deserialize::<ServerConf>(Value::Mapping(top), "", errors)?;
+    match conf.validate() {
+        Ok(conf) => Some(conf),
+        Err(e) => {
+            errors.push("conf", e);
+            None
+        }
+    }
+}
+
+fn known_server_keys() -> Vec<String> {
+    match serde_yaml::to_value(ServerConf::default()) {
+        Ok(Value::Mapping(m)) => m
+            .keys()
+            .filter_map(|k| k.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Deserializes `value`, reporting a failure with its full path below `prefix`.
+fn deserialize<T: serde::de::DeserializeOwned>(
+    value: Value,
+    prefix: &str,
+    errors: &mut Errors,
+) -> Option<T> {
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| {
+            let inner = e.path().to_string();
+            let path = match (prefix.is_empty(), inner.as_str()) {
+                (true, ".") => "conf".to_owned(),
+                (true, _) => inner,
+                (false, ".") => prefix.to_owned(),
+                (false, _) if inner.starts_with('[') => format!("{prefix}{inner}"),
+                (false, _) => format!("{prefix}.{inner}"),
+            };
+            errors.push(path, e.into_inner());
+        })
+        .ok()
+}
+
+fn validate(raw: raw::Gateway, errors: &mut Errors) -> Option<Gateway> {
+    let before = errors.0.len();
+
+    let listen_texts = raw
+        .listen
+        .unwrap_or_else(|| vec![defaults::LISTEN.to_owned()]);
+    if listen_texts.is_empty() {
+        errors.push(
+            "gateway.listen",
+            "empty: give at least one address, e.g. [\"0.0.0.0:8000\"]",
+        );
+    }
+    let mut listen = Vec::new();
+    for (i, text) in listen_texts.iter().enumerate() {
+        let path = format!("gateway.listen[{i}]");
+        if let Some(addr) = errors.check(&path, socket_addr(text)) {
+            if listen.contains(&addr) {
+                errors.push(&path, format!("`{addr}` is listed twice"));
+            }
+            listen.push(addr);
+        }
+    }
+
+    let admin_text = raw
+        .admin
+        .and_then(|a| a.listen)
+        .unwrap_or_else(|| defaults::ADMIN_LISTEN.to_owned());
+    let admin = errors.check("gateway.admin.listen", socket_addr(&admin_text));
+    if let Some(admin) = admin {
+        if listen.iter().any(|l| same_socket(*l, admin)) {
+            errors.push(
+                "gateway.admin.listen",
+                format!("`{admin}` clashes with a proxy listener: the admin endpoints must never be served on the public listener"),
+            );
+        }
+    }
+
+    let resolver = resolver(raw.resolver, errors);
+
+    let mut clusters: Vec<ClusterConfig> = Vec::new();
+    let mut first_seen: HashMap<String, usize> = HashMap::new();
+    for (i, value) in raw.clusters.into_iter().enumerate() {
+        let path = format!("gateway.clusters[{i}]");
+        // A cluster with a bad key still defines its name: routes to it are not "unknown".
+        let name = value.get("name").and_then(Value::as_str).map(str::to_owned);
+        let Some(raw_cluster) = deserialize::<raw::Cluster>(value, &path, errors) else {
+            if let Some(name) = name {
+                first_seen.entry(name).or_insert(i);
+            }
+            continue;
+        };
+        if let Some(first) = first_seen.get(&raw_cluster.name) {
+            errors.push(
+                format!("{path}.name"),
+                format!(
+                    "duplicate cluster name `{}` (first defined at gateway.clusters[{first}])",
+                    raw_cluster.name
+                ),
+            );
+        } else {
+            first_seen.insert(raw_cluster.name.clone(), i);
+        }
+        if let Some(c) = cluster(raw_cluster, &path, errors) {
+            clusters.push(c);
+        }
+    }
+
+    let mut routes: Vec<Route> = Vec::new();
+    for (i, value) in raw.routes.into_iter().enumerate() {
+        let path = format!("gateway.routes[{i}]");
+        let Some(r) = deserialize::<raw::Route>(value, &path, errors) else {
+            continue;
+        };
+        if !r.prefix.starts_with('/') {
+            errors.push(
+                format!("{path}.prefix"),
+                format!("`{}` must start with `/`", r.prefix),
+            );
+        }
+        if let Some((j, earlier)) = routes
+            .iter()
+            .enumerate()
+            .find(|(_, earlier)| r.prefix.starts_with(&earlier.prefix))
+        {
+            errors.push(
+                format!("{path}.prefix"),
+                format!(
+                    "`{}` can never match: gateway.routes[{j}] (`{}`) comes first and matches every path it would",
+                    r.prefix, earlier.prefix
+                ),
+            );
+        }
+        if !first_seen.contains_key(&r.cluster) {
+            let mut names: Vec<&str> = first_seen.keys().map(String::as_str).collect();
+            names.sort_unstable();
+            errors.push(
+                format!("{path}.cluster"),
+                format!(
+                    "unknown cluster `{}` (defined: {})",
+                    r.cluster,
+                    if names.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            );
+        }
+        routes.push(Route {
+            prefix: r.prefix,
+            cluster: r.cluster,
+        });
+    }
+
+    if errors.0.len() > before {
+        return None;
+    }
+    Some(Gateway {
+        listen,
+        admin: Admin {
+            listen: admin.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9901))),
+        },
+        resolver: resolver?,
+        routes,
+        clusters,
+    })
+}
+
+fn resolver(raw: Option<raw::Resolver>, errors: &mut Errors) -> Option<ResolverSettings> {
+    let raw = raw.unwrap_or(raw::Resolver {
+        nameservers: None,
+        resolv_conf: None,
+        timeout: None,
+        attempts: None,
+    });
+    let mut nameservers = Vec::new();
+    for (i, text) in raw.nameservers.unwrap_or_default().iter().enumerate() {
+        let parsed = socket_addr(text).or_else(|_| {
+            text.parse::<IpAddr>()
+                .map(|ip| SocketAddr::new(ip, 53))
+                .map_err(|_| format!("`{text}` is not an IP address or ip:port"))
+        });
+        if let Some(addr) = errors.check(format!("gateway.resolver.nameservers[{i}]"), parsed) {
+            nameservers.push(addr);
+        }
+    }
+    let timeout = optional_duration(
+        raw.timeout,
+        defaults::RESOLVER_TIMEOUT,
+        "gateway.resolver.timeout",
+        errors,
+    );
+    let attempts = raw.attempts.unwrap_or(defaults::RESOLVER_ATTEMPTS);
+    if attempts == 0 {
+        errors.push("gateway.resolver.attempts", "must be at least 1");
+    }
+    Some(ResolverSettings {
+        nameservers,
+        resolv_conf: PathBuf::from(
+            raw.resolv_conf
+                .unwrap_or_else(|| defaults::RESOLV_CONF.to_owned()),
+        ),
+        timeout: timeout?,
+        attempts,
+    })
+}
+
+fn cluster(raw: raw::Cluster, path: &str, errors: &mut Errors) -> Option<ClusterConfig> {
+    let before = errors.0.len();
+    if raw.name.is_empty()
+        || !raw
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        errors.push(
+            format!("{path}.name"),
+            format!(
+                "`{}` is not a valid name: use letters, digits, `_`, `-` and `.`",
+                raw.name
+            ),
+        );
+    }
+    let address = errors.check(format!("{path}.address"), address(&raw.address));
+    let port = u16::try_from(raw.port).ok().filter(|p| *p != 0);
+    if port.is_none() {
+        errors.push(
+            format!("{path}.port"),
+            format!("{} is not a port (1 to 65535)", raw.port),
+        );
+    }
+    let lb_policy = match raw.lb_policy.as_deref() {
+        None | Some("round_robin") => Some(LbPolicy::RoundRobin),
+        Some("random") => Some(LbPolicy::Random),
+        Some(other) => {
+            errors.push(
+                format!("{path}.lb_policy"),
+                format!("`{other}` is not one of: round_robin, random"),
+            );
+            None
+        }
+    };
+    let lookup_family = match raw.dns_lookup_family.as_deref() {
+        None | Some("v4_only") => Some(LookupFamily::V4Only),
+        Some("v6_only") => Some(LookupFamily::V6Only),
+        Some("v4_preferred") => Some(LookupFamily::V4Preferred),
+        Some("auto") => Some(LookupFamily::Auto),
+        Some("all") => Some(LookupFamily::All),
+        Some(other) => {
+            errors.push(
+                format!("{path}.dns_lookup_family"),
+                format!("`{other}` is not one of: v4_only, v6_only, v4_preferred, auto, all"),
+            );
+            None
+        }
+    };
+    let mut positive = |text: Option<Value>, default: Duration, key: &str| {
+        positive_duration(text, default, &format!("{path}.{key}"), errors)
+    };
+    let refresh_rate = positive(
+        raw.dns_refresh_rate,
+        defaults::DNS_REFRESH_RATE,
+        "dns_refresh_rate",
+    );
+    let failure_refresh_rate = positive(
+        raw.dns_failure_refresh_rate,
+        defaults::DNS_FAILURE_REFRESH_RATE,
+        "dns_failure_refresh_rate",
+    );
+    let min_refresh_rate = positive(
+        raw.dns_min_refresh_rate,
+        defaults::DNS_MIN_REFRESH_RATE,
+        "dns_min_refresh_rate",
+    );
+    let connect_timeout = positive(
+        raw.connect_timeout,
+        defaults::CONNECT_TIMEOUT,
+        "connect_timeout",
+    );
+    let timeout = positive(raw.timeout, defaults::TIMEOUT, "timeout");
+    let retries = raw.retries.unwrap_or(defaults::RETRIES);
+    if retries > defaults::MAX_RETRIES {
+        errors.push(
+            format!("{path}.retries"),
+            format!("{retries} is more than the maximum of {}", defaults::MAX_RETRIES),
+        );
+    }
+    let health_check = match raw.health_check {
+        None => None,
+        Some(hc) => Some(health_check(hc, &format!("{path}.health_check"), errors)),
+    };
+
+    if errors.0.len() > before {
+        return None;
+    }
+    Some(ClusterConfig {
+        name: raw.name,
+        address: address?,
+        port: port?,
+        lb_policy: lb_policy?,
+        dns: DnsSettings {
+            refresh_rate: refresh_rate?,
+            failure_refresh_rate: failure_refresh_rate?,
+            min_refresh_rate: min_refresh_rate?,
+            respect_ttl: raw.respect_dns_ttl.unwrap_or(defaults::RESPECT_DNS_TTL),
+            lookup_family: lookup_family?,
+        },
+        connect_timeout: connect_timeout?,
+        timeout: timeout?,
+        retries,
+        health_check: health_check.flatten(),
+    })
+}
+
+fn health_check(
+    raw: raw::HealthCheck,
+    path: &str,
+    errors: &mut Errors,
+) -> Option<HealthCheckConfig> {
+    let before = errors.0.len();
+    let kind = match raw.kind.as_str() {
+        "http" => {
+            let check_path = raw
+                .path
+                .unwrap_or_else(|| defaults::HEALTH_PATH.to_owned());
+            if !check_path.starts_with('/') {
+                errors.push(
+                    format!("{path}.path"),
+                    format!("`{check_path}` must start with `/`"),
+                );
+            }
+            Some(HealthCheckKind::Http {
+                path: check_path,
+                host: raw.host,
+            })
+        }
+        "tcp" => {
+            if raw.path.is_some() {
+                errors.push(format!("{path}.path"), "only http health checks have a path");
+            }
+            if raw.host.is_some() {
+                errors.push(format!("{path}.host"), "only http health checks have a host");
+            }
+            Some(HealthCheckKind::Tcp)
+        }
+        other => {
+            errors.push(
+                format!("{path}.type"),
+                format!("`{other}` is not one of: http, tcp"),
+            );
+            None
+        }
+    };
+    let interval = positive_duration(
+        raw.interval,
+        defaults::HEALTH_INTERVAL,
+        &format!("{path}.interval"),
+        errors,
+    );
+    let timeout = positive_duration(
+        raw.timeout,
+        defaults::HEALTH_TIMEOUT,
+        &format!("{path}.timeout"),
+        errors,
+    );
+    let mut threshold = |value: Option<u32>, default: u32, key: &str| {
+        let v = value.unwrap_or(default);
+        if v == 0 {
+            errors.push(format!("{path}.{key}"), "must be at least 1");
+        }
+        v
+    };
+    let healthy_threshold = threshold(
+        raw.healthy_threshold,
+        defaults::HEALTHY_THRESHOLD,
+        "healthy_threshold",
+    );
+    let unhealthy_threshold = threshold(
+        raw.unhealthy_threshold,
+        defaults::UNHEALTHY_THRESHOLD,
+        "unhealthy_threshold",
+    );
+    if errors.0.len() > before {
+        return None;
+    }
+    Some(HealthCheckConfig {
+        kind: kind?,
+        interval: interval?,
+        timeout: timeout?,
+        healthy_threshold,
+        unhealthy_threshold,
+    })
+}
+
+fn optional_duration(
+    value: Option<Value>,
+    default: Duration,
+    path: &str,
+    errors: &mut Errors,
+) -> Option<Duration> {
+    let text = match value {
+        None => return Some(default),
+        Some(Value::String(s)) => s,
+        Some(Value::Number(n)) => n.to_string(),
+        Some(_) => {
+            errors.push(path, "expected a duration such as `250ms` or `5s`");
+            return None;
+        }
+    };
+    errors.check(path, duration::parse(&text))
+}
+
+fn positive_duration(
+    text: Option<Value>,
+    default: Duration,
+    path: &str,
+    errors: &mut Errors,
+) -> Option<Duration> {
+    let d = optional_duration(text, default, path, errors)?;
+    if d.is_zero() {
+        errors.push(path, "must be greater than zero");
+        return None;
+    }
+    Some(d)
+}
+
+fn socket_addr(text: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|_| format!("`{text}` is not an ip:port address (e.g. 0.0.0.0:8000 or [::]:8000)"))
+}
+
+/// Two listeners clash when they share a port and one of them covers the other's IP.
+fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+fn address(text: &str) -> Result<Address, String> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(Address::Ip(ip));
+    }
+    if text.parse::<SocketAddr>().is_ok() || text.rsplit_once(':').is_some() {
+        return Err(format!(
+            "`{text}` must be a bare name or IP: put the port in `port:`"
+        ));
+    }
+    let name = text.strip_suffix('.').unwrap_or(text);
+    let valid_label = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(valid_label) {
+        return Err(format!("`{text}` is not a valid DNS name or IP address"));
+    }
+    Ok(Address::Name(text.to_owned()))
+}
+
+/// The candidate nearest to `key` by edit distance, when it is near enough to be a typo.
+fn closest<'a>(key: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .map(|c| (edit_distance(key, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 5))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,77 @@
+//! The conf file's `gateway:` section exactly as serde reads it: strict, no defaults, no meaning.
+//!
+//! Every field that needs interpretation (durations, addresses, enums with a helpful error) is a
+//! plain string or number here; `super::validate` turns it into the typed [`super::Config`] and
+//! reports every problem with its path. Unknown keys are rejected by `deny_unknown_fields`.
+
+use serde::Deserialize;
+
+/// A duration as written: normally a string such as `5s`; a bare number is read too, so that
+/// validation can say it lacks a unit instead of reporting a type error.
+pub type Value = serde_yaml::Value;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gateway {
+    pub listen: Option<Vec<String>>,
+    pub admin: Option<Admin>,
+    pub resolver: Option<Resolver>,
+    /// Kept as raw values so one bad route or cluster does not hide the errors of the others.
+    #[serde(default)]
+    pub routes: Vec<Value>,
+    #[serde(default)]
+    pub clusters: Vec<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resolver {
+    pub nameservers: Option<Vec<String>>,
+    pub resolv_conf: Option<String>,
+    pub timeout: Option<Value>,
+    pub attempts: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub prefix: String,
+    pub cluster: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    pub name: String,
+    pub address: String,
+    pub port: u32,
+    pub lb_policy: Option<String>,
+    pub dns_refresh_rate: Option<Value>,
+    pub dns_failure_refresh_rate: Option<Value>,
+    pub dns_min_refresh_rate: Option<Value>,
+    pub respect_dns_ttl: Option<bool>,
+    pub dns_lookup_family: Option<String>,
+    pub connect_timeout: Option<Value>,
+    pub timeout: Option<Value>,
+    pub retries: Option<u32>,
+    pub health_check: Option<HealthCheck>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub path: Option<String>,
+    pub host: Option<String>,
+    pub interval: Option<Value>,
+    pub timeout: Option<Value>,
+    pub healthy_threshold: Option<u32>,
+    pub unhealthy_threshold: Option<u32>,
+}

@@ -1,0 +1,323 @@
+use super::*;
+
+const GOOD: &str = r#"
+version: 1
+threads: 2
+grace_period_seconds: 5
+graceful_shutdown_timeout_seconds: 5
+gateway:
+  listen: ["0.0.0.0:8000"]
+  admin: { listen: "127.0.0.1:9901" }
+  resolver: { nameservers: ["127.0.0.1:15353"] }
+  routes:
+    - { prefix: /service/1, cluster: service1 }
+    - { prefix: /service/2, cluster: service2 }
+  clusters:
+    - name: service1
+      address: service1.default.svc.cluster.local
+      port: 8080
+      lb_policy: round_robin
+      dns_refresh_rate: 5s
+      respect_dns_ttl: false
+      dns_lookup_family: v4_only
+      connect_timeout: 250ms
+      timeout: 15s
+      retries: 1
+      health_check:
+        type: http
+        path: /healthz
+        interval: 1s
+        timeout: 500ms
+        healthy_threshold: 1
+        unhealthy_threshold: 2
+    - name: service2
+      address: 10.0.0.7
+      port: 80
+"#;
+
+fn errors_of(yaml: &str) -> Vec<String> {
+    match Config::from_yaml(yaml) {
+        Ok(_) => panic!("expected errors for:\n{yaml}"),
+        Err(e) => e.errors,
+    }
+}
+
+/// The good conf with `from` replaced by `to`.
+fn good_with(from: &str, to: &str) -> String {
+    assert!(GOOD.contains(from), "{from:?} not in the good conf");
+    GOOD.replacen(from, to, 1)
+}
+
+fn assert_error(yaml: &str, path: &str, words: &str) {
+    let errors = errors_of(yaml);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with(&format!("{path}: ")) && e.contains(words)),
+        "no error `{path}: …{words}…` in {errors:#?}"
+    );
+}
+
+#[test]
+fn the_architecture_example_loads_with_every_value() {
+    let config = Config::from_yaml(GOOD).unwrap();
+    assert_eq!(config.server.threads, 2);
+    assert_eq!(config.server.grace_period_seconds, Some(5));
+    let g = &config.gateway;
+    assert_eq!(g.listen, vec!["0.0.0.0:8000".parse().unwrap()]);
+    assert_eq!(g.admin.listen, "127.0.0.1:9901".parse().unwrap());
+    assert_eq!(
+        g.resolver.nameservers,
+        vec!["127.0.0.1:15353".parse().unwrap()]
+    );
+    assert_eq!(g.routes[1].prefix, "/service/2");
+    let c = &g.clusters[0];
+    assert_eq!(
+        c.address,
+        Address::Name("service1.default.svc.cluster.local".into())
+    );
+    assert_eq!(c.connect_timeout, Duration::from_millis(250));
+    assert_eq!(c.dns.lookup_family, LookupFamily::V4Only);
+    let hc = c.health_check.as_ref().unwrap();
+    assert_eq!(
+        hc.kind,
+        HealthCheckKind::Http {
+            path: "/healthz".into(),
+            host: None
+        }
+    );
+    assert_eq!(hc.timeout, Duration::from_millis(500));
+    assert_eq!(g.clusters[1].address, Address::Ip("10.0.0.7".parse().unwrap()));
+}
+
+#[test]
+fn defaults_fill_what_the_conf_leaves_out() {
+    let config = Config::from_yaml(
+        "gateway:\n  clusters:\n    - { name: a, address: a.local, port: 80, health_check: { type: tcp } }\n",
+    )
+    .unwrap();
+    let g = &config.gateway;
+    assert_eq!(g.listen, vec![defaults::LISTEN.parse().unwrap()]);
+    assert_eq!(g.admin.listen, defaults::ADMIN_LISTEN.parse().unwrap());
+    assert_eq!(g.resolver.resolv_conf, PathBuf::from(defaults::RESOLV_CONF));
+    assert_eq!(
+        config.server.grace_period_seconds,
+        Some(defaults::GRACE_PERIOD_SECONDS)
+    );
+    assert_eq!(config.server.pid_file, defaults::PID_FILE);
+    let c = &g.clusters[0];
+    assert_eq!(c.lb_policy, LbPolicy::RoundRobin);
+    assert_eq!(c.dns.refresh_rate, defaults::DNS_REFRESH_RATE);
+    assert_eq!(c.timeout, defaults::TIMEOUT);
+    assert_eq!(c.retries, defaults::RETRIES);
+    let hc = c.health_check.as_ref().unwrap();
+    assert_eq!(hc.kind, HealthCheckKind::Tcp);
+    assert_eq!(hc.interval, defaults::HEALTH_INTERVAL);
+    assert_eq!(hc.unhealthy_threshold, defaults::UNHEALTHY_THRESHOLD);
+}
+
+#[test]
+fn unknown_keys_are_errors_with_their_path() {
+    assert_error(
+        &good_with("      retries: 1", "      retrys: 1"),
+        "gateway.clusters[0].retrys",
+        "unknown field `retrys`, expected one of",
+    );
+    assert_error(
+        &good_with("        interval: 1s", "        intervall: 1s"),
+        "gateway.clusters[0].health_check.intervall",
+        "unknown field `intervall`",
+    );
+    assert_error(
+        &good_with("  routes:", "  route:"),
+        "gateway.route",
+        "unknown field `route`",
+    );
+    assert_error(
+        &good_with("grace_period_seconds: 5", "grace_period_second: 5"),
+        "grace_period_second",
+        "did you mean `grace_period_seconds`",
+    );
+}
+
+#[test]
+fn bad_values_name_the_key_and_the_reason() {
+    assert_error(
+        &good_with("port: 8080", "port: 70000"),
+        "gateway.clusters[0].port",
+        "70000 is not a port",
+    );
+    assert_error(
+        &good_with("port: 8080", "port: 0"),
+        "gateway.clusters[0].port",
+        "not a port",
+    );
+    assert_error(
+        &good_with("port: 8080", "port: eighty"),
+        "gateway.clusters[0].port",
+        "invalid type",
+    );
+    assert_error(
+        &good_with("dns_refresh_rate: 5s", "dns_refresh_rate: 5"),
+        "gateway.clusters[0].dns_refresh_rate",
+        "no unit",
+    );
+    assert_error(
+        &good_with("connect_timeout: 250ms", "connect_timeout: 0s"),
+        "gateway.clusters[0].connect_timeout",
+        "greater than zero",
+    );
+    assert_error(
+        &good_with("lb_policy: round_robin", "lb_policy: fastest"),
+        "gateway.clusters[0].lb_policy",
+        "not one of",
+    );
+    assert_error(
+        &good_with("dns_lookup_family: v4_only", "dns_lookup_family: v5"),
+        "gateway.clusters[0].dns_lookup_family",
+        "not one of",
+    );
+    assert_error(
+        &good_with("type: http", "type: grpc"),
+        "gateway.clusters[0].health_check.type",
+        "not one of: http, tcp",
+    );
+    assert_error(
+        &good_with("healthy_threshold: 1", "healthy_threshold: 0"),
+        "gateway.clusters[0].health_check.healthy_threshold",
+        "at least 1",
+    );
+    assert_error(
+        &good_with("path: /healthz", "path: healthz"),
+        "gateway.clusters[0].health_check.path",
+        "must start with `/`",
+    );
+    assert_error(
+        &good_with("retries: 1", "retries: 50"),
+        "gateway.clusters[0].retries",
+        "maximum",
+    );
+    assert_error(
+        &good_with(
+            "address: service1.default.svc.cluster.local",
+            "address: service1:8080",
+        ),
+        "gateway.clusters[0].address",
+        "put the port in `port:`",
+    );
+    assert_error(
+        &good_with(
+            "address: service1.default.svc.cluster.local",
+            "address: \"bad name!\"",
+        ),
+        "gateway.clusters[0].address",
+        "not a valid DNS name",
+    );
+    assert_error(
+        &good_with("127.0.0.1:15353", "not-an-ip"),
+        "gateway.resolver.nameservers[0]",
+        "not an IP address",
+    );
+}
+
+#[test]
+fn routes_must_name_a_cluster_and_be_reachable() {
+    assert_error(
+        &good_with("cluster: service2 }", "cluster: service3 }"),
+        "gateway.routes[1].cluster",
+        "unknown cluster `service3` (defined: service1, service2)",
+    );
+    assert_error(
+        &good_with("prefix: /service/2,", "prefix: /service/1/x,"),
+        "gateway.routes[1].prefix",
+        "can never match: gateway.routes[0] (`/service/1`)",
+    );
+    assert_error(
+        &good_with("prefix: /service/2,", "prefix: service/2,"),
+        "gateway.routes[1].prefix",
+        "must start with `/`",
+    );
+}
+
+#[test]
+fn listeners_must_exist_and_keep_admin_apart() {
+    assert_error(
+        &good_with(r#"listen: ["0.0.0.0:8000"]"#, "listen: []"),
+        "gateway.listen",
+        "empty",
+    );
+    assert_error(
+        &good_with(r#"listen: ["0.0.0.0:8000"]"#, r#"listen: ["8000"]"#),
+        "gateway.listen[0]",
+        "not an ip:port",
+    );
+    assert_error(
+        &good_with(r#"listen: "127.0.0.1:9901""#, r#"listen: "127.0.0.1:8000""#),
+        "gateway.admin.listen",
+        "clashes with a proxy listener",
+    );
+}
+
+#[test]
+fn a_cluster_with_a_typo_still_counts_as_defined_for_routes() {
+    let errors = errors_of(&good_with("      retries: 1", "      retrys: 1"));
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+}
+
+#[test]
+fn bare_numbers_and_maps_are_not_durations() {
+    assert_error(
+        &good_with("interval: 1s", "interval: { s: 1 }"),
+        "gateway.clusters[0].health_check.interval",
+        "expected a duration",
+    );
+}
+
+#[test]
+fn duplicate_cluster_names_are_refused() {
+    assert_error(
+        &good_with("name: service2", "name: service1"),
+        "gateway.clusters[1].name",
+        "duplicate cluster name `service1` (first defined at gateway.clusters[0])",
+    );
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let yaml = good_with("port: 8080", "port: 0")
+        .replacen("timeout: 15s", "timeout: soon", 1)
+        .replacen("port: 80\n", "port: 80\n      colour: blue\n", 1)
+        .replacen("cluster: service2 }", "cluster: nowhere }", 1);
+    let errors = errors_of(&yaml);
+    for path in [
+        "gateway.clusters[0].port",
+        "gateway.clusters[0].timeout",
+        "gateway.clusters[1].colour",
+        "gateway.routes[1].cluster",
+    ] {
+        assert!(
+            errors.iter().any(|e| e.starts_with(&format!("{path}: "))),
+            "{path} missing from {errors:#?}"
+        );
+    }
+}
+
+#[test]
+fn not_yaml_or_no_gateway_section_is_explained() {
+    assert_error("gateway: [unclosed", "conf", "not valid YAML");
+    assert_error("version: 1\n", "gateway", "missing");
+    assert_error("- a\n- b\n", "conf", "expected a mapping");
+    assert_error("threads: many\ngateway: {}\n", "threads", "invalid type");
+}
+
+#[test]
+fn the_message_lists_every_error_line() {
+    let e = Config::from_yaml("gateway:\n  listen: []\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "1 error in conf:\n  gateway.listen: empty: give at least one address, e.g. [\"0.0.0.0:8000\"]\n"
+    );
+    // A bad pingora key does not hide the gateway's own errors.
+    let e = Config::from_yaml("bogus: 1\ngateway:\n  listen: []\n").unwrap_err();
+    assert!(e.to_string().starts_with("2 errors in conf:\n  bogus: unknown key"), "{e}");
+}

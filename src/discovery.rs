@@ -1,0 +1,358 @@
+//! DNS discovery of a headless service's pods: a pingora `ServiceDiscovery` over hickory-resolver.
+//!
+//! Each refresh resolves the cluster's name afresh (the resolver caches nothing) and turns every
+//! address into a backend `ip:port`. What a STRICT_DNS user expects:
+//! - an answer (any number of records; big answers come over TCP) replaces the backend set;
+//! - NXDOMAIN or an empty NOERROR answer (the service scaled to zero) empties it;
+//! - a resolver failure (timeout, SERVFAIL, REFUSED, no network) keeps the last known set, is
+//!   logged and counted, and the next attempt comes sooner, backing off as failures repeat.
+
+use crate::config::{duration, DnsSettings, LookupFamily, ResolverSettings};
+use crate::{lock, unix_seconds};
+use async_trait::async_trait;
+use hickory_resolver::config::{
+    LookupIpStrategy, NameServerConfig, NameServerConfigGroup, ResolveHosts, ResolverConfig,
+    ResolverOpts,
+};
+use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::xfer::Protocol;
+use hickory_resolver::proto::ProtoErrorKind;
+use hickory_resolver::{ResolveError, TokioResolver};
+use log::{info, warn};
+use pingora::lb::discovery::ServiceDiscovery;
+use pingora::lb::Backend;
+use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
+use pingora::{Error, ErrorType, Result};
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Builds the resolver a cluster uses. Search domains and ndots come from `resolv_conf` as in a
+/// pod; nameservers from the conf when given, else from `resolv_conf`. Every nameserver is asked
+/// over UDP with EDNS, and over TCP when an answer is truncated (hundreds of pods).
+pub fn build_resolver(
+    settings: &ResolverSettings,
+    family: LookupFamily,
+) -> std::result::Result<TokioResolver, String> {
+    let from_file = std::fs::read(&settings.resolv_conf)
+        .map_err(|e| e.to_string())
+        .and_then(|data| {
+            hickory_resolver::system_conf::parse_resolv_conf(data).map_err(|e| e.to_string())
+        });
+    let (file_config, mut opts) = match from_file {
+        Ok(parsed) => parsed,
+        Err(e) if settings.nameservers.is_empty() => {
+            return Err(format!(
+                "cannot use {} ({e}) and gateway.resolver.nameservers is empty",
+                settings.resolv_conf.display()
+            ))
+        }
+        // The file only adds search domains and ndots when nameservers are configured.
+        Err(_) => (ResolverConfig::new(), ResolverOpts::default()),
+    };
+    let servers: Vec<SocketAddr> = if settings.nameservers.is_empty() {
+        file_config
+            .name_servers()
+            .iter()
+            .map(|ns| ns.socket_addr)
+            .collect()
+    } else {
+        settings.nameservers.clone()
+    };
+    if servers.is_empty() {
+        return Err(format!(
+            "{} lists no nameserver and gateway.resolver.nameservers is empty",
+            settings.resolv_conf.display()
+        ));
+    }
+    let mut group = NameServerConfigGroup::with_capacity(servers.len() * 2);
+    let mut seen = BTreeSet::new();
+    for addr in servers.into_iter().filter(|a| seen.insert(*a)) {
+        group.push(NameServerConfig::new(addr, Protocol::Udp));
+        group.push(NameServerConfig::new(addr, Protocol::Tcp));
+    }
+    let config = ResolverConfig::from_parts(
+        file_config.domain().cloned(),
+        file_config.search().to_vec(),
+        group,
+    );
+    opts.timeout = settings.timeout;
+    opts.attempts = settings.attempts as usize;
+    // Every refresh must ask DNS: a cached answer would hide pods coming and going.
+    opts.cache_size = 0;
+    opts.edns0 = true;
+    opts.try_tcp_on_error = true;
+    opts.use_hosts_file = ResolveHosts::Never;
+    opts.ip_strategy = match family {
+        LookupFamily::V4Only => LookupIpStrategy::Ipv4Only,
+        LookupFamily::V6Only => LookupIpStrategy::Ipv6Only,
+        LookupFamily::V4Preferred => LookupIpStrategy::Ipv4thenIpv6,
+        LookupFamily::Auto => LookupIpStrategy::Ipv6thenIpv4,
+        LookupFamily::All => LookupIpStrategy::Ipv4AndIpv6,
+    };
+    Ok(
+        TokioResolver::builder_with_config(config, TokioConnectionProvider::default())
+            .with_options(opts)
+            .build(),
+    )
+}
+
+/// How the last refresh ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Not asked yet.
+    Pending,
+    /// One or more addresses.
+    Answer,
+    /// NXDOMAIN or an empty answer: the cluster has no backends.
+    Empty,
+    /// The resolver failed: the last known backends are kept.
+    Error,
+}
+
+/// What `/clusters` and the metrics show of a cluster's DNS, updated by every refresh.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DnsSnapshot {
+    pub last_outcome: Outcome,
+    /// Unix seconds of the last refresh that got an answer (addresses or authoritative empty).
+    pub last_success: Option<f64>,
+    pub last_answer: Vec<IpAddr>,
+    /// Smallest TTL in the last answer, seconds.
+    pub last_ttl_seconds: Option<u64>,
+    /// Unix seconds and message of the last resolver failure.
+    pub last_error: Option<(f64, String)>,
+    pub consecutive_failures: u32,
+    /// Seconds until the next refresh is due.
+    pub next_refresh_in_seconds: Option<f64>,
+    pub refreshes_answer: u64,
+    pub refreshes_empty: u64,
+    pub refreshes_error: u64,
+}
+
+#[derive(Debug)]
+struct DnsState {
+    last_outcome: Outcome,
+    last_success: Option<SystemTime>,
+    last_answer: Vec<IpAddr>,
+    last_ttl: Option<Duration>,
+    last_error: Option<(SystemTime, String)>,
+    consecutive_failures: u32,
+    next_refresh: Option<Instant>,
+}
+
+/// Resolves one name for one cluster. See the module doc for the semantics.
+pub struct DnsDiscovery {
+    cluster: String,
+    name: String,
+    port: u16,
+    settings: DnsSettings,
+    resolver: TokioResolver,
+    state: Mutex<DnsState>,
+    refreshes_answer: AtomicU64,
+    refreshes_empty: AtomicU64,
+    refreshes_error: AtomicU64,
+}
+
+/// A lookup's result, reduced to what discovery acts on.
+enum Lookup {
+    Answer(Vec<IpAddr>, Duration),
+    Empty(&'static str),
+    Failed(String),
+}
+
+impl DnsDiscovery {
+    pub fn new(
+        cluster: &str,
+        name: &str,
+        port: u16,
+        settings: DnsSettings,
+        resolver: TokioResolver,
+    ) -> DnsDiscovery {
+        DnsDiscovery {
+            cluster: cluster.to_owned(),
+            name: name.to_owned(),
+            port,
+            settings,
+            resolver,
+            state: Mutex::new(DnsState {
+                last_outcome: Outcome::Pending,
+                last_success: None,
+                last_answer: Vec::new(),
+                last_ttl: None,
+                last_error: None,
+                consecutive_failures: 0,
+                next_refresh: None,
+            }),
+            refreshes_answer: AtomicU64::new(0),
+            refreshes_empty: AtomicU64::new(0),
+            refreshes_error: AtomicU64::new(0),
+        }
+    }
+
+    async fn lookup(&self) -> Lookup {
+        match self.resolver.lookup_ip(self.name.as_str()).await {
+            Ok(answer) => {
+                let ttl = answer
+                    .valid_until()
+                    .saturating_duration_since(Instant::now());
+                let ips: Vec<IpAddr> = answer.iter().collect();
+                if ips.is_empty() {
+                    Lookup::Empty("empty answer")
+                } else {
+                    Lookup::Answer(ips, ttl)
+                }
+            }
+            Err(e) => classify(&e),
+        }
+    }
+
+    /// How long to wait before the next refresh, given how the last one ended: the TTL (never
+    /// under `dns_min_refresh_rate`) or `dns_refresh_rate` after an answer; after failures,
+    /// `dns_failure_refresh_rate` doubled per consecutive failure, never beyond `dns_refresh_rate`.
+    pub fn next_refresh_delay(&self) -> Duration {
+        let state = lock(&self.state);
+        let s = &self.settings;
+        match state.last_outcome {
+            Outcome::Error => {
+                let doublings = state.consecutive_failures.saturating_sub(1).min(16);
+                let backoff = s.failure_refresh_rate.saturating_mul(1 << doublings);
+                backoff.min(s.refresh_rate.max(s.failure_refresh_rate))
+            }
+            Outcome::Answer if s.respect_ttl => state
+                .last_ttl
+                .unwrap_or(s.refresh_rate)
+                .max(s.min_refresh_rate),
+            _ => s.refresh_rate,
+        }
+    }
+
+    /// Records when the scheduler will refresh next, for `/clusters`.
+    pub fn set_next_refresh(&self, at: Instant) {
+        lock(&self.state).next_refresh = Some(at);
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn snapshot(&self) -> DnsSnapshot {
+        let state = lock(&self.state);
+        DnsSnapshot {
+            last_outcome: state.last_outcome,
+            last_success: state.last_success.map(unix_seconds),
+            last_answer: state.last_answer.clone(),
+            last_ttl_seconds: state.last_ttl.map(|t| t.as_secs()),
+            last_error: state
+                .last_error
+                .as_ref()
+                .map(|(at, e)| (unix_seconds(*at), e.clone())),
+            consecutive_failures: state.consecutive_failures,
+            next_refresh_in_seconds: state
+                .next_refresh
+                .map(|at| at.saturating_duration_since(Instant::now()).as_secs_f64()),
+            refreshes_answer: self.refreshes_answer.load(Relaxed),
+            refreshes_empty: self.refreshes_empty.load(Relaxed),
+            refreshes_error: self.refreshes_error.load(Relaxed),
+        }
+    }
+
+    fn backends(&self, ips: &[IpAddr]) -> BTreeSet<Backend> {
+        ips.iter()
+            .map(|ip| Backend {
+                addr: PingoraAddr::Inet(SocketAddr::new(*ip, self.port)),
+                weight: 1,
+                ext: Default::default(),
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl ServiceDiscovery for DnsDiscovery {
+    /// pingora's update loop drops errors silently, so every outcome is logged and counted here.
+    async fn discover(&self) -> Result<(BTreeSet<Backend>, HashMap<u64, bool>)> {
+        let result = self.lookup().await;
+        let mut state = lock(&self.state);
+        let now = SystemTime::now();
+        match result {
+            Lookup::Answer(mut ips, ttl) => {
+                ips.sort_unstable();
+                ips.dedup();
+                self.refreshes_answer.fetch_add(1, Relaxed);
+                if state.last_outcome != Outcome::Answer || state.last_answer != ips {
+                    info!(
+                        "dns cluster={} name={} addresses={} ttl={}",
+                        self.cluster,
+                        self.name,
+                        ips.len(),
+                        duration::display(ttl)
+                    );
+                }
+                if state.consecutive_failures > 0 {
+                    info!(
+                        "dns recovered cluster={} name={} after={} failures",
+                        self.cluster, self.name, state.consecutive_failures
+                    );
+                }
+                let backends = self.backends(&ips);
+                state.last_outcome = Outcome::Answer;
+                state.last_success = Some(now);
+                state.last_answer = ips;
+                state.last_ttl = Some(ttl);
+                state.consecutive_failures = 0;
+                Ok((backends, HashMap::new()))
+            }
+            Lookup::Empty(why) => {
+                self.refreshes_empty.fetch_add(1, Relaxed);
+                if state.last_outcome != Outcome::Empty {
+                    warn!(
+                        "dns cluster={} name={} result={why}: the cluster has no backends",
+                        self.cluster, self.name
+                    );
+                }
+                state.last_outcome = Outcome::Empty;
+                state.last_success = Some(now);
+                state.last_answer.clear();
+                state.last_ttl = None;
+                state.consecutive_failures = 0;
+                Ok((BTreeSet::new(), HashMap::new()))
+            }
+            Lookup::Failed(message) => {
+                self.refreshes_error.fetch_add(1, Relaxed);
+                state.last_outcome = Outcome::Error;
+                state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+                state.last_error = Some((now, message.clone()));
+                warn!(
+                    "dns cluster={} name={} error=\"{message}\" failures={} keeping={} last known backends",
+                    self.cluster,
+                    self.name,
+                    state.consecutive_failures,
+                    state.last_answer.len()
+                );
+                Error::e_explain(
+                    ErrorType::Custom("DnsError"),
+                    format!("resolving {} for cluster {}: {message}", self.name, self.cluster),
+                )
+            }
+        }
+    }
+}
+
+/// NXDOMAIN and NOERROR-without-records are answers (the name has no pods); anything else —
+/// SERVFAIL, REFUSED, timeouts, I/O — says nothing about the pods and must not empty the cluster.
+fn classify(e: &ResolveError) -> Lookup {
+    if let Some(proto) = e.proto() {
+        if let ProtoErrorKind::NoRecordsFound { response_code, .. } = proto.kind() {
+            match *response_code {
+                ResponseCode::NXDomain => return Lookup::Empty("NXDOMAIN"),
+                ResponseCode::NoError => return Lookup::Empty("no records"),
+                code => return Lookup::Failed(format!("server answered {code}")),
+            }
+        }
+    }
+    Lookup::Failed(e.to_string())
+}

@@ -1,0 +1,146 @@
+//! Assembles the daemon: every cluster, the proxy listeners and the admin listener, as pingora
+//! services, with the proxy held closed until every cluster has run its first discovery.
+
+use crate::admin::Admin;
+use crate::cluster::Cluster;
+use crate::config::{Address, Config, Gateway as GatewayConfig};
+use crate::discovery::build_resolver;
+use crate::proxy::Gateway;
+use crate::router::Router;
+use async_trait::async_trait;
+use log::info;
+use pingora::apps::http_app::HttpServer;
+use pingora::server::configuration::Opt;
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{BackgroundService, GenBackgroundService};
+use pingora::services::listening::Service;
+use pingora::services::ServiceReadyNotifier;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+/// What the request path and the admin endpoints share: read-only but for health and DNS state.
+pub struct GatewayState {
+    pub clusters: Vec<Arc<Cluster>>,
+    pub router: Router,
+    /// Set on SIGTERM / SIGQUIT: `/ready` answers 503 so load balancers stop sending traffic.
+    draining: AtomicBool,
+}
+
+impl GatewayState {
+    /// Builds every cluster and its resolver. Fails on what the conf cannot express, such as a
+    /// missing resolv.conf when no nameservers are configured.
+    pub fn new(config: &GatewayConfig) -> Result<GatewayState, String> {
+        let mut clusters = Vec::with_capacity(config.clusters.len());
+        for c in &config.clusters {
+            let resolver = match c.address {
+                Address::Name(_) => Some(
+                    build_resolver(&config.resolver, c.dns.lookup_family)
+                        .map_err(|e| format!("gateway.resolver: {e}"))?,
+                ),
+                Address::Ip(_) => None,
+            };
+            clusters.push(Arc::new(Cluster::new(c.clone(), resolver)?));
+        }
+        let router = Router::new(&config.routes, |name| {
+            config.clusters.iter().position(|c| c.name == name)
+        });
+        Ok(GatewayState {
+            clusters,
+            router,
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Relaxed)
+    }
+
+    /// Clusters that have not finished their first discovery yet.
+    pub fn pending_clusters(&self) -> Vec<&str> {
+        self.clusters
+            .iter()
+            .filter(|c| !c.is_ready())
+            .map(|c| c.name())
+            .collect()
+    }
+}
+
+/// Runs discovery and health checks of every cluster on one background runtime, and signals
+/// pingora once all of them finished their first round so the proxy listeners can open.
+struct ClusterSupervisor {
+    state: Arc<GatewayState>,
+}
+
+#[async_trait]
+impl BackgroundService for ClusterSupervisor {
+    async fn start_with_ready_notifier(&self, shutdown: ShutdownWatch, ready: ServiceReadyNotifier) {
+        let waiting = AtomicUsize::new(self.state.clusters.len());
+        let ready = Mutex::new(Some(ready));
+        let signal_ready = || {
+            if let Some(ready) = crate::lock(&ready).take() {
+                info!("every cluster has run its first discovery: opening the proxy listeners");
+                ready.notify_ready();
+            }
+        };
+        if self.state.clusters.is_empty() {
+            signal_ready();
+        }
+        let runs = self.state.clusters.iter().map(|cluster| {
+            cluster.run(shutdown.clone(), || {
+                if waiting.fetch_sub(1, Relaxed) == 1 {
+                    signal_ready();
+                }
+            })
+        });
+        let mut drain_watch = shutdown.clone();
+        let drain = async {
+            while !*drain_watch.borrow() {
+                if drain_watch.changed().await.is_err() {
+                    return;
+                }
+            }
+            info!("shutting down: /ready now answers 503");
+            self.state.draining.store(true, Relaxed);
+        };
+        tokio::join!(futures::future::join_all(runs), drain);
+    }
+}
+
+/// Builds the pingora server for `config` and runs it until it is told to stop.
+pub fn run(config: Config, opt: Opt) -> Result<(), String> {
+    let state = Arc::new(GatewayState::new(&config.gateway)?);
+    let mut server = Server::new_with_opt_and_conf(opt, config.server);
+    server.bootstrap();
+
+    let supervisor = GenBackgroundService::new(
+        "cluster discovery".to_owned(),
+        Arc::new(ClusterSupervisor {
+            state: state.clone(),
+        }),
+    );
+    let supervisor = server.add_service(supervisor);
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway::new(state.clone()),
+        "headway proxy",
+    );
+    for addr in &config.gateway.listen {
+        proxy.add_tcp(&addr.to_string());
+    }
+    let proxy = server.add_service(proxy);
+    proxy.add_dependency(&supervisor);
+
+    let mut admin = Service::new(
+        "headway admin".to_owned(),
+        HttpServer::new_app(Admin::new(state)),
+    );
+    admin.add_tcp(&config.gateway.admin.listen.to_string());
+    server.add_service(admin);
+
+    info!(
+        "headway starting: proxy on {:?}, admin on {}",
+        config.gateway.listen, config.gateway.admin.listen
+    );
+    server.run_forever()
+}

@@ -1,0 +1,374 @@
+//! The request path: route by prefix, pick a ready backend, retry elsewhere, answer failures.
+
+use crate::gateway::GatewayState;
+use crate::router::RouteMatch;
+use async_trait::async_trait;
+use bytes::Bytes;
+use log::{info, warn};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::upstreams::peer::Peer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorSource, ErrorType, Result};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long an idle upstream connection stays in the pool. Pods that go away take their
+/// connections with them; a bounded idle time keeps the pool from holding many dead ones.
+const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The gateway's `ProxyHttp`.
+pub struct Gateway {
+    state: Arc<GatewayState>,
+}
+
+impl Gateway {
+    pub fn new(state: Arc<GatewayState>) -> Gateway {
+        Gateway { state }
+    }
+}
+
+/// Per-request state.
+pub struct RequestCtx {
+    started: Instant,
+    request_id: String,
+    route: Option<RouteMatch>,
+    /// The request's whole budget (the cluster's `timeout`), retries included.
+    deadline: Option<Instant>,
+    /// Backends this request was sent to, in order.
+    tried: Vec<SocketAddr>,
+    /// Attempts that count against `retries` (a stale pooled connection does not).
+    counted_attempts: u32,
+    /// The last failure was on a reused pooled connection: the same backend may be tried again.
+    reused_failure: bool,
+    /// What went wrong on the last attempt, for the answer if no attempt succeeds.
+    last_failure: Option<String>,
+}
+
+impl Gateway {
+    fn cluster_name(&self, ctx: &RequestCtx) -> &str {
+        ctx.route
+            .and_then(|m| self.state.clusters.get(m.cluster))
+            .map_or("-", |c| c.name())
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            request_id: String::new(),
+            route: None,
+            deadline: None,
+            tried: Vec::new(),
+            counted_attempts: 0,
+            reused_failure: false,
+            last_failure: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.request_id = request_id(session.req_header_mut());
+        let route = self
+            .state
+            .router
+            .route(session.req_header().uri.path().as_bytes());
+        let Some(route) = route else {
+            let body = format!("no route for {}\n", session.req_header().uri.path());
+            respond(session, 404, &body, &ctx.request_id).await?;
+            return Ok(true);
+        };
+        ctx.route = Some(route);
+        if let Some(cluster) = self.state.clusters.get(route.cluster) {
+            ctx.deadline = Some(ctx.started + cluster.config.timeout);
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let cluster = ctx
+            .route
+            .and_then(|m| self.state.clusters.get(m.cluster))
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "request has no route"))?;
+        let name = cluster.name();
+        let selected = cluster.select(&ctx.tried).or_else(|| {
+            // A stale pooled connection says nothing about the backend: it may be retried.
+            ctx.reused_failure.then(|| cluster.select(&[])).flatten()
+        });
+        let Some(addr) = selected else {
+            let message = match &ctx.last_failure {
+                None => format!("no healthy upstream for cluster {name}"),
+                Some(failure) => format!(
+                    "upstream connect error for cluster {name}: {failure}; no other healthy backend to retry"
+                ),
+            };
+            return Err(Error::explain(ErrorType::HTTPStatus(503), message));
+        };
+        let now = Instant::now();
+        let remaining = ctx
+            .deadline
+            .map_or(cluster.config.timeout, |d| d.saturating_duration_since(now));
+        if remaining.is_zero() {
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(504),
+                format!("upstream timeout for cluster {name}: no time left to retry"),
+            ));
+        }
+        if !ctx.reused_failure {
+            ctx.counted_attempts += 1;
+        }
+        ctx.reused_failure = false;
+        ctx.tried.push(addr);
+        if let Some(state) = cluster.table().get(&addr) {
+            state.requests.fetch_add(1, Relaxed);
+        }
+
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        let connect = cluster.config.connect_timeout.min(remaining);
+        peer.options.connection_timeout = Some(connect);
+        peer.options.total_connection_timeout = Some(connect);
+        peer.options.read_timeout = Some(remaining);
+        peer.options.write_timeout = Some(remaining);
+        peer.options.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
+            let ip = client.ip().to_string();
+            let forwarded = match upstream_request
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(earlier) if !earlier.trim().is_empty() => format!("{earlier}, {ip}"),
+                _ => ip,
+            };
+            upstream_request.insert_header("x-forwarded-for", forwarded)?;
+        }
+        upstream_request.insert_header("x-forwarded-proto", "http")?;
+        Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let cluster = ctx.route.and_then(|m| self.state.clusters.get(m.cluster));
+        let retries = cluster.map_or(0, |c| c.config.retries);
+        let in_time = ctx.deadline.is_none_or(|d| Instant::now() < d);
+        let retry = ctx.counted_attempts <= retries
+            && in_time
+            && cluster.is_some_and(|c| c.select(&ctx.tried).is_some());
+        warn!(
+            "upstream connect failed cluster={} backend={} attempt={} error=\"{}\"{}",
+            self.cluster_name(ctx),
+            peer.address(),
+            ctx.tried.len(),
+            e.etype().as_str(),
+            if retry { " retrying on another backend" } else { "" }
+        );
+        ctx.last_failure = Some(format!("{} to {}", e.etype().as_str(), peer.address()));
+        e.set_retry(retry);
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        // pingora's policy: retry only idempotent requests whose body is still buffered, and a
+        // "reused only" error only when the connection came from the pool.
+        let mut e = e.more_context(format!("peer: {peer}"));
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        ctx.reused_failure = e.retry() && client_reused;
+        ctx.last_failure = Some(format!("{} from {}", e.etype().as_str(), peer.address()));
+        e
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let (code, body) = failure_response(e, self.cluster_name(ctx));
+        if code > 0 && session.response_written().is_none() {
+            if let Err(write_error) = respond(session, code, &body, &ctx.request_id).await {
+                warn!("could not send {code} to the client: {write_error}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// The gateway's own answers (404, 503 no healthy upstream, …) are in the access log with
+    /// their reason; pingora's error log is kept for failures it did not choose.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
+        matches!(error.etype(), ErrorType::HTTPStatus(_))
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let req = session.req_header();
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map_or_else(|| "-".to_owned(), |a| a.ip().to_string());
+        let backend = ctx
+            .tried
+            .last()
+            .map_or_else(|| "-".to_owned(), |a| a.to_string());
+        let error = e
+            .map(|e| match (e.etype(), &e.context) {
+                (ErrorType::HTTPStatus(_), Some(why)) => format!(" error=\"{}\"", why.as_str()),
+                _ => format!(" error=\"{}\"", e.etype().as_str()),
+            })
+            .unwrap_or_default();
+        info!(
+            target: "access",
+            "client={client} method={} path={} status={status} cluster={} backend={backend} attempts={} duration_ms={:.3} request_id={}{error}",
+            req.method,
+            req.uri.path(),
+            self.cluster_name(ctx),
+            ctx.tried.len(),
+            ctx.started.elapsed().as_secs_f64() * 1000.0,
+            ctx.request_id,
+        );
+    }
+}
+
+/// The request's `x-request-id`, generated and set on the request when the client sent none.
+fn request_id(req: &mut RequestHeader) -> String {
+    if let Some(id) = req
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+    {
+        return id.to_owned();
+    }
+    let id = new_request_id();
+    // The id is ASCII hex: inserting it cannot fail.
+    let _ = req.insert_header("x-request-id", &id);
+    id
+}
+
+/// A random version-4 UUID, formatted as usual.
+fn new_request_id() -> String {
+    let mut b = fastrand::u128(..).to_be_bytes();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// The status and body the client gets when proxying fails: 503 when no backend could be
+/// reached, 504 when the upstream was too slow, 502 when it broke the exchange, never a 500 for
+/// an upstream's failure.
+fn failure_response(e: &Error, cluster: &str) -> (u16, String) {
+    use ErrorType::*;
+    let code = match e.etype() {
+        HTTPStatus(code) => {
+            let message = e
+                .context
+                .as_ref()
+                .map_or_else(|| format!("error for cluster {cluster}"), |c| c.as_str().to_owned());
+            return (*code, format!("{message}\n"));
+        }
+        ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | SocketError | BindError
+        | TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError
+        | ConnectProxyFailure => 503,
+        ReadTimedout | WriteTimedout if e.esource() == &ErrorSource::Upstream => 504,
+        ReadTimedout => 408,
+        _ => match e.esource() {
+            ErrorSource::Upstream => 502,
+            ErrorSource::Downstream => match e.etype() {
+                // The client is gone: nobody to answer.
+                ReadError | WriteError | ConnectionClosed => 0,
+                _ => 400,
+            },
+            ErrorSource::Internal | ErrorSource::Unset => 500,
+        },
+    };
+    let body = match code {
+        503 => format!("upstream connect error for cluster {cluster}: {}", e.etype().as_str()),
+        504 => format!("upstream timeout for cluster {cluster}"),
+        502 => format!("bad gateway: upstream of cluster {cluster} failed: {}", e.etype().as_str()),
+        408 => "request timeout".to_owned(),
+        400 => "bad request".to_owned(),
+        _ => "internal error".to_owned(),
+    };
+    (code, format!("{body}\n"))
+}
+
+/// Sends a short plain-text answer of the gateway's own.
+async fn respond(session: &mut Session, status: u16, body: &str, request_id: &str) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(4))?;
+    resp.insert_header("content-type", "text/plain; charset=utf-8")?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    if !request_id.is_empty() {
+        resp.insert_header("x-request-id", request_id)?;
+    }
+    session.write_response_header(Box::new(resp), false).await?;
+    session
+        .write_response_body(Some(Bytes::copy_from_slice(body.as_bytes())), true)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_uuid_v4() {
+        let id = new_request_id();
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
+        assert_ne!(id, new_request_id());
+    }
+
+    #[test]
+    fn failures_map_to_gateway_statuses() {
+        let connect = Error::new(ErrorType::ConnectRefused);
+        assert_eq!(failure_response(&connect, "s1").0, 503);
+        let timeout = Error::new_up(ErrorType::ReadTimedout);
+        let (code, body) = failure_response(&timeout, "s1");
+        assert_eq!((code, body.as_str()), (504, "upstream timeout for cluster s1\n"));
+        let reset = Error::new_up(ErrorType::ConnectionClosed);
+        assert_eq!(failure_response(&reset, "s1").0, 502);
+        let gone = Error::new_down(ErrorType::ConnectionClosed);
+        assert_eq!(failure_response(&gone, "s1").0, 0);
+        let own = Error::explain(ErrorType::HTTPStatus(503), "no healthy upstream for cluster s1");
+        assert_eq!(
+            failure_response(&own, "s1"),
+            (503, "no healthy upstream for cluster s1\n".to_owned())
+        );
+    }
+}
