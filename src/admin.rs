@@ -37,7 +37,10 @@ fn text(status: StatusCode, body: impl Into<String>) -> Reply {
 /// Answers one admin request.
 pub fn handle(state: &GatewayState, method: &str, path: &str) -> Reply {
     if method != "GET" && method != "HEAD" {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "admin endpoints are read-only: use GET\n");
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "admin endpoints are read-only: use GET\n",
+        );
     }
     match path {
         "/ready" => ready(state),
@@ -60,7 +63,10 @@ fn ready(state: &GatewayState) -> Reply {
     } else {
         text(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("waiting for the first discovery of: {}\n", pending.join(", ")),
+            format!(
+                "waiting for the first discovery of: {}\n",
+                pending.join(", ")
+            ),
         )
     }
 }
@@ -81,12 +87,13 @@ fn clusters(state: &GatewayState) -> Reply {
 fn metrics(state: &GatewayState) -> Reply {
     let mut out = String::new();
     let snapshots: Vec<_> = state.clusters.iter().map(|c| c.snapshot()).collect();
-    let mut family = |name: &str, kind: &str, help: &str, rows: &mut dyn Iterator<Item = (String, f64)>| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, value) in rows {
-            let _ = writeln!(out, "{name}{{{labels}}} {value}");
-        }
-    };
+    let mut family =
+        |name: &str, kind: &str, help: &str, rows: &mut dyn Iterator<Item = (String, f64)>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in rows {
+                let _ = writeln!(out, "{name}{{{labels}}} {value}");
+            }
+        };
     family(
         "headway_cluster_backends",
         "gauge",
@@ -107,15 +114,23 @@ fn metrics(state: &GatewayState) -> Reply {
         "headway_dns_refreshes_total",
         "counter",
         "DNS refreshes by result: answer, empty (NXDOMAIN or no records) or error.",
-        &mut snapshots.iter().filter_map(|c| c.dns.as_ref().map(|d| (c, d))).flat_map(|(c, d)| {
-            [
-                ("answer", d.refreshes_answer),
-                ("empty", d.refreshes_empty),
-                ("error", d.refreshes_error),
-            ]
-            .into_iter()
-            .map(move |(result, n)| (format!("cluster=\"{}\",result=\"{result}\"", c.name), n as f64))
-        }),
+        &mut snapshots
+            .iter()
+            .filter_map(|c| c.dns.as_ref().map(|d| (c, d)))
+            .flat_map(|(c, d)| {
+                [
+                    ("answer", d.refreshes_answer),
+                    ("empty", d.refreshes_empty),
+                    ("error", d.refreshes_error),
+                ]
+                .into_iter()
+                .map(move |(result, n)| {
+                    (
+                        format!("cluster=\"{}\",result=\"{result}\"", c.name),
+                        n as f64,
+                    )
+                })
+            }),
     );
     family(
         "headway_backend_requests_total",

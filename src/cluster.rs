@@ -5,10 +5,12 @@
 //! pingora's background loop, whose fixed period cannot follow TTLs or back off on DNS errors,
 //! and which probes only after discovery in the same sequential loop.
 
-use crate::config::{duration, Address, ClusterConfig, HealthCheckConfig, HealthCheckKind, LbPolicy};
+use crate::config::{
+    duration, Address, ClusterConfig, HealthCheckConfig, HealthCheckKind, LbPolicy,
+};
 use crate::discovery::{DnsDiscovery, DnsSnapshot};
-use crate::{lock, unix_seconds};
 use crate::health::RecordedHealthCheck;
+use crate::{lock, unix_seconds};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use hickory_resolver::TokioResolver;
@@ -162,8 +164,16 @@ impl Balancer {
         }
     }
 
-    fn select_with(&self, max_iterations: usize, accept: impl Fn(&Backend, bool) -> bool) -> Option<Backend> {
-        fn pick<S>(lb: &LoadBalancer<S>, n: usize, accept: impl Fn(&Backend, bool) -> bool) -> Option<Backend>
+    fn select_with(
+        &self,
+        max_iterations: usize,
+        accept: impl Fn(&Backend, bool) -> bool,
+    ) -> Option<Backend> {
+        fn pick<S>(
+            lb: &LoadBalancer<S>,
+            n: usize,
+            accept: impl Fn(&Backend, bool) -> bool,
+        ) -> Option<Backend>
         where
             S: BackendSelection + 'static,
             S::Iter: BackendIter,
@@ -214,8 +224,15 @@ impl Cluster {
                 (Static::new(BTreeSet::from([backend])), None)
             }
             Address::Name(name) => {
-                let resolver = resolver.ok_or_else(|| format!("cluster {}: no resolver", config.name))?;
-                let dns = Arc::new(DnsDiscovery::new(&config.name, name, config.port, config.dns, resolver));
+                let resolver =
+                    resolver.ok_or_else(|| format!("cluster {}: no resolver", config.name))?;
+                let dns = Arc::new(DnsDiscovery::new(
+                    &config.name,
+                    name,
+                    config.port,
+                    config.dns,
+                    resolver,
+                ));
                 (Box::new(SharedDns(dns.clone())), Some(dns))
             }
         };
@@ -256,8 +273,7 @@ impl Cluster {
     pub fn select(&self, exclude: &[SocketAddr]) -> Option<SocketAddr> {
         let accept = |b: &Backend, healthy: bool| {
             healthy
-                && b
-                    .addr
+                && b.addr
                     .as_inet()
                     .is_some_and(|a| !exclude.contains(a) && self.table.admitted(a))
         };
@@ -294,7 +310,11 @@ impl Cluster {
 
     /// Runs discovery and probes until `shutdown` flips. Calls `on_ready` once the first round is
     /// done, whatever its outcome, so a DNS outage at start-up does not keep the gateway closed.
-    pub async fn run(&self, mut shutdown: tokio::sync::watch::Receiver<bool>, on_ready: impl FnOnce()) {
+    pub async fn run(
+        &self,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        on_ready: impl FnOnce(),
+    ) {
         self.refresh().await;
         if self.config.health_check.is_some() {
             self.probe().await;

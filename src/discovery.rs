@@ -335,7 +335,10 @@ impl ServiceDiscovery for DnsDiscovery {
                 );
                 Error::e_explain(
                     ErrorType::Custom("DnsError"),
-                    format!("resolving {} for cluster {}: {message}", self.name, self.cluster),
+                    format!(
+                        "resolving {} for cluster {}: {message}",
+                        self.name, self.cluster
+                    ),
                 )
             }
         }

@@ -73,7 +73,11 @@ struct ClusterSupervisor {
 
 #[async_trait]
 impl BackgroundService for ClusterSupervisor {
-    async fn start_with_ready_notifier(&self, shutdown: ShutdownWatch, ready: ServiceReadyNotifier) {
+    async fn start_with_ready_notifier(
+        &self,
+        shutdown: ShutdownWatch,
+        ready: ServiceReadyNotifier,
+    ) {
         let waiting = AtomicUsize::new(self.state.clusters.len());
         let ready = Mutex::new(Some(ready));
         let signal_ready = || {

@@ -95,10 +95,9 @@ impl HealthCheck for RecordedHealthCheck {
             ),
         };
         if let Some(addr) = target.addr.as_inet() {
-            let first_pass = self.table.record_probe(
-                *addr,
-                result.as_ref().err().map(|e| e.to_string()),
-            );
+            let first_pass = self
+                .table
+                .record_probe(*addr, result.as_ref().err().map(|e| e.to_string()));
             if first_pass {
                 info!(
                     "health cluster={} backend={addr} first check passed: in rotation",

@@ -9,7 +9,9 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut opt = Opt::parse_args();
     let Some(path) = opt.conf.clone() else {
-        eprintln!("headway: no conf file: run `headway -c conf/headway.yaml` (add -t to only check it)");
+        eprintln!(
+            "headway: no conf file: run `headway -c conf/headway.yaml` (add -t to only check it)"
+        );
         return ExitCode::from(2);
     };
     let config = match Config::load(Path::new(&path)) {

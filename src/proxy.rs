@@ -7,8 +7,8 @@ use bytes::Bytes;
 use log::{info, warn};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
-use pingora::upstreams::peer::Peer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::Peer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -90,7 +90,11 @@ impl ProxyHttp for Gateway {
         Ok(false)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
         let cluster = ctx
             .route
             .and_then(|m| self.state.clusters.get(m.cluster))
@@ -179,7 +183,11 @@ impl ProxyHttp for Gateway {
             peer.address(),
             ctx.tried.len(),
             e.etype().as_str(),
-            if retry { " retrying on another backend" } else { "" }
+            if retry {
+                " retrying on another backend"
+            } else {
+                ""
+            }
         );
         ctx.last_failure = Some(format!("{} to {}", e.etype().as_str(), peer.address()));
         e.set_retry(retry);
@@ -197,7 +205,8 @@ impl ProxyHttp for Gateway {
         // pingora's policy: retry only idempotent requests whose body is still buffered, and a
         // "reused only" error only when the connection came from the pool.
         let mut e = e.more_context(format!("peer: {peer}"));
-        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
             e.set_retry(false);
         } else {
             e.retry.decide_reuse(client_reused);
@@ -207,7 +216,12 @@ impl ProxyHttp for Gateway {
         e
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
         let (code, body) = failure_response(e, self.cluster_name(ctx));
         if code > 0 && session.response_written().is_none() {
             if let Err(write_error) = respond(session, code, &body, &ctx.request_id).await {
@@ -295,14 +309,14 @@ fn failure_response(e: &Error, cluster: &str) -> (u16, String) {
     use ErrorType::*;
     let code = match e.etype() {
         HTTPStatus(code) => {
-            let message = e
-                .context
-                .as_ref()
-                .map_or_else(|| format!("error for cluster {cluster}"), |c| c.as_str().to_owned());
+            let message = e.context.as_ref().map_or_else(
+                || format!("error for cluster {cluster}"),
+                |c| c.as_str().to_owned(),
+            );
             return (*code, format!("{message}\n"));
         }
-        ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | SocketError | BindError
-        | TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError
+        ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | SocketError
+        | BindError | TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError
         | ConnectProxyFailure => 503,
         ReadTimedout | WriteTimedout if e.esource() == &ErrorSource::Upstream => 504,
         ReadTimedout => 408,
@@ -317,9 +331,15 @@ fn failure_response(e: &Error, cluster: &str) -> (u16, String) {
         },
     };
     let body = match code {
-        503 => format!("upstream connect error for cluster {cluster}: {}", e.etype().as_str()),
+        503 => format!(
+            "upstream connect error for cluster {cluster}: {}",
+            e.etype().as_str()
+        ),
         504 => format!("upstream timeout for cluster {cluster}"),
-        502 => format!("bad gateway: upstream of cluster {cluster} failed: {}", e.etype().as_str()),
+        502 => format!(
+            "bad gateway: upstream of cluster {cluster} failed: {}",
+            e.etype().as_str()
+        ),
         408 => "request timeout".to_owned(),
         400 => "bad request".to_owned(),
         _ => "internal error".to_owned(),
@@ -360,12 +380,18 @@ mod tests {
         assert_eq!(failure_response(&connect, "s1").0, 503);
         let timeout = Error::new_up(ErrorType::ReadTimedout);
         let (code, body) = failure_response(&timeout, "s1");
-        assert_eq!((code, body.as_str()), (504, "upstream timeout for cluster s1\n"));
+        assert_eq!(
+            (code, body.as_str()),
+            (504, "upstream timeout for cluster s1\n")
+        );
         let reset = Error::new_up(ErrorType::ConnectionClosed);
         assert_eq!(failure_response(&reset, "s1").0, 502);
         let gone = Error::new_down(ErrorType::ConnectionClosed);
         assert_eq!(failure_response(&gone, "s1").0, 0);
-        let own = Error::explain(ErrorType::HTTPStatus(503), "no healthy upstream for cluster s1");
+        let own = Error::explain(
+            ErrorType::HTTPStatus(503),
+            "no healthy upstream for cluster s1",
+        );
         assert_eq!(
             failure_response(&own, "s1"),
             (503, "no healthy upstream for cluster s1\n".to_owned())

@@ -74,7 +74,13 @@ mod tests {
         assert_eq!(r.route(b"/service/1/deep/path").map(|m| m.cluster), Some(0));
         assert_eq!(r.route(b"/service/2").map(|m| m.cluster), Some(1));
         assert_eq!(r.route(b"/service/3").map(|m| m.cluster), Some(2));
-        assert_eq!(r.route(b"/service/3"), Some(RouteMatch { route: 2, cluster: 2 }));
+        assert_eq!(
+            r.route(b"/service/3"),
+            Some(RouteMatch {
+                route: 2,
+                cluster: 2
+            })
+        );
         assert_eq!(r.prefix(1), "/service/2");
     }
 
@@ -100,6 +106,12 @@ mod tests {
     #[test]
     fn routes_to_unknown_clusters_are_dropped() {
         let r = router(&[("/a", "nope"), ("/a", "service2")]);
-        assert_eq!(r.route(b"/a"), Some(RouteMatch { route: 0, cluster: 1 }));
+        assert_eq!(
+            r.route(b"/a"),
+            Some(RouteMatch {
+                route: 0,
+                cluster: 1
+            })
+        );
     }
 }

@@ -249,7 +249,10 @@ fn parse(text: &str, errors: &mut Errors) -> Option<Config> {
         }
     };
     let Value::Mapping(mut top) = document else {
-        errors.push("conf", "expected a mapping of keys (version, threads, gateway, …)");
+        errors.push(
+            "conf",
+            "expected a mapping of keys (version, threads, gateway, …)",
+        );
         return None;
     };
     let gateway = top.remove("gateway");
@@ -590,13 +593,15 @@ fn cluster(raw: raw::Cluster, path: &str, errors: &mut Errors) -> Option<Cluster
     if retries > defaults::MAX_RETRIES {
         errors.push(
             format!("{path}.retries"),
-            format!("{retries} is more than the maximum of {}", defaults::MAX_RETRIES),
+            format!(
+                "{retries} is more than the maximum of {}",
+                defaults::MAX_RETRIES
+            ),
         );
     }
-    let health_check = match raw.health_check {
-        None => None,
-        Some(hc) => Some(health_check(hc, &format!("{path}.health_check"), errors)),
-    };
+    let health_check = raw
+        .health_check
+        .map(|hc| health_check(hc, &format!("{path}.health_check"), errors));
 
     if errors.0.len() > before {
         return None;
@@ -628,9 +633,7 @@ fn health_check(
     let before = errors.0.len();
     let kind = match raw.kind.as_str() {
         "http" => {
-            let check_path = raw
-                .path
-                .unwrap_or_else(|| defaults::HEALTH_PATH.to_owned());
+            let check_path = raw.path.unwrap_or_else(|| defaults::HEALTH_PATH.to_owned());
             if !check_path.starts_with('/') {
                 errors.push(
                     format!("{path}.path"),
@@ -644,10 +647,16 @@ fn health_check(
         }
         "tcp" => {
             if raw.path.is_some() {
-                errors.push(format!("{path}.path"), "only http health checks have a path");
+                errors.push(
+                    format!("{path}.path"),
+                    "only http health checks have a path",
+                );
             }
             if raw.host.is_some() {
-                errors.push(format!("{path}.host"), "only http health checks have a host");
+                errors.push(
+                    format!("{path}.host"),
+                    "only http health checks have a host",
+                );
             }
             Some(HealthCheckKind::Tcp)
         }

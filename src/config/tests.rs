@@ -87,7 +87,10 @@ fn the_architecture_example_loads_with_every_value() {
         }
     );
     assert_eq!(hc.timeout, Duration::from_millis(500));
-    assert_eq!(g.clusters[1].address, Address::Ip("10.0.0.7".parse().unwrap()));
+    assert_eq!(
+        g.clusters[1].address,
+        Address::Ip("10.0.0.7".parse().unwrap())
+    );
 }
 
 #[test]
@@ -319,5 +322,9 @@ fn the_message_lists_every_error_line() {
     );
     // A bad pingora key does not hide the gateway's own errors.
     let e = Config::from_yaml("bogus: 1\ngateway:\n  listen: []\n").unwrap_err();
-    assert!(e.to_string().starts_with("2 errors in conf:\n  bogus: unknown key"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("2 errors in conf:\n  bogus: unknown key"),
+        "{e}"
+    );
 }

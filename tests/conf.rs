@@ -1,0 +1,88 @@
+//! The conf contract through the real binary: `-t` accepts every conf we ship and refuses bad
+//! ones, naming each bad key; the daemon itself refuses them before binding anything.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic: that is how they fail
+
+mod support;
+
+use std::path::Path;
+use support::gateway::Gateway;
+use support::run_headway;
+
+#[test]
+fn every_shipped_conf_passes_dash_t() {
+    let mut checked = 0;
+    for dir in ["conf", "conf/compose", "conf/k8s"] {
+        let Ok(entries) = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                let p = path.to_string_lossy().into_owned();
+                let (code, stdout, stderr) = run_headway(&["-t", "-c", &p]);
+                assert_eq!(code, 0, "{p}: {stdout}{stderr}");
+                assert!(stdout.contains("configuration OK"), "{stdout}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 1, "no conf found in conf/");
+}
+
+fn check_bad(conf: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, conf).unwrap();
+    let (code, _stdout, stderr) = run_headway(&["-t", "-c", &path.to_string_lossy()]);
+    assert_ne!(code, 0, "a bad conf passed -t:\n{conf}");
+    stderr
+}
+
+#[test]
+fn bad_confs_exit_non_zero_naming_every_bad_key() {
+    let stderr = check_bad(
+        "version: 1\ngrace_period_second: 5\ngateway:\n  listen: []\n  routes:\n    - { prefix: /a, cluster: nope }\n  clusters:\n    - { name: a, address: a.test, port: 0, dns_refresh_rate: fast }\n",
+    );
+    for needle in [
+        "grace_period_second: unknown key (did you mean `grace_period_seconds`?)",
+        "gateway.listen: empty",
+        "gateway.routes[0].cluster: unknown cluster `nope`",
+        "gateway.clusters[0].port: 0 is not a port",
+        "gateway.clusters[0].dns_refresh_rate: `fast`",
+    ] {
+        assert!(stderr.contains(needle), "missing `{needle}` in:\n{stderr}");
+    }
+    assert!(check_bad("gateway:\n  routes: [ { prefix: /a, cluster: a, weight: 2 } ]\n  clusters: [ { name: a, address: a.test, port: 80 } ]\n")
+        .contains("gateway.routes[0].weight: unknown field `weight`"));
+    assert!(check_bad("gateway: {").contains("not valid YAML"));
+    let (code, _, stderr) = run_headway(&["-t", "-c", "/nonexistent/headway.yaml"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("cannot read conf file"), "{stderr}");
+}
+
+#[test]
+fn the_daemon_refuses_a_bad_conf_before_binding() {
+    let (code, stderr) = Gateway::builder()
+        .clusters_yaml("- { name: a, address: a.test, port: 80, retries: 99 }")
+        .start_expect_exit();
+    assert_ne!(code, 0);
+    assert!(stderr.contains("gateway.clusters[0].retries"), "{stderr}");
+    assert!(
+        !stderr.contains("Server starting"),
+        "it started serving: {stderr}"
+    );
+}
+
+#[test]
+fn a_missing_resolv_conf_without_nameservers_is_a_clear_start_error() {
+    let (code, stderr) = Gateway::builder()
+        .resolver_yaml("resolv_conf: /nonexistent/resolv.conf")
+        .routes_yaml("- { prefix: /, cluster: a }")
+        .clusters_yaml("- { name: a, address: a.test, port: 80 }")
+        .start_expect_exit();
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("gateway.resolver: cannot use /nonexistent/resolv.conf"),
+        "{stderr}"
+    );
+}

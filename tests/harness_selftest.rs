@@ -1,0 +1,351 @@
+//! Proves the test harness itself (DNS server, backends, HTTP client), without the headway binary.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+// The harness must stay clean for test binaries that do not allow these.
+#[deny(clippy::unwrap_used, clippy::expect_used)]
+mod support;
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{Name, RecordType};
+use support::backend::Backend;
+use support::dns::{resolve, resolve_with_timeout, DnsMode, DnsServer};
+use support::gateway::Gateway;
+use support::http;
+
+/// Resolver timeout for queries that are expected to get no answer.
+const SHORT: Duration = Duration::from_millis(300);
+
+fn ips(list: &[&str]) -> BTreeSet<IpAddr> {
+    list.iter().map(|ip| ip.parse().unwrap()).collect()
+}
+
+fn resolved(server: &DnsServer, name: &str) -> BTreeSet<IpAddr> {
+    resolve(server.addr(), name)
+        .unwrap_or_else(|e| panic!("resolving {name}: {e}"))
+        .into_iter()
+        .collect()
+}
+
+/// Sends one query over UDP and returns the raw response bytes and the decoded message.
+fn udp_query(server: SocketAddr, name: &str, edns_payload: Option<u16>) -> (usize, Message) {
+    let mut query = Message::new();
+    query
+        .set_id(0x4242)
+        .set_message_type(MessageType::Query)
+        .set_op_code(OpCode::Query)
+        .set_recursion_desired(true)
+        .add_query(Query::query(Name::from_str(name).unwrap(), RecordType::A));
+    if let Some(payload) = edns_payload {
+        let mut edns = Edns::new();
+        edns.set_max_payload(payload);
+        query.set_edns(edns);
+    }
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    socket.send_to(&query.to_vec().unwrap(), server).unwrap();
+    let mut buffer = [0u8; 65535];
+    let (len, _) = socket.recv_from(&mut buffer).unwrap();
+    (len, Message::from_vec(&buffer[..len]).unwrap())
+}
+
+fn many_ips(count: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| format!("10.1.{}.{}", i / 250, i % 250 + 1))
+        .collect()
+}
+
+#[test]
+fn dns_answers_a_and_aaaa_records_case_insensitively() {
+    let dns = DnsServer::start();
+    dns.set_a(
+        "Service1.Default.svc.cluster.local.",
+        &["10.0.0.1", "10.0.0.2"],
+    );
+    assert_eq!(
+        resolved(&dns, "service1.default.svc.cluster.local."),
+        ips(&["10.0.0.1", "10.0.0.2"])
+    );
+    dns.set_a("service1.default.svc.cluster.local", &["10.0.0.3"]);
+    assert_eq!(
+        resolved(&dns, "SERVICE1.default.svc.cluster.local."),
+        ips(&["10.0.0.3"])
+    );
+    // No A records: lookup_ip goes on to AAAA.
+    dns.set_a("v6.test", &[]);
+    dns.set_aaaa("v6.test", &["fd00::1"]);
+    assert_eq!(resolved(&dns, "v6.test."), ips(&["fd00::1"]));
+    assert!(dns.queries() >= 4, "queries counted: {}", dns.queries());
+}
+
+#[test]
+fn dns_answer_header_echoes_query_and_is_authoritative() {
+    let dns = DnsServer::start();
+    dns.set_a("svc.test", &["10.0.0.1"]);
+    dns.set_ttl(7);
+    let (_, response) = udp_query(dns.addr(), "svc.test.", None);
+    assert_eq!(response.id(), 0x4242);
+    assert_eq!(response.message_type(), MessageType::Response);
+    assert!(response.authoritative());
+    assert!(response.recursion_available());
+    assert!(!response.truncated());
+    assert_eq!(response.response_code(), ResponseCode::NoError);
+    assert_eq!(response.queries().len(), 1);
+    assert_eq!(response.queries()[0].name().to_string(), "svc.test.");
+    assert_eq!(response.answers().len(), 1);
+    assert_eq!(response.answers()[0].ttl(), 7);
+    assert!(response.extensions().is_none(), "no OPT without EDNS query");
+
+    let (_, response) = udp_query(dns.addr(), "svc.test.", Some(1232));
+    let edns = response
+        .extensions()
+        .as_ref()
+        .expect("OPT echoed to EDNS query");
+    assert_eq!(edns.max_payload(), 1232);
+}
+
+#[test]
+fn dns_large_answer_is_truncated_over_udp_and_complete_over_tcp() {
+    let dns = DnsServer::start();
+    let records = many_ips(300);
+    let refs: Vec<&str> = records.iter().map(String::as_str).collect();
+    dns.set_a("big.test", &refs);
+
+    let (len, response) = udp_query(dns.addr(), "big.test.", None);
+    assert!(response.truncated(), "TC must be set");
+    assert!(len <= 512, "classic UDP answer is {len} bytes");
+    assert!(response.answers().len() < 300);
+
+    let (len, response) = udp_query(dns.addr(), "big.test.", Some(1232));
+    assert!(response.truncated(), "TC must be set");
+    assert!(len <= 1232, "EDNS UDP answer is {len} bytes");
+
+    let tcp_before = dns.tcp_queries();
+    let expected: BTreeSet<IpAddr> = records.iter().map(|ip| ip.parse().unwrap()).collect();
+    assert_eq!(resolved(&dns, "big.test."), expected);
+    assert!(
+        dns.tcp_queries() > tcp_before,
+        "the resolver retried over TCP"
+    );
+}
+
+#[test]
+fn dns_nxdomain_and_empty_answers() {
+    let dns = DnsServer::start();
+    let never = resolve(dns.addr(), "never.test.").unwrap_err();
+    assert!(never.is_nx_domain(), "{never}");
+
+    dns.set_a("svc.test", &["10.0.0.1"]);
+    assert_eq!(resolved(&dns, "svc.test."), ips(&["10.0.0.1"]));
+    dns.remove("SVC.test.");
+    let removed = resolve(dns.addr(), "svc.test.").unwrap_err();
+    assert!(removed.is_nx_domain(), "{removed}");
+    let (_, response) = udp_query(dns.addr(), "svc.test.", None);
+    assert_eq!(response.response_code(), ResponseCode::NXDomain);
+    assert!(response.authoritative());
+    assert_eq!(response.name_servers()[0].record_type(), RecordType::SOA);
+
+    // Scaled to zero: the name exists, no records.
+    dns.set_a("svc.test", &[]);
+    let empty = resolve(dns.addr(), "svc.test.").unwrap_err();
+    assert!(
+        empty.is_no_records_found() && !empty.is_nx_domain(),
+        "{empty}"
+    );
+    let (_, response) = udp_query(dns.addr(), "svc.test.", None);
+    assert_eq!(response.response_code(), ResponseCode::NoError);
+    assert!(response.authoritative());
+    assert!(response.answers().is_empty());
+    assert_eq!(response.name_servers()[0].record_type(), RecordType::SOA);
+}
+
+#[test]
+fn dns_failure_modes() {
+    let dns = DnsServer::start();
+    dns.set_a("svc.test", &["10.0.0.1"]);
+
+    dns.set_mode(DnsMode::ServFail);
+    let error = resolve(dns.addr(), "svc.test.").unwrap_err();
+    assert!(!error.is_nx_domain(), "SERVFAIL is not NXDOMAIN: {error}");
+    let (_, response) = udp_query(dns.addr(), "svc.test.", None);
+    assert_eq!(response.response_code(), ResponseCode::ServFail);
+    assert_eq!(response.id(), 0x4242);
+
+    dns.set_mode(DnsMode::Refused);
+    let error = resolve(dns.addr(), "svc.test.").unwrap_err();
+    assert!(!error.is_nx_domain(), "REFUSED is not NXDOMAIN: {error}");
+
+    dns.set_mode(DnsMode::Drop);
+    let before = dns.queries();
+    let started = Instant::now();
+    let error = resolve_with_timeout(dns.addr(), "svc.test.", SHORT).unwrap_err();
+    assert!(
+        !error.is_no_records_found(),
+        "silence is a timeout: {error}"
+    );
+    assert!(started.elapsed() >= SHORT);
+    assert!(dns.queries() > before, "dropped queries are still counted");
+
+    dns.set_mode(DnsMode::Normal);
+    assert_eq!(resolved(&dns, "svc.test."), ips(&["10.0.0.1"]));
+}
+
+#[test]
+fn dns_stop_and_restart_on_the_same_port() {
+    let mut dns = DnsServer::start();
+    let addr = dns.addr();
+    dns.set_a("svc.test", &["10.0.0.1"]);
+    assert_eq!(resolved(&dns, "svc.test."), ips(&["10.0.0.1"]));
+
+    dns.stop();
+    assert!(std::net::TcpStream::connect(addr).is_err(), "TCP refused");
+    // A connected UDP socket sees the ICMP port unreachable as ECONNREFUSED.
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.connect(addr).unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    udp.send(b"\x12\x34 not even a query").unwrap();
+    let refused = udp.recv(&mut [0u8; 512]).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    let error = resolve_with_timeout(addr, "svc.test.", SHORT).unwrap_err();
+    assert!(!error.is_no_records_found(), "{error}");
+
+    dns.restart();
+    assert_eq!(dns.addr(), addr);
+    assert_eq!(resolved(&dns, "svc.test."), ips(&["10.0.0.1"]));
+}
+
+#[test]
+fn backend_serves_identity_and_echoes_headers() {
+    let backend = Backend::start("127.0.0.1", 0, "service1");
+    let response = http::get_with_headers(
+        backend.addr(),
+        "/service/1?x=y",
+        &[("X-Request-Id", "abc"), ("X-Forwarded-For", "10.9.9.9")],
+    )
+    .unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, "service1 127.0.0.1\n");
+    assert_eq!(response.body, backend.body());
+    assert_eq!(response.header("x-backend"), Some("service1"));
+    let served_by = backend.addr().to_string();
+    assert_eq!(response.header("X-Served-By"), Some(served_by.as_str()));
+    assert_eq!(response.header("x-echo-host"), Some(served_by.as_str()));
+    assert_eq!(response.header("x-echo-x-request-id"), Some("abc"));
+    assert_eq!(response.header("x-echo-x-forwarded-for"), Some("10.9.9.9"));
+    assert_eq!(response.header("x-request-target"), Some("/service/1?x=y"));
+    assert_eq!(backend.hits(), 1);
+
+    let posted = http::request(backend.addr(), "POST", "/p", &[], b"hello").unwrap();
+    assert_eq!(posted.header("x-request-body-bytes"), Some("5"));
+    assert_eq!(posted.header("x-request-method"), Some("POST"));
+
+    assert_eq!(http::get(backend.addr(), "/healthz").unwrap().body, "ok\n");
+    backend.set_healthy(false);
+    assert_eq!(http::get(backend.addr(), "/healthz").unwrap().status, 503);
+    assert_eq!(backend.health_hits(), 2);
+    assert_eq!(backend.hits(), 2);
+}
+
+#[test]
+fn backend_keep_alive_delay_kill_and_restart() {
+    let mut backend = Backend::start("127.0.0.1", 0, "pod");
+    let addr = backend.addr();
+
+    let mut client = http::Client::new(addr);
+    for _ in 0..3 {
+        assert_eq!(client.get("/").unwrap().status, 200);
+    }
+    assert_eq!(client.connects(), 1, "one kept-alive connection");
+    assert_eq!(backend.connections(), 1);
+
+    backend.set_delay(Duration::from_millis(300));
+    let started = Instant::now();
+    http::get(addr, "/slow").unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    backend.set_delay(Duration::ZERO);
+
+    backend.kill();
+    assert!(
+        http::get(addr, "/").is_err(),
+        "connect must fail once killed"
+    );
+    assert!(
+        client.get("/").is_err(),
+        "kept-alive connection is gone too"
+    );
+
+    backend.restart();
+    assert_eq!(backend.addr(), addr);
+    assert_eq!(http::get(addr, "/").unwrap().status, 200);
+    assert_eq!(client.get("/").unwrap().status, 200, "client reconnects");
+    assert_eq!(backend.hits(), 6, "counters survive a restart");
+}
+
+#[test]
+fn backend_kill_aborts_requests_in_flight() {
+    let mut backend = Backend::start("127.0.0.1", 0, "pod");
+    backend.set_delay(Duration::from_secs(30));
+    let addr = backend.addr();
+    let request = std::thread::spawn(move || http::get(addr, "/"));
+    assert!(support::wait_until(Duration::from_secs(5), || backend
+        .hits()
+        == 1));
+    let started = Instant::now();
+    backend.kill();
+    assert!(request.join().unwrap().is_err());
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn backends_share_one_port_on_different_loopback_ips() {
+    let port = support::free_port();
+    let a = Backend::start("127.0.0.11", port, "service1");
+    let b = Backend::start("127.0.0.12", port, "service1");
+    let from_a = http::get(a.addr(), "/").unwrap();
+    let from_b = http::get(b.addr(), "/").unwrap();
+    assert_eq!(from_a.body, "service1 127.0.0.11\n");
+    assert_eq!(from_b.body, "service1 127.0.0.12\n");
+    assert_eq!(
+        from_b.header("x-served-by"),
+        Some(format!("127.0.0.12:{port}").as_str())
+    );
+    assert_eq!((a.hits(), b.hits()), (1, 1));
+}
+
+#[test]
+fn http_client_reports_refused_connections_as_errors() {
+    let port = support::free_port();
+    assert!(http::get(("127.0.0.1", port), "/").is_err());
+}
+
+#[test]
+fn gateway_section_is_valid_yaml() {
+    let mut builder = Gateway::builder()
+        .listen("127.0.0.1:18000")
+        .admin("127.0.0.1:19901")
+        .nameserver("127.0.0.1:15353".parse().unwrap())
+        .routes_yaml("- { prefix: /service/1, cluster: service1 }")
+        .clusters_yaml(
+            "
+            - name: service1
+              address: service1.test
+              port: 8080
+            ",
+        );
+    let section = builder.gateway_section();
+    let value: serde_yaml::Value = serde_yaml::from_str(&section).unwrap();
+    assert_eq!(value["listen"][0].as_str(), Some("127.0.0.1:18000"));
+    assert_eq!(value["admin"]["listen"].as_str(), Some("127.0.0.1:19901"));
+    assert_eq!(
+        value["resolver"]["nameservers"][0].as_str(),
+        Some("127.0.0.1:15353")
+    );
+    assert_eq!(value["routes"][0]["cluster"].as_str(), Some("service1"));
+    assert_eq!(value["clusters"][0]["port"].as_u64(), Some(8080));
+}

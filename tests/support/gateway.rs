@@ -1,0 +1,490 @@
+//! Runs the real `headway` binary on a generated conf file in a temp dir, waits for its admin
+//! `/ready`, and kills it on drop (printing its stderr if the test is failing).
+
+use std::fmt::Display;
+use std::fs::File;
+use std::io::Read;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use super::{free_port, http, indent_yaml, wait_until};
+
+/// Path of the binary under test (built by cargo for integration tests of this package).
+pub const HEADWAY_BIN: &str = env!("CARGO_BIN_EXE_headway");
+/// How long `start()` waits for `GET /ready` to answer 200.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long `start_expect_exit()` and `run_headway()` wait for the process to exit.
+pub const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Runs `headway <args>` to completion (e.g. `-t -c conf`), returning (exit code, stdout,
+/// stderr). The exit code of a process killed by a signal is 128 + the signal number.
+/// Panics if it has not exited within 20 s.
+pub fn run_headway(args: &[&str]) -> (i32, String, String) {
+    let mut child = Command::new(HEADWAY_BIN)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot spawn {HEADWAY_BIN}: {e}"));
+    // Drain both pipes on threads so a chatty child cannot block on a full pipe.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let status = wait_exit(&mut child, EXIT_TIMEOUT);
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        let stderr = stderr.join().unwrap_or_default();
+        panic!("headway {args:?} did not exit within {EXIT_TIMEOUT:?}; stderr:\n{stderr}");
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    (exit_code(status), stdout, stderr)
+}
+
+/// Builds a conf file around the caller's routes and clusters.
+///
+/// Generated file (pingora keys fixed for fast tests; `<tmp>` is the gateway's temp dir):
+/// ```yaml
+/// version: 1
+/// threads: 2
+/// pid_file: <tmp>/headway.pid
+/// upgrade_sock: <tmp>/upgrade.sock
+/// grace_period_seconds: 0
+/// graceful_shutdown_timeout_seconds: 1
+/// gateway:
+///   listen: ["127.0.0.1:<free port>"]        # .listen(..), repeatable
+///   admin: { listen: "127.0.0.1:<free port>" } # .admin(..)
+///   resolver: { nameservers: ["127.0.0.1:PORT"] } # .nameserver(..) or .resolver_yaml(..); else absent
+///   routes:                                   # .routes_yaml(..); else absent
+///     ...
+///   clusters:                                 # .clusters_yaml(..); else absent
+///     ...
+///   ...                                       # .gateway_yaml(..): any other keys, raw
+/// ```
+/// Fragments are written flush-left (or indented any way: their common indentation is
+/// stripped) and re-indented to fit, e.g. `.routes_yaml("- { prefix: /a, cluster: a }")`.
+#[derive(Default)]
+pub struct GatewayBuilder {
+    listen: Vec<String>,
+    admin: Option<String>,
+    resolver: Option<String>,
+    routes: Option<String>,
+    clusters: Option<String>,
+    extra: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl GatewayBuilder {
+    /// Adds a public listener (the first one is what `url()` uses). Default: one on
+    /// 127.0.0.1 with a free port.
+    pub fn listen(mut self, addr: impl Display) -> Self {
+        self.listen.push(addr.to_string());
+        self
+    }
+
+    /// The admin listener. Default: 127.0.0.1 with a free port.
+    pub fn admin(mut self, addr: impl Display) -> Self {
+        self.admin = Some(addr.to_string());
+        self
+    }
+
+    /// `resolver: { nameservers: ["<addr>"] }`.
+    pub fn nameserver(mut self, addr: SocketAddr) -> Self {
+        self.resolver = Some(format!("nameservers: [{}]", quote(&addr.to_string())));
+        self
+    }
+
+    /// The body of the `resolver:` mapping, raw (e.g. `"nameservers: [..]\ntimeout: 1s"`).
+    pub fn resolver_yaml(mut self, yaml: &str) -> Self {
+        self.resolver = Some(yaml.to_string());
+        self
+    }
+
+    /// The items of the `routes:` list, raw (e.g. `"- { prefix: /a, cluster: a }"`).
+    pub fn routes_yaml(mut self, yaml: &str) -> Self {
+        self.routes = Some(yaml.to_string());
+        self
+    }
+
+    /// The items of the `clusters:` list, raw (e.g. `"- name: a\n  address: a.test\n  port: 80"`).
+    pub fn clusters_yaml(mut self, yaml: &str) -> Self {
+        self.clusters = Some(yaml.to_string());
+        self
+    }
+
+    /// More keys under `gateway:`, raw (appended last).
+    pub fn gateway_yaml(mut self, yaml: &str) -> Self {
+        self.extra.push(yaml.to_string());
+        self
+    }
+
+    /// An environment variable for the process (`RUST_LOG=info` unless set here).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// The `gateway:` section this builder produces (not indented), defaults filled in.
+    pub fn gateway_section(&mut self) -> String {
+        if self.listen.is_empty() {
+            self.listen.push(format!("127.0.0.1:{}", free_port()));
+        }
+        let admin = self
+            .admin
+            .get_or_insert_with(|| format!("127.0.0.1:{}", free_port()));
+        let listen: Vec<String> = self.listen.iter().map(|addr| quote(addr)).collect();
+        let mut section = format!(
+            "listen: [{}]\nadmin: {{ listen: {} }}\n",
+            listen.join(", "),
+            quote(admin)
+        );
+        let mut block = |key: &str, body: &Option<String>| {
+            if let Some(body) = body {
+                section.push_str(&format!("{key}:\n{}", indent_yaml(body, 2)));
+            }
+        };
+        block("resolver", &self.resolver);
+        block("routes", &self.routes);
+        block("clusters", &self.clusters);
+        for extra in &self.extra {
+            section.push_str(&indent_yaml(extra, 0));
+        }
+        section
+    }
+
+    /// Starts headway and waits for `GET /ready` to answer 200 (see [`Gateway::start`]).
+    pub fn start(mut self) -> Gateway {
+        let section = self.gateway_section();
+        Gateway::start_with_env(&section, &self.env)
+    }
+
+    /// For confs that must be rejected: runs headway on it and waits for it to exit.
+    /// Returns (exit code, stderr). Panics if it is still running after 20 s.
+    pub fn start_expect_exit(mut self) -> (i32, String) {
+        let section = self.gateway_section();
+        let mut gateway = Gateway::spawn(&section, &self.env);
+        let Some(status) = gateway.wait_exit(EXIT_TIMEOUT) else {
+            panic!(
+                "headway was expected to exit but still runs after {EXIT_TIMEOUT:?}; conf:\n{}\nstderr:\n{}",
+                gateway.conf(),
+                gateway.stderr_log()
+            );
+        };
+        (status, gateway.stderr_log())
+    }
+}
+
+/// A running `headway -c <conf>` process. Dropping it kills it (SIGKILL) and reaps it; if the
+/// test is panicking, its conf and stderr are printed first.
+pub struct Gateway {
+    child: Child,
+    exit: Option<ExitStatus>,
+    dir: TempDir,
+    conf_path: PathBuf,
+    listen: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl Gateway {
+    pub fn builder() -> GatewayBuilder {
+        GatewayBuilder::default()
+    }
+
+    /// Starts headway with `gateway_section` (flush-left YAML that must contain `listen: [..]`
+    /// and `admin: { listen: .. }`) under `gateway:`, then polls `GET http://<admin>/ready` until
+    /// it answers 200. Panics, with headway's stderr, if that takes more than 20 s or headway exits.
+    pub fn start(gateway_section: &str) -> Gateway {
+        Gateway::start_with_env(gateway_section, &[])
+    }
+
+    fn start_with_env(gateway_section: &str, env: &[(String, String)]) -> Gateway {
+        let mut gateway = Gateway::spawn(gateway_section, env);
+        gateway.wait_ready(READY_TIMEOUT);
+        gateway
+    }
+
+    /// Writes the conf and spawns headway, without waiting for anything.
+    fn spawn(gateway_section: &str, env: &[(String, String)]) -> Gateway {
+        let (listen, admin) = listen_and_admin(gateway_section);
+        let dir = tempfile::Builder::new()
+            .prefix("headway-test-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"));
+        let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+        let conf = format!(
+            "version: 1\nthreads: 2\npid_file: {}\nupgrade_sock: {}\ngrace_period_seconds: 0\n\
+             graceful_shutdown_timeout_seconds: 1\ngateway:\n{}",
+            quote(&path("headway.pid")),
+            quote(&path("upgrade.sock")),
+            indent_yaml(gateway_section, 2),
+        );
+        let conf_path = dir.path().join("headway.yaml");
+        std::fs::write(&conf_path, &conf)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", conf_path.display()));
+        let log = |name: &str| {
+            let path = dir.path().join(name);
+            File::create(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()))
+        };
+        let mut command = Command::new(HEADWAY_BIN);
+        command
+            .arg("-c")
+            .arg(&conf_path)
+            .current_dir(dir.path())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log("stdout.log"))
+            .stderr(log("stderr.log"));
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {HEADWAY_BIN}: {e}"));
+        Gateway {
+            child,
+            exit: None,
+            dir,
+            conf_path,
+            listen,
+            admin,
+        }
+    }
+
+    /// Polls `GET /ready` on the admin listener until 200. Panics (with stderr) on timeout or if
+    /// the process exits.
+    pub fn wait_ready(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut last;
+        loop {
+            if let Some(code) = self.exit_code() {
+                panic!(
+                    "headway exited with code {code} before being ready; conf:\n{}\nstderr:\n{}",
+                    self.conf(),
+                    self.stderr_log()
+                );
+            }
+            match http::get(self.admin, "/ready") {
+                Ok(response) if response.status == 200 => return,
+                Ok(response) => {
+                    last = format!("status {} body {:?}", response.status, response.body)
+                }
+                Err(e) => last = e.to_string(),
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "headway not ready after {timeout:?} (last /ready: {last}); conf:\n{}\nstderr:\n{}",
+                    self.conf(),
+                    self.stderr_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// `http://<listen>/<path>` (path should start with `/`).
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.listen)
+    }
+
+    /// `http://<admin>/<path>`.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    /// The first public listener (0.0.0.0 / :: mapped to loopback, so it can be connected to).
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// The admin listener (0.0.0.0 / :: mapped to loopback).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+    }
+
+    pub fn conf_path(&self) -> &Path {
+        &self.conf_path
+    }
+
+    /// The conf file's text.
+    pub fn conf(&self) -> String {
+        std::fs::read_to_string(&self.conf_path).unwrap_or_default()
+    }
+
+    /// The temp dir holding the conf, logs, pid file and upgrade socket.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Everything headway wrote to stderr so far (its log).
+    pub fn stderr_log(&self) -> String {
+        read_lossy(&self.dir.path().join("stderr.log"))
+    }
+
+    pub fn stdout_log(&self) -> String {
+        read_lossy(&self.dir.path().join("stdout.log"))
+    }
+
+    /// Waits until `needle` appears in the stderr log; returns whether it did within `timeout`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || self.stderr_log().contains(needle))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.exit_code().is_none()
+    }
+
+    /// Sends a signal by name (`"TERM"`, `"QUIT"`, `"HUP"`, …) with `kill -s`.
+    pub fn signal(&mut self, name: &str) {
+        if self.exit_code().is_some() {
+            return;
+        }
+        let status = Command::new("kill")
+            .args(["-s", name, &self.child.id().to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run kill -s {name}: {e}"));
+        if !status.success() && self.exit_code().is_none() {
+            panic!("kill -s {name} {} failed: {status}", self.child.id());
+        }
+    }
+
+    /// Waits for the process to exit; its exit code (128 + signal if killed by one), or `None`
+    /// if it still runs after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        if self.exit.is_none() {
+            self.exit = wait_exit(&mut self.child, timeout);
+        }
+        self.exit.map(exit_code)
+    }
+
+    /// SIGKILL and reap. Idempotent.
+    pub fn kill(&mut self) {
+        if self.exit_code().is_none() {
+            let _ = self.child.kill();
+            self.exit = self.child.wait().ok();
+        }
+    }
+
+    fn exit_code(&mut self) -> Option<i32> {
+        if self.exit.is_none() {
+            self.exit = self.child.try_wait().ok().flatten();
+        }
+        self.exit.map(exit_code)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- headway conf ({}) ----\n{}\n---- headway stderr ----\n{}\n---- end of headway stderr ----",
+                self.conf_path.display(),
+                self.conf(),
+                self.stderr_log()
+            );
+        }
+    }
+}
+
+/// Polls the child until it exits or `timeout` passes.
+fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => return None,
+            Err(e) => panic!("cannot wait for headway: {e}"),
+        }
+    }
+}
+
+fn exit_code(status: ExitStatus) -> i32 {
+    status
+        .code()
+        .or_else(|| status.signal().map(|signal| 128 + signal))
+        .unwrap_or(-1)
+}
+
+fn read_lossy(path: &Path) -> String {
+    std::fs::read(path)
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default()
+}
+
+/// A YAML double-quoted scalar (JSON strings are valid YAML).
+fn quote(text: &str) -> String {
+    serde_json::Value::String(text.to_string()).to_string()
+}
+
+/// Reads `listen[0]` and `admin.listen` out of a gateway section, mapping unspecified addresses
+/// (0.0.0.0, ::) to loopback so that tests can connect to them.
+fn listen_and_admin(gateway_section: &str) -> (SocketAddr, SocketAddr) {
+    let value: serde_yaml::Value = serde_yaml::from_str(gateway_section).unwrap_or_else(|e| {
+        panic!("Gateway: the gateway section is not YAML ({e}):\n{gateway_section}")
+    });
+    let listen = value
+        .get("listen")
+        .and_then(|listen| listen.get(0))
+        .and_then(|addr| addr.as_str())
+        .unwrap_or_else(|| {
+            panic!("Gateway: no `listen: [..]` in the gateway section:\n{gateway_section}")
+        });
+    let admin = value
+        .get("admin")
+        .and_then(|admin| admin.get("listen"))
+        .and_then(|addr| addr.as_str())
+        .unwrap_or_else(|| {
+            panic!(
+                "Gateway: no `admin: {{ listen: .. }}` in the gateway section:\n{gateway_section}"
+            )
+        });
+    (connectable(listen), connectable(admin))
+}
+
+fn connectable(addr: &str) -> SocketAddr {
+    let mut addr = addr
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .unwrap_or_else(|| panic!("Gateway: cannot parse listen address {addr:?}"));
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    addr
+}

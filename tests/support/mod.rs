@@ -1,0 +1,117 @@
+//! Test harness for headway's black-box tests: a real DNS server, real loopback HTTP backends,
+//! the real `headway` binary, and a tiny blocking HTTP client.
+//!
+//! Everything here is synchronous from the test's point of view (plain `#[test]` fns); servers
+//! run their own tokio runtime on background threads. Every server binds a real socket and is
+//! torn down on `Drop`. Readiness is always polled against a deadline, never slept for.
+//!
+//! Each test binary uses only part of this module, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+pub mod backend;
+pub mod dns;
+pub mod gateway;
+pub mod http;
+
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Returns a TCP port that is free right now on every local address (it is found by binding
+/// `0.0.0.0:0`, which conflicts with any bind on any address, then releasing it).
+///
+/// RACE: the port is released before the caller binds it, so until then another process (another
+/// test binary running in parallel, or any outgoing connection given it as its source port) may
+/// take it. Within this process no port is handed out twice, so tests running on parallel threads
+/// do not collide with each other. Bind soon after asking; the convenience is worth the small
+/// risk: a port known before any server starts (backends on 127.0.0.11/.12/.13 sharing one port
+/// like the pods of a headless service, or a gateway listener written into its conf).
+pub fn free_port() -> u16 {
+    static HANDED_OUT: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    let handed_out = HANDED_OUT.get_or_init(|| Mutex::new(HashSet::new()));
+    for _ in 0..1000 {
+        let listener = TcpListener::bind(("0.0.0.0", 0))
+            .unwrap_or_else(|e| panic!("free_port: cannot bind an ephemeral port: {e}"));
+        let port = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("free_port: local_addr: {e}"))
+            .port();
+        if lock(handed_out).insert(port) {
+            return port;
+        }
+    }
+    panic!("free_port: no fresh ephemeral port after 1000 tries");
+}
+
+/// Runs `headway <args>` to completion: (exit code, stdout, stderr). See [`gateway::run_headway`].
+pub fn run_headway(args: &[&str]) -> (i32, String, String) {
+    gateway::run_headway(args)
+}
+
+/// Polls `condition` every 20 ms until it returns true or `timeout` has passed.
+/// Returns whether the condition became true (it is checked one last time at the deadline).
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Locks a mutex, ignoring poisoning: a panicking test thread must not cascade into the
+/// servers' threads (or into `Drop`).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A multi-threaded tokio runtime for one server "generation". Shutting it down drops every task
+/// it runs, which closes every socket they own: that is how `stop()`/`kill()` make a server
+/// really gone.
+pub(crate) fn new_runtime(name: &str) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(format!("harness-{name}"))
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("cannot build a tokio runtime for {name}: {e}"))
+}
+
+/// Shuts a server runtime down and waits until its tasks (and so their sockets) are dropped.
+/// Inside an async context a blocking shutdown would panic, so fall back to a background one.
+pub(crate) fn shutdown_runtime(runtime: tokio::runtime::Runtime) {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        runtime.shutdown_background();
+    } else {
+        runtime.shutdown_timeout(Duration::from_secs(5));
+    }
+}
+
+/// Re-indents a YAML fragment: strips its common leading indentation, then prefixes every
+/// non-empty line with `indent` spaces. Lets tests write fragments flush-left (or indented any way).
+pub(crate) fn indent_yaml(fragment: &str, indent: usize) -> String {
+    let common = fragment
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| line.len() - line.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    let pad = " ".repeat(indent);
+    let mut out = String::new();
+    for line in fragment.lines() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push_str(&pad);
+        out.push_str(&line[common..]);
+        out.push('\n');
+    }
+    out
+}
