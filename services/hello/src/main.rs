@@ -22,12 +22,18 @@ struct Service {
     name: String,
     /// `/service/<name>`: this service's path prefix.
     prefix: String,
-    /// Which instance answered: hostname (a pod or container name) and the address it listens on.
-    instance: String,
+    /// The hostname: a pod or container name.
+    host: String,
+}
+
+/// Which instance answered: the hostname and the address the request reached (the pod's IP,
+/// even when listening on 0.0.0.0).
+fn instance(host: &str, local: SocketAddr) -> String {
+    format!("{host} {local}")
 }
 
 impl Service {
-    fn answer(&self, method: &Method, path: &str) -> (StatusCode, String) {
+    fn answer(&self, method: &Method, path: &str, instance: &str) -> (StatusCode, String) {
         if method != Method::GET && method != Method::HEAD {
             return (StatusCode::METHOD_NOT_ALLOWED, "only GET\n".to_owned());
         }
@@ -41,8 +47,8 @@ impl Service {
             (
                 StatusCode::OK,
                 format!(
-                    "Hello I am a simple api service {} (instance {})\n",
-                    self.name, self.instance
+                    "Hello I am a simple api service {} (instance {instance})\n",
+                    self.name
                 ),
             )
         } else {
@@ -53,9 +59,10 @@ impl Service {
 
 async fn handle(
     service: Arc<Service>,
+    instance: Arc<str>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let (status, body) = service.answer(req.method(), req.uri().path());
+    let (status, body) = service.answer(req.method(), req.uri().path(), &instance);
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
@@ -63,7 +70,7 @@ async fn handle(
         "content-type",
         hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    if let Ok(v) = hyper::header::HeaderValue::from_str(&service.instance) {
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&instance) {
         headers.insert("x-served-by", v);
     }
     Ok(resp)
@@ -97,7 +104,7 @@ async fn main() -> ExitCode {
     };
     let service = Arc::new(Service {
         prefix: format!("/service/{name}"),
-        instance: format!("{} {addr}", hostname()),
+        host: hostname(),
         name,
     });
     eprintln!(
@@ -114,9 +121,11 @@ async fn main() -> ExitCode {
                 let Ok((stream, _)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
                 let service = service.clone();
+                let local = stream.local_addr().unwrap_or(addr);
+                let instance: Arc<str> = instance(&service.host, local).into();
                 let conn = builder.serve_connection(
                     TokioIo::new(stream),
-                    hyper::service::service_fn(move |req| handle(service.clone(), req)),
+                    hyper::service::service_fn(move |req| handle(service.clone(), instance.clone(), req)),
                 );
                 let conn = graceful.watch(conn.into_owned());
                 tokio::spawn(async move {
@@ -164,32 +173,36 @@ mod tests {
         Service {
             name: "1".into(),
             prefix: "/service/1".into(),
-            instance: "pod-a 127.0.0.11:8080".into(),
+            host: "pod-a".into(),
         }
     }
 
     #[test]
     fn answers_its_prefix_and_below_only() {
         let s = service();
-        let (status, body) = s.answer(&Method::GET, "/service/1");
+        let me = instance(&s.host, "127.0.0.11:8080".parse().unwrap());
+        let (status, body) = s.answer(&Method::GET, "/service/1", &me);
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
             body,
             "Hello I am a simple api service 1 (instance pod-a 127.0.0.11:8080)\n"
         );
-        assert_eq!(s.answer(&Method::GET, "/service/1/x/y").0, StatusCode::OK);
         assert_eq!(
-            s.answer(&Method::GET, "/service/10").0,
+            s.answer(&Method::GET, "/service/1/x/y", &me).0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            s.answer(&Method::GET, "/service/10", &me).0,
             StatusCode::NOT_FOUND
         );
         assert_eq!(
-            s.answer(&Method::GET, "/service/2").0,
+            s.answer(&Method::GET, "/service/2", &me).0,
             StatusCode::NOT_FOUND
         );
-        assert_eq!(s.answer(&Method::GET, "/").0, StatusCode::NOT_FOUND);
-        assert_eq!(s.answer(&Method::GET, "/healthz").0, StatusCode::OK);
+        assert_eq!(s.answer(&Method::GET, "/", &me).0, StatusCode::NOT_FOUND);
+        assert_eq!(s.answer(&Method::GET, "/healthz", &me).0, StatusCode::OK);
         assert_eq!(
-            s.answer(&Method::POST, "/service/1").0,
+            s.answer(&Method::POST, "/service/1", &me).0,
             StatusCode::METHOD_NOT_ALLOWED
         );
     }
