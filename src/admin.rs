@@ -5,7 +5,6 @@ use async_trait::async_trait;
 use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
-use std::fmt::Write;
 use std::sync::Arc;
 
 pub struct Admin {
@@ -35,7 +34,7 @@ fn text(status: StatusCode, body: impl Into<String>) -> Reply {
 }
 
 /// Answers one admin request.
-pub fn handle(state: &GatewayState, method: &str, path: &str) -> Reply {
+pub fn handle(state: &GatewayState, method: &str, path: &str, query: Option<&str>) -> Reply {
     if method != "GET" && method != "HEAD" {
         return text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -44,6 +43,7 @@ pub fn handle(state: &GatewayState, method: &str, path: &str) -> Reply {
     }
     match path {
         "/ready" => ready(state),
+        "/clusters" if query == Some("format=text") => clusters_text(state),
         "/clusters" => clusters(state),
         "/metrics" => metrics(state),
         _ => text(
@@ -71,6 +71,15 @@ fn ready(state: &GatewayState) -> Reply {
     }
 }
 
+fn clusters_text(state: &GatewayState) -> Reply {
+    let body: String = state
+        .clusters
+        .iter()
+        .map(|c| c.snapshot().to_text())
+        .collect();
+    text(StatusCode::OK, body)
+}
+
 fn clusters(state: &GatewayState) -> Reply {
     let clusters: Vec<_> = state.clusters.iter().map(|c| c.snapshot()).collect();
     match serde_json::to_string_pretty(&serde_json::json!({ "clusters": clusters })) {
@@ -83,72 +92,31 @@ fn clusters(state: &GatewayState) -> Reply {
     }
 }
 
-/// Cluster state in Prometheus' text format.
+/// Every series in Prometheus' text format; state-derived gauges are set at scrape time.
 fn metrics(state: &GatewayState) -> Reply {
-    let mut out = String::new();
-    let snapshots: Vec<_> = state.clusters.iter().map(|c| c.snapshot()).collect();
-    let mut family =
-        |name: &str, kind: &str, help: &str, rows: &mut dyn Iterator<Item = (String, f64)>| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, value) in rows {
-                let _ = writeln!(out, "{name}{{{labels}}} {value}");
-            }
-        };
-    family(
-        "headway_cluster_backends",
-        "gauge",
-        "Backends currently discovered, per cluster.",
-        &mut snapshots
-            .iter()
-            .map(|c| (format!("cluster=\"{}\"", c.name), c.backends.len() as f64)),
-    );
-    family(
-        "headway_cluster_healthy_backends",
-        "gauge",
-        "Backends currently getting traffic, per cluster.",
-        &mut snapshots
-            .iter()
-            .map(|c| (format!("cluster=\"{}\"", c.name), c.healthy_backends as f64)),
-    );
-    family(
-        "headway_dns_refreshes_total",
-        "counter",
-        "DNS refreshes by result: answer, empty (NXDOMAIN or no records) or error.",
-        &mut snapshots
-            .iter()
-            .filter_map(|c| c.dns.as_ref().map(|d| (c, d)))
-            .flat_map(|(c, d)| {
-                [
-                    ("answer", d.refreshes_answer),
-                    ("empty", d.refreshes_empty),
-                    ("error", d.refreshes_error),
-                ]
-                .into_iter()
-                .map(move |(result, n)| {
-                    (
-                        format!("cluster=\"{}\",result=\"{result}\"", c.name),
-                        n as f64,
-                    )
-                })
-            }),
-    );
-    family(
-        "headway_backend_requests_total",
-        "counter",
-        "Requests sent to each current backend (every attempt counts).",
-        &mut snapshots.iter().flat_map(|c| {
-            c.backends.iter().map(move |b| {
-                (
-                    format!("cluster=\"{}\",backend=\"{}\"", c.name, b.address),
-                    b.requests as f64,
-                )
-            })
-        }),
-    );
+    let m = &state.metrics;
+    for cluster in &state.clusters {
+        let snapshot = cluster.snapshot();
+        let name = [cluster.name()];
+        m.backends
+            .with_label_values(&name)
+            .set(snapshot.backends.len() as i64);
+        m.healthy_backends
+            .with_label_values(&name)
+            .set(snapshot.healthy_backends as i64);
+        if let Some((age, failures)) = cluster.dns_staleness() {
+            m.dns_last_success_age
+                .with_label_values(&name)
+                .set(age.unwrap_or(-1.0));
+            m.dns_consecutive_failures
+                .with_label_values(&name)
+                .set(i64::from(failures));
+        }
+    }
     Reply {
         status: StatusCode::OK,
         content_type: "text/plain; version=0.0.4",
-        body: out,
+        body: m.encode(),
     }
 }
 
@@ -156,7 +124,12 @@ fn metrics(state: &GatewayState) -> Reply {
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
-        let reply = handle(&self.state, req.method.as_str(), req.uri.path());
+        let reply = handle(
+            &self.state,
+            req.method.as_str(),
+            req.uri.path(),
+            req.uri.query(),
+        );
         let body = reply.body.into_bytes();
         Response::builder()
             .status(reply.status)

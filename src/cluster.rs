@@ -8,7 +8,8 @@
 use crate::config::{
     duration, Address, ClusterConfig, HealthCheckConfig, HealthCheckKind, LbPolicy,
 };
-use crate::discovery::{DnsDiscovery, DnsSnapshot};
+use crate::discovery::{DnsDiscovery, DnsSnapshot, RefreshCounters};
+use crate::metrics::ClusterMetrics;
 use crate::health::RecordedHealthCheck;
 use crate::{lock, unix_seconds};
 use arc_swap::ArcSwap;
@@ -22,7 +23,7 @@ use pingora::Result;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 use tokio::sync::Notify;
@@ -39,6 +40,8 @@ pub struct BackendState {
     last_error: Mutex<Option<String>>,
     /// Requests sent to this backend (each attempt counts).
     pub requests: AtomicU64,
+    /// Requests being served by this backend right now.
+    pub in_flight: AtomicI64,
 }
 
 impl BackendState {
@@ -49,6 +52,7 @@ impl BackendState {
             since: Mutex::new(SystemTime::now()),
             last_error: Mutex::new(None),
             requests: AtomicU64::new(0),
+            in_flight: AtomicI64::new(0),
         }
     }
 }
@@ -200,6 +204,7 @@ impl ServiceDiscovery for SharedDns {
 /// One upstream cluster.
 pub struct Cluster {
     pub config: ClusterConfig,
+    pub metrics: ClusterMetrics,
     balancer: Balancer,
     table: Arc<BackendTable>,
     /// None for an IP-literal address: its one backend is fixed.
@@ -212,7 +217,11 @@ pub struct Cluster {
 
 impl Cluster {
     /// `resolver` is required for DNS-named clusters and ignored for IP literals.
-    pub fn new(config: ClusterConfig, resolver: Option<TokioResolver>) -> Result<Cluster, String> {
+    pub fn new(
+        config: ClusterConfig,
+        resolver: Option<TokioResolver>,
+        metrics: ClusterMetrics,
+    ) -> Result<Cluster, String> {
         let (discovery, dns): (Box<dyn ServiceDiscovery + Send + Sync>, _) = match &config.address {
             Address::Ip(ip) => {
                 let addr = SocketAddr::new(*ip, config.port);
@@ -226,12 +235,18 @@ impl Cluster {
             Address::Name(name) => {
                 let resolver =
                     resolver.ok_or_else(|| format!("cluster {}: no resolver", config.name))?;
+                let refreshes = RefreshCounters {
+                    answer: metrics.dns_answer.clone(),
+                    empty: metrics.dns_empty.clone(),
+                    error: metrics.dns_error.clone(),
+                };
                 let dns = Arc::new(DnsDiscovery::new(
                     &config.name,
                     name,
                     config.port,
                     config.dns,
                     resolver,
+                    refreshes,
                 ));
                 (Box::new(SharedDns(dns.clone())), Some(dns))
             }
@@ -241,12 +256,17 @@ impl Cluster {
         if let Some(hc) = &config.health_check {
             let host = config.address.to_string();
             let host = host.trim_end_matches('.');
-            let check = RecordedHealthCheck::new(&config.name, hc, host, table.clone())
+            let transitions = (
+                metrics.became_healthy.clone(),
+                metrics.became_unhealthy.clone(),
+            );
+            let check = RecordedHealthCheck::new(&config.name, hc, host, table.clone(), transitions)
                 .map_err(|e| format!("cluster {}: health check: {e}", config.name))?;
             balancer.set_health_check(Box::new(check));
         }
         Ok(Cluster {
             config,
+            metrics,
             balancer,
             table,
             dns,
@@ -379,6 +399,7 @@ impl Cluster {
                     since: state.as_ref().map(|s| unix_seconds(*lock(&s.since))),
                     last_error: state.as_ref().and_then(|s| lock(&s.last_error).clone()),
                     requests: state.as_ref().map_or(0, |s| s.requests.load(Relaxed)),
+                    in_flight: state.as_ref().map_or(0, |s| s.in_flight.load(Relaxed)),
                 })
             })
             .collect();
@@ -397,6 +418,45 @@ impl Cluster {
             healthy_backends: list.iter().filter(|b| b.healthy).count(),
             backends: list,
         }
+    }
+}
+
+impl Cluster {
+    /// Seconds since DNS last answered and failures in a row since (None for IP literals).
+    pub fn dns_staleness(&self) -> Option<(Option<f64>, u32)> {
+        self.dns.as_ref().map(|d| d.staleness())
+    }
+}
+
+impl ClusterSnapshot {
+    /// Envoy's `/clusters` text form, `cluster::host::stat::value`, for people who grep.
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let n = &self.name;
+        let _ = writeln!(out, "{n}::address::{}:{}", self.address, self.port);
+        let _ = writeln!(out, "{n}::lb_policy::{}", self.lb_policy);
+        if let Some(dns) = &self.dns {
+            let outcome = serde_json::to_value(dns.last_outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let _ = writeln!(out, "{n}::dns::last_outcome::{outcome}");
+            let _ = writeln!(out, "{n}::dns::addresses::{}", dns.last_answer.len());
+            let _ = writeln!(out, "{n}::dns::consecutive_failures::{}", dns.consecutive_failures);
+        }
+        for b in &self.backends {
+            let a = &b.address;
+            let flags = match (b.healthy, b.probed) {
+                (true, _) => "healthy",
+                (false, false) => "/pending_active_hc",
+                (false, true) => "/failed_active_hc",
+            };
+            let _ = writeln!(out, "{n}::{a}::health_flags::{flags}");
+            let _ = writeln!(out, "{n}::{a}::rq_active::{}", b.in_flight);
+            let _ = writeln!(out, "{n}::{a}::rq_total::{}", b.requests);
+        }
+        out
     }
 }
 
@@ -440,4 +500,5 @@ pub struct BackendSnapshot {
     pub since: Option<f64>,
     pub last_error: Option<String>,
     pub requests: u64,
+    pub in_flight: i64,
 }

@@ -24,9 +24,9 @@ use pingora::lb::discovery::ServiceDiscovery;
 use pingora::lb::Backend;
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora::{Error, ErrorType, Result};
+use prometheus::IntCounter;
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -152,9 +152,14 @@ pub struct DnsDiscovery {
     settings: DnsSettings,
     resolver: TokioResolver,
     state: Mutex<DnsState>,
-    refreshes_answer: AtomicU64,
-    refreshes_empty: AtomicU64,
-    refreshes_error: AtomicU64,
+    refreshes: RefreshCounters,
+}
+
+/// Refreshes by result, shared with the metrics registry.
+pub struct RefreshCounters {
+    pub answer: IntCounter,
+    pub empty: IntCounter,
+    pub error: IntCounter,
 }
 
 /// A lookup's result, reduced to what discovery acts on.
@@ -171,6 +176,7 @@ impl DnsDiscovery {
         port: u16,
         settings: DnsSettings,
         resolver: TokioResolver,
+        refreshes: RefreshCounters,
     ) -> DnsDiscovery {
         DnsDiscovery {
             cluster: cluster.to_owned(),
@@ -187,9 +193,7 @@ impl DnsDiscovery {
                 consecutive_failures: 0,
                 next_refresh: None,
             }),
-            refreshes_answer: AtomicU64::new(0),
-            refreshes_empty: AtomicU64::new(0),
-            refreshes_error: AtomicU64::new(0),
+            refreshes,
         }
     }
 
@@ -239,6 +243,16 @@ impl DnsDiscovery {
         &self.name
     }
 
+    /// Seconds since the last answer, and failures in a row since, for the metrics.
+    pub fn staleness(&self) -> (Option<f64>, u32) {
+        let state = lock(&self.state);
+        let age = state
+            .last_success
+            .and_then(|t| t.elapsed().ok())
+            .map(|d| d.as_secs_f64());
+        (age, state.consecutive_failures)
+    }
+
     pub fn snapshot(&self) -> DnsSnapshot {
         let state = lock(&self.state);
         DnsSnapshot {
@@ -254,9 +268,9 @@ impl DnsDiscovery {
             next_refresh_in_seconds: state
                 .next_refresh
                 .map(|at| at.saturating_duration_since(Instant::now()).as_secs_f64()),
-            refreshes_answer: self.refreshes_answer.load(Relaxed),
-            refreshes_empty: self.refreshes_empty.load(Relaxed),
-            refreshes_error: self.refreshes_error.load(Relaxed),
+            refreshes_answer: self.refreshes.answer.get(),
+            refreshes_empty: self.refreshes.empty.get(),
+            refreshes_error: self.refreshes.error.get(),
         }
     }
 
@@ -282,7 +296,7 @@ impl ServiceDiscovery for DnsDiscovery {
             Lookup::Answer(mut ips, ttl) => {
                 ips.sort_unstable();
                 ips.dedup();
-                self.refreshes_answer.fetch_add(1, Relaxed);
+                self.refreshes.answer.inc();
                 if state.last_outcome != Outcome::Answer || state.last_answer != ips {
                     info!(
                         "dns cluster={} name={} addresses={} ttl={}",
@@ -307,7 +321,7 @@ impl ServiceDiscovery for DnsDiscovery {
                 Ok((backends, HashMap::new()))
             }
             Lookup::Empty(why) => {
-                self.refreshes_empty.fetch_add(1, Relaxed);
+                self.refreshes.empty.inc();
                 if state.last_outcome != Outcome::Empty {
                     warn!(
                         "dns cluster={} name={} result={why}: the cluster has no backends",
@@ -322,7 +336,7 @@ impl ServiceDiscovery for DnsDiscovery {
                 Ok((BTreeSet::new(), HashMap::new()))
             }
             Lookup::Failed(message) => {
-                self.refreshes_error.fetch_add(1, Relaxed);
+                self.refreshes.error.inc();
                 state.last_outcome = Outcome::Error;
                 state.consecutive_failures = state.consecutive_failures.saturating_add(1);
                 state.last_error = Some((now, message.clone()));

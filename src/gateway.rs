@@ -1,7 +1,10 @@
 //! Assembles the daemon: every cluster, the proxy listeners and the admin listener, as pingora
 //! services, with the proxy held closed until every cluster has run its first discovery.
 
+use crate::access_log::AccessLog;
 use crate::admin::Admin;
+use crate::lifecycle::SignalWatch;
+use crate::metrics::{Metrics, RouteMetrics};
 use crate::cluster::Cluster;
 use crate::config::{Address, Config, Gateway as GatewayConfig};
 use crate::discovery::build_resolver;
@@ -11,7 +14,7 @@ use async_trait::async_trait;
 use log::info;
 use pingora::apps::http_app::HttpServer;
 use pingora::server::configuration::Opt;
-use pingora::server::{Server, ShutdownWatch};
+use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{BackgroundService, GenBackgroundService};
 use pingora::services::listening::Service;
 use pingora::services::ServiceReadyNotifier;
@@ -22,6 +25,12 @@ use std::sync::{Arc, Mutex};
 pub struct GatewayState {
     pub clusters: Vec<Arc<Cluster>>,
     pub router: Router,
+    pub metrics: Metrics,
+    /// Request counters per route, in the router's order.
+    pub route_metrics: Vec<RouteMetrics>,
+    /// Request counters of requests that matched no route.
+    pub unrouted: RouteMetrics,
+    pub access_log: AccessLog,
     /// Set on SIGTERM / SIGQUIT: `/ready` answers 503 so load balancers stop sending traffic.
     draining: AtomicBool,
 }
@@ -30,6 +39,7 @@ impl GatewayState {
     /// Builds every cluster and its resolver. Fails on what the conf cannot express, such as a
     /// missing resolv.conf when no nameservers are configured.
     pub fn new(config: &GatewayConfig) -> Result<GatewayState, String> {
+        let metrics = Metrics::new().map_err(|e| format!("metrics: {e}"))?;
         let mut clusters = Vec::with_capacity(config.clusters.len());
         for c in &config.clusters {
             let resolver = match c.address {
@@ -39,20 +49,40 @@ impl GatewayState {
                 ),
                 Address::Ip(_) => None,
             };
-            clusters.push(Arc::new(Cluster::new(c.clone(), resolver)?));
+            let cluster_metrics = metrics.cluster(&c.name);
+            clusters.push(Arc::new(Cluster::new(c.clone(), resolver, cluster_metrics)?));
         }
         let router = Router::new(&config.routes, |name| {
             config.clusters.iter().position(|c| c.name == name)
         });
+        let route_metrics = (0..router.len())
+            .map(|i| {
+                let cluster = router
+                    .cluster_of(i)
+                    .and_then(|c| clusters.get(c))
+                    .map_or("none", |c| c.name());
+                metrics.route(cluster, router.prefix(i))
+            })
+            .collect();
+        let unrouted = metrics.route("none", "none");
         Ok(GatewayState {
             clusters,
             router,
+            route_metrics,
+            unrouted,
+            metrics,
+            access_log: AccessLog::open(&config.access_log)?,
             draining: AtomicBool::new(false),
         })
     }
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Relaxed)
+    }
+
+    /// From now on `/ready` answers 503 and responses ask clients to close their connections.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Relaxed);
     }
 
     /// Clusters that have not finished their first discovery yet.
@@ -103,8 +133,7 @@ impl BackgroundService for ClusterSupervisor {
                     return;
                 }
             }
-            info!("shutting down: /ready now answers 503");
-            self.state.draining.store(true, Relaxed);
+            self.state.start_draining();
         };
         tokio::join!(futures::future::join_all(runs), drain);
     }
@@ -113,6 +142,7 @@ impl BackgroundService for ClusterSupervisor {
 /// Builds the pingora server for `config` and runs it until it is told to stop.
 pub fn run(config: Config, opt: Opt) -> Result<(), String> {
     let state = Arc::new(GatewayState::new(&config.gateway)?);
+    let upgrade_sock = config.server.upgrade_sock.clone();
     let mut server = Server::new_with_opt_and_conf(opt, config.server);
     server.bootstrap();
 
@@ -137,7 +167,7 @@ pub fn run(config: Config, opt: Opt) -> Result<(), String> {
 
     let mut admin = Service::new(
         "headway admin".to_owned(),
-        HttpServer::new_app(Admin::new(state)),
+        HttpServer::new_app(Admin::new(state.clone())),
     );
     admin.add_tcp(&config.gateway.admin.listen.to_string());
     server.add_service(admin);
@@ -146,5 +176,13 @@ pub fn run(config: Config, opt: Opt) -> Result<(), String> {
         "headway starting: proxy on {:?}, admin on {}",
         config.gateway.listen, config.gateway.admin.listen
     );
-    server.run_forever()
+    let signals = SignalWatch {
+        state: state.clone(),
+        drain_time: config.gateway.drain_time,
+        upgrade_sock: upgrade_sock.into(),
+    };
+    server.run(RunArgs {
+        shutdown_signal: Box::new(signals),
+    });
+    Ok(())
 }

@@ -13,6 +13,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::Backend;
 use pingora::{Error, ErrorType, Result};
+use prometheus::IntCounter;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,8 @@ pub struct RecordedHealthCheck {
     inner: Box<dyn HealthCheck + Send + Sync>,
     timeout: Duration,
     table: Arc<BackendTable>,
+    /// Threshold crossings: (became healthy, became unhealthy).
+    transitions: (IntCounter, IntCounter),
 }
 
 impl RecordedHealthCheck {
@@ -31,6 +34,7 @@ impl RecordedHealthCheck {
         config: &HealthCheckConfig,
         host: &str,
         table: Arc<BackendTable>,
+        transitions: (IntCounter, IntCounter),
     ) -> Result<RecordedHealthCheck> {
         let success = config.healthy_threshold as usize;
         let failure = config.unhealthy_threshold as usize;
@@ -66,6 +70,7 @@ impl RecordedHealthCheck {
             inner,
             timeout: config.timeout,
             table,
+            transitions,
         })
     }
 }
@@ -116,6 +121,11 @@ impl HealthCheck for RecordedHealthCheck {
         if let Some(addr) = target.addr.as_inet() {
             // pingora logs the transition itself, with `backend_summary` below.
             self.table.record_transition(*addr, healthy);
+            if healthy {
+                self.transitions.0.inc();
+            } else {
+                self.transitions.1.inc();
+            }
         }
     }
 

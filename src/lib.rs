@@ -3,12 +3,15 @@
 //! The data path runs one way: [`config`] → [`cluster`] (discovery + health per cluster) →
 //! [`proxy`] (route, select, retry) — and [`admin`] reads cluster state, never writes it.
 
+pub mod access_log;
 pub mod admin;
 pub mod cluster;
 pub mod config;
 pub mod discovery;
 pub mod gateway;
 pub mod health;
+pub mod lifecycle;
+pub mod metrics;
 pub mod proxy;
 pub mod router;
 

@@ -1,10 +1,12 @@
 //! The request path: route by prefix, pick a ready backend, retry elsewhere, answer failures.
 
+use crate::access_log::Entry;
+use crate::cluster::BackendState;
 use crate::gateway::GatewayState;
 use crate::router::RouteMatch;
 use async_trait::async_trait;
 use bytes::Bytes;
-use log::{info, warn};
+use log::warn;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -45,6 +47,20 @@ pub struct RequestCtx {
     reused_failure: bool,
     /// What went wrong on the last attempt, for the answer if no attempt succeeds.
     last_failure: Option<String>,
+    /// When the first upstream attempt began, and how long until the response headers came.
+    upstream_started: Option<Instant>,
+    upstream_time: Option<Duration>,
+    /// The backend of the current attempt, counted in its `in_flight` until the attempt ends.
+    current: Option<Arc<BackendState>>,
+}
+
+impl RequestCtx {
+    /// Ends the current attempt's share of its backend's in-flight count.
+    fn release_backend(&mut self) {
+        if let Some(backend) = self.current.take() {
+            backend.in_flight.fetch_sub(1, Relaxed);
+        }
+    }
 }
 
 impl Gateway {
@@ -69,6 +85,9 @@ impl ProxyHttp for Gateway {
             counted_attempts: 0,
             reused_failure: false,
             last_failure: None,
+            upstream_started: None,
+            upstream_time: None,
+            current: None,
         }
     }
 
@@ -126,10 +145,17 @@ impl ProxyHttp for Gateway {
         if !ctx.reused_failure {
             ctx.counted_attempts += 1;
         }
+        if !ctx.tried.is_empty() {
+            cluster.metrics.retries.inc();
+        }
         ctx.reused_failure = false;
         ctx.tried.push(addr);
+        ctx.upstream_started.get_or_insert(now);
+        ctx.release_backend();
         if let Some(state) = cluster.table().get(&addr) {
             state.requests.fetch_add(1, Relaxed);
+            state.in_flight.fetch_add(1, Relaxed);
+            ctx.current = Some(state);
         }
 
         let mut peer = HttpPeer::new(addr, false, String::new());
@@ -164,6 +190,29 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.upstream_time = ctx.upstream_started.map(|t| t.elapsed());
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if self.state.is_draining() {
+            // Clients reconnect, and find a gateway that is not going away.
+            session.set_keepalive(None);
+        }
+        Ok(())
+    }
+
     fn fail_to_connect(
         &self,
         _session: &mut Session,
@@ -172,6 +221,10 @@ impl ProxyHttp for Gateway {
         mut e: Box<Error>,
     ) -> Box<Error> {
         let cluster = ctx.route.and_then(|m| self.state.clusters.get(m.cluster));
+        if let Some(c) = cluster {
+            c.metrics.connect_failures.inc();
+        }
+        ctx.release_backend();
         let retries = cluster.map_or(0, |c| c.config.retries);
         let in_time = ctx.deadline.is_none_or(|d| Instant::now() < d);
         let retry = ctx.counted_attempts <= retries
@@ -241,8 +294,25 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        let req = session.req_header();
+        ctx.release_backend();
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let elapsed = ctx.started.elapsed();
+        let route_metrics = match ctx.route {
+            Some(m) => self.state.route_metrics.get(m.route),
+            None => Some(&self.state.unrouted),
+        };
+        if let Some(counters) = route_metrics {
+            counters.count(status);
+        }
+        let cluster = ctx.route.and_then(|m| self.state.clusters.get(m.cluster));
+        if let Some(c) = cluster {
+            c.metrics.request_duration.observe(elapsed.as_secs_f64());
+            if let Some(t) = ctx.upstream_time {
+                c.metrics.upstream_duration.observe(t.as_secs_f64());
+            }
+        }
+
+        let req = session.req_header();
         let client = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -251,22 +321,25 @@ impl ProxyHttp for Gateway {
             .tried
             .last()
             .map_or_else(|| "-".to_owned(), |a| a.to_string());
-        let error = e
-            .map(|e| match (e.etype(), &e.context) {
-                (ErrorType::HTTPStatus(_), Some(why)) => format!(" error=\"{}\"", why.as_str()),
-                _ => format!(" error=\"{}\"", e.etype().as_str()),
-            })
-            .unwrap_or_default();
-        info!(
-            target: "access",
-            "client={client} method={} path={} status={status} cluster={} backend={backend} attempts={} duration_ms={:.3} request_id={}{error}",
-            req.method,
-            req.uri.path(),
-            self.cluster_name(ctx),
-            ctx.tried.len(),
-            ctx.started.elapsed().as_secs_f64() * 1000.0,
-            ctx.request_id,
-        );
+        let error = e.map(|e| match (e.etype(), &e.context) {
+            (ErrorType::HTTPStatus(_), Some(why)) => why.as_str().to_owned(),
+            _ => e.etype().as_str().to_owned(),
+        });
+        self.state.access_log.write(&Entry {
+            client: &client,
+            method: req.method.as_str(),
+            path: req.uri.path(),
+            status,
+            cluster: self.cluster_name(ctx),
+            backend: &backend,
+            attempts: ctx.tried.len(),
+            upstream_ms: ctx.upstream_time.map(|t| t.as_secs_f64() * 1000.0),
+            duration_ms: elapsed.as_secs_f64() * 1000.0,
+            request_id: &ctx.request_id,
+            bytes_received: session.body_bytes_read(),
+            bytes_sent: session.body_bytes_sent(),
+            error: error.as_deref(),
+        });
     }
 }
 

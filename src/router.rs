@@ -9,7 +9,7 @@ pub struct Router {
     routes: Vec<(String, usize)>,
 }
 
-/// A matched route: which route (its index in the conf) and which cluster.
+/// A matched route: which route (its index in the table) and which cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RouteMatch {
     pub route: usize,
@@ -39,6 +39,20 @@ impl Router {
                 route,
                 cluster: self.routes[route].1,
             })
+    }
+
+    /// How many routes the table holds.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// The cluster index of route `route`.
+    pub fn cluster_of(&self, route: usize) -> Option<usize> {
+        self.routes.get(route).map(|(_, c)| *c)
     }
 
     /// The prefix of route `route`, for logs and metrics.

@@ -23,6 +23,11 @@ pub mod defaults {
     pub const LISTEN: &str = "0.0.0.0:8000";
     /// `gateway.admin.listen` (Envoy: `admin.address`; loopback so it is never public by accident).
     pub const ADMIN_LISTEN: &str = "127.0.0.1:9901";
+    /// `gateway.drain_time`: after SIGTERM, how long the listeners keep serving while `/ready`
+    /// answers 503, so load balancers stop sending before they close (Envoy: `--drain-time-s`).
+    pub const DRAIN_TIME: Duration = Duration::from_secs(2);
+    /// `gateway.access_log.path`: `stderr`, or a file appended to.
+    pub const ACCESS_LOG_PATH: &str = "stderr";
     /// `gateway.resolver.resolv_conf`: search domains, ndots and nameservers, as a pod's resolver.
     pub const RESOLV_CONF: &str = "/etc/resolv.conf";
     /// `gateway.resolver.timeout`: one DNS query attempt.
@@ -80,6 +85,9 @@ pub struct Gateway {
     pub listen: Vec<SocketAddr>,
     pub admin: Admin,
     pub resolver: ResolverSettings,
+    /// After SIGTERM: serve on with `/ready` at 503 and `Connection: close` for this long.
+    pub drain_time: Duration,
+    pub access_log: AccessLogConfig,
     /// In order: the first matching route wins.
     pub routes: Vec<Route>,
     pub clusters: Vec<ClusterConfig>,
@@ -88,6 +96,23 @@ pub struct Gateway {
 #[derive(Debug, Clone)]
 pub struct Admin {
     pub listen: SocketAddr,
+}
+
+/// One line per request; see `crate::access_log`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogConfig {
+    pub enabled: bool,
+    /// None: stderr.
+    pub path: Option<PathBuf>,
+    pub format: AccessLogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// `key=value` pairs after a timestamp.
+    Plain,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Clone)]
@@ -387,6 +412,13 @@ fn validate(raw: raw::Gateway, errors: &mut Errors) -> Option<Gateway> {
     }
 
     let resolver = resolver(raw.resolver, errors);
+    let drain_time = optional_duration(
+        raw.drain_time,
+        defaults::DRAIN_TIME,
+        "gateway.drain_time",
+        errors,
+    );
+    let access_log = access_log(raw.access_log, errors);
 
     let mut clusters: Vec<ClusterConfig> = Vec::new();
     let mut first_seen: HashMap<String, usize> = HashMap::new();
@@ -472,8 +504,45 @@ fn validate(raw: raw::Gateway, errors: &mut Errors) -> Option<Gateway> {
             listen: admin.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9901))),
         },
         resolver: resolver?,
+        drain_time: drain_time?,
+        access_log: access_log?,
         routes,
         clusters,
+    })
+}
+
+fn access_log(raw: Option<raw::AccessLog>, errors: &mut Errors) -> Option<AccessLogConfig> {
+    let raw = raw.unwrap_or(raw::AccessLog {
+        enabled: None,
+        path: None,
+        format: None,
+    });
+    let format = match raw.format.as_deref() {
+        None | Some("plain") => Some(AccessLogFormat::Plain),
+        Some("json") => Some(AccessLogFormat::Json),
+        Some(other) => {
+            errors.push(
+                "gateway.access_log.format",
+                format!("`{other}` is not one of: plain, json"),
+            );
+            None
+        }
+    };
+    let path = match raw.path.as_deref() {
+        None | Some("stderr") => None,
+        Some("") => {
+            errors.push(
+                "gateway.access_log.path",
+                "empty: give a file path or `stderr`",
+            );
+            None
+        }
+        Some(p) => Some(PathBuf::from(p)),
+    };
+    Some(AccessLogConfig {
+        enabled: raw.enabled.unwrap_or(true),
+        path,
+        format: format?,
     })
 }
 

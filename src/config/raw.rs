@@ -16,6 +16,8 @@ pub struct Gateway {
     pub listen: Option<Vec<String>>,
     pub admin: Option<Admin>,
     pub resolver: Option<Resolver>,
+    pub drain_time: Option<Value>,
+    pub access_log: Option<AccessLog>,
     /// Kept as raw values so one bad route or cluster does not hide the errors of the others.
     #[serde(default)]
     pub routes: Vec<Value>,
@@ -27,6 +29,14 @@ pub struct Gateway {
 #[serde(deny_unknown_fields)]
 pub struct Admin {
     pub listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLog {
+    pub enabled: Option<bool>,
+    pub path: Option<String>,
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,237 @@
+//! Prometheus metrics. Series are created once, at start-up, per cluster and per route, so the
+//! request path only increments counters it already holds (no label lookups, no locks).
+
+use prometheus::core::Collector;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Latency buckets in seconds, from 100 µs (a loopback hop) to 15 s (the default timeout).
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 15.0,
+];
+
+/// Status classes a request can end with; `none` when no response reached the client.
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    request_duration: HistogramVec,
+    upstream_duration: HistogramVec,
+    retries: IntCounterVec,
+    connect_failures: IntCounterVec,
+    health_transitions: IntCounterVec,
+    dns_refreshes: IntCounterVec,
+    pub backends: IntGaugeVec,
+    pub healthy_backends: IntGaugeVec,
+    pub dns_last_success_age: prometheus::GaugeVec,
+    pub dns_consecutive_failures: IntGaugeVec,
+}
+
+/// One cluster's series.
+pub struct ClusterMetrics {
+    pub request_duration: Histogram,
+    pub upstream_duration: Histogram,
+    pub retries: IntCounter,
+    pub connect_failures: IntCounter,
+    pub became_healthy: IntCounter,
+    pub became_unhealthy: IntCounter,
+    pub dns_answer: IntCounter,
+    pub dns_empty: IntCounter,
+    pub dns_error: IntCounter,
+}
+
+/// Requests of one (cluster, route), by status class.
+pub struct RouteMetrics {
+    by_class: [IntCounter; 6],
+}
+
+impl RouteMetrics {
+    /// Counts one request that ended with `status` (0: no response was sent).
+    pub fn count(&self, status: u16) {
+        let class = match status {
+            100..=599 => usize::from(status / 100 - 1),
+            _ => 5,
+        };
+        self.by_class[class].inc();
+    }
+}
+
+fn counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
+    register(registry, IntCounterVec::new(Opts::new(name, help), labels)?)
+}
+
+fn gauge_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntGaugeVec> {
+    register(registry, IntGaugeVec::new(Opts::new(name, help), labels)?)
+}
+
+fn histogram_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<HistogramVec> {
+    let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+    register(registry, HistogramVec::new(opts, labels)?)
+}
+
+fn register<C: Collector + Clone + 'static>(registry: &Registry, c: C) -> prometheus::Result<C> {
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+impl Metrics {
+    /// Fails only on a definition error (a bad name, a duplicate series): a bug that
+    /// `every_series_registers_and_encodes` catches.
+    pub fn new() -> prometheus::Result<Metrics> {
+        let r = Registry::new();
+        Ok(Metrics {
+            requests: counter_vec(
+                &r,
+                "headway_requests_total",
+                "Requests by cluster, route prefix and status class.",
+                &["cluster", "route", "code"],
+            )?,
+            request_duration: histogram_vec(
+                &r,
+                "headway_request_duration_seconds",
+                "Time from the request's arrival to the end of its response, per cluster.",
+                &["cluster"],
+            )?,
+            upstream_duration: histogram_vec(
+                &r,
+                "headway_upstream_response_seconds",
+                "Time from the first upstream attempt to the upstream's response headers, per cluster.",
+                &["cluster"],
+            )?,
+            retries: counter_vec(
+                &r,
+                "headway_upstream_retries_total",
+                "Further attempts made on another backend, per cluster.",
+                &["cluster"],
+            )?,
+            connect_failures: counter_vec(
+                &r,
+                "headway_upstream_connect_failures_total",
+                "Failed connection attempts to backends, per cluster.",
+                &["cluster"],
+            )?,
+            health_transitions: counter_vec(
+                &r,
+                "headway_health_transitions_total",
+                "Backends that crossed a health threshold, per cluster and direction.",
+                &["cluster", "to"],
+            )?,
+            dns_refreshes: counter_vec(
+                &r,
+                "headway_dns_refreshes_total",
+                "DNS refreshes per cluster by result: answer, empty (NXDOMAIN or no records) or error.",
+                &["cluster", "result"],
+            )?,
+            backends: gauge_vec(
+                &r,
+                "headway_cluster_backends",
+                "Backends currently discovered, per cluster.",
+                &["cluster"],
+            )?,
+            healthy_backends: gauge_vec(
+                &r,
+                "headway_cluster_healthy_backends",
+                "Backends currently getting traffic, per cluster.",
+                &["cluster"],
+            )?,
+            dns_last_success_age: register(
+                &r,
+                prometheus::GaugeVec::new(
+                    Opts::new(
+                        "headway_dns_last_success_age_seconds",
+                        "Seconds since the cluster's name last got an answer (-1: never).",
+                    ),
+                    &["cluster"],
+                )?,
+            )?,
+            dns_consecutive_failures: gauge_vec(
+                &r,
+                "headway_dns_consecutive_failures",
+                "Resolver failures in a row, per cluster (0 once an answer arrives).",
+                &["cluster"],
+            )?,
+            registry: r,
+        })
+    }
+
+    pub fn cluster(&self, cluster: &str) -> ClusterMetrics {
+        let c = [cluster];
+        ClusterMetrics {
+            request_duration: self.request_duration.with_label_values(&c),
+            upstream_duration: self.upstream_duration.with_label_values(&c),
+            retries: self.retries.with_label_values(&c),
+            connect_failures: self.connect_failures.with_label_values(&c),
+            became_healthy: self.health_transitions.with_label_values(&[cluster, "healthy"]),
+            became_unhealthy: self
+                .health_transitions
+                .with_label_values(&[cluster, "unhealthy"]),
+            dns_answer: self.dns_refreshes.with_label_values(&[cluster, "answer"]),
+            dns_empty: self.dns_refreshes.with_label_values(&[cluster, "empty"]),
+            dns_error: self.dns_refreshes.with_label_values(&[cluster, "error"]),
+        }
+    }
+
+    /// `cluster` and `route` are `none` for requests that matched no route.
+    pub fn route(&self, cluster: &str, route: &str) -> RouteMetrics {
+        RouteMetrics {
+            by_class: CLASSES.map(|class| self.requests.with_label_values(&[cluster, route, class])),
+        }
+    }
+
+    /// Every series in Prometheus' text format, followed by pingora's own (default registry).
+    pub fn encode(&self) -> String {
+        let mut families = self.registry.gather();
+        families.extend(prometheus::gather());
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
+            log::error!("metrics: cannot encode: {e}");
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_series_registers_and_encodes() {
+        let m = Metrics::new().unwrap();
+        let c = m.cluster("service1");
+        c.retries.inc();
+        c.upstream_duration.observe(0.002);
+        m.route("service1", "/service/1").count(200);
+        m.route("service1", "/service/1").count(503);
+        m.route("none", "none").count(0);
+        let text = m.encode();
+        for line in [
+            "headway_requests_total{cluster=\"service1\",code=\"2xx\",route=\"/service/1\"} 1",
+            "headway_requests_total{cluster=\"service1\",code=\"5xx\",route=\"/service/1\"} 1",
+            "headway_requests_total{cluster=\"none\",code=\"none\",route=\"none\"} 1",
+            "headway_upstream_retries_total{cluster=\"service1\"} 1",
+            "headway_upstream_response_seconds_count{cluster=\"service1\"} 1",
+            "headway_dns_refreshes_total{cluster=\"service1\",result=\"error\"} 0",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
+}
