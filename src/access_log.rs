@@ -53,7 +53,10 @@ impl AccessLog {
                     .append(true)
                     .open(path)
                     .map_err(|e| {
-                        format!("gateway.access_log.path: cannot open {}: {e}", path.display())
+                        format!(
+                            "gateway.access_log.path: cannot open {}: {e}",
+                            path.display()
+                        )
                     })?;
                 Some(Sink::File(Mutex::new(LineWriter::new(file))))
             }
@@ -144,10 +147,7 @@ mod tests {
     }
 
     fn log(format: AccessLogFormat) -> AccessLog {
-        AccessLog {
-            format,
-            sink: None,
-        }
+        AccessLog { format, sink: None }
     }
 
     #[test]

@@ -9,8 +9,8 @@ use crate::config::{
     duration, Address, ClusterConfig, HealthCheckConfig, HealthCheckKind, LbPolicy,
 };
 use crate::discovery::{DnsDiscovery, DnsSnapshot, RefreshCounters};
-use crate::metrics::ClusterMetrics;
 use crate::health::RecordedHealthCheck;
+use crate::metrics::ClusterMetrics;
 use crate::{lock, unix_seconds};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -122,13 +122,21 @@ impl BackendTable {
         false
     }
 
-    /// Records a threshold crossing reported by pingora.
-    pub fn record_transition(&self, addr: SocketAddr, healthy: bool) {
-        if let Some(state) = self.get(&addr) {
-            if state.healthy.swap(healthy, Relaxed) != healthy {
-                *lock(&state.since) = SystemTime::now();
-            }
+    /// Records a threshold crossing reported by pingora. Returns whether the backend's health
+    /// really changed: pingora starts every backend healthy, so the first failures of one that
+    /// never passed a probe flip pingora's flag but not ours.
+    pub fn record_transition(&self, addr: SocketAddr, healthy: bool) -> bool {
+        let Some(state) = self.get(&addr) else {
+            return false;
+        };
+        if healthy && !state.admitted.load(Relaxed) {
+            return false;
         }
+        let changed = state.healthy.swap(healthy, Relaxed) != healthy;
+        if changed {
+            *lock(&state.since) = SystemTime::now();
+        }
+        changed
     }
 }
 
@@ -260,8 +268,9 @@ impl Cluster {
                 metrics.became_healthy.clone(),
                 metrics.became_unhealthy.clone(),
             );
-            let check = RecordedHealthCheck::new(&config.name, hc, host, table.clone(), transitions)
-                .map_err(|e| format!("cluster {}: health check: {e}", config.name))?;
+            let check =
+                RecordedHealthCheck::new(&config.name, hc, host, table.clone(), transitions)
+                    .map_err(|e| format!("cluster {}: health check: {e}", config.name))?;
             balancer.set_health_check(Box::new(check));
         }
         Ok(Cluster {
@@ -443,7 +452,11 @@ impl ClusterSnapshot {
                 .unwrap_or_default();
             let _ = writeln!(out, "{n}::dns::last_outcome::{outcome}");
             let _ = writeln!(out, "{n}::dns::addresses::{}", dns.last_answer.len());
-            let _ = writeln!(out, "{n}::dns::consecutive_failures::{}", dns.consecutive_failures);
+            let _ = writeln!(
+                out,
+                "{n}::dns::consecutive_failures::{}",
+                dns.consecutive_failures
+            );
         }
         for b in &self.backends {
             let a = &b.address;

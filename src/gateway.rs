@@ -3,11 +3,11 @@
 
 use crate::access_log::AccessLog;
 use crate::admin::Admin;
-use crate::lifecycle::SignalWatch;
-use crate::metrics::{Metrics, RouteMetrics};
 use crate::cluster::Cluster;
 use crate::config::{Address, Config, Gateway as GatewayConfig};
 use crate::discovery::build_resolver;
+use crate::lifecycle::SignalWatch;
+use crate::metrics::{Metrics, RouteMetrics};
 use crate::proxy::Gateway;
 use crate::router::Router;
 use async_trait::async_trait;
@@ -50,7 +50,11 @@ impl GatewayState {
                 Address::Ip(_) => None,
             };
             let cluster_metrics = metrics.cluster(&c.name);
-            clusters.push(Arc::new(Cluster::new(c.clone(), resolver, cluster_metrics)?));
+            clusters.push(Arc::new(Cluster::new(
+                c.clone(),
+                resolver,
+                cluster_metrics,
+            )?));
         }
         let router = Router::new(&config.routes, |name| {
             config.clusters.iter().position(|c| c.name == name)

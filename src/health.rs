@@ -104,6 +104,7 @@ impl HealthCheck for RecordedHealthCheck {
                 .table
                 .record_probe(*addr, result.as_ref().err().map(|e| e.to_string()));
             if first_pass {
+                self.transitions.0.inc();
                 info!(
                     "health cluster={} backend={addr} first check passed: in rotation",
                     self.cluster
@@ -120,11 +121,12 @@ impl HealthCheck for RecordedHealthCheck {
     async fn health_status_change(&self, target: &Backend, healthy: bool) {
         if let Some(addr) = target.addr.as_inet() {
             // pingora logs the transition itself, with `backend_summary` below.
-            self.table.record_transition(*addr, healthy);
-            if healthy {
-                self.transitions.0.inc();
-            } else {
-                self.transitions.1.inc();
+            if self.table.record_transition(*addr, healthy) {
+                if healthy {
+                    self.transitions.0.inc();
+                } else {
+                    self.transitions.1.inc();
+                }
             }
         }
     }

@@ -180,7 +180,9 @@ impl Metrics {
             upstream_duration: self.upstream_duration.with_label_values(&c),
             retries: self.retries.with_label_values(&c),
             connect_failures: self.connect_failures.with_label_values(&c),
-            became_healthy: self.health_transitions.with_label_values(&[cluster, "healthy"]),
+            became_healthy: self
+                .health_transitions
+                .with_label_values(&[cluster, "healthy"]),
             became_unhealthy: self
                 .health_transitions
                 .with_label_values(&[cluster, "unhealthy"]),
@@ -193,7 +195,8 @@ impl Metrics {
     /// `cluster` and `route` are `none` for requests that matched no route.
     pub fn route(&self, cluster: &str, route: &str) -> RouteMetrics {
         RouteMetrics {
-            by_class: CLASSES.map(|class| self.requests.with_label_values(&[cluster, route, class])),
+            by_class: CLASSES
+                .map(|class| self.requests.with_label_values(&[cluster, route, class])),
         }
     }
 

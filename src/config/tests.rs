@@ -328,3 +328,38 @@ fn the_message_lists_every_error_line() {
         "{e}"
     );
 }
+
+#[test]
+fn drain_time_and_access_log_have_defaults_and_are_checked() {
+    let config = Config::from_yaml(GOOD).unwrap();
+    assert_eq!(config.gateway.drain_time, defaults::DRAIN_TIME);
+    assert_eq!(
+        config.gateway.access_log,
+        AccessLogConfig {
+            enabled: true,
+            path: None,
+            format: AccessLogFormat::Plain
+        }
+    );
+    let yaml = good_with(
+        "  resolver:",
+        "  drain_time: 0s\n  access_log: { format: json, path: /var/log/headway.log }\n  resolver:",
+    );
+    let g = Config::from_yaml(&yaml).unwrap().gateway;
+    assert_eq!(g.drain_time, Duration::ZERO);
+    assert_eq!(g.access_log.format, AccessLogFormat::Json);
+    assert_eq!(
+        g.access_log.path,
+        Some(PathBuf::from("/var/log/headway.log"))
+    );
+    assert_error(
+        &good_with("  resolver:", "  access_log: { format: xml }\n  resolver:"),
+        "gateway.access_log.format",
+        "not one of: plain, json",
+    );
+    assert_error(
+        &good_with("  resolver:", "  drain_time: soon\n  resolver:"),
+        "gateway.drain_time",
+        "not a duration",
+    );
+}

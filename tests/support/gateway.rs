@@ -8,6 +8,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -98,6 +99,7 @@ pub struct GatewayBuilder {
     clusters: Option<String>,
     extra: Vec<String>,
     env: Vec<(String, String)>,
+    server: Vec<(String, String)>,
 }
 
 impl GatewayBuilder {
@@ -144,6 +146,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// A top-level (pingora) key, replacing the harness default for it if it has one
+    /// (`grace_period_seconds: 0`, `graceful_shutdown_timeout_seconds: 1`, …).
+    pub fn server_key(mut self, key: &str, value: &str) -> Self {
+        self.server.push((key.to_string(), value.to_string()));
+        self
+    }
+
     /// An environment variable for the process (`RUST_LOG=info` unless set here).
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_string(), value.to_string()));
@@ -181,14 +190,16 @@ impl GatewayBuilder {
     /// Starts headway and waits for `GET /ready` to answer 200 (see [`Gateway::start`]).
     pub fn start(mut self) -> Gateway {
         let section = self.gateway_section();
-        Gateway::start_with_env(&section, &self.env)
+        let mut gateway = Gateway::spawn(&section, &self.env, &self.server);
+        gateway.wait_ready(READY_TIMEOUT);
+        gateway
     }
 
     /// For confs that must be rejected: runs headway on it and waits for it to exit.
     /// Returns (exit code, stderr). Panics if it is still running after 20 s.
     pub fn start_expect_exit(mut self) -> (i32, String) {
         let section = self.gateway_section();
-        let mut gateway = Gateway::spawn(&section, &self.env);
+        let mut gateway = Gateway::spawn(&section, &self.env, &self.server);
         let Some(status) = gateway.wait_exit(EXIT_TIMEOUT) else {
             panic!(
                 "headway was expected to exit but still runs after {EXIT_TIMEOUT:?}; conf:\n{}\nstderr:\n{}",
@@ -205,8 +216,12 @@ impl GatewayBuilder {
 pub struct Gateway {
     child: Child,
     exit: Option<ExitStatus>,
-    dir: TempDir,
+    /// Shared with successors started by [`Gateway::spawn_successor`].
+    dir: Arc<TempDir>,
     conf_path: PathBuf,
+    /// "" for the first process, "-<generation>" for successors: names its log files.
+    log_suffix: String,
+    env: Vec<(String, String)>,
     listen: SocketAddr,
     admin: SocketAddr,
 }
@@ -224,55 +239,76 @@ impl Gateway {
     }
 
     fn start_with_env(gateway_section: &str, env: &[(String, String)]) -> Gateway {
-        let mut gateway = Gateway::spawn(gateway_section, env);
+        let mut gateway = Gateway::spawn(gateway_section, env, &[]);
         gateway.wait_ready(READY_TIMEOUT);
         gateway
     }
 
     /// Writes the conf and spawns headway, without waiting for anything.
-    fn spawn(gateway_section: &str, env: &[(String, String)]) -> Gateway {
+    fn spawn(
+        gateway_section: &str,
+        env: &[(String, String)],
+        server: &[(String, String)],
+    ) -> Gateway {
         let (listen, admin) = listen_and_admin(gateway_section);
         let dir = tempfile::Builder::new()
             .prefix("headway-test-")
             .tempdir()
             .unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"));
         let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
-        let conf = format!(
-            "version: 1\nthreads: 2\npid_file: {}\nupgrade_sock: {}\ngrace_period_seconds: 0\n\
-             graceful_shutdown_timeout_seconds: 1\ngateway:\n{}",
-            quote(&path("headway.pid")),
-            quote(&path("upgrade.sock")),
-            indent_yaml(gateway_section, 2),
-        );
+        let mut top: Vec<(String, String)> = vec![
+            ("version".into(), "1".into()),
+            ("threads".into(), "2".into()),
+            ("pid_file".into(), quote(&path("headway.pid"))),
+            ("upgrade_sock".into(), quote(&path("upgrade.sock"))),
+            ("grace_period_seconds".into(), "0".into()),
+            ("graceful_shutdown_timeout_seconds".into(), "1".into()),
+        ];
+        for (key, value) in server {
+            match top.iter_mut().find(|(k, _)| k == key) {
+                Some(entry) => entry.1 = value.clone(),
+                None => top.push((key.clone(), value.clone())),
+            }
+        }
+        let mut conf: String = top.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
+        conf.push_str(&format!("gateway:\n{}", indent_yaml(gateway_section, 2)));
         let conf_path = dir.path().join("headway.yaml");
         std::fs::write(&conf_path, &conf)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", conf_path.display()));
-        let log = |name: &str| {
-            let path = dir.path().join(name);
-            File::create(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()))
-        };
-        let mut command = Command::new(HEADWAY_BIN);
-        command
-            .arg("-c")
-            .arg(&conf_path)
-            .current_dir(dir.path())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log("stdout.log"))
-            .stderr(log("stderr.log"));
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn {HEADWAY_BIN}: {e}"));
+        let dir = Arc::new(dir);
+        let child = spawn_headway(&dir, &conf_path, &[], env, "");
         Gateway {
             child,
             exit: None,
             dir,
             conf_path,
+            log_suffix: String::new(),
+            env: env.to_vec(),
             listen,
             admin,
+        }
+    }
+
+    /// Starts the next generation for a graceful upgrade: `headway -u -c <conf>` in the same
+    /// temp dir (so the same upgrade socket), logging to `stderr-<generation>.log`. It waits for
+    /// this process's listeners, which it gets when this process receives SIGQUIT. `conf`
+    /// replaces the conf file's content first when given (a reload).
+    pub fn spawn_successor(&self, generation: u32, conf: Option<&str>) -> Gateway {
+        let conf_path = self.dir.path().join(format!("headway-{generation}.yaml"));
+        let content = conf.map_or_else(|| self.conf(), str::to_owned);
+        std::fs::write(&conf_path, content)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", conf_path.display()));
+        let suffix = format!("-{generation}");
+        let child = spawn_headway(&self.dir, &conf_path, &["-u"], &self.env, &suffix);
+        Gateway {
+            child,
+            exit: None,
+            dir: self.dir.clone(),
+            conf_path,
+            log_suffix: suffix,
+            env: self.env.clone(),
+            listen: self.listen,
+            admin: self.admin,
         }
     }
 
@@ -343,11 +379,21 @@ impl Gateway {
 
     /// Everything headway wrote to stderr so far (its log).
     pub fn stderr_log(&self) -> String {
-        read_lossy(&self.dir.path().join("stderr.log"))
+        read_lossy(
+            &self
+                .dir
+                .path()
+                .join(format!("stderr{}.log", self.log_suffix)),
+        )
     }
 
     pub fn stdout_log(&self) -> String {
-        read_lossy(&self.dir.path().join("stdout.log"))
+        read_lossy(
+            &self
+                .dir
+                .path()
+                .join(format!("stdout{}.log", self.log_suffix)),
+        )
     }
 
     /// Waits until `needle` appears in the stderr log; returns whether it did within `timeout`.
@@ -415,6 +461,36 @@ impl Drop for Gateway {
             );
         }
     }
+}
+
+/// Spawns `headway <extra> -c <conf>` in `dir` with stdout/stderr to `std{out,err}<suffix>.log`.
+fn spawn_headway(
+    dir: &TempDir,
+    conf_path: &Path,
+    extra: &[&str],
+    env: &[(String, String)],
+    suffix: &str,
+) -> Child {
+    let log = |name: &str| {
+        let path = dir.path().join(format!("{name}{suffix}.log"));
+        File::create(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()))
+    };
+    let mut command = Command::new(HEADWAY_BIN);
+    command
+        .args(extra)
+        .arg("-c")
+        .arg(conf_path)
+        .current_dir(dir.path())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log("stdout"))
+        .stderr(log("stderr"));
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot spawn {HEADWAY_BIN}: {e}"))
 }
 
 /// Polls the child until it exits or `timeout` passes.

@@ -92,6 +92,7 @@ pub struct Client {
     addr: SocketAddr,
     connection: Option<BufReader<TcpStream>>,
     connects: u64,
+    stale_retries: u64,
 }
 
 impl Client {
@@ -102,6 +103,7 @@ impl Client {
             addr,
             connection: None,
             connects: 0,
+            stale_retries: 0,
         }
     }
 
@@ -126,9 +128,18 @@ impl Client {
     ) -> io::Result<Response> {
         let reused = self.connection.is_some();
         match self.try_request(method, path, headers, body) {
-            Err(_) if reused => self.try_request(method, path, headers, body),
+            Err(_) if reused => {
+                self.stale_retries += 1;
+                self.try_request(method, path, headers, body)
+            }
             result => result,
         }
+    }
+
+    /// Requests retried on a new connection because the kept-alive one failed (as browsers do
+    /// for idempotent requests); tests report it beside their failure counts.
+    pub fn stale_retries(&self) -> u64 {
+        self.stale_retries
     }
 
     /// Connections opened so far (1 after any number of requests on one kept-alive connection).

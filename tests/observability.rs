@@ -1,0 +1,188 @@
+//! What an operator sees: Prometheus series after real traffic, the access log (JSON lines to a
+//! file), and `/clusters` in JSON and in Envoy's text form.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic: that is how they fail
+
+mod support;
+
+use std::time::Duration;
+use support::backend::Backend;
+use support::dns::DnsServer;
+use support::gateway::Gateway;
+use support::http::{self, Client};
+use support::{free_port, wait_until};
+
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn metrics_access_log_and_clusters_show_what_happened() {
+    let dns = DnsServer::start();
+    let port = free_port();
+    let mut pods: Vec<Backend> = ["127.0.2.11", "127.0.2.12"]
+        .iter()
+        .map(|ip| Backend::start(ip, port, "service1"))
+        .collect();
+    // 127.0.2.13 is in DNS with nothing listening: its probes fail and it never gets traffic.
+    dns.set_a("service1.test", &["127.0.2.11", "127.0.2.12", "127.0.2.13"]);
+    let dir = tempfile::tempdir().unwrap();
+    let access = dir.path().join("access.log");
+    let gateway = Gateway::builder()
+        .nameserver(dns.addr())
+        .routes_yaml("- { prefix: /service/1, cluster: service1 }\n- { prefix: /other, cluster: other }")
+        .clusters_yaml(&format!(
+            "- name: service1\n  address: service1.test\n  port: {port}\n  dns_refresh_rate: 300ms\n  health_check: {{ type: http, interval: 200ms, unhealthy_threshold: 1 }}\n- {{ name: other, address: 127.0.2.99, port: {port}, retries: 0 }}\n"
+        ))
+        .gateway_yaml(&format!(
+            "access_log: {{ format: json, path: \"{}\" }}",
+            access.display()
+        ))
+        .start();
+    let mut client = Client::new(gateway.listen_addr());
+    for _ in 0..20 {
+        assert_eq!(client.get("/service/1/x?token=secret").unwrap().status, 200);
+    }
+    assert_eq!(client.get("/nowhere").unwrap().status, 404);
+    assert_eq!(client.get("/other").unwrap().status, 503);
+
+    // A pod dies: its health transition is counted.
+    pods[0].kill();
+    assert!(wait_until(Duration::from_secs(3), || {
+        let m = http::get(gateway.admin_addr(), "/metrics").unwrap().body;
+        metric(&m, "headway_cluster_healthy_backends{cluster=\"service1\"}") == Some(1.0)
+    }));
+
+    let m = http::get(gateway.admin_addr(), "/metrics").unwrap().body;
+    let expect = |series: &str, check: &dyn Fn(f64) -> bool| {
+        let v = metric(&m, series).unwrap_or_else(|| panic!("no {series} in\n{m}"));
+        assert!(check(v), "{series} = {v}");
+    };
+    expect(
+        "headway_requests_total{cluster=\"service1\",code=\"2xx\",route=\"/service/1\"}",
+        &|v| v == 20.0,
+    );
+    expect(
+        "headway_requests_total{cluster=\"none\",code=\"4xx\",route=\"none\"}",
+        &|v| v == 1.0,
+    );
+    expect(
+        "headway_requests_total{cluster=\"other\",code=\"5xx\",route=\"/other\"}",
+        &|v| v == 1.0,
+    );
+    expect(
+        "headway_upstream_response_seconds_count{cluster=\"service1\"}",
+        &|v| v == 20.0,
+    );
+    expect(
+        "headway_request_duration_seconds_count{cluster=\"service1\"}",
+        &|v| v == 20.0,
+    );
+    expect(
+        "headway_upstream_connect_failures_total{cluster=\"other\"}",
+        &|v| v == 1.0,
+    );
+    expect("headway_cluster_backends{cluster=\"service1\"}", &|v| {
+        v == 3.0
+    });
+    expect(
+        "headway_cluster_healthy_backends{cluster=\"service1\"}",
+        &|v| v == 1.0,
+    );
+    // Two pods came up, one went down; the address that never answered changed nothing.
+    expect(
+        "headway_health_transitions_total{cluster=\"service1\",to=\"healthy\"}",
+        &|v| v == 2.0,
+    );
+    expect(
+        "headway_health_transitions_total{cluster=\"service1\",to=\"unhealthy\"}",
+        &|v| v == 1.0,
+    );
+    expect(
+        "headway_dns_refreshes_total{cluster=\"service1\",result=\"answer\"}",
+        &|v| v >= 1.0,
+    );
+    expect(
+        "headway_dns_refreshes_total{cluster=\"service1\",result=\"error\"}",
+        &|v| v == 0.0,
+    );
+    expect(
+        "headway_dns_last_success_age_seconds{cluster=\"service1\"}",
+        &|v| (0.0..5.0).contains(&v),
+    );
+    assert!(m.contains("# TYPE headway_upstream_response_seconds histogram"));
+
+    // The access log: one JSON object per request, the path without its query string.
+    assert!(wait_until(Duration::from_secs(2), || {
+        std::fs::read_to_string(&access).is_ok_and(|t| t.lines().count() >= 22)
+    }));
+    let text = std::fs::read_to_string(&access).unwrap();
+    assert!(
+        !text.contains("secret"),
+        "the query string leaked into the access log"
+    );
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(first["method"], "GET");
+    assert_eq!(first["path"], "/service/1/x");
+    assert_eq!(first["status"], 200);
+    assert_eq!(first["cluster"], "service1");
+    assert!(first["upstream_ms"].as_f64().is_some() && first["duration_ms"].as_f64().is_some());
+    assert_eq!(first["request_id"].as_str().map(str::len), Some(36));
+    assert!(first["bytes_sent"].as_u64() > Some(0));
+    assert!(
+        !gateway.stderr_log().contains("method=GET path=/service/1"),
+        "no access log on stderr when a file is set"
+    );
+
+    // /clusters, JSON and text.
+    let c = http::get_json(gateway.admin_addr(), "/clusters");
+    let backends = c["clusters"][0]["backends"].as_array().unwrap().clone();
+    let dead = backends
+        .iter()
+        .find(|b| b["address"] == format!("127.0.2.13:{port}"))
+        .unwrap();
+    assert_eq!(dead["healthy"], false);
+    assert_eq!(dead["probed"], false);
+    assert!(
+        dead["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{dead}"
+    );
+    assert_eq!(dead["requests"], 0);
+    let text = http::get(gateway.admin_addr(), "/clusters?format=text")
+        .unwrap()
+        .body;
+    for line in [
+        format!("service1::127.0.2.12:{port}::health_flags::healthy"),
+        format!("service1::127.0.2.13:{port}::health_flags::/pending_active_hc"),
+        format!("service1::127.0.2.11:{port}::health_flags::/failed_active_hc"),
+        "service1::dns::last_outcome::answer".to_owned(),
+        "service1::dns::addresses::3".to_owned(),
+    ] {
+        assert!(text.contains(&line), "missing {line} in\n{text}");
+    }
+
+    // In-flight requests are visible per backend while they last.
+    pods[1].set_delay(Duration::from_millis(800));
+    let addr = gateway.listen_addr();
+    let slow = std::thread::spawn(move || http::get(addr, "/service/1").map(|r| r.status));
+    assert!(
+        wait_until(Duration::from_millis(700), || {
+            let c = http::get_json(gateway.admin_addr(), "/clusters");
+            c["clusters"][0]["backends"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|b| b["in_flight"] == 1)
+        }),
+        "in_flight never showed the slow request"
+    );
+    assert_eq!(slow.join().unwrap().unwrap(), 200);
+    let after = http::get_json(gateway.admin_addr(), "/clusters");
+    assert!(after["clusters"][0]["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|b| b["in_flight"] == 0));
+}
