@@ -5,12 +5,14 @@
 //! pingora's background loop, whose fixed period cannot follow TTLs or back off on DNS errors,
 //! and which probes only after discovery in the same sequential loop.
 
+use crate::breaker::ClusterLoad;
 use crate::config::{
     duration, Address, ClusterConfig, HealthCheckConfig, HealthCheckKind, LbPolicy,
 };
 use crate::discovery::{DnsDiscovery, DnsSnapshot, RefreshCounters};
 use crate::health::RecordedHealthCheck;
 use crate::metrics::ClusterMetrics;
+use crate::outlier::{Ejection, OutlierDetector};
 use crate::{lock, unix_seconds};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -42,6 +44,8 @@ pub struct BackendState {
     pub requests: AtomicU64,
     /// Requests being served by this backend right now.
     pub in_flight: AtomicI64,
+    /// Passive health.
+    pub ejection: Ejection,
 }
 
 impl BackendState {
@@ -53,6 +57,7 @@ impl BackendState {
             last_error: Mutex::new(None),
             requests: AtomicU64::new(0),
             in_flight: AtomicI64::new(0),
+            ejection: Ejection::default(),
         }
     }
 }
@@ -135,6 +140,12 @@ impl BackendTable {
         let changed = state.healthy.swap(healthy, Relaxed) != healthy;
         if changed {
             *lock(&state.since) = SystemTime::now();
+            if healthy {
+                // Recovered by active probes (e.g. a restarted pod): passive health's verdict,
+                // formed while it was down, no longer holds (Envoy:
+                // successful_active_health_check_uneject_host).
+                state.ejection.clear();
+            }
         }
         changed
     }
@@ -213,6 +224,11 @@ impl ServiceDiscovery for SharedDns {
 pub struct Cluster {
     pub config: ClusterConfig,
     pub metrics: ClusterMetrics,
+    /// Requests, connections and retries in progress, for the circuit breakers and retry budget.
+    pub load: ClusterLoad,
+    outlier: OutlierDetector,
+    /// Too few backends are healthy: health and ejections are ignored (see `update_panic`).
+    panic: AtomicBool,
     balancer: Balancer,
     table: Arc<BackendTable>,
     /// None for an IP-literal address: its one backend is fixed.
@@ -274,6 +290,9 @@ impl Cluster {
             balancer.set_health_check(Box::new(check));
         }
         Ok(Cluster {
+            outlier: OutlierDetector::new(config.outlier),
+            load: ClusterLoad::default(),
+            panic: AtomicBool::new(false),
             config,
             metrics,
             balancer,
@@ -298,13 +317,23 @@ impl Cluster {
 
     /// Picks a ready backend by the cluster's policy, skipping `exclude` (backends this request
     /// already tried). A backend is ready when it is in the current DNS answer, has passed its
-    /// first probe and is not marked down.
+    /// first probe, is not marked down and is not ejected. In panic mode (too few are ready)
+    /// every backend that ever passed a probe is a candidate.
     pub fn select(&self, exclude: &[SocketAddr]) -> Option<SocketAddr> {
+        let panic = self.panic.load(Relaxed);
+        let table = self.table.map.load();
         let accept = |b: &Backend, healthy: bool| {
-            healthy
-                && b.addr
-                    .as_inet()
-                    .is_some_and(|a| !exclude.contains(a) && self.table.admitted(a))
+            let Some(addr) = b.addr.as_inet() else {
+                return false;
+            };
+            if exclude.contains(addr) || !self.table.admitted(addr) {
+                return false;
+            }
+            panic
+                || (healthy
+                    && !table
+                        .get(addr)
+                        .is_some_and(|s| self.outlier.is_ejected(&s.ejection)))
         };
         let backends = self.balancer.backends();
         let count = backends.get_backend().len();
@@ -322,6 +351,76 @@ impl Cluster {
             .and_then(|b| b.addr.as_inet().copied())
     }
 
+    /// A request to `addr` got a good answer: its failure streak ends.
+    pub fn report_success(&self, state: &BackendState) {
+        self.outlier.success(&state.ejection);
+    }
+
+    /// A request to `addr` failed (5xx, connect failure, reset, timeout): maybe eject it.
+    pub fn report_failure(&self, addr: SocketAddr, state: &BackendState) {
+        if !self.outlier.enabled() {
+            return;
+        }
+        let table = self.table.map.load();
+        let ejected = table
+            .values()
+            .filter(|s| self.outlier.is_ejected(&s.ejection))
+            .count();
+        if let Some(time) = self.outlier.failure(&state.ejection, ejected, table.len()) {
+            self.metrics.ejections.inc();
+            log::warn!(
+                "outlier cluster={} backend={addr} ejected for {} after {} failures in a row (ejection #{})",
+                self.config.name,
+                duration::display(time),
+                self.config.outlier.consecutive_failures,
+                state.ejection.times_ejected()
+            );
+            self.update_panic();
+        }
+    }
+
+    /// Panic mode (Envoy's healthy panic threshold): when the share of healthy backends among
+    /// those that ever passed a probe falls below `healthy_panic_threshold`, health checks and
+    /// ejections are most likely wrong (a broken health endpoint, a cluster-wide blip), and
+    /// traffic goes to all of them rather than to the few left or to none. Backends that never
+    /// passed a probe stay out: they may not be listening yet.
+    fn update_panic(&self) {
+        let threshold = self.config.healthy_panic_threshold as usize;
+        let backends = self.balancer.backends();
+        let table = self.table.map.load();
+        let (mut admitted, mut healthy) = (0usize, 0usize);
+        for b in backends.get_backend().iter() {
+            let Some(addr) = b.addr.as_inet() else {
+                continue;
+            };
+            if !self.table.admitted(addr) {
+                continue;
+            }
+            admitted += 1;
+            let ejected = table
+                .get(addr)
+                .is_some_and(|s| self.outlier.is_ejected(&s.ejection));
+            if backends.ready(b) && !ejected {
+                healthy += 1;
+            }
+        }
+        let panic = threshold > 0 && admitted > 0 && healthy * 100 < threshold * admitted;
+        if self.panic.swap(panic, Relaxed) != panic {
+            if panic {
+                log::warn!(
+                    "panic cluster={}: only {healthy} of {admitted} backends healthy (below {threshold}%): sending to all {admitted}",
+                    self.config.name
+                );
+            } else {
+                log::info!(
+                    "panic over cluster={}: {healthy} of {admitted} backends healthy",
+                    self.config.name
+                );
+            }
+        }
+        self.metrics.panic.set(i64::from(panic));
+    }
+
     /// One discovery round. Returns whether new addresses appeared.
     async fn refresh(&self) -> bool {
         if let Err(e) = self.balancer.update().await {
@@ -329,12 +428,16 @@ impl Cluster {
             log::debug!("cluster={} discovery failed: {e}", self.config.name);
         }
         let current = self.balancer.backends().get_backend();
-        self.table
-            .sync(current.iter().filter_map(|b| b.addr.as_inet().copied()))
+        let added = self
+            .table
+            .sync(current.iter().filter_map(|b| b.addr.as_inet().copied()));
+        self.update_panic();
+        added
     }
 
     async fn probe(&self) {
         self.balancer.backends().run_health_check(true).await;
+        self.update_panic();
     }
 
     /// Runs discovery and probes until `shutdown` flips. Calls `on_ready` once the first round is
@@ -409,6 +512,15 @@ impl Cluster {
                     last_error: state.as_ref().and_then(|s| lock(&s.last_error).clone()),
                     requests: state.as_ref().map_or(0, |s| s.requests.load(Relaxed)),
                     in_flight: state.as_ref().map_or(0, |s| s.in_flight.load(Relaxed)),
+                    ejected_for_seconds: state.as_ref().and_then(|s| {
+                        s.ejection
+                            .remaining(self.outlier.now_ms())
+                            .map(|d| d.as_secs_f64())
+                    }),
+                    times_ejected: state.as_ref().map_or(0, |s| s.ejection.times_ejected()),
+                    consecutive_failures: state
+                        .as_ref()
+                        .map_or(0, |s| s.ejection.consecutive_failures()),
                 })
             })
             .collect();
@@ -424,7 +536,13 @@ impl Cluster {
             ready: self.is_ready(),
             dns: self.dns.as_ref().map(|d| d.snapshot()),
             health_check: self.config.health_check.as_ref().map(describe_health_check),
-            healthy_backends: list.iter().filter(|b| b.healthy).count(),
+            healthy_backends: list
+                .iter()
+                .filter(|b| b.healthy && b.ejected_for_seconds.is_none())
+                .count(),
+            panic_mode: self.panic.load(Relaxed),
+            requests_in_progress: self.load.requests(),
+            retries_in_progress: self.load.retries(),
             backends: list,
         }
     }
@@ -460,10 +578,11 @@ impl ClusterSnapshot {
         }
         for b in &self.backends {
             let a = &b.address;
-            let flags = match (b.healthy, b.probed) {
-                (true, _) => "healthy",
-                (false, false) => "/pending_active_hc",
-                (false, true) => "/failed_active_hc",
+            let flags = match (b.healthy, b.probed, b.ejected_for_seconds.is_some()) {
+                (true, _, false) => "healthy",
+                (true, _, true) => "/failed_outlier_check",
+                (false, false, _) => "/pending_active_hc",
+                (false, true, _) => "/failed_active_hc",
             };
             let _ = writeln!(out, "{n}::{a}::health_flags::{flags}");
             let _ = writeln!(out, "{n}::{a}::rq_active::{}", b.in_flight);
@@ -498,7 +617,12 @@ pub struct ClusterSnapshot {
     /// None for an IP-literal address.
     pub dns: Option<DnsSnapshot>,
     pub health_check: Option<String>,
+    /// Backends getting traffic now: healthy and not ejected.
     pub healthy_backends: usize,
+    /// Too few healthy backends: traffic goes to every probed backend (healthy_panic_threshold).
+    pub panic_mode: bool,
+    pub requests_in_progress: u32,
+    pub retries_in_progress: u32,
     pub backends: Vec<BackendSnapshot>,
 }
 
@@ -514,4 +638,9 @@ pub struct BackendSnapshot {
     pub last_error: Option<String>,
     pub requests: u64,
     pub in_flight: i64,
+    /// Seconds left of an outlier ejection; None when not ejected.
+    pub ejected_for_seconds: Option<f64>,
+    pub times_ejected: u32,
+    /// Failed requests in a row (passive health).
+    pub consecutive_failures: u32,
 }

@@ -5,6 +5,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod breaker;
 pub mod cluster;
 pub mod config;
 pub mod discovery;
@@ -12,6 +13,7 @@ pub mod gateway;
 pub mod health;
 pub mod lifecycle;
 pub mod metrics;
+pub mod outlier;
 pub mod proxy;
 pub mod router;
 

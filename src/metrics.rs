@@ -25,6 +25,11 @@ pub struct Metrics {
     connect_failures: IntCounterVec,
     health_transitions: IntCounterVec,
     dns_refreshes: IntCounterVec,
+    ejections: IntCounterVec,
+    retry_budget_exhausted: IntCounterVec,
+    overflows: IntCounterVec,
+    panic: IntGaugeVec,
+    pub dns_stale: IntGaugeVec,
     pub backends: IntGaugeVec,
     pub healthy_backends: IntGaugeVec,
     pub dns_last_success_age: prometheus::GaugeVec,
@@ -42,6 +47,11 @@ pub struct ClusterMetrics {
     pub dns_answer: IntCounter,
     pub dns_empty: IntCounter,
     pub dns_error: IntCounter,
+    pub ejections: IntCounter,
+    pub retry_budget_exhausted: IntCounter,
+    /// Requests refused by a circuit breaker: max_requests, max_pending_requests, max_connections.
+    pub overflows: [IntCounter; 3],
+    pub panic: prometheus::IntGauge,
 }
 
 /// Requests of one (cluster, route), by status class.
@@ -141,6 +151,36 @@ impl Metrics {
                 "DNS refreshes per cluster by result: answer, empty (NXDOMAIN or no records) or error.",
                 &["cluster", "result"],
             )?,
+            ejections: counter_vec(
+                &r,
+                "headway_outlier_ejections_total",
+                "Backends ejected by passive health (failures in a row), per cluster.",
+                &["cluster"],
+            )?,
+            retry_budget_exhausted: counter_vec(
+                &r,
+                "headway_retry_budget_exhausted_total",
+                "Retries not made because the cluster's retry budget was used up.",
+                &["cluster"],
+            )?,
+            overflows: counter_vec(
+                &r,
+                "headway_circuit_breaker_overflows_total",
+                "Requests answered 503 at once because a circuit breaker limit was reached.",
+                &["cluster", "limit"],
+            )?,
+            panic: gauge_vec(
+                &r,
+                "headway_cluster_panic_mode",
+                "1 while too few backends are healthy and traffic goes to all probed backends.",
+                &["cluster"],
+            )?,
+            dns_stale: gauge_vec(
+                &r,
+                "headway_dns_stale",
+                "1 while the cluster's DNS has failed for long enough that its backends are stale.",
+                &["cluster"],
+            )?,
             backends: gauge_vec(
                 &r,
                 "headway_cluster_backends",
@@ -189,6 +229,11 @@ impl Metrics {
             dns_answer: self.dns_refreshes.with_label_values(&[cluster, "answer"]),
             dns_empty: self.dns_refreshes.with_label_values(&[cluster, "empty"]),
             dns_error: self.dns_refreshes.with_label_values(&[cluster, "error"]),
+            ejections: self.ejections.with_label_values(&c),
+            retry_budget_exhausted: self.retry_budget_exhausted.with_label_values(&c),
+            overflows: ["max_requests", "max_pending_requests", "max_connections"]
+                .map(|limit| self.overflows.with_label_values(&[cluster, limit])),
+            panic: self.panic.with_label_values(&c),
         }
     }
 

@@ -1,7 +1,8 @@
 //! The request path: route by prefix, pick a ready backend, retry elsewhere, answer failures.
 
 use crate::access_log::Entry;
-use crate::cluster::BackendState;
+use crate::breaker::{AttemptSlot, Overflow, PendingSlot, RequestSlot, RetrySlot};
+use crate::cluster::Cluster;
 use crate::gateway::GatewayState;
 use crate::router::RouteMatch;
 use async_trait::async_trait;
@@ -13,7 +14,6 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::Peer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,11 +32,13 @@ impl Gateway {
     }
 }
 
-/// Per-request state.
+/// Per-request state. The slots release the request's share of its cluster's limits when the
+/// context is dropped, whatever path the request took.
 pub struct RequestCtx {
     started: Instant,
     request_id: String,
     route: Option<RouteMatch>,
+    cluster: Option<Arc<Cluster>>,
     /// The request's whole budget (the cluster's `timeout`), retries included.
     deadline: Option<Instant>,
     /// Backends this request was sent to, in order.
@@ -50,25 +52,95 @@ pub struct RequestCtx {
     /// When the first upstream attempt began, and how long until the response headers came.
     upstream_started: Option<Instant>,
     upstream_time: Option<Duration>,
-    /// The backend of the current attempt, counted in its `in_flight` until the attempt ends.
-    current: Option<Arc<BackendState>>,
+    /// An upstream answer (e.g. 503) turned into a retry by `retry_on`.
+    retry_status: Option<u16>,
+    request_slot: Option<RequestSlot>,
+    pending: Option<PendingSlot>,
+    attempt: Option<AttemptSlot>,
+    retry_slot: Option<RetrySlot>,
 }
 
-impl RequestCtx {
-    /// Ends the current attempt's share of its backend's in-flight count.
-    fn release_backend(&mut self) {
-        if let Some(backend) = self.current.take() {
-            backend.in_flight.fetch_sub(1, Relaxed);
+/// Why an established attempt failed, for `retry_on` and passive health.
+enum AttemptFailure {
+    /// A pooled connection turned out to be closed: not the backend's fault, retried for free.
+    StalePooledConnection,
+    /// The answer did not come within the per-try or request timeout.
+    Timeout,
+    /// The connection broke or the answer was malformed.
+    Reset,
+    /// The upstream answered with a status `retry_on` names.
+    Status,
+}
+
+impl Gateway {
+    fn cluster_name<'a>(&self, ctx: &'a RequestCtx) -> &'a str {
+        ctx.cluster.as_deref().map_or("-", |c| c.name())
+    }
+
+    fn overflow(&self, cluster: &Cluster, overflow: Overflow) -> Box<Error> {
+        let index = match overflow {
+            Overflow::Requests(_) => 0,
+            Overflow::Pending(_) => 1,
+            Overflow::Connections(_) => 2,
+        };
+        cluster.metrics.overflows[index].inc();
+        Error::explain(
+            ErrorType::HTTPStatus(503),
+            format!(
+                "circuit breaker open for cluster {}: {} ({}) reached",
+                cluster.name(),
+                overflow.label(),
+                overflow.limit()
+            ),
+        )
+    }
+
+    /// Whether this request may try another backend now: within `retries` and the deadline,
+    /// with another ready backend, and within the cluster's retry budget (whose slot it then
+    /// holds until it ends).
+    fn may_retry(&self, cluster: &Arc<Cluster>, ctx: &mut RequestCtx) -> bool {
+        let in_time = ctx.deadline.is_none_or(|d| Instant::now() < d);
+        if ctx.counted_attempts > cluster.config.retries
+            || !in_time
+            || cluster.select(&ctx.tried).is_none()
+        {
+            return false;
+        }
+        if ctx.retry_slot.is_none() {
+            match RetrySlot::take(cluster, &cluster.config.retry) {
+                Some(slot) => ctx.retry_slot = Some(slot),
+                None => {
+                    cluster.metrics.retry_budget_exhausted.inc();
+                    warn!(
+                        "retry budget exhausted cluster={} retries_in_progress={}",
+                        cluster.name(),
+                        cluster.load.retries()
+                    );
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Ends the current attempt, reporting its outcome to passive health.
+    fn end_attempt(cluster: &Cluster, ctx: &mut RequestCtx, failed: bool) {
+        ctx.pending = None;
+        if let Some(attempt) = ctx.attempt.take() {
+            if let (Some(state), Some(addr)) = (attempt.backend(), ctx.tried.last()) {
+                if failed {
+                    cluster.report_failure(*addr, state);
+                } else {
+                    cluster.report_success(state);
+                }
+            }
         }
     }
 }
 
-impl Gateway {
-    fn cluster_name(&self, ctx: &RequestCtx) -> &str {
-        ctx.route
-            .and_then(|m| self.state.clusters.get(m.cluster))
-            .map_or("-", |c| c.name())
-    }
+/// Requests that may be sent twice: idempotent methods whose body is still buffered.
+fn replayable(session: &Session) -> bool {
+    session.req_header().method.is_idempotent() && !session.as_ref().retry_buffer_truncated()
 }
 
 #[async_trait]
@@ -80,6 +152,7 @@ impl ProxyHttp for Gateway {
             started: Instant::now(),
             request_id: String::new(),
             route: None,
+            cluster: None,
             deadline: None,
             tried: Vec::new(),
             counted_attempts: 0,
@@ -87,7 +160,11 @@ impl ProxyHttp for Gateway {
             last_failure: None,
             upstream_started: None,
             upstream_time: None,
-            current: None,
+            retry_status: None,
+            request_slot: None,
+            pending: None,
+            attempt: None,
+            retry_slot: None,
         }
     }
 
@@ -103,9 +180,22 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         };
         ctx.route = Some(route);
-        if let Some(cluster) = self.state.clusters.get(route.cluster) {
-            ctx.deadline = Some(ctx.started + cluster.config.timeout);
+        let Some(cluster) = self.state.clusters.get(route.cluster).cloned() else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "route to no cluster",
+            ));
+        };
+        ctx.deadline = Some(ctx.started + cluster.config.timeout);
+        match RequestSlot::take(&cluster, &cluster.config.breakers) {
+            Ok(slot) => ctx.request_slot = Some(slot),
+            Err(overflow) => {
+                let e = self.overflow(&cluster, overflow);
+                ctx.cluster = Some(cluster);
+                return Err(e);
+            }
         }
+        ctx.cluster = Some(cluster);
         Ok(false)
     }
 
@@ -115,9 +205,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let cluster = ctx
-            .route
-            .and_then(|m| self.state.clusters.get(m.cluster))
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "request has no route"))?;
+            .cluster
+            .clone()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "request has no cluster"))?;
         let name = cluster.name();
         let selected = cluster.select(&ctx.tried).or_else(|| {
             // A stale pooled connection says nothing about the backend: it may be retried.
@@ -142,6 +232,14 @@ impl ProxyHttp for Gateway {
                 format!("upstream timeout for cluster {name}: no time left to retry"),
             ));
         }
+        let limits = &cluster.config.breakers;
+        ctx.attempt = None;
+        ctx.pending =
+            Some(PendingSlot::take(&cluster, limits).map_err(|o| self.overflow(&cluster, o))?);
+        let backend = cluster.table().get(&addr);
+        ctx.attempt = Some(
+            AttemptSlot::take(&cluster, limits, backend).map_err(|o| self.overflow(&cluster, o))?,
+        );
         if !ctx.reused_failure {
             ctx.counted_attempts += 1;
         }
@@ -149,23 +247,37 @@ impl ProxyHttp for Gateway {
             cluster.metrics.retries.inc();
         }
         ctx.reused_failure = false;
+        ctx.retry_status = None;
         ctx.tried.push(addr);
         ctx.upstream_started.get_or_insert(now);
-        ctx.release_backend();
-        if let Some(state) = cluster.table().get(&addr) {
-            state.requests.fetch_add(1, Relaxed);
-            state.in_flight.fetch_add(1, Relaxed);
-            ctx.current = Some(state);
-        }
 
         let mut peer = HttpPeer::new(addr, false, String::new());
         let connect = cluster.config.connect_timeout.min(remaining);
+        let per_try = cluster
+            .config
+            .retry
+            .per_try_timeout
+            .map_or(remaining, |t| t.min(remaining));
         peer.options.connection_timeout = Some(connect);
         peer.options.total_connection_timeout = Some(connect);
-        peer.options.read_timeout = Some(remaining);
-        peer.options.write_timeout = Some(remaining);
+        peer.options.read_timeout = Some(per_try);
+        peer.options.write_timeout = Some(per_try);
         peer.options.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
         Ok(Box::new(peer))
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.pending = None;
+        Ok(())
     }
 
     async fn upstream_request_filter(
@@ -192,10 +304,33 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
-        _upstream_response: &mut ResponseHeader,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        let status = upstream_response.status.as_u16();
+        let Some(cluster) = ctx.cluster.clone() else {
+            return Ok(());
+        };
+        let failed = status >= 500;
+        if cluster.config.retry.on.status(status)
+            && replayable(session)
+            && self.may_retry(&cluster, ctx)
+        {
+            Self::end_attempt(&cluster, ctx, true);
+            let backend = ctx.tried.last().map_or_else(String::new, |a| a.to_string());
+            warn!(
+                "upstream answered {status} cluster={} backend={backend}: retrying on another backend",
+                cluster.name()
+            );
+            ctx.last_failure = Some(format!("{status} from {backend}"));
+            ctx.retry_status = Some(status);
+            return Err(Error::explain(
+                ErrorType::Custom("RetryOnStatus"),
+                format!("upstream answered {status}"),
+            ));
+        }
+        Self::end_attempt(&cluster, ctx, failed);
         ctx.upstream_time = ctx.upstream_started.map(|t| t.elapsed());
         Ok(())
     }
@@ -220,19 +355,16 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let cluster = ctx.route.and_then(|m| self.state.clusters.get(m.cluster));
-        if let Some(c) = cluster {
-            c.metrics.connect_failures.inc();
-        }
-        ctx.release_backend();
-        let retries = cluster.map_or(0, |c| c.config.retries);
-        let in_time = ctx.deadline.is_none_or(|d| Instant::now() < d);
-        let retry = ctx.counted_attempts <= retries
-            && in_time
-            && cluster.is_some_and(|c| c.select(&ctx.tried).is_some());
+        let Some(cluster) = ctx.cluster.clone() else {
+            return e;
+        };
+        cluster.metrics.connect_failures.inc();
+        Self::end_attempt(&cluster, ctx, true);
+        // Nothing reached the backend: any method may go elsewhere.
+        let retry = cluster.config.retry.on.connect_failure && self.may_retry(&cluster, ctx);
         warn!(
             "upstream connect failed cluster={} backend={} attempt={} error=\"{}\"{}",
-            self.cluster_name(ctx),
+            cluster.name(),
             peer.address(),
             ctx.tried.len(),
             e.etype().as_str(),
@@ -255,17 +387,41 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
-        // pingora's policy: retry only idempotent requests whose body is still buffered, and a
-        // "reused only" error only when the connection came from the pool.
         let mut e = e.more_context(format!("peer: {peer}"));
-        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
-        {
+        let Some(cluster) = ctx.cluster.clone() else {
             e.set_retry(false);
+            return e;
+        };
+        let failure = if ctx.retry_status.is_some() {
+            AttemptFailure::Status
+        } else if client_reused && e.retry() {
+            // pingora marks errors on a connection taken from the pool as retryable.
+            AttemptFailure::StalePooledConnection
+        } else if matches!(
+            e.etype(),
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout
+        ) {
+            AttemptFailure::Timeout
         } else {
-            e.retry.decide_reuse(client_reused);
+            AttemptFailure::Reset
+        };
+        let response_started = ctx.upstream_time.is_some() || session.response_written().is_some();
+        let on = &cluster.config.retry.on;
+        let retry = !response_started
+            && replayable(session)
+            && match failure {
+                AttemptFailure::Status => true,
+                AttemptFailure::StalePooledConnection => true,
+                AttemptFailure::Timeout => on.timeout() && self.may_retry(&cluster, ctx),
+                AttemptFailure::Reset => on.reset && self.may_retry(&cluster, ctx),
+            };
+        if !matches!(failure, AttemptFailure::Status) {
+            let blame_backend = !matches!(failure, AttemptFailure::StalePooledConnection);
+            Self::end_attempt(&cluster, ctx, blame_backend);
+            ctx.last_failure = Some(format!("{} from {}", e.etype().as_str(), peer.address()));
         }
-        ctx.reused_failure = e.retry() && client_reused;
-        ctx.last_failure = Some(format!("{} from {}", e.etype().as_str(), peer.address()));
+        ctx.reused_failure = retry && matches!(failure, AttemptFailure::StalePooledConnection);
+        e.set_retry(retry);
         e
     }
 
@@ -294,7 +450,8 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        ctx.release_backend();
+        ctx.pending = None;
+        ctx.attempt = None;
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.started.elapsed();
         let route_metrics = match ctx.route {
@@ -304,8 +461,7 @@ impl ProxyHttp for Gateway {
         if let Some(counters) = route_metrics {
             counters.count(status);
         }
-        let cluster = ctx.route.and_then(|m| self.state.clusters.get(m.cluster));
-        if let Some(c) = cluster {
+        if let Some(c) = &ctx.cluster {
             c.metrics.request_duration.observe(elapsed.as_secs_f64());
             if let Some(t) = ctx.upstream_time {
                 c.metrics.upstream_duration.observe(t.as_secs_f64());

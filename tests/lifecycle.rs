@@ -177,12 +177,12 @@ fn an_upgrade_with_a_broken_conf_fails_loudly_and_the_old_process_keeps_serving(
     let mut old = builder(&p).start();
     let broken = old
         .conf()
-        .replace("retries: 2", "retries: 2\n      retry_on: everything");
+        .replace("retries: 2", "retries: 2\n      retry_policy: everything");
     let mut new = old.spawn_successor(2, Some(&broken));
     let code = new.wait_exit(Duration::from_secs(5));
     assert_eq!(code, Some(1), "the new process must refuse the conf");
     assert!(
-        new.stderr_log().contains("retry_on: unknown field"),
+        new.stderr_log().contains("retry_policy: unknown field"),
         "{}",
         new.stderr_log()
     );

@@ -51,6 +51,26 @@ pub mod defaults {
     pub const RETRIES: u32 = 1;
     /// Upper bound on `retries`, so a typo cannot turn one request into a storm.
     pub const MAX_RETRIES: u32 = 10;
+    /// `retry_on` (Envoy: `retry_policy.retry_on`, empty there without a retry policy).
+    pub const RETRY_ON: &str = "connect-failure, reset, gateway-error";
+    /// `retry_budget.budget_percent` (Envoy: same name, 20 %).
+    pub const RETRY_BUDGET_PERCENT: u32 = 20;
+    /// `retry_budget.min_retry_concurrency` (Envoy: same name, 3).
+    pub const MIN_RETRY_CONCURRENCY: u32 = 3;
+    /// `outlier_detection.consecutive_failures` (Envoy: `consecutive_5xx`, 5); 0 turns passive
+    /// health off.
+    pub const CONSECUTIVE_FAILURES: u32 = 5;
+    /// `outlier_detection.base_ejection_time` (Envoy: same name, 30 s).
+    pub const BASE_EJECTION_TIME: Duration = Duration::from_secs(30);
+    /// `outlier_detection.max_ejection_time` (Envoy: same name, 300 s).
+    pub const MAX_EJECTION_TIME: Duration = Duration::from_secs(300);
+    /// `outlier_detection.max_ejection_percent` (Envoy: same name, 10 %; one backend can always
+    /// be ejected).
+    pub const MAX_EJECTION_PERCENT: u32 = 10;
+    /// `circuit_breakers.max_*` (Envoy: same names, 1024 each).
+    pub const CIRCUIT_BREAKER_LIMIT: u32 = 1024;
+    /// `healthy_panic_threshold` in percent (Envoy: same name, 50 %); 0 turns panic mode off.
+    pub const HEALTHY_PANIC_THRESHOLD: u32 = 50;
     /// `health_check.path` (Envoy: `http_health_check.path`, required there).
     pub const HEALTH_PATH: &str = "/healthz";
     /// `health_check.interval` (Envoy: `interval`, required there).
@@ -144,7 +164,73 @@ pub struct ClusterConfig {
     pub timeout: Duration,
     /// Further attempts, each on a different backend.
     pub retries: u32,
+    pub retry: RetryPolicy,
+    pub outlier: OutlierDetection,
+    pub breakers: CircuitBreakers,
+    /// Percent of probed backends below which health is ignored (0: never).
+    pub healthy_panic_threshold: u32,
     pub health_check: Option<HealthCheckConfig>,
+}
+
+/// When a failed attempt is tried again on another backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub on: RetryOn,
+    /// Each attempt's limit until response headers; None: only the request's `timeout`.
+    pub per_try_timeout: Option<Duration>,
+    pub budget_percent: u32,
+    pub min_retry_concurrency: u32,
+}
+
+/// The conditions of `retry_on`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetryOn {
+    /// The connection could not be made (nothing was sent: safe for any method).
+    pub connect_failure: bool,
+    /// The connection broke or timed out before the response headers.
+    pub reset: bool,
+    /// 502, 503 or 504 from the upstream, or a per-try timeout.
+    pub gateway_error: bool,
+    /// Any 5xx from the upstream, or a per-try timeout.
+    pub any_5xx: bool,
+    /// These statuses from the upstream.
+    pub statuses: Vec<u16>,
+}
+
+impl RetryOn {
+    /// Whether an upstream response with `status` is worth another backend.
+    pub fn status(&self, status: u16) -> bool {
+        (self.any_5xx && (500..600).contains(&status))
+            || (self.gateway_error && matches!(status, 502..=504))
+            || self.statuses.contains(&status)
+    }
+
+    /// Whether a per-try timeout is worth another backend.
+    pub fn timeout(&self) -> bool {
+        self.any_5xx || self.gateway_error || self.reset
+    }
+}
+
+/// Passive health: backends failing in a row are ejected for a while.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutlierDetection {
+    /// Failures in a row (5xx, connect failures, resets, timeouts) that eject; 0: off.
+    pub consecutive_failures: u32,
+    /// Ejection time = base × times ejected so far, up to `max_ejection_time`.
+    pub base_ejection_time: Duration,
+    pub max_ejection_time: Duration,
+    pub max_ejection_percent: u32,
+}
+
+/// Overflow is answered at once with 503, never queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CircuitBreakers {
+    /// Upstream connections in use at once (one per request in flight over HTTP/1.1).
+    pub max_connections: u32,
+    /// Requests waiting for an upstream connection.
+    pub max_pending_requests: u32,
+    /// Requests to the cluster at once, retries included.
+    pub max_requests: u32,
 }
 
 /// What a cluster's `address` names.
@@ -668,6 +754,24 @@ fn cluster(raw: raw::Cluster, path: &str, errors: &mut Errors) -> Option<Cluster
             ),
         );
     }
+    let retry = retry_policy(
+        raw.retry_on,
+        raw.per_try_timeout,
+        raw.retry_budget,
+        path,
+        errors,
+    );
+    let outlier = outlier_detection(raw.outlier_detection, path, errors);
+    let breakers = circuit_breakers(raw.circuit_breakers, path, errors);
+    let healthy_panic_threshold = raw
+        .healthy_panic_threshold
+        .unwrap_or(defaults::HEALTHY_PANIC_THRESHOLD);
+    if healthy_panic_threshold > 100 {
+        errors.push(
+            format!("{path}.healthy_panic_threshold"),
+            format!("{healthy_panic_threshold} is not a percentage (0 to 100)"),
+        );
+    }
     let health_check = raw
         .health_check
         .map(|hc| health_check(hc, &format!("{path}.health_check"), errors));
@@ -690,8 +794,158 @@ fn cluster(raw: raw::Cluster, path: &str, errors: &mut Errors) -> Option<Cluster
         connect_timeout: connect_timeout?,
         timeout: timeout?,
         retries,
+        retry: retry?,
+        outlier: outlier?,
+        breakers: breakers?,
+        healthy_panic_threshold,
         health_check: health_check.flatten(),
     })
+}
+
+fn retry_policy(
+    retry_on: Option<Vec<Value>>,
+    per_try_timeout: Option<Value>,
+    budget: Option<raw::RetryBudget>,
+    path: &str,
+    errors: &mut Errors,
+) -> Option<RetryPolicy> {
+    let before = errors.0.len();
+    let mut on = RetryOn::default();
+    let default_on: Vec<Value> = defaults::RETRY_ON
+        .split(", ")
+        .map(|s| Value::from(s.to_owned()))
+        .collect();
+    for (i, item) in retry_on.as_ref().unwrap_or(&default_on).iter().enumerate() {
+        let item_path = format!("{path}.retry_on[{i}]");
+        match item {
+            Value::String(s) if s == "connect-failure" => on.connect_failure = true,
+            Value::String(s) if s == "reset" => on.reset = true,
+            Value::String(s) if s == "gateway-error" => on.gateway_error = true,
+            Value::String(s) if s == "5xx" => on.any_5xx = true,
+            Value::Number(n) => match n.as_u64().and_then(|c| u16::try_from(c).ok()) {
+                Some(code @ 100..=599) => on.statuses.push(code),
+                _ => errors.push(&item_path, format!("{n} is not an HTTP status")),
+            },
+            other => errors.push(
+                &item_path,
+                format!(
+                    "`{}` is not one of: connect-failure, reset, gateway-error, 5xx, or a status such as 503",
+                    serde_yaml::to_string(other).unwrap_or_default().trim()
+                ),
+            ),
+        }
+    }
+    let per_try_timeout = match per_try_timeout {
+        None => None,
+        Some(v) => positive_duration(
+            Some(v),
+            Duration::ZERO,
+            &format!("{path}.per_try_timeout"),
+            errors,
+        ),
+    };
+    let budget = budget.as_ref();
+    let budget_percent = budget
+        .and_then(|b| b.budget_percent)
+        .unwrap_or(defaults::RETRY_BUDGET_PERCENT);
+    if budget_percent > 100 {
+        errors.push(
+            format!("{path}.retry_budget.budget_percent"),
+            format!("{budget_percent} is not a percentage (0 to 100)"),
+        );
+    }
+    if errors.0.len() > before {
+        return None;
+    }
+    Some(RetryPolicy {
+        on,
+        per_try_timeout,
+        budget_percent,
+        min_retry_concurrency: budget
+            .and_then(|b| b.min_retry_concurrency)
+            .unwrap_or(defaults::MIN_RETRY_CONCURRENCY),
+    })
+}
+
+fn outlier_detection(
+    raw: Option<raw::OutlierDetection>,
+    path: &str,
+    errors: &mut Errors,
+) -> Option<OutlierDetection> {
+    let raw = raw.unwrap_or(raw::OutlierDetection {
+        consecutive_failures: None,
+        base_ejection_time: None,
+        max_ejection_time: None,
+        max_ejection_percent: None,
+    });
+    let path = format!("{path}.outlier_detection");
+    let base = positive_duration(
+        raw.base_ejection_time,
+        defaults::BASE_EJECTION_TIME,
+        &format!("{path}.base_ejection_time"),
+        errors,
+    );
+    let max = positive_duration(
+        raw.max_ejection_time,
+        defaults::MAX_EJECTION_TIME,
+        &format!("{path}.max_ejection_time"),
+        errors,
+    );
+    let percent = raw
+        .max_ejection_percent
+        .unwrap_or(defaults::MAX_EJECTION_PERCENT);
+    if percent > 100 {
+        errors.push(
+            format!("{path}.max_ejection_percent"),
+            format!("{percent} is not a percentage (0 to 100)"),
+        );
+        return None;
+    }
+    let (base, max) = (base?, max?);
+    if max < base {
+        errors.push(
+            format!("{path}.max_ejection_time"),
+            "must not be shorter than base_ejection_time",
+        );
+        return None;
+    }
+    Some(OutlierDetection {
+        consecutive_failures: raw
+            .consecutive_failures
+            .unwrap_or(defaults::CONSECUTIVE_FAILURES),
+        base_ejection_time: base,
+        max_ejection_time: max,
+        max_ejection_percent: percent,
+    })
+}
+
+fn circuit_breakers(
+    raw: Option<raw::CircuitBreakers>,
+    path: &str,
+    errors: &mut Errors,
+) -> Option<CircuitBreakers> {
+    let raw = raw.unwrap_or(raw::CircuitBreakers {
+        max_connections: None,
+        max_pending_requests: None,
+        max_requests: None,
+    });
+    let mut limit = |value: Option<u32>, key: &str| {
+        let v = value.unwrap_or(defaults::CIRCUIT_BREAKER_LIMIT);
+        if v == 0 {
+            errors.push(
+                format!("{path}.circuit_breakers.{key}"),
+                "must be at least 1",
+            );
+        }
+        v
+    };
+    let breakers = CircuitBreakers {
+        max_connections: limit(raw.max_connections, "max_connections"),
+        max_pending_requests: limit(raw.max_pending_requests, "max_pending_requests"),
+        max_requests: limit(raw.max_requests, "max_requests"),
+    };
+    (breakers.max_connections > 0 && breakers.max_pending_requests > 0 && breakers.max_requests > 0)
+        .then_some(breakers)
 }
 
 fn health_check(

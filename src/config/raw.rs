@@ -70,7 +70,37 @@ pub struct Cluster {
     pub connect_timeout: Option<Value>,
     pub timeout: Option<Value>,
     pub retries: Option<u32>,
+    pub retry_on: Option<Vec<Value>>,
+    pub per_try_timeout: Option<Value>,
+    pub retry_budget: Option<RetryBudget>,
+    pub outlier_detection: Option<OutlierDetection>,
+    pub circuit_breakers: Option<CircuitBreakers>,
+    pub healthy_panic_threshold: Option<u32>,
     pub health_check: Option<HealthCheck>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryBudget {
+    pub budget_percent: Option<u32>,
+    pub min_retry_concurrency: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierDetection {
+    pub consecutive_failures: Option<u32>,
+    pub base_ejection_time: Option<Value>,
+    pub max_ejection_time: Option<Value>,
+    pub max_ejection_percent: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakers {
+    pub max_connections: Option<u32>,
+    pub max_pending_requests: Option<u32>,
+    pub max_requests: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

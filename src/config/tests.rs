@@ -363,3 +363,76 @@ fn drain_time_and_access_log_have_defaults_and_are_checked() {
         "not a duration",
     );
 }
+
+#[test]
+fn resilience_keys_have_envoy_defaults_and_are_checked() {
+    let c = &Config::from_yaml(GOOD).unwrap().gateway.clusters[0];
+    assert_eq!(
+        c.retry.on,
+        RetryOn {
+            connect_failure: true,
+            reset: true,
+            gateway_error: true,
+            any_5xx: false,
+            statuses: vec![]
+        }
+    );
+    assert_eq!(c.retry.per_try_timeout, None);
+    assert_eq!(c.retry.budget_percent, defaults::RETRY_BUDGET_PERCENT);
+    assert_eq!(
+        c.outlier.consecutive_failures,
+        defaults::CONSECUTIVE_FAILURES
+    );
+    assert_eq!(c.breakers.max_requests, defaults::CIRCUIT_BREAKER_LIMIT);
+    assert_eq!(c.healthy_panic_threshold, defaults::HEALTHY_PANIC_THRESHOLD);
+
+    let yaml = good_with(
+        "      retries: 1",
+        "      retries: 1\n      retry_on: [connect-failure, 5xx, 429]\n      per_try_timeout: 300ms\n      retry_budget: { budget_percent: 50, min_retry_concurrency: 1 }\n      outlier_detection: { consecutive_failures: 3, base_ejection_time: 10s, max_ejection_percent: 50 }\n      circuit_breakers: { max_requests: 10 }\n      healthy_panic_threshold: 0",
+    );
+    let c = Config::from_yaml(&yaml).unwrap().gateway.clusters.remove(0);
+    assert!(c.retry.on.connect_failure && c.retry.on.any_5xx && !c.retry.on.reset);
+    assert!(c.retry.on.status(429) && c.retry.on.status(500) && !c.retry.on.status(404));
+    assert_eq!(c.retry.per_try_timeout, Some(Duration::from_millis(300)));
+    assert_eq!(c.outlier.base_ejection_time, Duration::from_secs(10));
+    assert_eq!(c.breakers.max_requests, 10);
+    assert_eq!(
+        c.breakers.max_pending_requests,
+        defaults::CIRCUIT_BREAKER_LIMIT
+    );
+    assert_eq!(c.healthy_panic_threshold, 0);
+
+    let bad = |from: &str, to: &str, path: &str, words: &str| {
+        assert_error(&good_with(from, to), path, words)
+    };
+    bad(
+        "      retries: 1",
+        "      retries: 1\n      retry_on: [sometimes]",
+        "gateway.clusters[0].retry_on[0]",
+        "`sometimes` is not one of",
+    );
+    bad(
+        "      retries: 1",
+        "      retries: 1\n      retry_on: [999]",
+        "gateway.clusters[0].retry_on[0]",
+        "not an HTTP status",
+    );
+    bad(
+        "      retries: 1",
+        "      retries: 1\n      outlier_detection: { base_ejection_time: 60s, max_ejection_time: 10s }",
+        "gateway.clusters[0].outlier_detection.max_ejection_time",
+        "must not be shorter",
+    );
+    bad(
+        "      retries: 1",
+        "      retries: 1\n      circuit_breakers: { max_connections: 0 }",
+        "gateway.clusters[0].circuit_breakers.max_connections",
+        "at least 1",
+    );
+    bad(
+        "      retries: 1",
+        "      retries: 1\n      healthy_panic_threshold: 120",
+        "gateway.clusters[0].healthy_panic_threshold",
+        "not a percentage",
+    );
+}

@@ -1,0 +1,168 @@
+//! What a cluster carries at once: circuit breakers (requests, requests waiting for a
+//! connection, connections in use) and the retry budget. Each unit is a slot held by the
+//! request's context and released on drop, so no early return or error can leak one.
+//! Overflow is refused at once — it is answered with 503 by the caller, never queued.
+
+use crate::cluster::{BackendState, Cluster};
+use crate::config::{CircuitBreakers, RetryPolicy};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::Arc;
+
+/// A cluster's current load.
+#[derive(Debug, Default)]
+pub struct ClusterLoad {
+    requests: AtomicU32,
+    pending: AtomicU32,
+    connections: AtomicU32,
+    retries: AtomicU32,
+}
+
+/// Which limit refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    Requests(u32),
+    Pending(u32),
+    Connections(u32),
+}
+
+impl Overflow {
+    pub fn label(self) -> &'static str {
+        match self {
+            Overflow::Requests(_) => "max_requests",
+            Overflow::Pending(_) => "max_pending_requests",
+            Overflow::Connections(_) => "max_connections",
+        }
+    }
+
+    pub fn limit(self) -> u32 {
+        match self {
+            Overflow::Requests(n) | Overflow::Pending(n) | Overflow::Connections(n) => n,
+        }
+    }
+}
+
+/// Takes one unit of `counter` unless that would pass `limit`.
+fn take(counter: &AtomicU32, limit: u32) -> bool {
+    counter
+        .fetch_update(Relaxed, Relaxed, |n| (n < limit).then_some(n + 1))
+        .is_ok()
+}
+
+impl ClusterLoad {
+    pub fn requests(&self) -> u32 {
+        self.requests.load(Relaxed)
+    }
+
+    pub fn retries(&self) -> u32 {
+        self.retries.load(Relaxed)
+    }
+}
+
+/// Held for the whole request.
+pub struct RequestSlot(Arc<Cluster>);
+
+/// Held while an attempt waits for its upstream connection.
+pub struct PendingSlot(Arc<Cluster>);
+
+/// Held while an attempt uses a connection to `backend`: counts in the cluster's connections and
+/// the backend's in-flight requests.
+pub struct AttemptSlot {
+    cluster: Arc<Cluster>,
+    backend: Option<Arc<BackendState>>,
+}
+
+/// Held from a request's first retry to its end: the retry budget's unit.
+pub struct RetrySlot(Arc<Cluster>);
+
+impl RequestSlot {
+    pub fn take(cluster: &Arc<Cluster>, limits: &CircuitBreakers) -> Result<RequestSlot, Overflow> {
+        take(&cluster.load.requests, limits.max_requests)
+            .then(|| RequestSlot(cluster.clone()))
+            .ok_or(Overflow::Requests(limits.max_requests))
+    }
+}
+
+impl PendingSlot {
+    pub fn take(cluster: &Arc<Cluster>, limits: &CircuitBreakers) -> Result<PendingSlot, Overflow> {
+        take(&cluster.load.pending, limits.max_pending_requests)
+            .then(|| PendingSlot(cluster.clone()))
+            .ok_or(Overflow::Pending(limits.max_pending_requests))
+    }
+}
+
+impl AttemptSlot {
+    pub fn take(
+        cluster: &Arc<Cluster>,
+        limits: &CircuitBreakers,
+        backend: Option<Arc<BackendState>>,
+    ) -> Result<AttemptSlot, Overflow> {
+        if !take(&cluster.load.connections, limits.max_connections) {
+            return Err(Overflow::Connections(limits.max_connections));
+        }
+        if let Some(b) = &backend {
+            b.in_flight.fetch_add(1, Relaxed);
+            b.requests.fetch_add(1, Relaxed);
+        }
+        Ok(AttemptSlot {
+            cluster: cluster.clone(),
+            backend,
+        })
+    }
+
+    pub fn backend(&self) -> Option<&Arc<BackendState>> {
+        self.backend.as_ref()
+    }
+}
+
+impl RetrySlot {
+    /// A retry is allowed while the retries in progress stay under `budget_percent` of the
+    /// requests in progress, or under `min_retry_concurrency`, whichever is larger — so retries
+    /// cannot multiply the load on a cluster that is already failing.
+    pub fn take(cluster: &Arc<Cluster>, policy: &RetryPolicy) -> Option<RetrySlot> {
+        let load = &cluster.load;
+        let budget = (load.requests() as u64 * policy.budget_percent as u64 / 100) as u32;
+        let limit = budget.max(policy.min_retry_concurrency);
+        take(&load.retries, limit).then(|| RetrySlot(cluster.clone()))
+    }
+}
+
+impl Drop for RequestSlot {
+    fn drop(&mut self) {
+        self.0.load.requests.fetch_sub(1, Relaxed);
+    }
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        self.0.load.pending.fetch_sub(1, Relaxed);
+    }
+}
+
+impl Drop for AttemptSlot {
+    fn drop(&mut self) {
+        self.cluster.load.connections.fetch_sub(1, Relaxed);
+        if let Some(b) = &self.backend {
+            b.in_flight.fetch_sub(1, Relaxed);
+        }
+    }
+}
+
+impl Drop for RetrySlot {
+    fn drop(&mut self) {
+        self.0.load.retries.fetch_sub(1, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn take_never_passes_the_limit() {
+        let c = AtomicU32::new(0);
+        assert!(take(&c, 2));
+        assert!(take(&c, 2));
+        assert!(!take(&c, 2));
+        assert_eq!(c.load(Relaxed), 2);
+    }
+}
