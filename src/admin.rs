@@ -104,7 +104,8 @@ fn metrics(state: &GatewayState) -> Reply {
         m.healthy_backends
             .with_label_values(&name)
             .set(snapshot.healthy_backends as i64);
-        if let Some((age, failures)) = cluster.dns_staleness() {
+        if let Some((age, failures, stale)) = cluster.dns_staleness() {
+            m.dns_stale.with_label_values(&name).set(i64::from(stale));
             m.dns_last_success_age
                 .with_label_values(&name)
                 .set(age.unwrap_or(-1.0));

@@ -549,8 +549,9 @@ impl Cluster {
 }
 
 impl Cluster {
-    /// Seconds since DNS last answered and failures in a row since (None for IP literals).
-    pub fn dns_staleness(&self) -> Option<(Option<f64>, u32)> {
+    /// Seconds since DNS last answered, failures in a row since, and whether the backends are
+    /// stale (None for IP literals).
+    pub fn dns_staleness(&self) -> Option<(Option<f64>, u32, bool)> {
         self.dns.as_ref().map(|d| d.staleness())
     }
 }
@@ -575,6 +576,7 @@ impl ClusterSnapshot {
                 "{n}::dns::consecutive_failures::{}",
                 dns.consecutive_failures
             );
+            let _ = writeln!(out, "{n}::dns::stale::{}", dns.stale);
         }
         for b in &self.backends {
             let a = &b.address;

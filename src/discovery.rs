@@ -126,6 +126,8 @@ pub struct DnsSnapshot {
     /// Unix seconds and message of the last resolver failure.
     pub last_error: Option<(f64, String)>,
     pub consecutive_failures: u32,
+    /// DNS has failed for longer than three refresh intervals: the backends may be out of date.
+    pub stale: bool,
     /// Seconds until the next refresh is due.
     pub next_refresh_in_seconds: Option<f64>,
     pub refreshes_answer: u64,
@@ -141,7 +143,24 @@ struct DnsState {
     last_ttl: Option<Duration>,
     last_error: Option<(SystemTime, String)>,
     consecutive_failures: u32,
+    /// When the current run of failures began.
+    failing_since: Option<SystemTime>,
     next_refresh: Option<Instant>,
+}
+
+impl DnsState {
+    /// Failing for longer than three refresh intervals (or three attempts, if it never
+    /// succeeded): worth an alert, since pods may have come and gone unseen.
+    fn stale(&self, refresh_rate: Duration) -> bool {
+        self.last_outcome == Outcome::Error
+            && match (self.last_success, self.failing_since) {
+                (None, _) => self.consecutive_failures >= 3,
+                (Some(_), Some(since)) => since
+                    .elapsed()
+                    .is_ok_and(|d| d > refresh_rate.saturating_mul(3)),
+                (Some(_), None) => false,
+            }
+    }
 }
 
 /// Resolves one name for one cluster. See the module doc for the semantics.
@@ -191,6 +210,7 @@ impl DnsDiscovery {
                 last_ttl: None,
                 last_error: None,
                 consecutive_failures: 0,
+                failing_since: None,
                 next_refresh: None,
             }),
             refreshes,
@@ -243,14 +263,19 @@ impl DnsDiscovery {
         &self.name
     }
 
-    /// Seconds since the last answer, and failures in a row since, for the metrics.
-    pub fn staleness(&self) -> (Option<f64>, u32) {
+    /// Seconds since the last answer, failures in a row since, and whether that makes the
+    /// backends stale, for the metrics.
+    pub fn staleness(&self) -> (Option<f64>, u32, bool) {
         let state = lock(&self.state);
         let age = state
             .last_success
             .and_then(|t| t.elapsed().ok())
             .map(|d| d.as_secs_f64());
-        (age, state.consecutive_failures)
+        (
+            age,
+            state.consecutive_failures,
+            state.stale(self.settings.refresh_rate),
+        )
     }
 
     pub fn snapshot(&self) -> DnsSnapshot {
@@ -265,6 +290,7 @@ impl DnsDiscovery {
                 .as_ref()
                 .map(|(at, e)| (unix_seconds(*at), e.clone())),
             consecutive_failures: state.consecutive_failures,
+            stale: state.stale(self.settings.refresh_rate),
             next_refresh_in_seconds: state
                 .next_refresh
                 .map(|at| at.saturating_duration_since(Instant::now()).as_secs_f64()),
@@ -318,6 +344,7 @@ impl ServiceDiscovery for DnsDiscovery {
                 state.last_answer = ips;
                 state.last_ttl = Some(ttl);
                 state.consecutive_failures = 0;
+                state.failing_since = None;
                 Ok((backends, HashMap::new()))
             }
             Lookup::Empty(why) => {
@@ -333,10 +360,13 @@ impl ServiceDiscovery for DnsDiscovery {
                 state.last_answer.clear();
                 state.last_ttl = None;
                 state.consecutive_failures = 0;
+                state.failing_since = None;
                 Ok((BTreeSet::new(), HashMap::new()))
             }
             Lookup::Failed(message) => {
                 self.refreshes.error.inc();
+                let was_stale = state.stale(self.settings.refresh_rate);
+                state.failing_since.get_or_insert(now);
                 state.last_outcome = Outcome::Error;
                 state.consecutive_failures = state.consecutive_failures.saturating_add(1);
                 state.last_error = Some((now, message.clone()));
@@ -347,6 +377,15 @@ impl ServiceDiscovery for DnsDiscovery {
                     state.consecutive_failures,
                     state.last_answer.len()
                 );
+                if !was_stale && state.stale(self.settings.refresh_rate) {
+                    log::error!(
+                        "dns cluster={} name={} stale: failing for over {} with no answer; serving the {} last known backends",
+                        self.cluster,
+                        self.name,
+                        duration::display(self.settings.refresh_rate.saturating_mul(3)),
+                        state.last_answer.len()
+                    );
+                }
                 Error::e_explain(
                     ErrorType::Custom("DnsError"),
                     format!(

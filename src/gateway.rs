@@ -6,6 +6,7 @@ use crate::admin::Admin;
 use crate::cluster::Cluster;
 use crate::config::{Address, Config, Gateway as GatewayConfig};
 use crate::discovery::build_resolver;
+use crate::downstream::ClientLimits;
 use crate::lifecycle::SignalWatch;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::proxy::Gateway;
@@ -158,11 +159,14 @@ pub fn run(config: Config, opt: Opt) -> Result<(), String> {
     );
     let supervisor = server.add_service(supervisor);
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Gateway::new(state.clone()),
-        "headway proxy",
+    let proxy_app = pingora::proxy::http_proxy(&server.configuration, Gateway::new(state.clone()));
+    let proxy_app = ClientLimits::new(
+        Arc::new(proxy_app),
+        config.gateway.request_headers_timeout,
+        config.gateway.idle_timeout,
+        state.metrics.client_header_timeouts.clone(),
     );
+    let mut proxy = Service::new("headway proxy".to_owned(), proxy_app);
     for addr in &config.gateway.listen {
         proxy.add_tcp(&addr.to_string());
     }

@@ -9,6 +9,7 @@ pub mod breaker;
 pub mod cluster;
 pub mod config;
 pub mod discovery;
+pub mod downstream;
 pub mod gateway;
 pub mod health;
 pub mod lifecycle;

@@ -30,6 +30,8 @@ pub struct Metrics {
     overflows: IntCounterVec,
     panic: IntGaugeVec,
     pub dns_stale: IntGaugeVec,
+    /// Client connections closed for not sending complete request headers in time.
+    pub client_header_timeouts: IntCounter,
     pub backends: IntGaugeVec,
     pub healthy_backends: IntGaugeVec,
     pub dns_last_success_age: prometheus::GaugeVec,
@@ -180,6 +182,13 @@ impl Metrics {
                 "headway_dns_stale",
                 "1 while the cluster's DNS has failed for long enough that its backends are stale.",
                 &["cluster"],
+            )?,
+            client_header_timeouts: register(
+                &r,
+                IntCounter::new(
+                    "headway_client_header_timeouts_total",
+                    "Client connections closed for not sending complete request headers in time.",
+                )?,
             )?,
             backends: gauge_vec(
                 &r,

@@ -168,6 +168,24 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    async fn early_request_filter(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        crate::downstream::mark_headers_read();
+        Ok(())
+    }
+
+    /// Marks kept-alive connections, so the client limits know a request is not the first.
+    fn persist_connection_context(
+        &self,
+        _session: &Session,
+        _ctx: &RequestCtx,
+    ) -> Option<Box<dyn std::any::Any + Send + Sync>> {
+        Some(Box::new(crate::downstream::KeptAlive))
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.request_id = request_id(session.req_header_mut());
         let route = self

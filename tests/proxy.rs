@@ -115,8 +115,9 @@ fn when_every_attempt_fails_the_client_gets_a_503_fast() {
 
 #[test]
 fn a_cluster_whose_pods_all_fail_probes_answers_no_healthy_upstream() {
+    // Panic mode off: with it (the default) a lone pod failing only its probes keeps serving.
     let (_dns, pod, gateway) = one_pod_gateway(
-        "  health_check: { type: http, interval: 200ms, unhealthy_threshold: 1 }\n",
+        "  healthy_panic_threshold: 0\n  health_check: { type: http, interval: 200ms, unhealthy_threshold: 1 }\n",
     );
     pod.set_healthy(false);
     assert!(support::wait_until(Duration::from_secs(3), || {

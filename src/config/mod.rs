@@ -26,6 +26,14 @@ pub mod defaults {
     /// `gateway.drain_time`: after SIGTERM, how long the listeners keep serving while `/ready`
     /// answers 503, so load balancers stop sending before they close (Envoy: `--drain-time-s`).
     pub const DRAIN_TIME: Duration = Duration::from_secs(2);
+    /// `gateway.request_headers_timeout`: a new connection's request headers must be complete
+    /// within this (Envoy: HCM `request_headers_timeout`, off by default; nginx:
+    /// `client_header_timeout`, 60 s).
+    pub const REQUEST_HEADERS_TIMEOUT: Duration = Duration::from_secs(10);
+    /// `gateway.idle_timeout`: a kept-alive client connection may wait this long for its next
+    /// request, and a response its client does not read for this long is abandoned (Envoy: HCM
+    /// `idle_timeout`, 1 h; nginx: `keepalive_timeout`, 75 s).
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
     /// `gateway.access_log.path`: `stderr`, or a file appended to.
     pub const ACCESS_LOG_PATH: &str = "stderr";
     /// `gateway.resolver.resolv_conf`: search domains, ndots and nameservers, as a pod's resolver.
@@ -107,6 +115,8 @@ pub struct Gateway {
     pub resolver: ResolverSettings,
     /// After SIGTERM: serve on with `/ready` at 503 and `Connection: close` for this long.
     pub drain_time: Duration,
+    pub request_headers_timeout: Duration,
+    pub idle_timeout: Duration,
     pub access_log: AccessLogConfig,
     /// In order: the first matching route wins.
     pub routes: Vec<Route>,
@@ -505,6 +515,18 @@ fn validate(raw: raw::Gateway, errors: &mut Errors) -> Option<Gateway> {
         errors,
     );
     let access_log = access_log(raw.access_log, errors);
+    let request_headers_timeout = positive_duration(
+        raw.request_headers_timeout,
+        defaults::REQUEST_HEADERS_TIMEOUT,
+        "gateway.request_headers_timeout",
+        errors,
+    );
+    let idle_timeout = positive_duration(
+        raw.idle_timeout,
+        defaults::IDLE_TIMEOUT,
+        "gateway.idle_timeout",
+        errors,
+    );
 
     let mut clusters: Vec<ClusterConfig> = Vec::new();
     let mut first_seen: HashMap<String, usize> = HashMap::new();
@@ -591,6 +613,8 @@ fn validate(raw: raw::Gateway, errors: &mut Errors) -> Option<Gateway> {
         },
         resolver: resolver?,
         drain_time: drain_time?,
+        request_headers_timeout: request_headers_timeout?,
+        idle_timeout: idle_timeout?,
         access_log: access_log?,
         routes,
         clusters,

@@ -17,6 +17,8 @@ pub struct Gateway {
     pub admin: Option<Admin>,
     pub resolver: Option<Resolver>,
     pub drain_time: Option<Value>,
+    pub request_headers_timeout: Option<Value>,
+    pub idle_timeout: Option<Value>,
     pub access_log: Option<AccessLog>,
     /// Kept as raw values so one bad route or cluster does not hide the errors of the others.
     #[serde(default)]
