@@ -1,0 +1,130 @@
+//! `headless-dns [--listen IP:PORT] [--ttl SECS] NAME=IP[,IP...]...`: serves fixed records, as
+//! cluster DNS serves headless services, until Ctrl-C or SIGTERM. For poking at by hand:
+//! `dig @127.0.0.1 -p 15353 service1.default.svc.cluster.local`.
+//!
+//! Defaults: `--listen 127.0.0.1:15353`, `--ttl 5` (CoreDNS's default for cluster names).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+
+use headless_dns::{DnsServer, Zone};
+
+const USAGE: &str = "usage: headless-dns [--listen IP:PORT] [--ttl SECS] NAME=IP[,IP...]...";
+
+#[derive(Debug)]
+struct Args {
+    listen: SocketAddr,
+    ttl: u32,
+    services: Vec<(String, Vec<Ipv4Addr>)>,
+}
+
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
+    let mut parsed = Args {
+        listen: SocketAddr::from(([127, 0, 0, 1], 15353)),
+        ttl: 5,
+        services: Vec::new(),
+    };
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--listen" => {
+                let value = args.next().ok_or("--listen needs IP:PORT")?;
+                parsed.listen = value
+                    .parse()
+                    .map_err(|_| format!("--listen {value}: not an IP:PORT address"))?;
+            }
+            "--ttl" => {
+                let value = args.next().ok_or("--ttl needs a number of seconds")?;
+                parsed.ttl = value
+                    .parse()
+                    .map_err(|_| format!("--ttl {value}: not a number of seconds"))?;
+            }
+            "-h" | "--help" => return Err(String::new()),
+            record => {
+                let (name, ips) = record
+                    .split_once('=')
+                    .ok_or_else(|| format!("{record}: expected NAME=IP[,IP...]"))?;
+                let ips = ips
+                    .split(',')
+                    .filter(|ip| !ip.is_empty())
+                    .map(|ip| {
+                        ip.parse()
+                            .map_err(|_| format!("{record}: {ip} is not an IPv4 address"))
+                    })
+                    .collect::<Result<Vec<Ipv4Addr>, String>>()?;
+                parsed.services.push((name.to_owned(), ips));
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("headless-dns: {e}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let zone = Zone::new();
+    zone.set_ttl(args.ttl);
+    for (name, ips) in &args.services {
+        zone.set_headless_service(name, ips.iter().copied());
+    }
+    let server = match DnsServer::bind(args.listen, zone).await {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!(
+                "headless-dns: cannot listen on {} (UDP+TCP): {e}",
+                args.listen
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!(
+        "headless-dns: answering on {} (UDP+TCP), TTL {}s, {} name(s)",
+        server.addr(),
+        args.ttl,
+        args.services.len()
+    );
+    wait_for_stop_signal().await;
+    server.stop().await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Result<Args, String> {
+        parse_args(list.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn parses_records_and_options() {
+        let parsed = args(&["--ttl", "3", "a.test=10.0.0.1,10.0.0.2", "empty.test="]).unwrap();
+        assert_eq!(parsed.ttl, 3);
+        assert_eq!(parsed.listen.port(), 15353);
+        assert_eq!(parsed.services[0].1.len(), 2);
+        assert!(parsed.services[1].1.is_empty());
+        assert!(args(&["a.test=10.0.0.x"]).unwrap_err().contains("10.0.0.x"));
+        assert!(args(&["--listen", "nowhere"]).is_err());
+    }
+}

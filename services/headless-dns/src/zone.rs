@@ -1,0 +1,226 @@
+//! The records a [`DnsServer`](crate::DnsServer) answers from, changed at runtime from any thread.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// How the server answers every query.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DnsMode {
+    /// Answer from the zone's records (the default).
+    #[default]
+    Normal,
+    /// Answer SERVFAIL to everything.
+    ServFail,
+    /// Answer REFUSED to everything.
+    Refused,
+    /// Never answer (a dead or unreachable DNS server: clients time out). Queries are still counted.
+    Drop,
+}
+
+impl DnsMode {
+    fn from_u8(value: u8) -> Self {
+        match value {
+            1 => DnsMode::ServFail,
+            2 => DnsMode::Refused,
+            3 => DnsMode::Drop,
+            _ => DnsMode::Normal,
+        }
+    }
+
+    fn as_u8(self) -> u8 {
+        match self {
+            DnsMode::Normal => 0,
+            DnsMode::ServFail => 1,
+            DnsMode::Refused => 2,
+            DnsMode::Drop => 3,
+        }
+    }
+}
+
+/// The records of one existing name. Both lists empty = the name exists with no addresses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NameRecords {
+    pub a: Vec<Ipv4Addr>,
+    pub aaaa: Vec<Ipv6Addr>,
+}
+
+/// The names a server knows, their records, TTL and [`DnsMode`], and query counters.
+///
+/// A cheap handle: clones share the same records, so the owner of a server keeps one to change
+/// what it answers. It outlives any server using it (a server stopped and bound again on the same
+/// port keeps its records and counters).
+///
+/// Defaults: no names (everything is NXDOMAIN), TTL 1 s, [`DnsMode::Normal`].
+/// Names are compared case-insensitively, with or without their trailing dot.
+#[derive(Clone)]
+pub struct Zone {
+    state: Arc<ZoneState>,
+}
+
+struct ZoneState {
+    names: Mutex<HashMap<String, NameRecords>>,
+    ttl: AtomicU32,
+    mode: AtomicU8,
+    queries: AtomicU64,
+    tcp_queries: AtomicU64,
+}
+
+impl Default for Zone {
+    fn default() -> Self {
+        Zone::new()
+    }
+}
+
+impl Zone {
+    /// An empty zone: see the type's defaults.
+    pub fn new() -> Zone {
+        Zone {
+            state: Arc::new(ZoneState {
+                names: Mutex::new(HashMap::new()),
+                ttl: AtomicU32::new(1),
+                mode: AtomicU8::new(DnsMode::Normal.as_u8()),
+                queries: AtomicU64::new(0),
+                tcp_queries: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Replaces the A records of `name`. No address leaves the name existing without A records:
+    /// NOERROR with an empty answer.
+    pub fn set_a(&self, name: &str, ips: impl IntoIterator<Item = Ipv4Addr>) {
+        self.names().entry(normalize(name)).or_default().a = ips.into_iter().collect();
+    }
+
+    /// Replaces the AAAA records of `name`; see [`Zone::set_a`].
+    pub fn set_aaaa(&self, name: &str, ips: impl IntoIterator<Item = Ipv6Addr>) {
+        self.names().entry(normalize(name)).or_default().aaaa = ips.into_iter().collect();
+    }
+
+    /// Sets `name` as cluster DNS does for a headless service: one A record per ready pod, and
+    /// NXDOMAIN (the name is removed) when no pod is ready. Any AAAA records of the name go.
+    pub fn set_headless_service(&self, name: &str, ready_pods: impl IntoIterator<Item = Ipv4Addr>) {
+        let a: Vec<Ipv4Addr> = ready_pods.into_iter().collect();
+        let mut names = self.names();
+        if a.is_empty() {
+            names.remove(&normalize(name));
+        } else {
+            names.insert(
+                normalize(name),
+                NameRecords {
+                    a,
+                    aaaa: Vec::new(),
+                },
+            );
+        }
+    }
+
+    /// Makes `name` not exist any more: queries for it get NXDOMAIN.
+    pub fn remove(&self, name: &str) {
+        self.names().remove(&normalize(name));
+    }
+
+    /// The records of `name`, `None` when it does not exist.
+    pub fn records(&self, name: &str) -> Option<NameRecords> {
+        self.names().get(&normalize(name)).cloned()
+    }
+
+    /// TTL of every record served from now on (answers and the negative-caching SOA).
+    pub fn set_ttl(&self, secs: u32) {
+        self.state.ttl.store(secs, Ordering::SeqCst);
+    }
+
+    pub fn ttl(&self) -> u32 {
+        self.state.ttl.load(Ordering::SeqCst)
+    }
+
+    /// Changes how every query is answered from now on.
+    pub fn set_mode(&self, mode: DnsMode) {
+        self.state.mode.store(mode.as_u8(), Ordering::SeqCst);
+    }
+
+    pub fn mode(&self) -> DnsMode {
+        DnsMode::from_u8(self.state.mode.load(Ordering::SeqCst))
+    }
+
+    /// Queries received (any type, any mode, UDP and TCP) by every server using this zone.
+    pub fn queries(&self) -> u64 {
+        self.state.queries.load(Ordering::SeqCst)
+    }
+
+    /// Queries received over TCP (e.g. retries after a truncated UDP answer).
+    pub fn tcp_queries(&self) -> u64 {
+        self.state.tcp_queries.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn count_query(&self, over_tcp: bool) {
+        self.state.queries.fetch_add(1, Ordering::SeqCst);
+        if over_tcp {
+            self.state.tcp_queries.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Ignores poisoning: a thread that panicked while holding the lock (a failing test) must
+    /// not take the server down with it; the map itself is always consistent.
+    fn names(&self) -> MutexGuard<'_, HashMap<String, NameRecords>> {
+        self.state
+            .names
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// `Foo.Example.` and `foo.example` are the same name.
+fn normalize(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_case_and_dot_insensitive() {
+        let zone = Zone::new();
+        zone.set_a("Svc.Test.", [Ipv4Addr::new(10, 0, 0, 1)]);
+        assert_eq!(
+            zone.records("svc.test").map(|r| r.a),
+            Some(vec![Ipv4Addr::new(10, 0, 0, 1)])
+        );
+        zone.remove("SVC.TEST");
+        assert_eq!(zone.records("svc.test."), None);
+    }
+
+    #[test]
+    fn a_headless_service_without_ready_pods_does_not_exist() {
+        let zone = Zone::new();
+        let name = "service1.default.svc.cluster.local.";
+        zone.set_aaaa(name, ["fd00::1".parse().unwrap()]);
+        zone.set_headless_service(
+            name,
+            [Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2)],
+        );
+        let records = zone.records(name).unwrap();
+        assert_eq!(records.a.len(), 2);
+        assert!(records.aaaa.is_empty());
+        zone.set_headless_service(name, []);
+        assert_eq!(zone.records(name), None, "scaled to zero: NXDOMAIN");
+    }
+
+    #[test]
+    fn defaults_and_settings() {
+        let zone = Zone::new();
+        assert_eq!(
+            (zone.ttl(), zone.mode(), zone.queries()),
+            (1, DnsMode::Normal, 0)
+        );
+        let shared = zone.clone();
+        shared.set_ttl(5);
+        shared.set_mode(DnsMode::Drop);
+        shared.count_query(true);
+        shared.count_query(false);
+        assert_eq!((zone.ttl(), zone.mode()), (5, DnsMode::Drop));
+        assert_eq!((zone.queries(), zone.tcp_queries()), (2, 1));
+    }
+}
