@@ -5,7 +5,7 @@
 //! enough HTTP for a gateway to proxy to, and no dependency that could hide what goes on the wire.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,8 @@ struct BackendState {
     name: String,
     healthy: AtomicBool,
     delay: Mutex<Duration>,
+    /// When non-zero, every request but /healthz gets this status instead of its answer.
+    fail_with: AtomicU16,
     hits: AtomicU64,
     health_hits: AtomicU64,
     connections: AtomicU64,
@@ -57,6 +59,7 @@ impl Backend {
             name: name.to_string(),
             healthy: AtomicBool::new(true),
             delay: Mutex::new(Duration::ZERO),
+            fail_with: AtomicU16::new(0),
             hits: AtomicU64::new(0),
             health_hits: AtomicU64::new(0),
             connections: AtomicU64::new(0),
@@ -117,6 +120,12 @@ impl Backend {
     }
 
     /// Delay before answering each non-health request (default zero).
+    /// Answers every request but `/healthz` with `status` (e.g. 503) from now on; 0 restores
+    /// normal answers. `/healthz` keeps following `set_healthy`.
+    pub fn fail_with(&self, status: u16) {
+        self.state.fail_with.store(status, Ordering::SeqCst);
+    }
+
     pub fn set_delay(&self, delay: Duration) {
         *lock(&self.state.delay) = delay;
     }
@@ -266,7 +275,10 @@ async fn serve_connection(
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            identity_response(&state.name, served_by, &request, keep_alive)
+            match state.fail_with.load(Ordering::SeqCst) {
+                0 => identity_response(&state.name, served_by, &request, keep_alive),
+                status => simple_response(status, "failing on purpose\n", keep_alive),
+            }
         };
         stream.get_mut().write_all(&response).await?;
         stream.get_mut().flush().await?;
@@ -281,6 +293,8 @@ fn status_text(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
         503 => "Service Unavailable",
         _ => "Unknown",
     }
