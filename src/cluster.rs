@@ -11,6 +11,7 @@ use crate::config::{
 };
 use crate::discovery::{DnsDiscovery, DnsSnapshot, RefreshCounters};
 use crate::health::RecordedHealthCheck;
+use crate::maglev::Maglev;
 use crate::metrics::ClusterMetrics;
 use crate::outlier::{Ejection, OutlierDetector};
 use crate::{lock, unix_seconds};
@@ -18,6 +19,7 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use hickory_resolver::TokioResolver;
 use pingora::lb::discovery::{ServiceDiscovery, Static};
+use pingora::lb::selection::consistent::KetamaHashing;
 use pingora::lb::selection::{BackendIter, BackendSelection, Random, RoundRobin};
 use pingora::lb::{Backend, Backends, LoadBalancer};
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
@@ -151,10 +153,24 @@ impl BackendTable {
     }
 }
 
-/// pingora's load balancer, for whichever selection policy the conf names.
+/// pingora's load balancer, for whichever selection policy the conf names. `least_request`
+/// draws its two candidates from a random balancer and compares them itself.
 enum Balancer {
     RoundRobin(LoadBalancer<RoundRobin>),
     Random(LoadBalancer<Random>),
+    RingHash(LoadBalancer<KetamaHashing>),
+    Maglev(LoadBalancer<Maglev>),
+}
+
+macro_rules! each_balancer {
+    ($self:expr, $lb:ident => $e:expr) => {
+        match $self {
+            Balancer::RoundRobin($lb) => $e,
+            Balancer::Random($lb) => $e,
+            Balancer::RingHash($lb) => $e,
+            Balancer::Maglev($lb) => $e,
+        }
+    };
 }
 
 impl Balancer {
@@ -162,38 +178,35 @@ impl Balancer {
         let backends = Backends::new(discovery);
         match policy {
             LbPolicy::RoundRobin => Balancer::RoundRobin(LoadBalancer::from_backends(backends)),
-            LbPolicy::Random => Balancer::Random(LoadBalancer::from_backends(backends)),
+            LbPolicy::Random | LbPolicy::LeastRequest => {
+                Balancer::Random(LoadBalancer::from_backends(backends))
+            }
+            LbPolicy::RingHash => Balancer::RingHash(LoadBalancer::from_backends(backends)),
+            LbPolicy::Maglev => Balancer::Maglev(LoadBalancer::from_backends(backends)),
         }
     }
 
     fn backends(&self) -> &Backends {
-        match self {
-            Balancer::RoundRobin(lb) => lb.backends(),
-            Balancer::Random(lb) => lb.backends(),
-        }
+        each_balancer!(self, lb => lb.backends())
     }
 
     fn set_health_check(&mut self, check: Box<RecordedHealthCheck>) {
-        match self {
-            Balancer::RoundRobin(lb) => lb.set_health_check(check),
-            Balancer::Random(lb) => lb.set_health_check(check),
-        }
+        each_balancer!(self, lb => lb.set_health_check(check))
     }
 
     async fn update(&self) -> Result<()> {
-        match self {
-            Balancer::RoundRobin(lb) => lb.update().await,
-            Balancer::Random(lb) => lb.update().await,
-        }
+        each_balancer!(self, lb => lb.update().await)
     }
 
     fn select_with(
         &self,
+        key: &[u8],
         max_iterations: usize,
         accept: impl Fn(&Backend, bool) -> bool,
     ) -> Option<Backend> {
         fn pick<S>(
             lb: &LoadBalancer<S>,
+            key: &[u8],
             n: usize,
             accept: impl Fn(&Backend, bool) -> bool,
         ) -> Option<Backend>
@@ -201,12 +214,9 @@ impl Balancer {
             S: BackendSelection + 'static,
             S::Iter: BackendIter,
         {
-            lb.select_with(b"", n, accept)
+            lb.select_with(key, n, accept)
         }
-        match self {
-            Balancer::RoundRobin(lb) => pick(lb, max_iterations, accept),
-            Balancer::Random(lb) => pick(lb, max_iterations, accept),
-        }
+        each_balancer!(self, lb => pick(lb, key, max_iterations, accept))
     }
 }
 
@@ -318,8 +328,25 @@ impl Cluster {
     /// Picks a ready backend by the cluster's policy, skipping `exclude` (backends this request
     /// already tried). A backend is ready when it is in the current DNS answer, has passed its
     /// first probe, is not marked down and is not ejected. In panic mode (too few are ready)
-    /// every backend that ever passed a probe is a candidate.
-    pub fn select(&self, exclude: &[SocketAddr]) -> Option<SocketAddr> {
+    /// every backend that ever passed a probe is a candidate. `key` is the request's hash key
+    /// for `ring_hash` and `maglev` (None: a random one).
+    pub fn select(&self, exclude: &[SocketAddr], key: Option<&[u8]>) -> Option<SocketAddr> {
+        if self.config.lb_policy == LbPolicy::LeastRequest {
+            return self.select_least_request(exclude);
+        }
+        let random;
+        let key = match key {
+            Some(k) => k,
+            None if self.config.lb_policy.hashes() => {
+                random = fastrand::u64(..).to_le_bytes();
+                &random[..]
+            }
+            None => b"",
+        };
+        self.select_one(exclude, key)
+    }
+
+    fn select_one(&self, exclude: &[SocketAddr], key: &[u8]) -> Option<SocketAddr> {
         let panic = self.panic.load(Relaxed);
         let table = self.table.map.load();
         let accept = |b: &Backend, healthy: bool| {
@@ -338,7 +365,7 @@ impl Cluster {
         let backends = self.balancer.backends();
         let count = backends.get_backend().len();
         self.balancer
-            .select_with(count * 2 + 8, accept)
+            .select_with(key, count * 2 + 8, accept)
             // The policy's iterator is bounded; when it gives up, a scan makes sure that a lone
             // ready backend among hundreds is still found.
             .or_else(|| {
@@ -349,6 +376,22 @@ impl Cluster {
                     .cloned()
             })
             .and_then(|b| b.addr.as_inet().copied())
+    }
+
+    /// Power of two choices: two random ready backends, the one with fewer requests in flight.
+    fn select_least_request(&self, exclude: &[SocketAddr]) -> Option<SocketAddr> {
+        let first = self.select_one(exclude, b"")?;
+        let mut without_first = exclude.to_vec();
+        without_first.push(first);
+        let Some(second) = self.select_one(&without_first, b"") else {
+            return Some(first);
+        };
+        let load = |a: &SocketAddr| self.table.get(a).map_or(0, |s| s.in_flight.load(Relaxed));
+        Some(if load(&second) < load(&first) {
+            second
+        } else {
+            first
+        })
     }
 
     /// A request to `addr` got a good answer: its failure streak ends.
@@ -529,10 +572,7 @@ impl Cluster {
             name: self.config.name.clone(),
             address: self.config.address.to_string(),
             port: self.config.port,
-            lb_policy: match self.config.lb_policy {
-                LbPolicy::RoundRobin => "round_robin",
-                LbPolicy::Random => "random",
-            },
+            lb_policy: self.config.lb_policy.name(),
             ready: self.is_ready(),
             dns: self.dns.as_ref().map(|d| d.snapshot()),
             health_check: self.config.health_check.as_ref().map(describe_health_check),

@@ -14,6 +14,8 @@ use crate::router::Router;
 use async_trait::async_trait;
 use log::info;
 use pingora::apps::http_app::HttpServer;
+use pingora::apps::HttpServerOptions;
+use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::Opt;
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{BackgroundService, GenBackgroundService};
@@ -65,8 +67,8 @@ impl GatewayState {
                 let cluster = router
                     .cluster_of(i)
                     .and_then(|c| clusters.get(c))
-                    .map_or("none", |c| c.name());
-                metrics.route(cluster, router.prefix(i))
+                    .map_or("direct", |c| c.name());
+                metrics.route(cluster, &router.describe(i))
             })
             .collect();
         let unrouted = metrics.route("none", "none");
@@ -159,7 +161,11 @@ pub fn run(config: Config, opt: Opt) -> Result<(), String> {
     );
     let supervisor = server.add_service(supervisor);
 
-    let proxy_app = pingora::proxy::http_proxy(&server.configuration, Gateway::new(state.clone()));
+    let mut proxy_app =
+        pingora::proxy::http_proxy(&server.configuration, Gateway::new(state.clone()));
+    let mut options = HttpServerOptions::default();
+    options.h2c = config.gateway.h2c;
+    proxy_app.server_options = Some(options);
     let proxy_app = ClientLimits::new(
         Arc::new(proxy_app),
         config.gateway.request_headers_timeout,
@@ -167,8 +173,20 @@ pub fn run(config: Config, opt: Opt) -> Result<(), String> {
         state.metrics.client_header_timeouts.clone(),
     );
     let mut proxy = Service::new("headway proxy".to_owned(), proxy_app);
-    for addr in &config.gateway.listen {
-        proxy.add_tcp(&addr.to_string());
+    for (i, listener) in config.gateway.listen.iter().enumerate() {
+        let addr = listener.addr.to_string();
+        match &listener.tls {
+            None => proxy.add_tcp(&addr),
+            Some(tls) => {
+                let (cert, key) = (tls.cert.to_string_lossy(), tls.key.to_string_lossy());
+                let mut settings = TlsSettings::intermediate(&cert, &key).map_err(|e| {
+                    format!("gateway.listen[{i}].tls: cannot use {cert} and {key}: {e}")
+                })?;
+                // HTTP/2 offered by ALPN, HTTP/1.1 for clients that do not ask.
+                settings.enable_h2();
+                proxy.add_tls_with_settings(&addr, None, settings);
+            }
+        }
     }
     let proxy = server.add_service(proxy);
     proxy.add_dependency(&supervisor);
@@ -181,8 +199,15 @@ pub fn run(config: Config, opt: Opt) -> Result<(), String> {
     server.add_service(admin);
 
     info!(
-        "headway starting: proxy on {:?}, admin on {}",
-        config.gateway.listen, config.gateway.admin.listen
+        "headway starting: proxy on {}, admin on {}",
+        config
+            .gateway
+            .listen
+            .iter()
+            .map(|l| format!("{}{}", l.addr, if l.tls.is_some() { " (tls)" } else { "" }))
+            .collect::<Vec<_>>()
+            .join(", "),
+        config.gateway.admin.listen
     );
     let signals = SignalWatch {
         state: state.clone(),

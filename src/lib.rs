@@ -13,6 +13,7 @@ pub mod downstream;
 pub mod gateway;
 pub mod health;
 pub mod lifecycle;
+pub mod maglev;
 pub mod metrics;
 pub mod outlier;
 pub mod proxy;

@@ -3,6 +3,7 @@
 use crate::access_log::Entry;
 use crate::breaker::{AttemptSlot, Overflow, PendingSlot, RequestSlot, RetrySlot};
 use crate::cluster::Cluster;
+use crate::config::{HashKey, PathMatch, Route, RouteAction, UpstreamProtocol};
 use crate::gateway::GatewayState;
 use crate::router::RouteMatch;
 use async_trait::async_trait;
@@ -54,6 +55,8 @@ pub struct RequestCtx {
     upstream_time: Option<Duration>,
     /// An upstream answer (e.g. 503) turned into a retry by `retry_on`.
     retry_status: Option<u16>,
+    /// For `ring_hash` / `maglev`: the key from the cluster's `hash_policy`.
+    hash_key: Option<Vec<u8>>,
     request_slot: Option<RequestSlot>,
     pending: Option<PendingSlot>,
     attempt: Option<AttemptSlot>,
@@ -102,7 +105,7 @@ impl Gateway {
         let in_time = ctx.deadline.is_none_or(|d| Instant::now() < d);
         if ctx.counted_attempts > cluster.config.retries
             || !in_time
-            || cluster.select(&ctx.tried).is_none()
+            || cluster.select(&ctx.tried, None).is_none()
         {
             return false;
         }
@@ -161,6 +164,7 @@ impl ProxyHttp for Gateway {
             upstream_started: None,
             upstream_time: None,
             retry_status: None,
+            hash_key: None,
             request_slot: None,
             pending: None,
             attempt: None,
@@ -188,23 +192,40 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.request_id = request_id(session.req_header_mut());
-        let route = self
-            .state
-            .router
-            .route(session.req_header().uri.path().as_bytes());
-        let Some(route) = route else {
+        let req = session.req_header();
+        let host = req
+            .headers
+            .get(http::header::HOST)
+            .map(|h| h.as_bytes())
+            .or_else(|| req.uri.authority().map(|a| a.as_str().as_bytes()));
+        let matched = self.state.router.route(host, req.uri.path().as_bytes());
+        let Some(matched) = matched else {
             let body = format!("no route for {}\n", session.req_header().uri.path());
             respond(session, 404, &body, &ctx.request_id).await?;
             return Ok(true);
         };
-        ctx.route = Some(route);
-        let Some(cluster) = self.state.clusters.get(route.cluster).cloned() else {
+        ctx.route = Some(matched);
+        let Some(route) = self.state.router.get(matched.route) else {
+            return Err(Error::explain(ErrorType::InternalError, "route vanished"));
+        };
+        if let RouteAction::Direct { status, body } = &route.action {
+            respond_direct(session, *status, body, route, &ctx.request_id).await?;
+            return Ok(true);
+        }
+        let Some(cluster) = matched
+            .cluster
+            .and_then(|c| self.state.clusters.get(c))
+            .cloned()
+        else {
             return Err(Error::explain(
                 ErrorType::InternalError,
                 "route to no cluster",
             ));
         };
-        ctx.deadline = Some(ctx.started + cluster.config.timeout);
+        ctx.deadline = Some(ctx.started + route.timeout.unwrap_or(cluster.config.timeout));
+        if cluster.config.lb_policy.hashes() {
+            ctx.hash_key = hash_key(session, &cluster.config.hash_policy);
+        }
         match RequestSlot::take(&cluster, &cluster.config.breakers) {
             Ok(slot) => ctx.request_slot = Some(slot),
             Err(overflow) => {
@@ -227,9 +248,12 @@ impl ProxyHttp for Gateway {
             .clone()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "request has no cluster"))?;
         let name = cluster.name();
-        let selected = cluster.select(&ctx.tried).or_else(|| {
+        let key = ctx.hash_key.as_deref();
+        let selected = cluster.select(&ctx.tried, key).or_else(|| {
             // A stale pooled connection says nothing about the backend: it may be retried.
-            ctx.reused_failure.then(|| cluster.select(&[])).flatten()
+            ctx.reused_failure
+                .then(|| cluster.select(&[], key))
+                .flatten()
         });
         let Some(addr) = selected else {
             let message = match &ctx.last_failure {
@@ -281,6 +305,10 @@ impl ProxyHttp for Gateway {
         peer.options.read_timeout = Some(per_try);
         peer.options.write_timeout = Some(per_try);
         peer.options.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
+        if cluster.config.protocol == UpstreamProtocol::Http2 {
+            // Cleartext HTTP/2 with prior knowledge (h2c), as gRPC backends expect.
+            peer.options.set_http_version(2, 2);
+        }
         Ok(Box::new(peer))
     }
 
@@ -302,7 +330,7 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         upstream_request: &mut RequestHeader,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
             let ip = client.ip().to_string();
@@ -316,7 +344,19 @@ impl ProxyHttp for Gateway {
             };
             upstream_request.insert_header("x-forwarded-for", forwarded)?;
         }
-        upstream_request.insert_header("x-forwarded-proto", "http")?;
+        let proto = if session
+            .digest()
+            .and_then(|d| d.ssl_digest.as_ref())
+            .is_some()
+        {
+            "https"
+        } else {
+            "http"
+        };
+        upstream_request.insert_header("x-forwarded-proto", proto)?;
+        if let Some(route) = ctx.route.and_then(|m| self.state.router.get(m.route)) {
+            apply_request_rewrites(route, upstream_request)?;
+        }
         Ok(())
     }
 
@@ -356,9 +396,12 @@ impl ProxyHttp for Gateway {
     async fn response_filter(
         &self,
         session: &mut Session,
-        _upstream_response: &mut ResponseHeader,
-        _ctx: &mut RequestCtx,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(route) = ctx.route.and_then(|m| self.state.router.get(m.route)) {
+            apply_response_headers(route, upstream_response)?;
+        }
         if self.state.is_draining() {
             // Clients reconnect, and find a gateway that is not going away.
             session.set_keepalive(None);
@@ -515,6 +558,95 @@ impl ProxyHttp for Gateway {
             error: error.as_deref(),
         });
     }
+}
+
+/// The key a consistent-hashing cluster hashes this request on: the first `hash_policy` entry
+/// that yields one (Envoy's semantics); None when none does (the pick is then random).
+fn hash_key(session: &Session, policy: &[HashKey]) -> Option<Vec<u8>> {
+    let req = session.req_header();
+    policy.iter().find_map(|p| match p {
+        HashKey::Header(name) => req
+            .headers
+            .get(name.as_str())
+            .map(|v| v.as_bytes().to_vec()),
+        HashKey::Cookie(name) => req
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_bytes().to_vec()),
+        HashKey::SourceIp => session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string().into_bytes()),
+    })
+}
+
+/// `prefix_rewrite`, `host_rewrite` and the request header changes of a route.
+fn apply_request_rewrites(route: &Route, req: &mut RequestHeader) -> Result<()> {
+    if let Some(rewrite) = &route.prefix_rewrite {
+        let path = req.uri.path();
+        let rest = match &route.matcher {
+            PathMatch::Prefix(prefix) => path.get(prefix.len()..).unwrap_or(""),
+            _ => "",
+        };
+        let mut target = format!("{rewrite}{rest}");
+        if let Some(q) = req.uri.query() {
+            target.push('?');
+            target.push_str(q);
+        }
+        let uri = target.parse::<http::Uri>().map_err(|e| {
+            Error::because(
+                ErrorType::HTTPStatus(400),
+                "prefix_rewrite made an invalid URI",
+                e,
+            )
+        })?;
+        req.set_uri(uri);
+    }
+    if let Some(host) = &route.host_rewrite {
+        req.insert_header(http::header::HOST, host.as_str())?;
+    }
+    for name in &route.request_headers_to_remove {
+        req.remove_header(name.as_str());
+    }
+    for (name, value) in &route.request_headers_to_add {
+        req.append_header(name.clone(), value.as_str())?;
+    }
+    Ok(())
+}
+
+/// The response header changes of a route.
+fn apply_response_headers(route: &Route, resp: &mut ResponseHeader) -> Result<()> {
+    for name in &route.response_headers_to_remove {
+        resp.remove_header(name.as_str());
+    }
+    for (name, value) in &route.response_headers_to_add {
+        resp.append_header(name.clone(), value.as_str())?;
+    }
+    Ok(())
+}
+
+/// A route's fixed answer.
+async fn respond_direct(
+    session: &mut Session,
+    status: u16,
+    body: &str,
+    route: &Route,
+    request_id: &str,
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(4))?;
+    resp.insert_header("content-type", "text/plain; charset=utf-8")?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    resp.insert_header("x-request-id", request_id)?;
+    apply_response_headers(route, &mut resp)?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session
+        .write_response_body(Some(Bytes::copy_from_slice(body.as_bytes())), true)
+        .await
 }
 
 /// The request's `x-request-id`, generated and set on the request when the client sent none.

@@ -1,19 +1,47 @@
-//! Path-prefix routing: the first route whose prefix starts the request path picks the cluster.
+//! Routing: the first route whose Host domains and path match picks what happens to a request.
 
-use crate::config::Route;
+use crate::config::{Route, RouteAction};
 
-/// An ordered prefix table. Pure: no I/O, no state, so it can be tested and fuzzed on its own.
+/// An ordered route table. Pure: no I/O, no state, so it can be tested and fuzzed on its own.
 #[derive(Debug, Clone)]
 pub struct Router {
-    /// (prefix, index into the gateway's cluster list), in conf order.
-    routes: Vec<(String, usize)>,
+    routes: Vec<(Route, Option<usize>)>,
 }
 
-/// A matched route: which route (its index in the table) and which cluster.
+/// A matched route: its index in the table, and the index of its cluster (None for a direct
+/// response).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RouteMatch {
     pub route: usize,
-    pub cluster: usize,
+    pub cluster: Option<usize>,
+}
+
+/// The host part of a Host header or authority, lowercased, without its port.
+fn host_of(host: &[u8]) -> Vec<u8> {
+    let host = if host.starts_with(b"[") {
+        // [v6]:port → [v6]
+        match host.iter().position(|&b| b == b']') {
+            Some(end) => &host[..=end],
+            None => host,
+        }
+    } else {
+        match host.iter().rposition(|&b| b == b':') {
+            Some(colon) => &host[..colon],
+            None => host,
+        }
+    };
+    host.to_ascii_lowercase()
+}
+
+/// Envoy's domain matching: exact, `*.suffix`, `prefix.*`.
+fn domain_matches(pattern: &str, host: &[u8]) -> bool {
+    if let Some(suffix) = pattern.strip_prefix('*') {
+        host.len() > suffix.len() && host.ends_with(suffix.as_bytes())
+    } else if let Some(prefix) = pattern.strip_suffix('*') {
+        host.len() > prefix.len() && host.starts_with(prefix.as_bytes())
+    } else {
+        host == pattern.as_bytes()
+    }
 }
 
 impl Router {
@@ -23,22 +51,36 @@ impl Router {
         Router {
             routes: routes
                 .iter()
-                .filter_map(|r| cluster_index(&r.cluster).map(|c| (r.prefix.clone(), c)))
+                .filter_map(|r| match &r.action {
+                    RouteAction::Cluster(name) => cluster_index(name).map(|c| (r.clone(), Some(c))),
+                    RouteAction::Direct { .. } => Some((r.clone(), None)),
+                })
                 .collect(),
         }
     }
 
-    /// The first route whose prefix is a plain string prefix of `path` (Envoy's `match.prefix`):
-    /// no normalisation, so `/service/1` matches `/service/1`, `/service/1/x` and `/service/10`.
-    /// `path` is the request target's path, without the query string.
-    pub fn route(&self, path: &[u8]) -> Option<RouteMatch> {
+    /// The first route matching `host` (the Host header or authority, port allowed; None when
+    /// the request has none) and `path` (the request target's path, without the query).
+    /// Paths are compared as bytes, without normalisation, as Envoy does.
+    pub fn route(&self, host: Option<&[u8]>, path: &[u8]) -> Option<RouteMatch> {
+        let host = host.map(host_of);
         self.routes
             .iter()
-            .position(|(prefix, _)| path.starts_with(prefix.as_bytes()))
+            .position(|(r, _)| {
+                let host_ok = r.domains.is_empty()
+                    || host
+                        .as_deref()
+                        .is_some_and(|h| r.domains.iter().any(|d| domain_matches(d, h)));
+                host_ok && r.matcher.matches(path)
+            })
             .map(|route| RouteMatch {
                 route,
                 cluster: self.routes[route].1,
             })
+    }
+
+    pub fn get(&self, route: usize) -> Option<&Route> {
+        self.routes.get(route).map(|(r, _)| r)
     }
 
     /// How many routes the table holds.
@@ -52,80 +94,118 @@ impl Router {
 
     /// The cluster index of route `route`.
     pub fn cluster_of(&self, route: usize) -> Option<usize> {
-        self.routes.get(route).map(|(_, c)| *c)
+        self.routes.get(route).and_then(|(_, c)| *c)
     }
 
-    /// The prefix of route `route`, for logs and metrics.
-    pub fn prefix(&self, route: usize) -> &str {
-        self.routes.get(route).map_or("", |(p, _)| p.as_str())
+    /// The match of route `route` as the conf writes it (`/prefix`, `=/exact`, `~regex`), for
+    /// logs and metrics.
+    pub fn describe(&self, route: usize) -> String {
+        self.routes
+            .get(route)
+            .map_or_else(String::new, |(r, _)| r.matcher.describe())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
-    fn router(pairs: &[(&str, &str)]) -> Router {
-        let routes: Vec<Route> = pairs
-            .iter()
-            .map(|(prefix, cluster)| Route {
-                prefix: prefix.to_string(),
-                cluster: cluster.to_string(),
-            })
-            .collect();
-        let clusters = ["service1", "service2", "fallback"];
-        Router::new(&routes, |name| clusters.iter().position(|c| *c == name))
+    /// A router from conf text: `routes` as YAML list items, clusters a, b, c defined.
+    fn router(routes: &str) -> Router {
+        let yaml = format!(
+            "gateway:\n  routes:\n{routes}\n  clusters:\n    - {{ name: a, address: a.test, port: 80 }}\n    - {{ name: b, address: b.test, port: 80 }}\n    - {{ name: c, address: c.test, port: 80 }}\n"
+        );
+        let g = Config::from_yaml(&yaml).unwrap().gateway;
+        Router::new(&g.routes, |name| {
+            g.clusters.iter().position(|c| c.name == name)
+        })
+    }
+
+    fn cluster(r: &Router, host: Option<&str>, path: &str) -> Option<usize> {
+        r.route(host.map(str::as_bytes), path.as_bytes())
+            .and_then(|m| m.cluster)
     }
 
     #[test]
     fn first_matching_prefix_wins() {
-        let r = router(&[
-            ("/service/1", "service1"),
-            ("/service/2", "service2"),
-            ("/", "fallback"),
-        ]);
-        assert_eq!(r.route(b"/service/1").map(|m| m.cluster), Some(0));
-        assert_eq!(r.route(b"/service/1/deep/path").map(|m| m.cluster), Some(0));
-        assert_eq!(r.route(b"/service/2").map(|m| m.cluster), Some(1));
-        assert_eq!(r.route(b"/service/3").map(|m| m.cluster), Some(2));
-        assert_eq!(
-            r.route(b"/service/3"),
-            Some(RouteMatch {
-                route: 2,
-                cluster: 2
-            })
+        let r = router(
+            "    - { prefix: /service/1, cluster: a }\n    - { prefix: /service/2, cluster: b }\n    - { prefix: /, cluster: c }",
         );
-        assert_eq!(r.prefix(1), "/service/2");
+        assert_eq!(cluster(&r, None, "/service/1"), Some(0));
+        assert_eq!(cluster(&r, None, "/service/1/deep/path"), Some(0));
+        assert_eq!(cluster(&r, None, "/service/2"), Some(1));
+        assert_eq!(cluster(&r, None, "/service/3"), Some(2));
+        assert_eq!(r.describe(1), "/service/2");
     }
 
     #[test]
     fn prefix_is_a_plain_string_prefix_as_in_envoy() {
-        let r = router(&[("/service/1", "service1")]);
-        assert_eq!(r.route(b"/service/10").map(|m| m.cluster), Some(0));
-        assert_eq!(r.route(b"/service/"), None);
-        assert_eq!(r.route(b"/Service/1"), None, "matching is case-sensitive");
-        assert_eq!(r.route(b"/x/../service/1"), None, "no path normalisation");
+        let r = router("    - { prefix: /service/1, cluster: a }");
+        assert_eq!(cluster(&r, None, "/service/10"), Some(0));
+        assert_eq!(cluster(&r, None, "/service/"), None);
+        assert_eq!(cluster(&r, None, "/Service/1"), None, "case-sensitive");
+        assert_eq!(
+            cluster(&r, None, "/x/../service/1"),
+            None,
+            "no normalisation"
+        );
+    }
+
+    #[test]
+    fn exact_paths_and_regexes() {
+        let r = router(
+            "    - { path: /health, direct_response: { status: 200, body: ok } }\n    - { regex: \"/users/[0-9]+\", cluster: b }\n    - { prefix: /users, cluster: c }",
+        );
+        let m = r.route(None, b"/health").unwrap();
+        assert_eq!((m.route, m.cluster), (0, None));
+        assert_eq!(r.route(None, b"/health/x").map(|m| m.route), None);
+        assert_eq!(cluster(&r, None, "/users/42"), Some(1));
+        assert_eq!(
+            cluster(&r, None, "/users/42/x"),
+            Some(2),
+            "regexes match the whole path"
+        );
+        assert_eq!(cluster(&r, None, "/users/me"), Some(2));
+        assert_eq!(r.describe(1), "~/users/[0-9]+");
+        assert_eq!(
+            r.route(None, b"/users/\xff"),
+            Some(RouteMatch {
+                route: 2,
+                cluster: Some(2)
+            })
+        );
+    }
+
+    #[test]
+    fn domains_restrict_routes_to_hosts() {
+        let r = router(
+            "    - { prefix: /, domains: [api.example.com], cluster: a }\n    - { prefix: /, domains: [\"*.example.com\"], cluster: b }\n    - { prefix: /, domains: [\"www.*\"], cluster: c }",
+        );
+        assert_eq!(cluster(&r, Some("api.example.com"), "/"), Some(0));
+        assert_eq!(
+            cluster(&r, Some("API.Example.COM:8443"), "/"),
+            Some(0),
+            "case and port"
+        );
+        assert_eq!(cluster(&r, Some("shop.example.com"), "/"), Some(1));
+        assert_eq!(
+            cluster(&r, Some("example.com"), "/"),
+            None,
+            "*.x needs a label before"
+        );
+        assert_eq!(cluster(&r, Some("www.other.org"), "/"), Some(2));
+        assert_eq!(cluster(&r, None, "/"), None, "no Host, no domain route");
+        assert_eq!(host_of(b"[::1]:8080"), b"[::1]".to_vec());
     }
 
     #[test]
     fn no_route_for_unmatched_or_odd_paths() {
-        let r = router(&[("/service/1", "service1")]);
+        let r = router("    - { prefix: /service/1, cluster: a }");
         for path in [&b""[..], b"/", b"*", b"service/1", b"\xff\xfe/service/1"] {
-            assert_eq!(r.route(path), None, "{path:?}");
+            assert_eq!(r.route(None, path), None, "{path:?}");
         }
         let long = [b'a'; 100_000];
-        assert_eq!(r.route(&long), None);
-    }
-
-    #[test]
-    fn routes_to_unknown_clusters_are_dropped() {
-        let r = router(&[("/a", "nope"), ("/a", "service2")]);
-        assert_eq!(
-            r.route(b"/a"),
-            Some(RouteMatch {
-                route: 0,
-                cluster: 1
-            })
-        );
+        assert_eq!(r.route(Some(&long), &long), None);
     }
 }

@@ -6,6 +6,9 @@
 
 pub mod duration;
 mod raw;
+mod routes;
+
+pub use routes::{PathMatch, Route, RouteAction};
 
 use pingora::server::configuration::ServerConf;
 use serde_yaml::{Mapping, Value};
@@ -21,6 +24,9 @@ pub mod defaults {
 
     /// `gateway.listen` (Envoy: listener `socket_address`).
     pub const LISTEN: &str = "0.0.0.0:8000";
+    /// `gateway.h2c`: plain listeners also accept HTTP/2 with prior knowledge (Envoy: `codec_type:
+    /// AUTO`).
+    pub const H2C: bool = true;
     /// `gateway.admin.listen` (Envoy: `admin.address`; loopback so it is never public by accident).
     pub const ADMIN_LISTEN: &str = "127.0.0.1:9901";
     /// `gateway.drain_time`: after SIGTERM, how long the listeners keep serving while `/ready`
@@ -108,9 +114,25 @@ pub struct Config {
     pub gateway: Gateway,
 }
 
+/// A proxy listener: plain TCP, or TLS-terminating with HTTP/2 offered by ALPN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub addr: SocketAddr,
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files of a TLS listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 #[derive(Debug, Clone)]
 pub struct Gateway {
-    pub listen: Vec<SocketAddr>,
+    pub listen: Vec<Listener>,
+    /// Accept HTTP/2 with prior knowledge (h2c) on plain listeners, beside HTTP/1.1.
+    pub h2c: bool,
     pub admin: Admin,
     pub resolver: ResolverSettings,
     /// After SIGTERM: serve on with `/ready` at 503 and `Connection: close` for this long.
@@ -155,19 +177,15 @@ pub struct ResolverSettings {
     pub attempts: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
-    /// Plain string prefix, as Envoy's `match.prefix`: `/service/1` also matches `/service/10`.
-    pub prefix: String,
-    pub cluster: String,
-}
-
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
     pub name: String,
     pub address: Address,
     pub port: u16,
+    pub protocol: UpstreamProtocol,
     pub lb_policy: LbPolicy,
+    /// For `ring_hash` and `maglev`: where the key comes from; the first that yields one wins.
+    pub hash_policy: Vec<HashKey>,
     pub dns: DnsSettings,
     pub connect_timeout: Duration,
     /// Whole request, retries included, until the upstream's response headers arrive.
@@ -265,6 +283,48 @@ impl fmt::Display for Address {
 pub enum LbPolicy {
     RoundRobin,
     Random,
+    /// Power of two choices on requests in flight.
+    LeastRequest,
+    /// Consistent hashing on a ring (Ketama).
+    RingHash,
+    /// Consistent hashing with Maglev's lookup table.
+    Maglev,
+}
+
+impl LbPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            LbPolicy::RoundRobin => "round_robin",
+            LbPolicy::Random => "random",
+            LbPolicy::LeastRequest => "least_request",
+            LbPolicy::RingHash => "ring_hash",
+            LbPolicy::Maglev => "maglev",
+        }
+    }
+
+    pub fn hashes(self) -> bool {
+        matches!(self, LbPolicy::RingHash | LbPolicy::Maglev)
+    }
+}
+
+/// What a consistent-hashing policy hashes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    /// A request header's value (name lowercase).
+    Header(String),
+    /// A cookie's value.
+    Cookie(String),
+    /// The client's IP address.
+    SourceIp,
+}
+
+/// How the gateway talks to a cluster's backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    Http1,
+    /// HTTP/2 cleartext with prior knowledge (h2c), as gRPC backends and Envoy's
+    /// `http2_protocol_options` expect.
+    Http2,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -473,23 +533,36 @@ fn deserialize<T: serde::de::DeserializeOwned>(
 fn validate(raw: raw::Gateway, errors: &mut Errors) -> Option<Gateway> {
     let before = errors.0.len();
 
-    let listen_texts = raw
+    let listen_values = raw
         .listen
-        .unwrap_or_else(|| vec![defaults::LISTEN.to_owned()]);
-    if listen_texts.is_empty() {
+        .unwrap_or_else(|| vec![Value::from(defaults::LISTEN)]);
+    if listen_values.is_empty() {
         errors.push(
             "gateway.listen",
             "empty: give at least one address, e.g. [\"0.0.0.0:8000\"]",
         );
     }
-    let mut listen = Vec::new();
-    for (i, text) in listen_texts.iter().enumerate() {
+    let mut listen: Vec<Listener> = Vec::new();
+    for (i, value) in listen_values.into_iter().enumerate() {
         let path = format!("gateway.listen[{i}]");
-        if let Some(addr) = errors.check(&path, socket_addr(text)) {
-            if listen.contains(&addr) {
-                errors.push(&path, format!("`{addr}` is listed twice"));
+        let listener = match value {
+            Value::String(text) => errors
+                .check(&path, socket_addr(&text))
+                .map(|addr| Listener { addr, tls: None }),
+            other => deserialize::<raw::Listener>(other, &path, errors).and_then(|l| {
+                let addr = errors.check(format!("{path}.address"), socket_addr(&l.address))?;
+                let tls = l.tls.map(|t| TlsFiles {
+                    cert: PathBuf::from(t.cert),
+                    key: PathBuf::from(t.key),
+                });
+                Some(Listener { addr, tls })
+            }),
+        };
+        if let Some(l) = listener {
+            if listen.iter().any(|e| same_socket(e.addr, l.addr)) {
+                errors.push(&path, format!("`{}` is listed twice", l.addr));
             }
-            listen.push(addr);
+            listen.push(l);
         }
     }
 
@@ -499,7 +572,7 @@ fn validate(raw: raw::Gateway, errors: &mut Errors) -> Option<Gateway> {
         .unwrap_or_else(|| defaults::ADMIN_LISTEN.to_owned());
     let admin = errors.check("gateway.admin.listen", socket_addr(&admin_text));
     if let Some(admin) = admin {
-        if listen.iter().any(|l| same_socket(*l, admin)) {
+        if listen.iter().any(|l| same_socket(l.addr, admin)) {
             errors.push(
                 "gateway.admin.listen",
                 format!("`{admin}` clashes with a proxy listener: the admin endpoints must never be served on the public listener"),
@@ -562,45 +635,9 @@ fn validate(raw: raw::Gateway, errors: &mut Errors) -> Option<Gateway> {
         let Some(r) = deserialize::<raw::Route>(value, &path, errors) else {
             continue;
         };
-        if !r.prefix.starts_with('/') {
-            errors.push(
-                format!("{path}.prefix"),
-                format!("`{}` must start with `/`", r.prefix),
-            );
+        if let Some(route) = routes::route(r, &path, &first_seen, &routes, errors) {
+            routes.push(route);
         }
-        if let Some((j, earlier)) = routes
-            .iter()
-            .enumerate()
-            .find(|(_, earlier)| r.prefix.starts_with(&earlier.prefix))
-        {
-            errors.push(
-                format!("{path}.prefix"),
-                format!(
-                    "`{}` can never match: gateway.routes[{j}] (`{}`) comes first and matches every path it would",
-                    r.prefix, earlier.prefix
-                ),
-            );
-        }
-        if !first_seen.contains_key(&r.cluster) {
-            let mut names: Vec<&str> = first_seen.keys().map(String::as_str).collect();
-            names.sort_unstable();
-            errors.push(
-                format!("{path}.cluster"),
-                format!(
-                    "unknown cluster `{}` (defined: {})",
-                    r.cluster,
-                    if names.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        names.join(", ")
-                    }
-                ),
-            );
-        }
-        routes.push(Route {
-            prefix: r.prefix,
-            cluster: r.cluster,
-        });
     }
 
     if errors.0.len() > before {
@@ -608,6 +645,7 @@ fn validate(raw: raw::Gateway, errors: &mut Errors) -> Option<Gateway> {
     }
     Some(Gateway {
         listen,
+        h2c: raw.h2c.unwrap_or(defaults::H2C),
         admin: Admin {
             listen: admin.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9901))),
         },
@@ -722,14 +760,56 @@ fn cluster(raw: raw::Cluster, path: &str, errors: &mut Errors) -> Option<Cluster
     let lb_policy = match raw.lb_policy.as_deref() {
         None | Some("round_robin") => Some(LbPolicy::RoundRobin),
         Some("random") => Some(LbPolicy::Random),
+        Some("least_request") => Some(LbPolicy::LeastRequest),
+        Some("ring_hash") => Some(LbPolicy::RingHash),
+        Some("maglev") => Some(LbPolicy::Maglev),
         Some(other) => {
             errors.push(
                 format!("{path}.lb_policy"),
-                format!("`{other}` is not one of: round_robin, random"),
+                format!(
+                    "`{other}` is not one of: round_robin, random, least_request, ring_hash, maglev"
+                ),
             );
             None
         }
     };
+    let protocol = match raw.protocol.as_deref() {
+        None | Some("http1") => Some(UpstreamProtocol::Http1),
+        Some("http2") => Some(UpstreamProtocol::Http2),
+        Some(other) => {
+            errors.push(
+                format!("{path}.protocol"),
+                format!("`{other}` is not one of: http1, http2"),
+            );
+            None
+        }
+    };
+    let mut hash_policy = Vec::new();
+    if let Some(policies) = raw.hash_policy {
+        if lb_policy.is_some_and(|p| !p.hashes()) {
+            errors.push(
+                format!("{path}.hash_policy"),
+                "only ring_hash and maglev hash: set lb_policy to one of them",
+            );
+        }
+        for (i, p) in policies.into_iter().enumerate() {
+            let key = match (p.header, p.cookie, p.source_ip) {
+                (Some(h), None, None) => http::HeaderName::from_bytes(h.as_bytes())
+                    .ok()
+                    .map(|n| HashKey::Header(n.as_str().to_owned())),
+                (None, Some(c), None) if !c.is_empty() => Some(HashKey::Cookie(c)),
+                (None, None, Some(true)) => Some(HashKey::SourceIp),
+                _ => None,
+            };
+            match key {
+                Some(k) => hash_policy.push(k),
+                None => errors.push(
+                    format!("{path}.hash_policy[{i}]"),
+                    "give exactly one of: header: <name>, cookie: <name>, source_ip: true",
+                ),
+            }
+        }
+    }
     let lookup_family = match raw.dns_lookup_family.as_deref() {
         None | Some("v4_only") => Some(LookupFamily::V4Only),
         Some("v6_only") => Some(LookupFamily::V6Only),
@@ -807,7 +887,9 @@ fn cluster(raw: raw::Cluster, path: &str, errors: &mut Errors) -> Option<Cluster
         name: raw.name,
         address: address?,
         port: port?,
+        protocol: protocol?,
         lb_policy: lb_policy?,
+        hash_policy,
         dns: DnsSettings {
             refresh_rate: refresh_rate?,
             failure_refresh_rate: failure_refresh_rate?,

@@ -13,7 +13,9 @@ pub type Value = serde_yaml::Value;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Gateway {
-    pub listen: Option<Vec<String>>,
+    /// Each entry `"ip:port"` or a [`Listener`] mapping; read by hand in validation.
+    pub listen: Option<Vec<Value>>,
+    pub h2c: Option<bool>,
     pub admin: Option<Admin>,
     pub resolver: Option<Resolver>,
     pub drain_time: Option<Value>,
@@ -53,8 +55,60 @@ pub struct Resolver {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
-    pub prefix: String,
-    pub cluster: String,
+    pub prefix: Option<String>,
+    pub path: Option<String>,
+    pub regex: Option<String>,
+    pub domains: Option<Vec<String>>,
+    pub cluster: Option<String>,
+    pub prefix_rewrite: Option<String>,
+    pub host_rewrite: Option<String>,
+    pub timeout: Option<Value>,
+    #[serde(default)]
+    pub request_headers_to_add: Vec<HeaderValue>,
+    #[serde(default)]
+    pub request_headers_to_remove: Vec<String>,
+    #[serde(default)]
+    pub response_headers_to_add: Vec<HeaderValue>,
+    #[serde(default)]
+    pub response_headers_to_remove: Vec<String>,
+    pub direct_response: Option<DirectResponse>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderValue {
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectResponse {
+    pub status: u16,
+    pub body: Option<String>,
+}
+
+/// A listener given as a mapping instead of `"ip:port"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    pub address: String,
+    pub tls: Option<Tls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HashPolicy {
+    pub header: Option<String>,
+    pub cookie: Option<String>,
+    pub source_ip: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,6 +118,8 @@ pub struct Cluster {
     pub address: String,
     pub port: u32,
     pub lb_policy: Option<String>,
+    pub hash_policy: Option<Vec<HashPolicy>>,
+    pub protocol: Option<String>,
     pub dns_refresh_rate: Option<Value>,
     pub dns_failure_refresh_rate: Option<Value>,
     pub dns_min_refresh_rate: Option<Value>,

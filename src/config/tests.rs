@@ -64,13 +64,20 @@ fn the_architecture_example_loads_with_every_value() {
     assert_eq!(config.server.threads, 2);
     assert_eq!(config.server.grace_period_seconds, Some(5));
     let g = &config.gateway;
-    assert_eq!(g.listen, vec!["0.0.0.0:8000".parse().unwrap()]);
+    assert_eq!(
+        g.listen,
+        vec![Listener {
+            addr: "0.0.0.0:8000".parse().unwrap(),
+            tls: None
+        }]
+    );
     assert_eq!(g.admin.listen, "127.0.0.1:9901".parse().unwrap());
     assert_eq!(
         g.resolver.nameservers,
         vec!["127.0.0.1:15353".parse().unwrap()]
     );
-    assert_eq!(g.routes[1].prefix, "/service/2");
+    assert!(matches!(&g.routes[1].matcher, PathMatch::Prefix(p) if p == "/service/2"));
+    assert_eq!(g.routes[1].cluster(), Some("service2"));
     let c = &g.clusters[0];
     assert_eq!(
         c.address,
@@ -100,7 +107,8 @@ fn defaults_fill_what_the_conf_leaves_out() {
     )
     .unwrap();
     let g = &config.gateway;
-    assert_eq!(g.listen, vec![defaults::LISTEN.parse().unwrap()]);
+    assert_eq!(g.listen[0].addr, defaults::LISTEN.parse().unwrap());
+    assert!(g.h2c);
     assert_eq!(g.admin.listen, defaults::ADMIN_LISTEN.parse().unwrap());
     assert_eq!(g.resolver.resolv_conf, PathBuf::from(defaults::RESOLV_CONF));
     assert_eq!(
@@ -232,7 +240,7 @@ fn routes_must_name_a_cluster_and_be_reachable() {
     );
     assert_error(
         &good_with("prefix: /service/2,", "prefix: /service/1/x,"),
-        "gateway.routes[1].prefix",
+        "gateway.routes[1]",
         "can never match: gateway.routes[0] (`/service/1`)",
     );
     assert_error(
@@ -434,5 +442,109 @@ fn resilience_keys_have_envoy_defaults_and_are_checked() {
         "      retries: 1\n      healthy_panic_threshold: 120",
         "gateway.clusters[0].healthy_panic_threshold",
         "not a percentage",
+    );
+}
+
+#[test]
+fn listeners_may_terminate_tls() {
+    let yaml = good_with(
+        r#"listen: ["0.0.0.0:8000"]"#,
+        "listen: [\"0.0.0.0:8000\", { address: \"0.0.0.0:8443\", tls: { cert: /etc/tls/c.pem, key: /etc/tls/k.pem } }]",
+    );
+    let g = Config::from_yaml(&yaml).unwrap().gateway;
+    assert_eq!(g.listen.len(), 2);
+    assert_eq!(
+        g.listen[1].tls,
+        Some(TlsFiles {
+            cert: "/etc/tls/c.pem".into(),
+            key: "/etc/tls/k.pem".into()
+        })
+    );
+    assert_error(
+        &good_with(
+            r#"listen: ["0.0.0.0:8000"]"#,
+            "listen: [ { address: \"0.0.0.0:8443\", tls: { cert: c.pem } } ]",
+        ),
+        "gateway.listen[0].tls",
+        "missing field `key`",
+    );
+    assert_error(
+        &good_with(
+            r#"listen: ["0.0.0.0:8000"]"#,
+            "listen: [ { addr: \"0.0.0.0:8443\" } ]",
+        ),
+        "gateway.listen[0].addr",
+        "unknown field",
+    );
+}
+
+#[test]
+fn route_matches_and_actions_are_checked() {
+    let routes = |r: &str| {
+        format!("gateway:\n  routes:\n{r}\n  clusters:\n    - {{ name: a, address: a.test, port: 80 }}\n")
+    };
+    let ok = Config::from_yaml(&routes(
+        "    - { path: /healthz, direct_response: { status: 200, body: ok } }\n    - { regex: \"/v[0-9]+/.*\", domains: [api.example.com], cluster: a, prefix_rewrite: /x }\n    - { prefix: /, cluster: a, host_rewrite: internal, timeout: 2s, request_headers_to_add: [ { key: x-a, value: \"1\" } ], response_headers_to_remove: [server] }",
+    ));
+    let errors = ok.map(|_| Vec::new()).unwrap_or_else(|e| e.errors);
+    assert_eq!(
+        errors,
+        vec!["gateway.routes[1].prefix_rewrite: needs a prefix or path match: a regex has no prefix to replace".to_owned()]
+    );
+    let cases = [
+        ("    - { prefix: /a, path: /a, cluster: a }", "gateway.routes[0]", "exactly one of prefix, path, regex"),
+        ("    - { regex: \"(\", cluster: a }", "gateway.routes[0].regex", "not a valid regex"),
+        ("    - { prefix: /a }", "gateway.routes[0]", "missing: cluster"),
+        ("    - { prefix: /a, cluster: a, direct_response: { status: 200 } }", "gateway.routes[0]", "not both"),
+        ("    - { prefix: /a, direct_response: { status: 99 } }", "gateway.routes[0].direct_response.status", "not an HTTP status"),
+        ("    - { prefix: /a, cluster: a, domains: [\"a*b\"] }", "gateway.routes[0].domains[0]", "is not a host"),
+        ("    - { prefix: /a, cluster: a, request_headers_to_add: [ { key: \"bad header\", value: x } ] }", "gateway.routes[0].request_headers_to_add[0].key", "not a valid header name"),
+        ("    - { prefix: /a, cluster: a, timeout: 0s }", "gateway.routes[0].timeout", "greater than zero"),
+        ("    - { prefix: /, domains: [a.com], cluster: a }\n    - { path: /x, domains: [a.com], cluster: a }", "gateway.routes[1]", "can never match"),
+    ];
+    for (r, path, words) in cases {
+        assert_error(&routes(r), path, words);
+    }
+    // A route for other hosts is not shadowed by a host-specific one.
+    Config::from_yaml(&routes(
+        "    - { prefix: /, domains: [a.com], cluster: a }\n    - { prefix: /, cluster: a }",
+    ))
+    .unwrap();
+}
+
+#[test]
+fn protocols_policies_and_hash_policies_are_checked() {
+    let cluster = |extra: &str| {
+        format!("gateway:\n  clusters:\n    - {{ name: a, address: a.test, port: 80{extra} }}\n")
+    };
+    let c = Config::from_yaml(&cluster(", protocol: http2, lb_policy: maglev, hash_policy: [ { header: X-User }, { cookie: sid }, { source_ip: true } ]"))
+        .unwrap()
+        .gateway
+        .clusters
+        .remove(0);
+    assert_eq!(c.protocol, UpstreamProtocol::Http2);
+    assert_eq!(c.lb_policy, LbPolicy::Maglev);
+    assert_eq!(
+        c.hash_policy,
+        vec![
+            HashKey::Header("x-user".into()),
+            HashKey::Cookie("sid".into()),
+            HashKey::SourceIp
+        ]
+    );
+    assert_error(
+        &cluster(", protocol: h3"),
+        "gateway.clusters[0].protocol",
+        "not one of: http1, http2",
+    );
+    assert_error(
+        &cluster(", lb_policy: round_robin, hash_policy: [ { header: x } ]"),
+        "gateway.clusters[0].hash_policy",
+        "only ring_hash and maglev hash",
+    );
+    assert_error(
+        &cluster(", lb_policy: ring_hash, hash_policy: [ { header: x, cookie: y } ]"),
+        "gateway.clusters[0].hash_policy[0]",
+        "exactly one of",
     );
 }

@@ -1,0 +1,306 @@
+//! Routes: how a request is matched (path prefix, exact path or regex, optionally restricted to
+//! Host domains) and what is done with it (a cluster, with rewrites, header changes and a
+//! timeout of its own, or a fixed direct response). Names follow Envoy's route configuration.
+
+use super::{raw, Errors};
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub matcher: PathMatch,
+    /// Lowercase Host patterns; empty: any host (Envoy's `"*"`).
+    pub domains: Vec<String>,
+    pub action: RouteAction,
+    /// Replaces the matched prefix (or the whole exact path) before forwarding.
+    pub prefix_rewrite: Option<String>,
+    /// Replaces the Host header before forwarding.
+    pub host_rewrite: Option<String>,
+    /// Overrides the cluster's `timeout` for this route.
+    pub timeout: Option<Duration>,
+    pub request_headers_to_add: Vec<(String, String)>,
+    pub request_headers_to_remove: Vec<String>,
+    pub response_headers_to_add: Vec<(String, String)>,
+    pub response_headers_to_remove: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum PathMatch {
+    /// Plain byte prefix of the path, as Envoy's `match.prefix`.
+    Prefix(String),
+    /// The whole path, as Envoy's `match.path`.
+    Exact(String),
+    /// The whole path matches the expression (Envoy's `safe_regex`).
+    Regex(regex::Regex),
+}
+
+impl PathMatch {
+    pub fn matches(&self, path: &[u8]) -> bool {
+        match self {
+            PathMatch::Prefix(p) => path.starts_with(p.as_bytes()),
+            PathMatch::Exact(p) => path == p.as_bytes(),
+            PathMatch::Regex(re) => std::str::from_utf8(path).is_ok_and(|p| re.is_match(p)),
+        }
+    }
+
+    /// How the conf writes it, for logs and metrics.
+    pub fn describe(&self) -> String {
+        match self {
+            PathMatch::Prefix(p) => p.clone(),
+            PathMatch::Exact(p) => format!("={p}"),
+            PathMatch::Regex(re) => {
+                let s = re.as_str();
+                format!("~{}", &s[4..s.len() - 2])
+            }
+        }
+    }
+
+    /// Whether every path `later` matches is also matched by `self`.
+    fn covers(&self, later: &PathMatch) -> bool {
+        match (self, later) {
+            (PathMatch::Prefix(a), PathMatch::Prefix(b) | PathMatch::Exact(b)) => b.starts_with(a),
+            (PathMatch::Exact(a), PathMatch::Exact(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteAction {
+    Cluster(String),
+    Direct { status: u16, body: String },
+}
+
+impl Route {
+    pub fn cluster(&self) -> Option<&str> {
+        match &self.action {
+            RouteAction::Cluster(c) => Some(c),
+            RouteAction::Direct { .. } => None,
+        }
+    }
+
+    /// Whether `later` can ever match: not if this route comes first, covers its hosts and its
+    /// paths.
+    fn shadows(&self, later: &Route) -> bool {
+        let hosts = self.domains.is_empty()
+            || (!later.domains.is_empty()
+                && later.domains.iter().all(|d| self.domains.contains(d)));
+        hosts && self.matcher.covers(&later.matcher)
+    }
+}
+
+/// Whether a Host pattern (`example.com`, `*.example.com`, `example.*`, `*`) is well formed.
+fn valid_domain(d: &str) -> bool {
+    let core = d
+        .strip_prefix("*.")
+        .or_else(|| d.strip_suffix(".*"))
+        .unwrap_or(d);
+    d == "*"
+        || (!core.is_empty()
+            && core.chars().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':' | '[' | ']')
+            }))
+}
+
+fn header_name(name: &str, path: &str, errors: &mut Errors) -> Option<String> {
+    match http::HeaderName::from_bytes(name.as_bytes()) {
+        Ok(h) => Some(h.as_str().to_owned()),
+        Err(_) => {
+            errors.push(path, format!("`{name}` is not a valid header name"));
+            None
+        }
+    }
+}
+
+fn headers_to_add(
+    list: Vec<raw::HeaderValue>,
+    path: &str,
+    errors: &mut Errors,
+) -> Vec<(String, String)> {
+    list.into_iter()
+        .enumerate()
+        .filter_map(|(i, h)| {
+            let name = header_name(&h.key, &format!("{path}[{i}].key"), errors)?;
+            if http::HeaderValue::from_str(&h.value).is_err() {
+                errors.push(
+                    format!("{path}[{i}].value"),
+                    "not a valid header value (control characters?)",
+                );
+                return None;
+            }
+            Some((name, h.value))
+        })
+        .collect()
+}
+
+fn headers_to_remove(list: Vec<String>, path: &str, errors: &mut Errors) -> Vec<String> {
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, n)| header_name(n, &format!("{path}[{i}]"), errors))
+        .collect()
+}
+
+/// Validates one route; `clusters` maps cluster names to where they are defined.
+pub(super) fn route(
+    r: raw::Route,
+    path: &str,
+    clusters: &HashMap<String, usize>,
+    earlier: &[Route],
+    errors: &mut Errors,
+) -> Option<Route> {
+    let before = errors.0.len();
+    let matcher = match (r.prefix, r.path, r.regex) {
+        (Some(p), None, None) => Some((PathMatch::Prefix(p.clone()), "prefix", p)),
+        (None, Some(p), None) => Some((PathMatch::Exact(p.clone()), "path", p)),
+        (None, None, Some(re)) => match regex::Regex::new(&format!("^(?:{re})$")) {
+            Ok(compiled) => Some((PathMatch::Regex(compiled), "regex", "/".to_owned())),
+            Err(e) => {
+                errors.push(format!("{path}.regex"), format!("not a valid regex: {e}"));
+                None
+            }
+        },
+        _ => {
+            errors.push(path, "give exactly one of prefix, path, regex");
+            None
+        }
+    };
+    if let Some((_, key, text)) = &matcher {
+        if !text.starts_with('/') {
+            errors.push(
+                format!("{path}.{key}"),
+                format!("`{text}` must start with `/`"),
+            );
+        }
+    }
+    let matcher = matcher.map(|(m, _, _)| m);
+
+    let mut domains = Vec::new();
+    for (i, d) in r.domains.unwrap_or_default().into_iter().enumerate() {
+        let d = d.to_ascii_lowercase();
+        if !valid_domain(&d) {
+            errors.push(
+                format!("{path}.domains[{i}]"),
+                format!("`{d}` is not a host, `*.suffix`, `prefix.*` or `*`"),
+            );
+        } else if d == "*" {
+            domains.clear();
+            break;
+        } else {
+            domains.push(d);
+        }
+    }
+
+    let action = match (r.cluster, r.direct_response) {
+        (Some(cluster), None) => {
+            if !clusters.contains_key(&cluster) {
+                let mut names: Vec<&str> = clusters.keys().map(String::as_str).collect();
+                names.sort_unstable();
+                errors.push(
+                    format!("{path}.cluster"),
+                    format!(
+                        "unknown cluster `{cluster}` (defined: {})",
+                        if names.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            names.join(", ")
+                        }
+                    ),
+                );
+            }
+            Some(RouteAction::Cluster(cluster))
+        }
+        (None, Some(direct)) => {
+            if !(100..=599).contains(&direct.status) {
+                errors.push(
+                    format!("{path}.direct_response.status"),
+                    format!("{} is not an HTTP status", direct.status),
+                );
+            }
+            Some(RouteAction::Direct {
+                status: direct.status,
+                body: direct.body.unwrap_or_default(),
+            })
+        }
+        (Some(_), Some(_)) => {
+            errors.push(path, "give either cluster or direct_response, not both");
+            None
+        }
+        (None, None) => {
+            errors.push(path, "missing: cluster (or direct_response)");
+            None
+        }
+    };
+
+    if let Some(rewrite) = &r.prefix_rewrite {
+        if matches!(matcher, Some(PathMatch::Regex(_))) {
+            errors.push(
+                format!("{path}.prefix_rewrite"),
+                "needs a prefix or path match: a regex has no prefix to replace",
+            );
+        }
+        if !rewrite.starts_with('/') {
+            errors.push(
+                format!("{path}.prefix_rewrite"),
+                format!("`{rewrite}` must start with `/`"),
+            );
+        }
+    }
+    if let Some(host) = &r.host_rewrite {
+        if host.is_empty() || http::HeaderValue::from_str(host).is_err() || host.contains(' ') {
+            errors.push(
+                format!("{path}.host_rewrite"),
+                format!("`{host}` is not a host"),
+            );
+        }
+    }
+    let timeout = match r.timeout {
+        None => None,
+        Some(v) => {
+            super::positive_duration(Some(v), Duration::ZERO, &format!("{path}.timeout"), errors)
+        }
+    };
+    let request_headers_to_add = headers_to_add(
+        r.request_headers_to_add,
+        &format!("{path}.request_headers_to_add"),
+        errors,
+    );
+    let request_headers_to_remove = headers_to_remove(
+        r.request_headers_to_remove,
+        &format!("{path}.request_headers_to_remove"),
+        errors,
+    );
+    let response_headers_to_add = headers_to_add(
+        r.response_headers_to_add,
+        &format!("{path}.response_headers_to_add"),
+        errors,
+    );
+    let response_headers_to_remove = headers_to_remove(
+        r.response_headers_to_remove,
+        &format!("{path}.response_headers_to_remove"),
+        errors,
+    );
+
+    let route = Route {
+        matcher: matcher?,
+        domains,
+        action: action?,
+        prefix_rewrite: r.prefix_rewrite,
+        host_rewrite: r.host_rewrite,
+        timeout,
+        request_headers_to_add,
+        request_headers_to_remove,
+        response_headers_to_add,
+        response_headers_to_remove,
+    };
+    if let Some((j, e)) = earlier.iter().enumerate().find(|(_, e)| e.shadows(&route)) {
+        errors.push(
+            path,
+            format!(
+                "`{}` can never match: gateway.routes[{j}] (`{}`) comes first and matches every request it would",
+                route.matcher.describe(),
+                e.matcher.describe()
+            ),
+        );
+    }
+    (errors.0.len() == before).then_some(route)
+}
