@@ -58,9 +58,7 @@ fn ready(state: &GatewayState) -> Reply {
         return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n");
     }
     let pending = state.pending_clusters();
-    if pending.is_empty() {
-        text(StatusCode::OK, "ready\n")
-    } else {
+    if !pending.is_empty() {
         text(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
@@ -68,6 +66,13 @@ fn ready(state: &GatewayState) -> Reply {
                 pending.join(", ")
             ),
         )
+    } else if !state.is_listening() {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "waiting for the proxy listeners to open\n",
+        )
+    } else {
+        text(StatusCode::OK, "ready\n")
     }
 }
 

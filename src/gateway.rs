@@ -21,6 +21,7 @@ use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{BackgroundService, GenBackgroundService};
 use pingora::services::listening::Service;
 use pingora::services::ServiceReadyNotifier;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
@@ -36,6 +37,10 @@ pub struct GatewayState {
     pub access_log: AccessLog,
     /// Set on SIGTERM / SIGQUIT: `/ready` answers 503 so load balancers stop sending traffic.
     draining: AtomicBool,
+    /// The proxy listeners' addresses, and whether they accept connections yet: pingora binds
+    /// them only after the first discovery, so `/ready` must wait for them too.
+    listen: Vec<SocketAddr>,
+    listening: AtomicBool,
 }
 
 impl GatewayState {
@@ -80,6 +85,8 @@ impl GatewayState {
             metrics,
             access_log: AccessLog::open(&config.access_log)?,
             draining: AtomicBool::new(false),
+            listen: config.listen.iter().map(|l| l.addr).collect(),
+            listening: AtomicBool::new(false),
         })
     }
 
@@ -99,6 +106,40 @@ impl GatewayState {
             .filter(|c| !c.is_ready())
             .map(|c| c.name())
             .collect()
+    }
+
+    /// Whether the proxy listeners accept connections.
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Relaxed)
+    }
+
+    /// Waits until every proxy listener accepts a connection (pingora opens them once the
+    /// first discovery is done), then marks the gateway as listening.
+    async fn wait_for_listeners(&self) {
+        let reachable = |addr: &SocketAddr| {
+            let mut to = *addr;
+            if to.ip().is_unspecified() {
+                to.set_ip(match to {
+                    SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                    SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            to
+        };
+        for addr in self.listen.iter().map(reachable) {
+            loop {
+                let attempt = tokio::time::timeout(
+                    std::time::Duration::from_millis(200),
+                    tokio::net::TcpStream::connect(addr),
+                );
+                if matches!(attempt.await, Ok(Ok(_))) {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+        self.listening.store(true, Relaxed);
+        info!("proxy listeners accept connections: ready");
     }
 }
 
@@ -142,7 +183,13 @@ impl BackgroundService for ClusterSupervisor {
             }
             self.state.start_draining();
         };
-        tokio::join!(futures::future::join_all(runs), drain);
+        let listeners = async {
+            while !self.state.pending_clusters().is_empty() {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            self.state.wait_for_listeners().await;
+        };
+        tokio::join!(futures::future::join_all(runs), drain, listeners);
     }
 }
 
