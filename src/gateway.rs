@@ -4,7 +4,7 @@
 use crate::access_log::AccessLog;
 use crate::admin::Admin;
 use crate::cluster::Cluster;
-use crate::config::{Address, Config, Gateway as GatewayConfig};
+use crate::config::{Address, Cidr, Config, Gateway as GatewayConfig, RequestLimits};
 use crate::discovery::build_resolver;
 use crate::downstream::ClientLimits;
 use crate::lifecycle::SignalWatch;
@@ -35,6 +35,8 @@ pub struct GatewayState {
     /// Request counters of requests that matched no route.
     pub unrouted: RouteMetrics,
     pub access_log: AccessLog,
+    pub limits: RequestLimits,
+    pub trusted_proxies: Vec<Cidr>,
     /// Set on SIGTERM / SIGQUIT: `/ready` answers 503 so load balancers stop sending traffic.
     draining: AtomicBool,
     /// The proxy listeners' addresses, and whether they accept connections yet: pingora binds
@@ -84,6 +86,8 @@ impl GatewayState {
             unrouted,
             metrics,
             access_log: AccessLog::open(&config.access_log)?,
+            limits: config.limits,
+            trusted_proxies: config.trusted_proxies.clone(),
             draining: AtomicBool::new(false),
             listen: config.listen.iter().map(|l| l.addr).collect(),
             listening: AtomicBool::new(false),

@@ -3,7 +3,7 @@
 use crate::access_log::Entry;
 use crate::breaker::{AttemptSlot, Overflow, PendingSlot, RequestSlot, RetrySlot};
 use crate::cluster::Cluster;
-use crate::config::{HashKey, PathMatch, Route, RouteAction, UpstreamProtocol};
+use crate::config::{HashKey, PathMatch, RequestLimits, Route, RouteAction, UpstreamProtocol};
 use crate::gateway::GatewayState;
 use crate::router::RouteMatch;
 use async_trait::async_trait;
@@ -57,6 +57,9 @@ pub struct RequestCtx {
     retry_status: Option<u16>,
     /// For `ring_hash` / `maglev`: the key from the cluster's `hash_policy`.
     hash_key: Option<Vec<u8>>,
+    /// The route's `max_request_body_bytes`, and the body bytes seen so far.
+    body_limit: Option<u64>,
+    body_seen: u64,
     request_slot: Option<RequestSlot>,
     pending: Option<PendingSlot>,
     attempt: Option<AttemptSlot>,
@@ -165,6 +168,8 @@ impl ProxyHttp for Gateway {
             upstream_time: None,
             retry_status: None,
             hash_key: None,
+            body_limit: None,
+            body_seen: 0,
             request_slot: None,
             pending: None,
             attempt: None,
@@ -174,11 +179,12 @@ impl ProxyHttp for Gateway {
 
     async fn early_request_filter(
         &self,
-        _session: &mut Session,
-        _ctx: &mut RequestCtx,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
         crate::downstream::mark_headers_read();
-        Ok(())
+        ctx.request_id = request_id(session.req_header_mut());
+        check_limits(session.req_header(), &self.state.limits)
     }
 
     /// Marks kept-alive connections, so the client limits know a request is not the first.
@@ -191,7 +197,6 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        ctx.request_id = request_id(session.req_header_mut());
         let req = session.req_header();
         let host = req
             .headers
@@ -223,6 +228,17 @@ impl ProxyHttp for Gateway {
             ));
         };
         ctx.deadline = Some(ctx.started + route.timeout.unwrap_or(cluster.config.timeout));
+        if let Some(max) = route.max_request_body_bytes {
+            let declared = session
+                .req_header()
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > max) {
+                return Err(body_too_large(max));
+            }
+            ctx.body_limit = Some(max);
+        }
         if cluster.config.lb_policy.hashes() {
             ctx.hash_key = hash_key(session, &cluster.config.hash_policy);
         }
@@ -236,6 +252,22 @@ impl ProxyHttp for Gateway {
         }
         ctx.cluster = Some(cluster);
         Ok(false)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let (Some(max), Some(chunk)) = (ctx.body_limit, body.as_ref()) {
+            ctx.body_seen += chunk.len() as u64;
+            if ctx.body_seen > max {
+                return Err(body_too_large(max));
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_peer(
@@ -333,13 +365,22 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
+            // Only a trusted proxy's X-Forwarded-For is kept: anyone else could claim any
+            // address, so theirs is replaced by the address we saw.
+            let trusted = self
+                .state
+                .trusted_proxies
+                .iter()
+                .any(|c| c.contains(client.ip()));
             let ip = client.ip().to_string();
             let forwarded = match upstream_request
                 .headers
                 .get("x-forwarded-for")
                 .and_then(|v| v.to_str().ok())
             {
-                Some(earlier) if !earlier.trim().is_empty() => format!("{earlier}, {ip}"),
+                Some(earlier) if trusted && !earlier.trim().is_empty() => {
+                    format!("{earlier}, {ip}")
+                }
                 _ => ip,
             };
             upstream_request.insert_header("x-forwarded-for", forwarded)?;
@@ -504,6 +545,13 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    /// pingora's error log names the request by method and path only: a query string can carry
+    /// tokens, and logs must not.
+    fn request_summary(&self, session: &Session, _ctx: &RequestCtx) -> String {
+        let req = session.req_header();
+        format!("{} {}", req.method, req.uri.path())
+    }
+
     /// The gateway's own answers (404, 503 no healthy upstream, …) are in the access log with
     /// their reason; pingora's error log is kept for failures it did not choose.
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
@@ -583,6 +631,55 @@ fn hash_key(session: &Session, policy: &[HashKey]) -> Option<Vec<u8>> {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip().to_string().into_bytes()),
     })
+}
+
+/// 414 for a request target, 431 for headers, beyond the conf's limits.
+fn check_limits(req: &RequestHeader, limits: &RequestLimits) -> Result<()> {
+    let target = req
+        .uri
+        .path_and_query()
+        .map_or(req.uri.path().len(), |pq| pq.as_str().len());
+    if target > limits.max_uri {
+        return Err(Error::explain(
+            ErrorType::HTTPStatus(414),
+            format!(
+                "request target too long: {target} bytes (limit {})",
+                limits.max_uri
+            ),
+        ));
+    }
+    if req.headers.len() > limits.max_headers {
+        return Err(Error::explain(
+            ErrorType::HTTPStatus(431),
+            format!(
+                "too many request headers: {} (limit {})",
+                req.headers.len(),
+                limits.max_headers
+            ),
+        ));
+    }
+    let bytes: usize = req
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if bytes > limits.max_header_bytes {
+        return Err(Error::explain(
+            ErrorType::HTTPStatus(431),
+            format!(
+                "request headers too large: {bytes} bytes (limit {})",
+                limits.max_header_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn body_too_large(max: u64) -> Box<Error> {
+    Error::explain(
+        ErrorType::HTTPStatus(413),
+        format!("request body too large: limit {max} bytes for this route"),
+    )
 }
 
 /// `prefix_rewrite`, `host_rewrite` and the request header changes of a route.

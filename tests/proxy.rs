@@ -43,7 +43,8 @@ fn host_is_kept_and_forwarding_headers_and_request_id_are_set() {
     assert_eq!(r.header("x-echo-host"), Some("shop.example.com"));
     assert_eq!(
         r.header("x-echo-x-forwarded-for"),
-        Some("203.0.113.7, 127.0.0.1")
+        Some("127.0.0.1"),
+        "an untrusted client's X-Forwarded-For is replaced, not appended to"
     );
     assert_eq!(r.header("x-echo-x-forwarded-proto"), Some("http"));
     let id = r
@@ -126,4 +127,106 @@ fn a_cluster_whose_pods_all_fail_probes_answers_no_healthy_upstream() {
     let r = http::get(gateway.listen_addr(), "/service/1").unwrap();
     assert_eq!(r.body, "no healthy upstream for cluster service1\n");
     assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+}
+
+#[test]
+fn a_trusted_proxys_forwarded_for_is_appended_to() {
+    let dns = DnsServer::start();
+    let port = free_port();
+    let _pod = Backend::start("127.0.0.102", port, "service1");
+    dns.set_a("service1.test", &["127.0.0.102"]);
+    let gateway = Gateway::builder()
+        .nameserver(dns.addr())
+        .gateway_yaml("trusted_proxies: [\"127.0.0.0/8\"]")
+        .routes_yaml("- { prefix: /, cluster: service1 }")
+        .clusters_yaml(&format!(
+            "- {{ name: service1, address: service1.test, port: {port} }}"
+        ))
+        .start();
+    let r = http::get_with_headers(
+        gateway.listen_addr(),
+        "/",
+        &[("X-Forwarded-For", "203.0.113.7")],
+    )
+    .unwrap();
+    assert_eq!(
+        r.header("x-echo-x-forwarded-for"),
+        Some("203.0.113.7, 127.0.0.1")
+    );
+}
+
+#[test]
+fn oversized_requests_get_their_own_status() {
+    let dns = DnsServer::start();
+    let port = free_port();
+    let pod = Backend::start("127.0.0.103", port, "service1");
+    dns.set_a("service1.test", &["127.0.0.103"]);
+    let gateway = Gateway::builder()
+        .nameserver(dns.addr())
+        .gateway_yaml("max_uri_length: 100\nmax_headers_count: 20\nmax_request_headers_kb: 2")
+        .routes_yaml("- { prefix: /upload, cluster: service1, max_request_body_bytes: 1000 }\n- { prefix: /, cluster: service1 }")
+        .clusters_yaml(&format!("- {{ name: service1, address: service1.test, port: {port} }}"))
+        .start();
+    let gw = gateway.listen_addr();
+    let long = format!("/{}", "a".repeat(120));
+    let r = http::get(gw, &long).unwrap();
+    assert_eq!(r.status, 414, "{}", r.body);
+    assert!(
+        r.body
+            .starts_with("request target too long: 121 bytes (limit 100)"),
+        "{}",
+        r.body
+    );
+
+    let many: Vec<(String, String)> = (0..25)
+        .map(|i| (format!("x-h{i}"), "v".to_owned()))
+        .collect();
+    let refs: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let r = http::get_with_headers(gw, "/", &refs).unwrap();
+    assert_eq!(r.status, 431, "{}", r.body);
+    assert!(r.body.starts_with("too many request headers"), "{}", r.body);
+
+    let big = "b".repeat(3000);
+    let r = http::get_with_headers(gw, "/", &[("x-big", big.as_str())]).unwrap();
+    assert_eq!(r.status, 431, "{}", r.body);
+    assert!(
+        r.body.starts_with("request headers too large"),
+        "{}",
+        r.body
+    );
+
+    let before = pod.hits();
+    let r = http::request(gw, "POST", "/upload", &[], &[b'x'; 2000]).unwrap();
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert_eq!(
+        r.body,
+        "request body too large: limit 1000 bytes for this route\n"
+    );
+    assert_eq!(
+        pod.hits(),
+        before,
+        "a declared oversized body never reaches the pod"
+    );
+    let r = http::request(gw, "POST", "/upload", &[], &[b'x'; 500]).unwrap();
+    assert_eq!(r.status, 200);
+    let r = http::request(gw, "POST", "/elsewhere", &[], &[b'x'; 2000]).unwrap();
+    assert_eq!(r.status, 200, "the limit is per route");
+
+    // A chunked body declares no length: it is counted as it streams.
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(gw).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap();
+    for _ in 0..3 {
+        let chunk = format!("258\r\n{}\r\n", "y".repeat(600));
+        if s.write_all(chunk.as_bytes()).is_err() {
+            break;
+        }
+    }
+    let _ = s.write_all(b"0\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 }

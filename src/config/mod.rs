@@ -40,6 +40,12 @@ pub mod defaults {
     /// request, and a response its client does not read for this long is abandoned (Envoy: HCM
     /// `idle_timeout`, 1 h; nginx: `keepalive_timeout`, 75 s).
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// `gateway.max_request_headers_kb`: larger request headers get 431 (Envoy: same name, 60).
+    pub const MAX_REQUEST_HEADERS_KB: u32 = 60;
+    /// `gateway.max_headers_count`: more request headers get 431 (Envoy: same name, 100).
+    pub const MAX_HEADERS_COUNT: u32 = 100;
+    /// `gateway.max_uri_length`: longer request targets get 414 (nginx's large buffer: 8 KiB).
+    pub const MAX_URI_LENGTH: u32 = 8192;
     /// `gateway.access_log.path`: `stderr`, or a file appended to.
     pub const ACCESS_LOG_PATH: &str = "stderr";
     /// `gateway.resolver.resolv_conf`: search domains, ndots and nameservers, as a pod's resolver.
@@ -139,6 +145,9 @@ pub struct Gateway {
     pub drain_time: Duration,
     pub request_headers_timeout: Duration,
     pub idle_timeout: Duration,
+    pub limits: RequestLimits,
+    /// Peers whose `X-Forwarded-For` is kept (and appended to); anyone else's is replaced.
+    pub trusted_proxies: Vec<Cidr>,
     pub access_log: AccessLogConfig,
     /// In order: the first matching route wins.
     pub routes: Vec<Route>,
@@ -148,6 +157,68 @@ pub struct Gateway {
 #[derive(Debug, Clone)]
 pub struct Admin {
     pub listen: SocketAddr,
+}
+
+/// Limits on a request's head, each answered with its own status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// 431 above this many bytes of headers (names and values).
+    pub max_header_bytes: usize,
+    /// 431 above this many headers.
+    pub max_headers: usize,
+    /// 414 above this many bytes of request target.
+    pub max_uri: usize,
+}
+
+/// An address block, `10.0.0.0/8` or a single address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Result<Cidr, String> {
+        let (ip, prefix) = match text.split_once('/') {
+            Some((ip, p)) => (ip, Some(p)),
+            None => (text, None),
+        };
+        let addr: IpAddr = ip
+            .parse()
+            .map_err(|_| format!("`{text}` is not an address or address/prefix"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{text}`: the prefix must be 0 to {max}"))?,
+        };
+        Ok(Cidr { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match (self.addr, ip) {
+            (IpAddr::V4(_), IpAddr::V6(v6)) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            _ => ip,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 /// One line per request; see `crate::access_log`.
@@ -600,6 +671,37 @@ fn validate(raw: raw::Gateway, errors: &mut Errors) -> Option<Gateway> {
         "gateway.idle_timeout",
         errors,
     );
+    let mut limit = |value: Option<u32>, default: u32, key: &str| {
+        let v = value.unwrap_or(default);
+        if v == 0 {
+            errors.push(format!("gateway.{key}"), "must be at least 1");
+        }
+        v as usize
+    };
+    let limits = RequestLimits {
+        max_header_bytes: limit(
+            raw.max_request_headers_kb,
+            defaults::MAX_REQUEST_HEADERS_KB,
+            "max_request_headers_kb",
+        ) * 1024,
+        max_headers: limit(
+            raw.max_headers_count,
+            defaults::MAX_HEADERS_COUNT,
+            "max_headers_count",
+        ),
+        max_uri: limit(
+            raw.max_uri_length,
+            defaults::MAX_URI_LENGTH,
+            "max_uri_length",
+        ),
+    };
+    let trusted_proxies: Vec<Cidr> = raw
+        .trusted_proxies
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| errors.check(format!("gateway.trusted_proxies[{i}]"), Cidr::parse(t)))
+        .collect();
 
     let mut clusters: Vec<ClusterConfig> = Vec::new();
     let mut first_seen: HashMap<String, usize> = HashMap::new();
@@ -653,6 +755,8 @@ fn validate(raw: raw::Gateway, errors: &mut Errors) -> Option<Gateway> {
         drain_time: drain_time?,
         request_headers_timeout: request_headers_timeout?,
         idle_timeout: idle_timeout?,
+        limits,
+        trusted_proxies,
         access_log: access_log?,
         routes,
         clusters,

@@ -21,6 +21,10 @@ pub struct Gateway {
     pub drain_time: Option<Value>,
     pub request_headers_timeout: Option<Value>,
     pub idle_timeout: Option<Value>,
+    pub max_request_headers_kb: Option<u32>,
+    pub max_headers_count: Option<u32>,
+    pub max_uri_length: Option<u32>,
+    pub trusted_proxies: Option<Vec<String>>,
     pub access_log: Option<AccessLog>,
     /// Kept as raw values so one bad route or cluster does not hide the errors of the others.
     #[serde(default)]
@@ -72,6 +76,7 @@ pub struct Route {
     #[serde(default)]
     pub response_headers_to_remove: Vec<String>,
     pub direct_response: Option<DirectResponse>,
+    pub max_request_body_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -22,6 +22,8 @@ pub struct Route {
     pub request_headers_to_remove: Vec<String>,
     pub response_headers_to_add: Vec<(String, String)>,
     pub response_headers_to_remove: Vec<String>,
+    /// Larger request bodies get 413.
+    pub max_request_body_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -291,6 +293,7 @@ pub(super) fn route(
         request_headers_to_remove,
         response_headers_to_add,
         response_headers_to_remove,
+        max_request_body_bytes: r.max_request_body_bytes,
     };
     if let Some((j, e)) = earlier.iter().enumerate().find(|(_, e)| e.shadows(&route)) {
         errors.push(

@@ -548,3 +548,36 @@ fn protocols_policies_and_hash_policies_are_checked() {
         "exactly one of",
     );
 }
+
+#[test]
+fn limits_and_trusted_proxies() {
+    let g = Config::from_yaml(GOOD).unwrap().gateway;
+    assert_eq!(g.limits.max_header_bytes, 60 * 1024);
+    assert_eq!(g.limits.max_headers, 100);
+    assert!(g.trusted_proxies.is_empty());
+    let net = Cidr::parse("10.0.0.0/8").unwrap();
+    assert!(net.contains("10.200.3.4".parse().unwrap()));
+    assert!(!net.contains("11.0.0.1".parse().unwrap()));
+    assert!(
+        net.contains("::ffff:10.1.2.3".parse().unwrap()),
+        "v4-mapped v6"
+    );
+    assert!(Cidr::parse("::1").unwrap().contains("::1".parse().unwrap()));
+    assert!(Cidr::parse("0.0.0.0/0")
+        .unwrap()
+        .contains("8.8.8.8".parse().unwrap()));
+    assert!(Cidr::parse("10.0.0.0/33").is_err());
+    assert_error(
+        &good_with(
+            "  resolver:",
+            "  trusted_proxies: [\"10.0.0.0/8\", nope]\n  resolver:",
+        ),
+        "gateway.trusted_proxies[1]",
+        "not an address",
+    );
+    assert_error(
+        &good_with("  resolver:", "  max_headers_count: 0\n  resolver:"),
+        "gateway.max_headers_count",
+        "at least 1",
+    );
+}
