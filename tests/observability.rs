@@ -186,3 +186,47 @@ fn metrics_access_log_and_clusters_show_what_happened() {
         .iter()
         .all(|b| b["in_flight"] == 0));
 }
+
+#[test]
+fn logs_never_print_secrets() {
+    let dns = DnsServer::start();
+    let port = free_port();
+    let _pod = Backend::start("127.0.2.31", port, "service1");
+    dns.set_a("service1.test", &["127.0.2.31"]);
+    let gateway = Gateway::builder()
+        .nameserver(dns.addr())
+        .routes_yaml("- { prefix: /ok, cluster: service1 }\n- { prefix: /down, cluster: down }")
+        .clusters_yaml(&format!(
+            "- {{ name: service1, address: service1.test, port: {port} }}\n- {{ name: down, address: 127.0.2.32, port: {port}, retries: 0 }}\n"
+        ))
+        .start();
+    let secrets = [
+        ("Authorization", "Bearer s3cr3t-bearer"),
+        ("Cookie", "session=c00kie-value"),
+        ("Proxy-Authorization", "Basic cHJveHk6c2VjcmV0"),
+    ];
+    for path in [
+        "/ok?token=t0ken-in-query",
+        "/down?token=t0ken-in-query",
+        "/nowhere?token=t0ken-in-query",
+    ] {
+        let _ = http::get_with_headers(gateway.listen_addr(), path, &secrets).unwrap();
+    }
+    assert!(gateway.wait_for_log("path=/nowhere", Duration::from_secs(2)));
+    let log = gateway.stderr_log();
+    assert!(
+        log.contains("upstream connect failed cluster=down"),
+        "{log}"
+    );
+    for secret in [
+        "s3cr3t-bearer",
+        "c00kie-value",
+        "cHJveHk6c2VjcmV0",
+        "t0ken-in-query",
+    ] {
+        assert!(
+            !log.contains(secret),
+            "`{secret}` leaked into the log:\n{log}"
+        );
+    }
+}
