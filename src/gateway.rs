@@ -197,6 +197,22 @@ impl BackgroundService for ClusterSupervisor {
     }
 }
 
+/// Loads a TLS listener's files as pingora will. pingora reads them only when the proxy service
+/// starts, and a bad file then panics that service's thread: the process would live on without
+/// its proxy listener. Checking first makes it a start-up error naming the listener.
+fn check_tls_files(cert: &str, key: &str) -> Result<(), String> {
+    use pingora::tls::{load_certs_and_key_files, version, ServerConfig};
+    pingora::tls::install_default_crypto_provider();
+    let (certs, key) = load_certs_and_key_files(cert, key)
+        .map_err(|e| e.to_string())?
+        .ok_or("no certificate in the cert file, or no private key in the key file")?;
+    ServerConfig::builder_with_protocol_versions(&[&version::TLS12, &version::TLS13])
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 /// Builds the pingora server for `config` and runs it until it is told to stop.
 pub fn run(config: Config, opt: Opt) -> Result<(), String> {
     let state = Arc::new(GatewayState::new(&config.gateway)?);
@@ -230,6 +246,9 @@ pub fn run(config: Config, opt: Opt) -> Result<(), String> {
             None => proxy.add_tcp(&addr),
             Some(tls) => {
                 let (cert, key) = (tls.cert.to_string_lossy(), tls.key.to_string_lossy());
+                check_tls_files(&cert, &key).map_err(|e| {
+                    format!("gateway.listen[{i}].tls: cannot use {cert} and {key}: {e}")
+                })?;
                 let mut settings = TlsSettings::intermediate(&cert, &key).map_err(|e| {
                     format!("gateway.listen[{i}].tls: cannot use {cert} and {key}: {e}")
                 })?;
