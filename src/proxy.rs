@@ -494,6 +494,14 @@ impl ProxyHttp for Gateway {
             e.set_retry(false);
             return e;
         };
+        if e.esource() == &ErrorSource::Downstream {
+            // The client went away or broke the exchange: nothing to retry for it, and the
+            // backend did nothing wrong (it must not count towards ejection).
+            ctx.pending = None;
+            ctx.attempt = None;
+            e.set_retry(false);
+            return e;
+        }
         let failure = if ctx.retry_status.is_some() {
             AttemptFailure::Status
         } else if client_reused && e.retry() {
@@ -555,7 +563,13 @@ impl ProxyHttp for Gateway {
     /// The gateway's own answers (404, 503 no healthy upstream, …) are in the access log with
     /// their reason; pingora's error log is kept for failures it did not choose.
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
-        matches!(error.etype(), ErrorType::HTTPStatus(_))
+        // A client hanging up is routine (load generators do it at the end of every run).
+        let client_gone = error.esource() == &ErrorSource::Downstream
+            && matches!(
+                error.etype(),
+                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+            );
+        client_gone || matches!(error.etype(), ErrorType::HTTPStatus(_))
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {

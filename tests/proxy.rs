@@ -230,3 +230,31 @@ fn oversized_requests_get_their_own_status() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 }
+
+#[test]
+fn clients_hanging_up_do_not_count_against_the_backend() {
+    let (_dns, pod, gateway) =
+        one_pod_gateway("  outlier_detection: { consecutive_failures: 2 }\n");
+    pod.set_delay(Duration::from_millis(300));
+    use std::io::Write;
+    for _ in 0..6 {
+        let mut s = std::net::TcpStream::connect(gateway.listen_addr()).unwrap();
+        s.write_all(b"GET /service/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        drop(s); // the client gives up before the answer
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    let c = http::get_json(gateway.admin_addr(), "/clusters");
+    let backend = &c["clusters"][0]["backends"][0];
+    assert_eq!(backend["times_ejected"], 0, "{backend}");
+    assert_eq!(backend["consecutive_failures"], 0, "{backend}");
+    assert_eq!(c["clusters"][0]["panic_mode"], false);
+    pod.set_delay(Duration::ZERO);
+    assert_eq!(
+        http::get(gateway.listen_addr(), "/service/1")
+            .unwrap()
+            .status,
+        200
+    );
+}
