@@ -25,6 +25,10 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
+/// The path and header of the listener self-check (see [`GatewayState::self_check`]).
+pub const SELF_CHECK_PATH: &str = "/.well-known/headway/self-check";
+pub const SELF_CHECK_HEADER: &str = "x-headway-self-check";
+
 /// What the request path and the admin endpoints share: read-only but for health and DNS state.
 pub struct GatewayState {
     pub clusters: Vec<Arc<Cluster>>,
@@ -41,8 +45,11 @@ pub struct GatewayState {
     draining: AtomicBool,
     /// The proxy listeners' addresses, and whether they accept connections yet: pingora binds
     /// them only after the first discovery, so `/ready` must wait for them too.
-    listen: Vec<SocketAddr>,
+    listen: Vec<(SocketAddr, bool)>,
     listening: AtomicBool,
+    /// A per-process secret: the proxy answers a request carrying it with 204, so the
+    /// listener check knows it reached this process and not another one on the same port.
+    pub self_check: String,
 }
 
 impl GatewayState {
@@ -89,8 +96,13 @@ impl GatewayState {
             limits: config.limits,
             trusted_proxies: config.trusted_proxies.clone(),
             draining: AtomicBool::new(false),
-            listen: config.listen.iter().map(|l| l.addr).collect(),
+            listen: config
+                .listen
+                .iter()
+                .map(|l| (l.addr, l.tls.is_some()))
+                .collect(),
             listening: AtomicBool::new(false),
+            self_check: format!("{:032x}", fastrand::u128(..)),
         })
     }
 
@@ -117,11 +129,31 @@ impl GatewayState {
         self.listening.load(Relaxed)
     }
 
-    /// Waits until every proxy listener accepts a connection (pingora opens them once the
-    /// first discovery is done), then marks the gateway as listening.
+    async fn answers_self_check(&self, addr: SocketAddr, tls: bool) -> bool {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+            return false;
+        };
+        if tls {
+            return true;
+        }
+        let request = format!(
+            "GET {SELF_CHECK_PATH} HTTP/1.1\r\nHost: headway\r\n{SELF_CHECK_HEADER}: {}\r\nConnection: close\r\n\r\n",
+            self.self_check
+        );
+        if stream.write_all(request.as_bytes()).await.is_err() {
+            return false;
+        }
+        let mut answer = [0u8; 12];
+        stream.read_exact(&mut answer).await.is_ok() && &answer == b"HTTP/1.1 204"
+    }
+
+    /// Waits until every proxy listener is this process's (pingora opens them once the first
+    /// discovery is done; another process may hold the port meanwhile), then marks the gateway
+    /// as listening. Plain listeners must answer the self-check; TLS ones must accept.
     async fn wait_for_listeners(&self) {
-        let reachable = |addr: &SocketAddr| {
-            let mut to = *addr;
+        let reachable = |addr: SocketAddr| {
+            let mut to = addr;
             if to.ip().is_unspecified() {
                 to.set_ip(match to {
                     SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
@@ -130,13 +162,14 @@ impl GatewayState {
             }
             to
         };
-        for addr in self.listen.iter().map(reachable) {
+        for &(addr, tls) in &self.listen {
+            let addr = reachable(addr);
             loop {
                 let attempt = tokio::time::timeout(
-                    std::time::Duration::from_millis(200),
-                    tokio::net::TcpStream::connect(addr),
+                    std::time::Duration::from_millis(500),
+                    self.answers_self_check(addr, tls),
                 );
-                if matches!(attempt.await, Ok(Ok(_))) {
+                if matches!(attempt.await, Ok(true)) {
                     break;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;

@@ -4,7 +4,7 @@ use crate::access_log::Entry;
 use crate::breaker::{AttemptSlot, Overflow, PendingSlot, RequestSlot, RetrySlot};
 use crate::cluster::Cluster;
 use crate::config::{HashKey, PathMatch, RequestLimits, Route, RouteAction, UpstreamProtocol};
-use crate::gateway::GatewayState;
+use crate::gateway::{GatewayState, SELF_CHECK_HEADER, SELF_CHECK_PATH};
 use crate::router::RouteMatch;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -57,6 +57,8 @@ pub struct RequestCtx {
     retry_status: Option<u16>,
     /// For `ring_hash` / `maglev`: the key from the cluster's `hash_policy`.
     hash_key: Option<Vec<u8>>,
+    /// The gateway's own listener check: not counted, not logged.
+    self_check: bool,
     /// The route's `max_request_body_bytes`, and the body bytes seen so far.
     body_limit: Option<u64>,
     body_seen: u64,
@@ -168,6 +170,7 @@ impl ProxyHttp for Gateway {
             upstream_time: None,
             retry_status: None,
             hash_key: None,
+            self_check: false,
             body_limit: None,
             body_seen: 0,
             request_slot: None,
@@ -197,6 +200,13 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if is_self_check(session.req_header(), &self.state.self_check) {
+            ctx.self_check = true;
+            let mut resp = ResponseHeader::build(204, Some(1))?;
+            resp.insert_header("content-length", "0")?;
+            session.write_response_header(Box::new(resp), true).await?;
+            return Ok(true);
+        }
         let req = session.req_header();
         let host = req
             .headers
@@ -575,6 +585,9 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         ctx.pending = None;
         ctx.attempt = None;
+        if ctx.self_check {
+            return;
+        }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.started.elapsed();
         let route_metrics = match ctx.route {
@@ -645,6 +658,15 @@ fn hash_key(session: &Session, policy: &[HashKey]) -> Option<Vec<u8>> {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip().to_string().into_bytes()),
     })
+}
+
+/// The listener self-check of this very process (its secret token in the header).
+fn is_self_check(req: &RequestHeader, token: &str) -> bool {
+    req.uri.path() == SELF_CHECK_PATH
+        && req
+            .headers
+            .get(SELF_CHECK_HEADER)
+            .is_some_and(|v| v.as_bytes() == token.as_bytes())
 }
 
 /// 414 for a request target, 431 for headers, beyond the conf's limits.

@@ -258,3 +258,36 @@ fn clients_hanging_up_do_not_count_against_the_backend() {
         200
     );
 }
+
+#[test]
+fn ready_waits_until_the_proxy_port_is_really_ours() {
+    // Another process holds the proxy port (it accepts, answers nothing): pingora keeps
+    // retrying the bind, and /ready must not claim readiness meanwhile.
+    let port = free_port();
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let pod = Backend::start("127.0.0.104", free_port(), "service1");
+    let mut gateway = Gateway::builder()
+        .listen(format!("127.0.0.1:{port}"))
+        .routes_yaml("- { prefix: /, cluster: local }")
+        .clusters_yaml(&format!(
+            "- {{ name: local, address: 127.0.0.104, port: {} }}",
+            pod.port()
+        ))
+        .spawn();
+    let admin = gateway.admin_addr();
+    assert!(support::wait_until(Duration::from_secs(5), || http::get(
+        admin, "/ready"
+    )
+    .is_ok()));
+    std::thread::sleep(Duration::from_millis(500));
+    let r = http::get(admin, "/ready").unwrap();
+    assert_eq!(
+        r.status, 503,
+        "ready while another process held the port: {}",
+        r.body
+    );
+    assert_eq!(r.body, "waiting for the proxy listeners to open\n");
+    drop(squatter);
+    gateway.wait_ready(Duration::from_secs(10));
+    assert_eq!(http::get(gateway.listen_addr(), "/x").unwrap().status, 200);
+}

@@ -195,6 +195,12 @@ impl GatewayBuilder {
         gateway
     }
 
+    /// Spawns headway without waiting for `/ready` (for tests of start-up itself).
+    pub fn spawn(mut self) -> Gateway {
+        let section = self.gateway_section();
+        Gateway::spawn(&section, &self.env, &self.server)
+    }
+
     /// For confs that must be rejected: runs headway on it and waits for it to exit.
     /// Returns (exit code, stderr). Panics if it is still running after 20 s.
     pub fn start_expect_exit(mut self) -> (i32, String) {
