@@ -462,8 +462,22 @@ impl std::error::Error for ConfigError {}
 struct Errors(Vec<String>);
 
 impl Errors {
+    /// One line per error, whatever the conf text it echoes: control characters are escaped.
     fn push(&mut self, path: impl fmt::Display, reason: impl fmt::Display) {
-        self.0.push(format!("{path}: {reason}"));
+        let line = format!("{path}: {reason}");
+        self.0.push(if line.chars().any(char::is_control) {
+            line.chars()
+                .map(|c| {
+                    if c.is_control() {
+                        c.escape_default().to_string()
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect()
+        } else {
+            line
+        });
     }
 
     /// Runs a parse, keeps its value, records its error under `path`.
@@ -527,8 +541,16 @@ fn server_conf(mut top: Mapping, errors: &mut Errors) -> Option<ServerConf> {
     let known = known_server_keys();
     let mut unknown = false;
     for key in top.keys() {
+        // A key that would not read as a path (empty, spaced, with `:` or control characters)
+        // is quoted, so the error line stays `path: reason`.
         let name = match key {
-            Value::String(s) => s.clone(),
+            Value::String(s)
+                if !s.is_empty()
+                    && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) =>
+            {
+                s.clone()
+            }
+            Value::String(s) => format!("{s:?}"),
             other => format!("{other:?}"),
         };
         if !known.contains(&name) {

@@ -581,3 +581,22 @@ fn limits_and_trusted_proxies() {
         "at least 1",
     );
 }
+
+/// Found by fuzzing (fuzz/artifacts/conf_loader): unknown top-level keys made of carriage
+/// returns, or empty, broke the one-error-per-line output.
+#[test]
+fn every_error_stays_one_line_whatever_the_conf_echoes() {
+    for text in [
+        "\r\r\r\r\r\r?\r\r\r>\r :  af a  af ad.ouway}1\n",
+        "# T\r\r\r\r\r\r\r\r\r\r?\r\r>+\r\rgateway:\n \n",
+        "? \"\"\n: 1\ngateway: {}\n",
+        "\"a: b\": 1\ngateway: {}\n",
+    ] {
+        let errors = Config::from_yaml(text).unwrap_err().errors;
+        for line in &errors {
+            assert!(!line.chars().any(char::is_control), "{line:?}");
+            let (path, reason) = line.split_once(": ").unwrap();
+            assert!(!path.trim().is_empty() && !reason.trim().is_empty(), "{line:?}");
+        }
+    }
+}
