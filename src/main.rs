@@ -25,7 +25,10 @@ const ALLOCATOR_ENV: [(&str, &str); 2] = [
 /// runs on with mimalloc's defaults.
 fn tune_allocator() {
     use std::os::unix::process::CommandExt;
-    if ALLOCATOR_ENV.iter().all(|(k, _)| std::env::var_os(k).is_some()) {
+    if ALLOCATOR_ENV
+        .iter()
+        .all(|(k, _)| std::env::var_os(k).is_some())
+    {
         return;
     }
     let Ok(exe) = std::env::current_exe() else {

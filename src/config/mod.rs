@@ -546,7 +546,8 @@ fn server_conf(mut top: Mapping, errors: &mut Errors) -> Option<ServerConf> {
         let name = match key {
             Value::String(s)
                 if !s.is_empty()
-                    && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) =>
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) =>
             {
                 s.clone()
             }

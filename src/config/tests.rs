@@ -596,7 +596,10 @@ fn every_error_stays_one_line_whatever_the_conf_echoes() {
         for line in &errors {
             assert!(!line.chars().any(char::is_control), "{line:?}");
             let (path, reason) = line.split_once(": ").unwrap();
-            assert!(!path.trim().is_empty() && !reason.trim().is_empty(), "{line:?}");
+            assert!(
+                !path.trim().is_empty() && !reason.trim().is_empty(),
+                "{line:?}"
+            );
         }
     }
 }
