@@ -375,10 +375,12 @@ fn grpc_through_an_http2_cluster_keeps_status_metadata_and_trailers() {
 
     let gateway = Gateway::builder()
         .nameserver(dns.addr())
+        .gateway_yaml("h2c: true")
         .routes_yaml("- { prefix: /headway.test.Echo/, cluster: grpc }")
         .clusters_yaml(&cluster("grpc", "grpc.test", port, "  protocol: http2\n"))
         .start();
-    // The gateway's plain listener takes the client's h2c prior-knowledge connection.
+    // The gateway's plain listener (with `h2c: true`) takes the client's h2c prior-knowledge
+    // connection.
     bounded(
         &rt,
         "gRPC calls through the gateway",
@@ -848,6 +850,7 @@ fn h2c_prior_knowledge_from_clients_reaches_an_http1_backend() {
     let port = free_port();
     let backend = Backend::start("127.0.9.4", port, "h2c-backend");
     let gateway = Gateway::builder()
+        .gateway_yaml("h2c: true")
         .routes_yaml("- { prefix: /h2c, cluster: plain }")
         .clusters_yaml(&cluster("plain", "127.0.9.4", port, ""))
         .start();

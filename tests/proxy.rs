@@ -291,3 +291,18 @@ fn ready_waits_until_the_proxy_port_is_really_ours() {
     gateway.wait_ready(Duration::from_secs(10));
     assert_eq!(http::get(gateway.listen_addr(), "/x").unwrap().status, 200);
 }
+
+#[test]
+fn a_request_shorter_than_the_http2_preface_is_answered() {
+    // 22 bytes, as HAProxy's default health check sends it. With h2c on, pingora would wait for
+    // 24 bytes (the HTTP/2 preface's length) and never answer.
+    let (_dns, _pod, gateway) = one_pod_gateway("");
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(gateway.listen_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.write_all(b"OPTIONS / HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = [0u8; 12];
+    s.read_exact(&mut answer)
+        .expect("no answer to a 22-byte request");
+    assert!(answer.starts_with(b"HTTP/1."), "{answer:?}");
+}

@@ -25,8 +25,10 @@ pub mod defaults {
     /// `gateway.listen` (Envoy: listener `socket_address`).
     pub const LISTEN: &str = "0.0.0.0:8000";
     /// `gateway.h2c`: plain listeners also accept HTTP/2 with prior knowledge (Envoy: `codec_type:
-    /// AUTO`).
-    pub const H2C: bool = true;
+    /// AUTO`). Off by default: pingora then waits for 24 bytes (the HTTP/2 preface's length)
+    /// before anything else, with no timeout, so a shorter request — `OPTIONS / HTTP/1.0` as
+    /// HAProxy's health check sends it — would never be answered.
+    pub const H2C: bool = false;
     /// `gateway.admin.listen` (Envoy: `admin.address`; loopback so it is never public by accident).
     pub const ADMIN_LISTEN: &str = "127.0.0.1:9901";
     /// `gateway.drain_time`: after SIGTERM, how long the listeners keep serving while `/ready`
