@@ -5,7 +5,10 @@
 //! byte every few seconds ("slow loris") holds its connection for as long as it likes. This
 //! wrapper bounds the whole header read: the proxy marks the headers as read in
 //! `early_request_filter` (a task-local flag), and a session that has not got that far when its
-//! limit expires is dropped — its connection closed, its memory freed.
+//! limit expires is dropped — its connection closed, its memory freed. A new plaintext
+//! connection that had sent part of a request first gets `408 Request Timeout` (as HAProxy
+//! answers); one that sent nothing, or a kept-alive one waiting for its next request, is closed
+//! without a word (as nginx does), since a client may be about to reuse it.
 
 use async_trait::async_trait;
 use log::debug;
@@ -14,6 +17,8 @@ use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use prometheus::IntCounter;
+use std::io::Write;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,6 +87,14 @@ where
             self.headers_timeout
         };
 
+        // The socket of a new plaintext HTTP/1 connection, for a 408 if its headers never come.
+        let plain_fd = (!reused && !session.is_http2())
+            .then(|| {
+                let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+                session.stream().filter(|_| !tls).map(|s| s.id())
+            })
+            .flatten();
+
         let read = Arc::new(AtomicBool::new(false));
         let work = HEADERS_READ.scope(read.clone(), self.inner.process_new_http(session, shutdown));
         tokio::pin!(work);
@@ -94,6 +107,10 @@ where
                 } else {
                     self.timeouts.inc();
                     debug!("client sent no complete request headers within {limit:?}: closing");
+                    if let Some(fd) = plain_fd {
+                        // `work` still owns the stream, so the descriptor is open.
+                        answer_request_timeout(fd);
+                    }
                     None
                 }
             }
@@ -121,5 +138,27 @@ where
             .clone()
             .process_custom_session(stream, shutdown)
             .await
+    }
+}
+
+/// The whole answer to a request whose headers did not arrive in time.
+const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 16\r\nconnection: close\r\n\r\nrequest timeout\n";
+
+/// Sends [`REQUEST_TIMEOUT`] on a plaintext connection whose client has sent some bytes (the
+/// kernel counts them); a connection that never sent any is left to close silently. Best
+/// effort: the answer is one small write into an idle socket's buffer, never waited for.
+fn answer_request_timeout(fd: RawFd) {
+    let sent_something = pingora::protocols::l4::ext::get_tcp_info(fd)
+        .map(|info| info.tcpi_bytes_received > 0)
+        .unwrap_or(false);
+    if !sent_something {
+        return;
+    }
+    // SAFETY: `fd` is the socket of a pingora stream that the caller's pending session still
+    // owns, so it stays open for this borrow; the duplicate made here is closed on return and
+    // never closes the connection itself.
+    let socket = unsafe { BorrowedFd::borrow_raw(fd) };
+    if let Ok(dup) = socket.try_clone_to_owned() {
+        let _ = std::net::TcpStream::from(dup).write(REQUEST_TIMEOUT);
     }
 }

@@ -186,8 +186,16 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         crate::downstream::mark_headers_read();
+        // Limits first: they judge what the client sent, not the id added below.
+        let limits = check_limits(session.req_header(), &self.state.limits);
+        let normalized = if limits.is_ok() && !session.is_http2() {
+            normalize_http1(session.req_header_mut())
+        } else {
+            Ok(())
+        };
+        // Every answer carries the id, refusals included.
         ctx.request_id = request_id(session.req_header_mut());
-        check_limits(session.req_header(), &self.state.limits)
+        limits.and(normalized)
     }
 
     /// Marks kept-alive connections, so the client limits know a request is not the first.
@@ -552,6 +560,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
         let (code, body) = failure_response(e, self.cluster_name(ctx));
+        // The connection closes after this answer (the request body may be unread), and the
+        // answer says so, rather than promising a keep-alive it will not keep.
+        session.set_keepalive(None);
         if code > 0 && session.response_written().is_none() {
             if let Err(write_error) = respond(session, code, &body, &ctx.request_id).await {
                 warn!("could not send {code} to the client: {write_error}");
@@ -709,6 +720,80 @@ fn check_limits(req: &RequestHeader, limits: &RequestLimits) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Puts an HTTP/1 request head into the one form every backend reads the same way, or refuses
+/// it. pingora has already refused conflicting framing (different Content-Lengths, a
+/// Transfer-Encoding not ending in chunked, CL with TE, a Host unlike the absolute-form
+/// authority); what is left here:
+/// - HTTP/1.1 without Host: 400 (RFC 9112 §3.2);
+/// - a transfer coding other than chunked (`gzip, chunked`): 501 (RFC 9112 §6.1), since
+///   pingora would forward the body de-chunked but still gzipped, labelled as plain;
+/// - repeated identical Content-Lengths (`5, 5` or two fields): forwarded as one (RFC 9110 §8.6);
+/// - absolute-form targets (`GET http://host/x`): forwarded in origin-form (`GET /x`), as an
+///   origin server expects (RFC 9112 §3.2.1); the authority is the Host, which pingora checked.
+fn normalize_http1(req: &mut RequestHeader) -> Result<()> {
+    use pingora::protocols::http::authority::{raw_target_authority, RawTargetAuthority};
+    if req.version == http::Version::HTTP_11 && !req.headers.contains_key(http::header::HOST) {
+        return Err(Error::explain(
+            ErrorType::HTTPStatus(400),
+            "HTTP/1.1 request without a Host header",
+        ));
+    }
+    let unsupported = req
+        .headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .find(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case(b"chunked"));
+    if let Some(coding) = unsupported {
+        return Err(Error::explain(
+            ErrorType::HTTPStatus(501),
+            format!(
+                "transfer coding not implemented: {}",
+                String::from_utf8_lossy(coding).escape_default()
+            ),
+        ));
+    }
+    let mut lengths = req.headers.get_all(http::header::CONTENT_LENGTH).iter();
+    if let Some(first) = lengths.next() {
+        if lengths.next().is_some() || first.as_bytes().contains(&b',') {
+            // pingora refused them unless every value is the same number.
+            let one = first
+                .as_bytes()
+                .split(|&b| b == b',')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii()
+                .to_vec();
+            let one = http::HeaderValue::from_bytes(&one)
+                .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "Content-Length", e))?;
+            req.insert_header(http::header::CONTENT_LENGTH, one)?;
+        }
+    }
+    let (target, authority) = match raw_target_authority(req.raw_path()) {
+        RawTargetAuthority::Absolute {
+            authority,
+            path_and_query,
+            ..
+        } => {
+            let target = match path_and_query.first() {
+                Some(b'/') => path_and_query.to_vec(),
+                Some(_) => [b"/", path_and_query].concat(),
+                None => b"/".to_vec(),
+            };
+            (target, authority.to_vec())
+        }
+        RawTargetAuthority::None | RawTargetAuthority::AmbiguousAuthority => return Ok(()),
+    };
+    if !req.headers.contains_key(http::header::HOST) {
+        // HTTP/1.0 may omit Host; the authority it named stays the request's host.
+        let host = http::HeaderValue::from_bytes(&authority)
+            .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "request authority", e))?;
+        req.insert_header(http::header::HOST, host)?;
+    }
+    req.set_raw_path(&target)
 }
 
 fn body_too_large(max: u64) -> Box<Error> {

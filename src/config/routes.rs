@@ -51,8 +51,13 @@ impl PathMatch {
             PathMatch::Prefix(p) => p.clone(),
             PathMatch::Exact(p) => format!("={p}"),
             PathMatch::Regex(re) => {
+                // The conf's pattern, without the anchoring wrapper the loader adds.
                 let s = re.as_str();
-                format!("~{}", &s[4..s.len() - 2])
+                let pattern = s
+                    .strip_prefix("^(?:")
+                    .and_then(|s| s.strip_suffix(")$"))
+                    .unwrap_or(s);
+                format!("~{pattern}")
             }
         }
     }

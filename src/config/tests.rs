@@ -606,3 +606,16 @@ fn every_error_stays_one_line_whatever_the_conf_echoes() {
         }
     }
 }
+
+#[test]
+fn path_matches_describe_themselves_as_the_conf_wrote_them() {
+    assert_eq!(PathMatch::Prefix("/a".into()).describe(), "/a");
+    assert_eq!(PathMatch::Exact("/a".into()).describe(), "=/a");
+    let loaded =
+        PathMatch::Regex(regex::Regex::new("^(?:/a/[0-9]+)$").unwrap_or_else(|e| panic!("{e}")));
+    assert_eq!(loaded.describe(), "~/a/[0-9]+");
+    // A pattern built elsewhere, without the loader's anchors, is shown whole (and short ones
+    // cannot be cut in the wrong place).
+    let bare = PathMatch::Regex(regex::Regex::new("x").unwrap_or_else(|e| panic!("{e}")));
+    assert_eq!(bare.describe(), "~x");
+}
