@@ -67,6 +67,11 @@ impl AccessLog {
         })
     }
 
+    /// Whether lines are written at all: the request path skips building an entry otherwise.
+    pub fn enabled(&self) -> bool {
+        self.sink.is_some()
+    }
+
     pub fn write(&self, entry: &Entry<'_>) {
         let Some(sink) = &self.sink else {
             return;

@@ -390,28 +390,19 @@ impl ProxyHttp for Gateway {
                 .trusted_proxies
                 .iter()
                 .any(|c| c.contains(client.ip()));
-            let ip = client.ip().to_string();
-            let forwarded = match upstream_request
+            let earlier = upstream_request
                 .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(earlier) if trusted && !earlier.trim().is_empty() => {
-                    format!("{earlier}, {ip}")
-                }
-                _ => ip,
-            };
-            upstream_request.insert_header("x-forwarded-for", forwarded)?;
+                .get(X_FORWARDED_FOR)
+                .map(|v| v.as_bytes().trim_ascii())
+                .filter(|v| trusted && !v.is_empty());
+            upstream_request
+                .insert_header("x-forwarded-for", forwarded_for(earlier, client.ip()))?;
         }
-        let proto = if session
+        let tls = session
             .digest()
             .and_then(|d| d.ssl_digest.as_ref())
-            .is_some()
-        {
-            "https"
-        } else {
-            "http"
-        };
+            .is_some();
+        let proto = http::HeaderValue::from_static(if tls { "https" } else { "http" });
         upstream_request.insert_header("x-forwarded-proto", proto)?;
         if let Some(route) = ctx.route.and_then(|m| self.state.router.get(m.route)) {
             apply_request_rewrites(route, upstream_request)?;
@@ -615,6 +606,9 @@ impl ProxyHttp for Gateway {
             }
         }
 
+        if !self.state.access_log.enabled() {
+            return;
+        }
         let req = session.req_header();
         let client = session
             .client_addr()
@@ -669,6 +663,43 @@ fn hash_key(session: &Session, policy: &[HashKey]) -> Option<Vec<u8>> {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip().to_string().into_bytes()),
     })
+}
+
+/// Header names looked up on every request, parsed once.
+const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
+/// `X-Forwarded-For` for a request from `client`: the trusted list it came with, if any, and
+/// the client's address appended. Formats an IPv4 address by hand: through `Display` it cost
+/// more than the rest of this filter (bench/README.md, callgrind).
+fn forwarded_for(earlier: Option<&[u8]>, client: std::net::IpAddr) -> http::HeaderValue {
+    let mut text = Vec::with_capacity(earlier.map_or(0, |e| e.len() + 2) + 15);
+    if let Some(earlier) = earlier {
+        text.extend_from_slice(earlier);
+        text.extend_from_slice(b", ");
+    }
+    match client {
+        std::net::IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    text.push(b'.');
+                }
+                if octet >= 100 {
+                    text.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    text.push(b'0' + octet / 10 % 10);
+                }
+                text.push(b'0' + octet % 10);
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            use std::io::Write;
+            let _ = write!(text, "{v6}");
+        }
+    }
+    // Digits, dots, colons and what a valid header value already held: always valid.
+    http::HeaderValue::from_bytes(&text).unwrap_or_else(|_| http::HeaderValue::from_static(""))
 }
 
 /// The listener self-check of this very process (its secret token in the header).
@@ -871,7 +902,7 @@ async fn respond_direct(
 fn request_id(req: &mut RequestHeader) -> String {
     if let Some(id) = req
         .headers
-        .get("x-request-id")
+        .get(X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty())
     {
@@ -977,6 +1008,28 @@ mod tests {
         assert_eq!(&id[14..15], "4");
         assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
         assert_ne!(id, new_request_id());
+    }
+
+    #[test]
+    fn forwarded_for_formats_addresses_and_appends_to_a_trusted_list() {
+        use std::net::IpAddr;
+        for ip in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "127.0.0.1",
+            "255.255.255.255",
+            "10.1.20.254",
+        ] {
+            let addr: IpAddr = ip.parse().unwrap();
+            assert_eq!(forwarded_for(None, addr), ip);
+        }
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(forwarded_for(None, v6), "2001:db8::1");
+        let client: IpAddr = "10.0.0.7".parse().unwrap();
+        assert_eq!(
+            forwarded_for(Some(b"203.0.113.9, 10.0.0.2"), client),
+            "203.0.113.9, 10.0.0.2, 10.0.0.7"
+        );
     }
 
     #[test]
