@@ -119,6 +119,10 @@ fn defaults_fill_what_the_conf_leaves_out() {
         Some(defaults::GRACE_PERIOD_SECONDS)
     );
     assert_eq!(config.server.pid_file, defaults::PID_FILE);
+    assert!(
+        !config.server.work_stealing,
+        "each worker keeps its connections"
+    );
     let c = &g.clusters[0];
     assert_eq!(c.lb_policy, LbPolicy::RoundRobin);
     assert_eq!(c.dns.refresh_rate, defaults::DNS_REFRESH_RATE);
@@ -128,6 +132,16 @@ fn defaults_fill_what_the_conf_leaves_out() {
     assert_eq!(hc.kind, HealthCheckKind::Tcp);
     assert_eq!(hc.interval, defaults::HEALTH_INTERVAL);
     assert_eq!(hc.unhealthy_threshold, defaults::UNHEALTHY_THRESHOLD);
+}
+
+#[test]
+fn pingora_keys_given_in_the_conf_win_over_headway_defaults() {
+    let config = Config::from_yaml(
+        "work_stealing: true\ngrace_period_seconds: 9\ngateway:\n  clusters: [{ name: a, address: 10.0.0.1, port: 80 }]\n",
+    )
+    .unwrap();
+    assert!(config.server.work_stealing);
+    assert_eq!(config.server.grace_period_seconds, Some(9));
 }
 
 #[test]
