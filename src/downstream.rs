@@ -9,6 +9,14 @@
 //! connection that had sent part of a request first gets `408 Request Timeout` (as HAProxy
 //! answers); one that sent nothing, or a kept-alive one waiting for its next request, is closed
 //! without a word (as nginx does), since a client may be about to reuse it.
+//!
+//! A kept-alive plaintext HTTP/1 connection waiting for its next request is *parked*: it waits
+//! for its socket to become readable before pingora's request future (14 kB) and its header
+//! buffer (4 kB) exist, so thousands of idle clients cost a fraction of the memory. The wait
+//! goes through a duplicate of the socket registered once per connection (the original is
+//! pingora's, already registered with the runtime). Duplicates count against the open-files
+//! limit, so at most a quarter of it goes to them (see [`set_parking_budget`]); past that,
+//! idle connections wait as pingora has them wait.
 
 use async_trait::async_trait;
 use log::debug;
@@ -18,10 +26,11 @@ use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use prometheus::IntCounter;
 use std::io::Write;
-use std::os::fd::{BorrowedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::unix::AsyncFd;
 
 tokio::task_local! {
     static HEADERS_READ: Arc<AtomicBool>;
@@ -32,9 +41,75 @@ pub fn mark_headers_read() {
     let _ = HEADERS_READ.try_with(|read| read.store(true, Relaxed));
 }
 
-/// What the proxy leaves on a kept-alive connection so the next request knows it is not the
-/// first (see [`ClientLimits`]).
-pub struct KeptAlive;
+/// What the proxy carries from one request of a kept-alive connection to the next: that it is
+/// not the first, and the connection's parking registration once it has one.
+#[derive(Clone, Default)]
+pub struct KeptAlive {
+    parked: Option<Arc<ParkedSocket>>,
+}
+
+/// A duplicate of a client socket, registered with the runtime, to wait for readability
+/// without reading. Its lifetime is the connection's: it lives in the connection's context,
+/// which is dropped with the connection (a stray duplicate would keep the socket open).
+struct ParkedSocket(AsyncFd<OwnedFd>);
+
+/// Parked sockets alive now, and how many may be.
+static PARKED: AtomicUsize = AtomicUsize::new(0);
+static PARKING_BUDGET: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets how many idle connections may be parked at once, from the process's open-files limit:
+/// a quarter of it, so duplicates can never starve `accept` (0 turns parking off).
+pub fn set_parking_budget(open_files_limit: u64) {
+    let budget = usize::try_from(open_files_limit / 4).unwrap_or(usize::MAX);
+    PARKING_BUDGET.store(budget, Relaxed);
+}
+
+impl Drop for ParkedSocket {
+    fn drop(&mut self) {
+        PARKED.fetch_sub(1, Relaxed);
+    }
+}
+
+impl ParkedSocket {
+    /// None when the budget is spent.
+    fn new(fd: RawFd) -> std::io::Result<Option<ParkedSocket>> {
+        if PARKED.fetch_add(1, Relaxed) >= PARKING_BUDGET.load(Relaxed) {
+            PARKED.fetch_sub(1, Relaxed);
+            return Ok(None);
+        }
+        let parked = ParkedSocket::register(fd);
+        if parked.is_err() {
+            PARKED.fetch_sub(1, Relaxed);
+        }
+        parked.map(Some)
+    }
+
+    fn register(fd: RawFd) -> std::io::Result<ParkedSocket> {
+        // SAFETY: `fd` is the socket of the session the caller holds, open for this borrow.
+        let socket = unsafe { BorrowedFd::borrow_raw(fd) };
+        let duplicate = socket.try_clone_to_owned()?;
+        // SAFETY: the `OwnedFd` is a fresh duplicate owned by the `AsyncFd` alone: it stays
+        // open, and the same descriptor, until the `AsyncFd` is dropped.
+        let registered =
+            unsafe { AsyncFd::register_with_interest(duplicate, tokio::io::Interest::READABLE) };
+        Ok(ParkedSocket(registered?))
+    }
+
+    /// Waits until the client sends something (or hangs up), for at most `limit`. The readiness
+    /// is consumed: pingora reads the bytes through its own registration, and the next wait
+    /// returns on the next arrival. False if nothing came in time.
+    async fn wait_readable(&self, limit: Duration) -> bool {
+        match tokio::time::timeout(limit, self.0.readable()).await {
+            Ok(Ok(mut ready)) => {
+                ready.clear_ready();
+                true
+            }
+            // The registration failed: do not park, let pingora read as it would.
+            Ok(Err(_)) => true,
+            Err(_) => false,
+        }
+    }
+}
 
 /// Wraps the proxy's HTTP application with the client-side limits.
 pub struct ClientLimits<A> {
@@ -74,25 +149,52 @@ where
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
         // The proxy's marker comes back on every request after the first of a connection.
-        let kept_alive = session.take_connection_user_context();
+        let mut kept_alive = session
+            .take_connection_user_context()
+            .and_then(|c| c.downcast::<KeptAlive>().ok());
         let reused = kept_alive.is_some();
-        session.set_connection_user_context(kept_alive);
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        if let Some(kept_alive) = kept_alive.as_mut() {
+            // TLS may hold decrypted bytes the socket no longer shows; HTTP/2 has no such wait.
+            if !tls && !session.is_http2() {
+                if kept_alive.parked.is_none() {
+                    let fd = session.stream().map(|s| s.id());
+                    kept_alive.parked = fd
+                        .and_then(|fd| {
+                            ParkedSocket::new(fd)
+                                .map_err(|e| debug!("cannot park an idle connection: {e}"))
+                                .ok()
+                                .flatten()
+                        })
+                        .map(Arc::new);
+                }
+                if let Some(parked) = &kept_alive.parked {
+                    if !parked.wait_readable(self.idle_timeout).await {
+                        debug!(
+                            "kept-alive connection idle for {:?}: closing",
+                            self.idle_timeout
+                        );
+                        return None;
+                    }
+                }
+            }
+        }
+        let parked = kept_alive.as_ref().is_some_and(|k| k.parked.is_some());
+        session.set_connection_user_context(
+            kept_alive.map(|k| k as Box<dyn std::any::Any + Send + Sync>),
+        );
         if !*shutdown.borrow() {
             session.set_keepalive(Some(self.idle_timeout.as_secs().max(1)));
         }
         session.set_write_timeout(Some(self.idle_timeout));
-        let limit = if reused {
-            self.idle_timeout + self.headers_timeout
-        } else {
-            self.headers_timeout
+        let limit = match (reused, parked) {
+            (true, false) => self.idle_timeout + self.headers_timeout,
+            _ => self.headers_timeout,
         };
 
         // The socket of a new plaintext HTTP/1 connection, for a 408 if its headers never come.
-        let plain_fd = (!reused && !session.is_http2())
-            .then(|| {
-                let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-                session.stream().filter(|_| !tls).map(|s| s.id())
-            })
+        let plain_fd = (!reused && !session.is_http2() && !tls)
+            .then(|| session.stream().map(|s| s.id()))
             .flatten();
 
         let read = Arc::new(AtomicBool::new(false));
@@ -160,5 +262,30 @@ fn answer_request_timeout(fd: RawFd) {
     let socket = unsafe { BorrowedFd::borrow_raw(fd) };
     if let Ok(dup) = socket.try_clone_to_owned() {
         let _ = std::net::TcpStream::from(dup).write(REQUEST_TIMEOUT);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[tokio::test]
+    async fn parking_stays_within_its_budget_and_wakes_on_data() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let fd = server.as_raw_fd();
+
+        set_parking_budget(4); // one parked socket
+        let first = ParkedSocket::new(fd).unwrap().expect("within the budget");
+        assert!(ParkedSocket::new(fd).unwrap().is_none(), "over the budget");
+        assert!(!first.wait_readable(Duration::from_millis(50)).await);
+        client.write_all(b"GET").unwrap();
+        assert!(first.wait_readable(Duration::from_secs(5)).await);
+        drop(first);
+        assert!(ParkedSocket::new(fd).unwrap().is_some(), "freed on drop");
+        set_parking_budget(0);
+        assert!(ParkedSocket::new(fd).unwrap().is_none(), "off");
     }
 }

@@ -248,8 +248,39 @@ fn check_tls_files(cert: &str, key: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Raises the soft open-files limit to the hard one, as HAProxy and Go's runtime do: a
+/// gateway's connections are its open files, and the soft default (often 1024) is far below
+/// what the hard limit allows. Returns the limit in force.
+fn raise_open_files_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                info!(
+                    "open files limit raised from {} to {}",
+                    limit.rlim_cur, limit.rlim_max
+                );
+                limit = raised;
+            }
+        }
+    }
+    limit.rlim_cur
+}
+
 /// Builds the pingora server for `config` and runs it until it is told to stop.
 pub fn run(config: Config, opt: Opt) -> Result<(), String> {
+    crate::downstream::set_parking_budget(raise_open_files_limit());
     let state = Arc::new(GatewayState::new(&config.gateway)?);
     let upgrade_sock = config.server.upgrade_sock.clone();
     let mut server = Server::new_with_opt_and_conf(opt, config.server);

@@ -4,6 +4,7 @@ use crate::access_log::Entry;
 use crate::breaker::{AttemptSlot, Overflow, PendingSlot, RequestSlot, RetrySlot};
 use crate::cluster::Cluster;
 use crate::config::{HashKey, PathMatch, RequestLimits, Route, RouteAction, UpstreamProtocol};
+use crate::downstream::KeptAlive;
 use crate::gateway::{GatewayState, SELF_CHECK_HEADER, SELF_CHECK_PATH};
 use crate::router::RouteMatch;
 use async_trait::async_trait;
@@ -66,6 +67,8 @@ pub struct RequestCtx {
     pending: Option<PendingSlot>,
     attempt: Option<AttemptSlot>,
     retry_slot: Option<RetrySlot>,
+    /// What the client limits keep per connection, handed on to the next request.
+    kept_alive: Option<KeptAlive>,
 }
 
 /// Why an established attempt failed, for `retry_on` and passive health.
@@ -177,6 +180,7 @@ impl ProxyHttp for Gateway {
             pending: None,
             attempt: None,
             retry_slot: None,
+            kept_alive: None,
         }
     }
 
@@ -198,13 +202,23 @@ impl ProxyHttp for Gateway {
         limits.and(normalized)
     }
 
-    /// Marks kept-alive connections, so the client limits know a request is not the first.
+    /// Marks kept-alive connections, so the client limits know a request is not the first,
+    /// and hands on what they keep per connection.
     fn persist_connection_context(
         &self,
         _session: &Session,
-        _ctx: &RequestCtx,
+        ctx: &RequestCtx,
     ) -> Option<Box<dyn std::any::Any + Send + Sync>> {
-        Some(Box::new(crate::downstream::KeptAlive))
+        Some(Box::new(ctx.kept_alive.clone().unwrap_or_default()))
+    }
+
+    fn on_connection_reuse(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+        previous: Box<dyn std::any::Any + Send + Sync>,
+    ) {
+        ctx.kept_alive = previous.downcast::<KeptAlive>().ok().map(|k| *k);
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {

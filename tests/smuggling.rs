@@ -998,3 +998,43 @@ fn a_connection_that_sends_nothing_or_idles_after_a_response_is_closed_without_a
         show(&trailing)
     );
 }
+
+#[test]
+fn a_kept_alive_connection_idling_between_requests_is_served_and_closes_when_asked() {
+    // Between requests the connection is parked on a duplicate of its socket: the next
+    // request must still be read whole, and the duplicate must not keep the socket open.
+    let rig = strict_rig();
+    let mut stream = TcpStream::connect(rig.gateway.listen_addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    for path in ["/a", "/b"] {
+        stream
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut received = Vec::new();
+        let mut buf = [0u8; 4096];
+        while parse_responses(&received).0.is_empty() {
+            let n = stream.read(&mut buf).unwrap();
+            assert!(n > 0, "closed before answering {path}");
+            received.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(parse_responses(&received).0[0].status, 200, "{path}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Split across two writes with a pause: the parked wait wakes on the first part.
+    stream.write_all(b"GET /c HTTP/1.1\r\nHo").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    stream
+        .write_all(b"st: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let (received, took, closed) = read_until_closed(&mut stream);
+    assert!(closed, "still open {took:?} after Connection: close");
+    assert!(took < Duration::from_millis(900), "closed after {took:?}");
+    let (responses, _) = parse_responses(&received);
+    assert_eq!(responses.len(), 1, "{}", show(&received));
+    assert_eq!(responses[0].status, 200);
+    let got = rig.backend.take_received();
+    let requests = got.concat().windows(4).filter(|w| w == b"GET ").count();
+    assert_eq!(requests, 3, "{}", show_all(&got));
+}
