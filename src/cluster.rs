@@ -82,8 +82,17 @@ impl BackendTable {
 
     /// Makes the table match `addrs`, keeping the state of addresses already known. Returns
     /// whether any address is new.
-    fn sync(&self, addrs: impl Iterator<Item = SocketAddr>) -> bool {
+    fn sync(&self, addrs: impl Iterator<Item = SocketAddr> + Clone) -> bool {
         let old = self.map.load();
+        // Most refreshes find the same pods: then there is nothing to rebuild.
+        let mut count = 0;
+        if addrs.clone().all(|a| {
+            count += 1;
+            old.contains_key(&a)
+        }) && count == old.len()
+        {
+            return false;
+        }
         let mut added = false;
         let new: HashMap<_, _> = addrs
             .map(|addr| {
@@ -436,7 +445,9 @@ impl Cluster {
             let Some(addr) = b.addr.as_inet() else {
                 continue;
             };
-            if !self.table.admitted(addr) {
+            let admitted_here = !self.table.gated
+                || table.get(addr).is_some_and(|s| s.admitted.load(Relaxed));
+            if !admitted_here {
                 continue;
             }
             admitted += 1;
@@ -685,4 +696,33 @@ pub struct BackendSnapshot {
     pub times_ejected: u32,
     /// Failed requests in a row (passive health).
     pub consecutive_failures: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn the_backend_table_follows_membership_and_keeps_known_state() {
+        let table = BackendTable::new(true);
+        let first = addrs(&["10.0.0.1:80", "10.0.0.2:80"]);
+        assert!(table.sync(first.iter().copied()), "two new addresses");
+        table.record_probe(first[0], None);
+        let before = table.map.load_full();
+        assert!(!table.sync(first.iter().copied()), "nothing new");
+        assert!(
+            Arc::ptr_eq(&before, &table.map.load_full()),
+            "an unchanged answer rebuilds nothing"
+        );
+        assert!(!table.sync(first[..1].iter().copied()), "a removal adds nothing");
+        assert!(table.get(&first[1]).is_none(), "the removed address is gone");
+        let grown = addrs(&["10.0.0.1:80", "10.0.0.3:80"]);
+        assert!(table.sync(grown.iter().copied()));
+        assert!(table.admitted(&grown[0]), "a known address keeps its state");
+        assert!(!table.admitted(&grown[1]), "a new one waits for its probe");
+    }
 }
