@@ -13,7 +13,7 @@ seconds="${1:-60}"
 case "$seconds" in
   '' | *[!0-9]*) echo "usage: scripts/fuzz.sh [seconds-per-target]" >&2; exit 2 ;;
 esac
-read -r -a targets <<<"${FUZZ_TARGETS:-conf_loader router dns_answer}"
+read -r -a targets <<<"${FUZZ_TARGETS:-conf_loader router dns_refresh dns_answer}"
 
 if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
 need_apt=()

@@ -14,6 +14,7 @@ use hickory_resolver::config::{
     LookupIpStrategy, NameServerConfig, NameServerConfigGroup, ResolveHosts, ResolverConfig,
     ResolverOpts,
 };
+use hickory_resolver::lookup_ip::LookupIp;
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::xfer::Protocol;
@@ -182,10 +183,38 @@ pub struct RefreshCounters {
 }
 
 /// A lookup's result, reduced to what discovery acts on.
-enum Lookup {
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    /// Every address of the answer (as the resolver gave them: unsorted, maybe repeated), and
+    /// how long the answer stays valid.
     Answer(Vec<IpAddr>, Duration),
+    /// NXDOMAIN or an answer without addresses: the name has no pods.
     Empty(&'static str),
+    /// Anything else: says nothing about the pods.
     Failed(String),
+}
+
+impl Lookup {
+    /// Reduces what hickory returned at `now`: the addresses of an answer and its remaining
+    /// TTL; NXDOMAIN and NOERROR-without-records as empty; any other failure (SERVFAIL,
+    /// REFUSED, timeouts, I/O) as a failure.
+    pub fn from_resolver(
+        result: std::result::Result<LookupIp, ResolveError>,
+        now: Instant,
+    ) -> Lookup {
+        match result {
+            Ok(answer) => {
+                let ttl = answer.valid_until().saturating_duration_since(now);
+                let ips: Vec<IpAddr> = answer.iter().collect();
+                if ips.is_empty() {
+                    Lookup::Empty("empty answer")
+                } else {
+                    Lookup::Answer(ips, ttl)
+                }
+            }
+            Err(e) => classify(&e),
+        }
+    }
 }
 
 impl DnsDiscovery {
@@ -218,20 +247,8 @@ impl DnsDiscovery {
     }
 
     async fn lookup(&self) -> Lookup {
-        match self.resolver.lookup_ip(self.name.as_str()).await {
-            Ok(answer) => {
-                let ttl = answer
-                    .valid_until()
-                    .saturating_duration_since(Instant::now());
-                let ips: Vec<IpAddr> = answer.iter().collect();
-                if ips.is_empty() {
-                    Lookup::Empty("empty answer")
-                } else {
-                    Lookup::Answer(ips, ttl)
-                }
-            }
-            Err(e) => classify(&e),
-        }
+        let result = self.resolver.lookup_ip(self.name.as_str()).await;
+        Lookup::from_resolver(result, Instant::now())
     }
 
     /// How long to wait before the next refresh, given how the last one ended: the TTL (never
@@ -313,11 +330,24 @@ impl DnsDiscovery {
 
 #[async_trait]
 impl ServiceDiscovery for DnsDiscovery {
-    /// pingora's update loop drops errors silently, so every outcome is logged and counted here.
+    /// Resolves the name once and applies the outcome (see [`DnsDiscovery::apply`]).
     async fn discover(&self) -> Result<(BTreeSet<Backend>, HashMap<u64, bool>)> {
         let result = self.lookup().await;
+        self.apply(result, SystemTime::now())
+    }
+}
+
+impl DnsDiscovery {
+    /// Takes one lookup's outcome into the cluster's DNS state and gives pingora what it acts
+    /// on: an answer's backend set (sorted, each address once), an empty set for a name with
+    /// no pods, or an error for a failure, on which pingora keeps the backends it has. Logs and
+    /// counts every outcome (pingora's update loop drops errors silently).
+    pub fn apply(
+        &self,
+        result: Lookup,
+        now: SystemTime,
+    ) -> Result<(BTreeSet<Backend>, HashMap<u64, bool>)> {
         let mut state = lock(&self.state);
-        let now = SystemTime::now();
         match result {
             Lookup::Answer(mut ips, ttl) => {
                 ips.sort_unstable();
