@@ -12,12 +12,14 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// mimalloc reads these before `main`: with its defaults an idle gateway held 26 MB, 10,000
-/// idle connections 1 GB, and nothing was returned when they closed. Committing arena memory
-/// lazily and purging freed pages at once gives 13.5 MB idle and 57 kB a connection, returned
-/// on close (bench/scale.sh, BENCHMARKS.md).
+/// idle connections 1 GB, and nothing was returned when they closed: its arenas were committed
+/// eagerly. Committing them lazily gives 11 MB idle, returned on close. Freed pages are purged
+/// 10 ms after they are freed (mimalloc's default): purging at once cost ~5% more CPU per
+/// request under load (34.5 vs 36.1 µs, interleaved A/B), and 250 ms returned nothing after a
+/// spike, purges being done during later allocations (bench/lib/scale.py, BENCHMARKS.md).
 const ALLOCATOR_ENV: [(&str, &str); 2] = [
     ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
-    ("MIMALLOC_PURGE_DELAY", "0"),
+    ("MIMALLOC_PURGE_DELAY", "10"),
 ];
 
 /// Sets the allocator's options by re-executing this binary once with them in its environment
