@@ -3,7 +3,7 @@
 # HAProxy, nginx and wrk from Debian), builds headway in release mode, then runs every case for
 # every peer in interleaved rounds and writes bench/results/<timestamp>/results.md and .json.
 #
-#   bench/run.sh                  the full run: 3 rounds × 3 cases × 6 peers, 10 s each (≈ 15 min)
+#   bench/run.sh                  the full run: 3 rounds × 4 cases × 7 peers, 10 s each (≈ 20 min)
 #   bench/run.sh --smoke          1 round, 2 s runs: does everything start, route and measure?
 #   bench/run.sh --rounds 5 --cases keepalive --peers direct,headway,haproxy
 #   bench/run.sh --no-install --no-build ...   use what is there
@@ -33,7 +33,8 @@ else
     bench_install_envoy 2>/dev/null || true
 fi
 [ -n "$build" ] && bench_build "$repo"
-for bin in "$repo/target/release/headway" "$repo/target/release/headless-dns"; do
+for bin in "$repo/target/release/headway" "$repo/target/release/headless-dns" \
+           "$repo/target/release/examples/pingora_floor"; do
     [ -x "$bin" ] || { bench_say "missing $bin (run without --no-build)"; exit 1; }
 done
 bench_raise_nofile

@@ -63,8 +63,9 @@ bench_install_peers() {
 bench_build() {   # builds target/release/{headway,headless-dns} in the repo at $1
     local repo=$1
     bench_need_cmd cmake cmake
-    bench_say "cargo build --release (headway, headless-dns)"
-    (cd "$repo" && cargo build --release -p headway --bin headway -p headless-dns --bin headless-dns)
+    bench_say "cargo build --release (headway, headless-dns, examples/pingora_floor)"
+    (cd "$repo" && cargo build --release -p headway --bin headway --example pingora_floor \
+        -p headless-dns --bin headless-dns)
 }
 
 bench_raise_nofile() {   # as many open files as the hard limit allows
