@@ -100,6 +100,11 @@ fn clusters(state: &GatewayState) -> Reply {
 /// Every series in Prometheus' text format; state-derived gauges are set at scrape time.
 fn metrics(state: &GatewayState) -> Reply {
     let m = &state.metrics;
+    let (parked, budget) = crate::downstream::parking();
+    m.parked_connections
+        .set(i64::try_from(parked).unwrap_or(i64::MAX));
+    m.parking_budget
+        .set(i64::try_from(budget).unwrap_or(i64::MAX));
     for cluster in &state.clusters {
         let snapshot = cluster.snapshot();
         let name = [cluster.name()];

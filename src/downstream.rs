@@ -64,6 +64,11 @@ pub fn set_parking_budget(open_files_limit: u64) {
     PARKING_BUDGET.store(budget, Relaxed);
 }
 
+/// Parked connections now, and the budget, for the metrics.
+pub fn parking() -> (usize, usize) {
+    (PARKED.load(Relaxed), PARKING_BUDGET.load(Relaxed))
+}
+
 impl Drop for ParkedSocket {
     fn drop(&mut self) {
         PARKED.fetch_sub(1, Relaxed);

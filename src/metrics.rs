@@ -32,6 +32,9 @@ pub struct Metrics {
     pub dns_stale: IntGaugeVec,
     /// Client connections closed for not sending complete request headers in time.
     pub client_header_timeouts: IntCounter,
+    /// Idle kept-alive client connections parked (see `downstream`), and how many may be.
+    pub parked_connections: prometheus::IntGauge,
+    pub parking_budget: prometheus::IntGauge,
     pub backends: IntGaugeVec,
     pub healthy_backends: IntGaugeVec,
     pub dns_last_success_age: prometheus::GaugeVec,
@@ -188,6 +191,20 @@ impl Metrics {
                 IntCounter::new(
                     "headway_client_header_timeouts_total",
                     "Client connections closed for not sending complete request headers in time.",
+                )?,
+            )?,
+            parked_connections: register(
+                &r,
+                prometheus::IntGauge::new(
+                    "headway_parked_connections",
+                    "Idle kept-alive client connections waiting without a request state.",
+                )?,
+            )?,
+            parking_budget: register(
+                &r,
+                prometheus::IntGauge::new(
+                    "headway_parking_budget",
+                    "How many idle connections may be parked: a quarter of the open-files limit.",
                 )?,
             )?,
             backends: gauge_vec(

@@ -113,6 +113,26 @@ fn metrics_access_log_and_clusters_show_what_happened() {
         &|v| (0.0..5.0).contains(&v),
     );
     assert!(m.contains("# TYPE headway_upstream_response_seconds histogram"));
+    expect("headway_parking_budget", &|v| v >= 1.0);
+
+    // A kept-alive client idle after its request is parked: it waits with no request state.
+    let mut idle = Client::new(gateway.listen_addr());
+    assert_eq!(idle.get("/service/1").unwrap().status, 200);
+    assert!(
+        wait_until(Duration::from_secs(2), || {
+            let m = http::get(gateway.admin_addr(), "/metrics").unwrap().body;
+            metric(&m, "headway_parked_connections") == Some(1.0)
+        }),
+        "the idle client is not counted as parked"
+    );
+    drop(idle);
+    assert!(
+        wait_until(Duration::from_secs(2), || {
+            let m = http::get(gateway.admin_addr(), "/metrics").unwrap().body;
+            metric(&m, "headway_parked_connections") == Some(0.0)
+        }),
+        "a closed client is still counted as parked"
+    );
 
     // The access log: one JSON object per request, the path without its query string.
     assert!(wait_until(Duration::from_secs(2), || {

@@ -5,6 +5,7 @@
              per refresh, RSS
   clusters   100 clusters of 10 records each, 100 routes: discovery CPU per refresh, RSS
   conns      10,000 client connections, each after one request left idle (keep-alive): RSS
+  parked     the same with 4,000, all within headway's parking budget: RSS of parked ones alone
 
 Discovery CPU per refresh = CPU time of the otherwise idle gateway over a window / the refreshes
 counted in that window by headway's own `headway_dns_refreshes_total`. It includes whatever the
@@ -233,12 +234,14 @@ def established_to(port: int) -> int:
     return count
 
 
-def test_conns(args, raw: Path, backend: Backend) -> dict:
-    d = raw / "conns"
+def test_conns(args, raw: Path, backend: Backend, name: str = "conns",
+               count: int | None = None) -> dict:
+    count = args.conns if count is None else count
+    d = raw / name
     d.mkdir(parents=True, exist_ok=True)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < args.conns + 100:
-        raise RuntimeError(f"open files limit {soft} < {args.conns} connections + 100 "
+    if soft < count + 100:
+        raise RuntimeError(f"open files limit {soft} < {count} connections + 100 "
                            f"(hard limit {hard}): raise it (ulimit -n)")
     dns = Dns(d, args.dns_bin, "127.0.0.1", args.dns_port, {"backend.bench": [backend.ip]}, None)
     proc = None
@@ -249,14 +252,18 @@ def test_conns(args, raw: Path, backend: Backend) -> dict:
         http_get(*PROXY, "/backend")
         time.sleep(1)
         pid = proc.pid
-        res = {"connections": args.conns, "rss_before_kb": mem_kb([pid], "VmRSS"),
+        res = {"connections": count, "rss_before_kb": mem_kb([pid], "VmRSS"),
                "nofile_limit": soft}
 
         def on_held(opened):
             return {"rss_held_kb": mem_kb([pid], "VmRSS"), "hwm_kb": mem_kb([pid], "VmHWM"),
-                    "server_established": established_to(PROXY[1])}
+                    "server_established": established_to(PROXY[1]),
+                    # Idle connections waiting without a request state (src/downstream.rs),
+                    # within a budget of a quarter of the open-files limit.
+                    "parked": headway_metric(*ADMIN, "headway_parked_connections"),
+                    "parking_budget": headway_metric(*ADMIN, "headway_parking_budget")}
 
-        res.update(asyncio.run(hold_connections(args.conns, args.hold, on_held)))
+        res.update(asyncio.run(hold_connections(count, args.hold, on_held)))
         time.sleep(1)
         res["rss_after_close_kb"] = mem_kb([pid], "VmRSS")
         res["alive"] = proc.alive()
@@ -269,8 +276,14 @@ def test_conns(args, raw: Path, backend: Backend) -> dict:
         dns.stop()
 
 
+def test_parked(args, raw: Path, backend: Backend) -> dict:
+    """As `conns`, with few enough connections that every one is parked (the budget is a
+    quarter of the open-files limit): the memory of a parked idle connection alone."""
+    return test_conns(args, raw, backend, "parked", args.parked_conns)
+
+
 TESTS = {"idle": test_idle, "records": test_records, "clusters": test_clusters,
-         "conns": test_conns}
+         "conns": test_conns, "parked": test_parked}
 
 
 def mb(kb):
@@ -328,15 +341,18 @@ def report(out: Path, args, results: dict, wall: float) -> str:
             if name == "clusters" and r.get("cpu_ms_per_refresh_round") is not None:
                 row(name, "CPU per refresh of all clusters", f"{r['cpu_ms_per_refresh_round']:.2f} ms")
             row(name, "RSS / peak RSS", f"{mb(r['rss_kb'])} / {mb(r['hwm_kb'])} MB")
-        elif name == "conns":
-            row("conns", "connections open and idle (client / server ESTABLISHED)",
+        elif name in ("conns", "parked"):
+            row(name, "connections open and idle (client / server ESTABLISHED)",
                 f"{r['opened']} / {r['server_established']} ({r['failures']} failed; "
                 f"{r['still_open_after_hold']} still open after {args.hold:g} s)")
-            row("conns", "RSS before / with them / peak / after closing",
+            if r.get("parked") is not None:
+                row(name, "of them parked (budget: a quarter of the open-files limit)",
+                    f"{r['parked']:.0f} (budget {r['parking_budget']:.0f}; limit {r['nofile_limit']})")
+            row(name, "RSS before / with them / peak / after closing",
                 f"{mb(r['rss_before_kb'])} / {mb(r['rss_held_kb'])} / {mb(r['hwm_kb'])} / "
                 f"{mb(r['rss_after_close_kb'])} MB")
             if r.get("kb_per_connection") is not None:
-                row("conns", "per idle connection", f"{r['kb_per_connection']:.1f} kB")
+                row(name, "per idle connection", f"{r['kb_per_connection']:.1f} kB")
     L.append("")
     checks = []
     if "error" not in idle and idle:
@@ -374,13 +390,15 @@ def _interrupt(signum, frame):
 def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # stop what we started, as on Ctrl-C
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--tests", default="idle,records,clusters,conns")
+    ap.add_argument("--tests", default="idle,records,clusters,conns,parked")
     ap.add_argument("--window", type=float, default=60, help="seconds of idling measured per test")
     ap.add_argument("--refresh", default="1s", help="dns_refresh_rate of every cluster")
     ap.add_argument("--records", type=int, default=1000)
     ap.add_argument("--clusters", type=int, default=100)
     ap.add_argument("--records-per-cluster", type=int, default=10)
     ap.add_argument("--conns", type=int, default=10000)
+    ap.add_argument("--parked-conns", type=int, default=4000,
+                    help="connections of the `parked` test: under the parking budget")
     ap.add_argument("--hold", type=float, default=10, help="seconds the connections stay idle")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--dns-port", type=int, default=15391)
