@@ -174,11 +174,23 @@ where
                         .map(Arc::new);
                 }
                 if let Some(parked) = &kept_alive.parked {
-                    if !parked.wait_readable(self.idle_timeout).await {
-                        debug!(
-                            "kept-alive connection idle for {:?}: closing",
-                            self.idle_timeout
-                        );
+                    // Closed when the server shuts down, as pingora closes connections waiting
+                    // for a request then: their clients reconnect to whoever serves next.
+                    let mut shutdown = shutdown.clone();
+                    let stopping = async move {
+                        while !*shutdown.borrow_and_update() {
+                            if shutdown.changed().await.is_err() {
+                                std::future::pending::<()>().await;
+                            }
+                        }
+                    };
+                    let woken = tokio::select! {
+                        biased;
+                        woken = parked.wait_readable(self.idle_timeout) => woken,
+                        () = stopping => false,
+                    };
+                    if !woken {
+                        debug!("idle kept-alive connection closed (idle_timeout or shutdown)");
                         return None;
                     }
                 }

@@ -85,6 +85,28 @@ fn sigterm_turns_ready_to_503_at_once_and_lets_requests_in_flight_finish() {
         .sum::<u64>()
         == 4));
 
+    // A kept-alive client idle between requests (parked): closed when the drain ends and
+    // pingora stops serving, not kept until the process exits.
+    let mut idle = std::net::TcpStream::connect(addr).unwrap();
+    {
+        use std::io::{Read, Write};
+        idle.write_all(b"GET /service/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        assert!(idle.read(&mut buf).unwrap() > 0);
+    }
+    let idle_closed = std::thread::spawn(move || {
+        use std::io::Read;
+        idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            match idle.read(&mut buf) {
+                Ok(0) | Err(_) => return Instant::now(),
+                Ok(_) => {}
+            }
+        }
+    });
+
     let signalled = Instant::now();
     gateway.signal("TERM");
     let r = wait_until(Duration::from_millis(300), || {
@@ -106,9 +128,15 @@ fn sigterm_turns_ready_to_503_at_once_and_lets_requests_in_flight_finish() {
         statuses.len()
     );
     assert_eq!(failed, 0, "{statuses:?}");
+    let idle_closed_after = idle_closed.join().unwrap() - signalled;
     let code = gateway.wait_exit(Duration::from_secs(10));
     let took = signalled.elapsed();
     println!("sigterm: exited with {code:?} after {took:?} (drain 1 s + grace 3 s)");
+    println!("sigterm: an idle kept-alive connection closed after {idle_closed_after:?}");
+    assert!(
+        idle_closed_after < Duration::from_millis(2500),
+        "the idle connection stayed open {idle_closed_after:?} (drain 1 s)"
+    );
     assert_eq!(code, Some(0), "{}", gateway.stderr_log());
     assert!(took < Duration::from_secs(8), "{took:?}");
 }
