@@ -445,8 +445,8 @@ impl Cluster {
             let Some(addr) = b.addr.as_inet() else {
                 continue;
             };
-            let admitted_here = !self.table.gated
-                || table.get(addr).is_some_and(|s| s.admitted.load(Relaxed));
+            let admitted_here =
+                !self.table.gated || table.get(addr).is_some_and(|s| s.admitted.load(Relaxed));
             if !admitted_here {
                 continue;
             }
@@ -718,8 +718,14 @@ mod tests {
             Arc::ptr_eq(&before, &table.map.load_full()),
             "an unchanged answer rebuilds nothing"
         );
-        assert!(!table.sync(first[..1].iter().copied()), "a removal adds nothing");
-        assert!(table.get(&first[1]).is_none(), "the removed address is gone");
+        assert!(
+            !table.sync(first[..1].iter().copied()),
+            "a removal adds nothing"
+        );
+        assert!(
+            table.get(&first[1]).is_none(),
+            "the removed address is gone"
+        );
         let grown = addrs(&["10.0.0.1:80", "10.0.0.3:80"]);
         assert!(table.sync(grown.iter().copied()));
         assert!(table.admitted(&grown[0]), "a known address keeps its state");

@@ -97,7 +97,8 @@ fn sigterm_turns_ready_to_503_at_once_and_lets_requests_in_flight_finish() {
     }
     let idle_closed = std::thread::spawn(move || {
         use std::io::Read;
-        idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        idle.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         let mut buf = [0u8; 4096];
         loop {
             match idle.read(&mut buf) {
