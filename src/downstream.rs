@@ -200,13 +200,25 @@ where
         session.set_connection_user_context(
             kept_alive.map(|k| k as Box<dyn std::any::Any + Send + Sync>),
         );
+        let waits_for_next_request = reused && !parked;
         if !*shutdown.borrow() {
-            session.set_keepalive(Some(self.idle_timeout.as_secs().max(1)));
+            // pingora's timeout on each read of the request head. Where this wrapper's own
+            // deadline is the headers' (new and parked connections), pingora's comes a clear
+            // second later, so that the deadline below decides — with a 408 — whatever order
+            // equal timers fire in. A kept-alive connection that could not be parked still
+            // waits for its next request in pingora's read: there it is the idle limit.
+            let per_read = if waits_for_next_request {
+                self.idle_timeout
+            } else {
+                self.headers_timeout + Duration::from_secs(2)
+            };
+            session.set_keepalive(Some(per_read.as_secs().max(1)));
         }
         session.set_write_timeout(Some(self.idle_timeout));
-        let limit = match (reused, parked) {
-            (true, false) => self.idle_timeout + self.headers_timeout,
-            _ => self.headers_timeout,
+        let limit = if waits_for_next_request {
+            self.idle_timeout + self.headers_timeout
+        } else {
+            self.headers_timeout
         };
 
         // The socket of a new plaintext HTTP/1 connection, for a 408 if its headers never come.
