@@ -214,6 +214,16 @@ fn dns_stop_and_restart_on_the_same_port() {
     assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
     let error = resolve_with_timeout(addr, "svc.test.", SHORT).unwrap_err();
     assert!(!error.is_no_records_found(), "{error}");
+    // The port stays the server's while it is down, so the restart cannot find it taken.
+    assert!(
+        UdpSocket::bind(addr).is_err(),
+        "the stopped server's port is held"
+    );
+    let outgoing = tokio::net::TcpSocket::new_v4().unwrap();
+    assert!(
+        outgoing.bind(addr).is_err(),
+        "no connection can take it as its source"
+    );
 
     dns.restart();
     assert_eq!(dns.addr(), addr);

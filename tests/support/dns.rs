@@ -29,6 +29,39 @@ pub struct DnsServer {
     /// The server and the runtime its tasks run on, while it runs. Shutting the runtime down
     /// drops every task, which closes every socket and connection at once.
     running: Option<(Runtime, headless_dns::DnsServer)>,
+    /// While stopped: the port, held so that nothing else takes it before the restart.
+    held: Option<HeldPort>,
+}
+
+/// A stopped server's port, held without serving. The UDP socket is connected to a peer that
+/// never sends, so queries find no socket and get ICMP port unreachable; the TCP socket is bound
+/// but not listening, so connects are refused. Neither can then be given to anyone else: not to
+/// a `bind(0)`, nor as the source port of an outgoing connection, whose TIME_WAIT would hold the
+/// port for a minute and make the restart fail.
+struct HeldPort {
+    /// Let go of just before the server binds again: UDP allows no second bind.
+    udp: Option<std::net::UdpSocket>,
+    _tcp: tokio::net::TcpSocket,
+}
+
+impl HeldPort {
+    fn hold(addr: SocketAddr) -> std::io::Result<HeldPort> {
+        let udp = std::net::UdpSocket::bind(addr)?;
+        udp.connect((addr.ip(), 9))?;
+        let tcp = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        // The server's listener sets SO_REUSEADDR too: both may be bound while this one does not
+        // listen, so the restart binds before letting go.
+        tcp.set_reuseaddr(true)?;
+        tcp.bind(addr)?;
+        Ok(HeldPort {
+            udp: Some(udp),
+            _tcp: tcp,
+        })
+    }
 }
 
 impl DnsServer {
@@ -42,6 +75,7 @@ impl DnsServer {
                 addr: server.addr(),
                 zone,
                 running: Some((runtime, server)),
+                held: None,
             },
             Err(e) => panic!("DnsServer: no port free for both UDP and TCP on 127.0.0.1: {e}"),
         }
@@ -118,6 +152,8 @@ impl DnsServer {
         if let Some((runtime, server)) = self.running.take() {
             shutdown_runtime(runtime);
             drop(server);
+            // Best effort: if the port cannot be held, the restart may have to wait for it.
+            self.held = HeldPort::hold(self.addr).ok();
         }
     }
 
@@ -130,9 +166,13 @@ impl DnsServer {
         let runtime = new_runtime("dns");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
+            if let Some(held) = self.held.as_mut() {
+                held.udp = None;
+            }
             match runtime.block_on(headless_dns::DnsServer::bind(self.addr, self.zone.clone())) {
                 Ok(server) => {
                     self.running = Some((runtime, server));
+                    self.held = None;
                     return;
                 }
                 Err(e) if Instant::now() >= deadline => {

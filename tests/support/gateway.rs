@@ -256,6 +256,7 @@ impl Gateway {
         env: &[(String, String)],
         server: &[(String, String)],
     ) -> Gateway {
+        super::remember_panic_messages();
         let (listen, admin) = listen_and_admin(gateway_section);
         let dir = tempfile::Builder::new()
             .prefix("headway-test-")
@@ -460,10 +461,11 @@ impl Drop for Gateway {
         self.kill();
         if std::thread::panicking() {
             eprintln!(
-                "---- headway conf ({}) ----\n{}\n---- headway stderr ----\n{}\n---- end of headway stderr ----",
+                "---- headway conf ({}) ----\n{}\n---- headway stderr ----\n{}\n---- end of headway stderr; the test failed: {} ----",
                 self.conf_path.display(),
                 self.conf(),
-                self.stderr_log()
+                self.stderr_log(),
+                super::panic_message().unwrap_or_else(|| "see above".to_string())
             );
         }
     }

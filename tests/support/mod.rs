@@ -64,6 +64,38 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
     }
 }
 
+thread_local! {
+    static PANIC_MESSAGE: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Keeps each test thread's panic message (where and what) besides printing it as usual, so
+/// that a server's dump on drop can end with it: CI shows the tail of a failed test's output,
+/// and a long dump would otherwise push the reason out of it.
+pub(crate) fn remember_panic_messages() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let what = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(not a string)".to_string());
+            let at = info
+                .location()
+                .map_or(String::new(), |l| format!("{}:{}: ", l.file(), l.line()));
+            PANIC_MESSAGE.with(|m| *m.borrow_mut() = Some(format!("{at}{what}")));
+            previous(info);
+        }));
+    });
+}
+
+/// This thread's last panic message, if [`remember_panic_messages`] was called before it.
+pub(crate) fn panic_message() -> Option<String> {
+    PANIC_MESSAGE.with(|m| m.borrow().clone())
+}
+
 /// Locks a mutex, ignoring poisoning: a panicking test thread must not cascade into the
 /// servers' threads (or into `Drop`).
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
