@@ -48,18 +48,10 @@ impl HeldPort {
     fn hold(addr: SocketAddr) -> std::io::Result<HeldPort> {
         let udp = std::net::UdpSocket::bind(addr)?;
         udp.connect((addr.ip(), 9))?;
-        let tcp = if addr.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
-        // The server's listener sets SO_REUSEADDR too: both may be bound while this one does not
-        // listen, so the restart binds before letting go.
-        tcp.set_reuseaddr(true)?;
-        tcp.bind(addr)?;
+        // Bound as the server's listener is, so the restart binds beside it before letting go.
         Ok(HeldPort {
             udp: Some(udp),
-            _tcp: tcp,
+            _tcp: headless_dns::bound_tcp_socket(addr)?,
         })
     }
 }

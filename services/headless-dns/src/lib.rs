@@ -23,5 +23,5 @@ mod answer;
 mod server;
 mod zone;
 
-pub use server::DnsServer;
+pub use server::{bound_tcp_socket, DnsServer};
 pub use zone::{DnsMode, NameRecords, Zone};

@@ -85,6 +85,13 @@ async fn bind_ephemeral(
 }
 
 fn bind_tcp(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
+    bound_tcp_socket(addr)?.listen(128)
+}
+
+/// A TCP socket bound to `addr` with SO_REUSEADDR, not listening: what the server listens on.
+/// Bound this way, another such socket may share the address while neither listens, so a
+/// stopped server's port can be held by one and the restarted server bind beside it.
+pub fn bound_tcp_socket(addr: SocketAddr) -> io::Result<tokio::net::TcpSocket> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
@@ -92,5 +99,5 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
     };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
-    socket.listen(128)
+    Ok(socket)
 }
