@@ -178,10 +178,9 @@ where
                     // for a request then: their clients reconnect to whoever serves next.
                     let mut shutdown = shutdown.clone();
                     let stopping = async move {
-                        while !*shutdown.borrow_and_update() {
-                            if shutdown.changed().await.is_err() {
-                                std::future::pending::<()>().await;
-                            }
+                        if shutdown.wait_for(|stopping| *stopping).await.is_err() {
+                            // No server left to say so: never.
+                            std::future::pending::<()>().await;
                         }
                     };
                     let woken = tokio::select! {

@@ -141,12 +141,20 @@ impl DnsServer {
     /// Closes both sockets and every open TCP connection: the server is really gone (UDP
     /// queries get ICMP port unreachable, TCP connects are refused). Returns once they are closed.
     pub fn stop(&mut self) {
-        if let Some((runtime, server)) = self.running.take() {
-            shutdown_runtime(runtime);
-            drop(server);
+        if self.shut_down() {
             // Best effort: if the port cannot be held, the restart may have to wait for it.
             self.held = HeldPort::hold(self.addr).ok();
         }
+    }
+
+    /// Stops serving, holding nothing; whether it was running.
+    fn shut_down(&mut self) -> bool {
+        let Some((runtime, server)) = self.running.take() else {
+            return false;
+        };
+        shutdown_runtime(runtime);
+        drop(server);
+        true
     }
 
     /// Starts the server again on the same port with the same records, mode and counters.
@@ -178,7 +186,8 @@ impl DnsServer {
 
 impl Drop for DnsServer {
     fn drop(&mut self) {
-        self.stop();
+        // Gone for good: no port to hold for a restart.
+        self.shut_down();
     }
 }
 
