@@ -1,20 +1,27 @@
-//! `headless-dns [--listen IP:PORT] [--ttl SECS] NAME=IP[,IP...]...`: serves fixed records, as
-//! cluster DNS serves headless services, until Ctrl-C or SIGTERM. For poking at by hand:
-//! `dig @127.0.0.1 -p 15353 service1.default.svc.cluster.local`.
+//! `headless-dns [--listen IP:PORT] [--ttl SECS] [--zone-file PATH] NAME=IP[,IP...]...`: serves
+//! records as cluster DNS serves headless services, until Ctrl-C or SIGTERM. For poking at by
+//! hand: `dig @127.0.0.1 -p 15353 service1.default.svc.cluster.local`.
 //!
 //! Defaults: `--listen 127.0.0.1:15353`, `--ttl 5` (CoreDNS's default for cluster names).
+//! `--zone-file PATH`: more records, one `NAME=IP[,IP...]` per line, read again whenever the file
+//! changes (see `zone_file.rs`); its names override the same names given as arguments.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use headless_dns::{DnsServer, Zone};
 
-const USAGE: &str = "usage: headless-dns [--listen IP:PORT] [--ttl SECS] NAME=IP[,IP...]...";
+mod zone_file;
+
+const USAGE: &str =
+    "usage: headless-dns [--listen IP:PORT] [--ttl SECS] [--zone-file PATH] NAME=IP[,IP...]...";
 
 #[derive(Debug)]
 struct Args {
     listen: SocketAddr,
     ttl: u32,
+    zone_file: Option<PathBuf>,
     services: Vec<(String, Vec<Ipv4Addr>)>,
 }
 
@@ -22,6 +29,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
     let mut parsed = Args {
         listen: SocketAddr::from(([127, 0, 0, 1], 15353)),
         ttl: 5,
+        zone_file: None,
         services: Vec::new(),
     };
     let mut args = args.into_iter();
@@ -39,21 +47,12 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
                     .parse()
                     .map_err(|_| format!("--ttl {value}: not a number of seconds"))?;
             }
-            "-h" | "--help" => return Err(String::new()),
-            record => {
-                let (name, ips) = record
-                    .split_once('=')
-                    .ok_or_else(|| format!("{record}: expected NAME=IP[,IP...]"))?;
-                let ips = ips
-                    .split(',')
-                    .filter(|ip| !ip.is_empty())
-                    .map(|ip| {
-                        ip.parse()
-                            .map_err(|_| format!("{record}: {ip} is not an IPv4 address"))
-                    })
-                    .collect::<Result<Vec<Ipv4Addr>, String>>()?;
-                parsed.services.push((name.to_owned(), ips));
+            "--zone-file" => {
+                let value = args.next().ok_or("--zone-file needs a PATH")?;
+                parsed.zone_file = Some(PathBuf::from(value));
             }
+            "-h" | "--help" => return Err(String::new()),
+            record => parsed.services.push(zone_file::parse_record(record)?),
         }
     }
     Ok(parsed)
@@ -76,6 +75,17 @@ async fn main() -> ExitCode {
     for (name, ips) in &args.services {
         zone.set_headless_service(name, ips.iter().copied());
     }
+    let mut loaded = None;
+    if let Some(path) = &args.zone_file {
+        match zone_file::load(&zone, path) {
+            Ok(file) => loaded = Some((path.clone(), file)),
+            Err(e) => {
+                eprintln!("headless-dns: --zone-file {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let watch_zone = zone.clone();
     let server = match DnsServer::bind(args.listen, zone).await {
         Ok(server) => server,
         Err(e) => {
@@ -92,7 +102,11 @@ async fn main() -> ExitCode {
         args.ttl,
         args.services.len()
     );
+    let watcher = loaded.map(|(path, file)| tokio::spawn(zone_file::watch(watch_zone, path, file)));
     wait_for_stop_signal().await;
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
     server.stop().await;
     ExitCode::SUCCESS
 }
@@ -126,5 +140,9 @@ mod tests {
         assert!(parsed.services[1].1.is_empty());
         assert!(args(&["a.test=10.0.0.x"]).unwrap_err().contains("10.0.0.x"));
         assert!(args(&["--listen", "nowhere"]).is_err());
+        let parsed = args(&["--zone-file", "/tmp/zone", "a.test=10.0.0.1"]).unwrap();
+        assert_eq!(parsed.zone_file, Some(PathBuf::from("/tmp/zone")));
+        assert_eq!(parsed.services.len(), 1);
+        assert!(args(&["--zone-file"]).is_err());
     }
 }
