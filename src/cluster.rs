@@ -355,22 +355,33 @@ impl Cluster {
         self.select_one(exclude, key)
     }
 
+    /// Whether `b` may get this request: not in `exclude`, past its first probe, and healthy
+    /// and not ejected (or, in panic mode, whatever its health).
+    fn accepts(
+        &self,
+        b: &Backend,
+        healthy: bool,
+        exclude: &[SocketAddr],
+        panic: bool,
+        table: &HashMap<SocketAddr, Arc<BackendState>>,
+    ) -> bool {
+        let Some(addr) = b.addr.as_inet() else {
+            return false;
+        };
+        if exclude.contains(addr) || !self.table.admitted(addr) {
+            return false;
+        }
+        panic
+            || (healthy
+                && !table
+                    .get(addr)
+                    .is_some_and(|s| self.outlier.is_ejected(&s.ejection)))
+    }
+
     fn select_one(&self, exclude: &[SocketAddr], key: &[u8]) -> Option<SocketAddr> {
         let panic = self.panic.load(Relaxed);
         let table = self.table.map.load();
-        let accept = |b: &Backend, healthy: bool| {
-            let Some(addr) = b.addr.as_inet() else {
-                return false;
-            };
-            if exclude.contains(addr) || !self.table.admitted(addr) {
-                return false;
-            }
-            panic
-                || (healthy
-                    && !table
-                        .get(addr)
-                        .is_some_and(|s| self.outlier.is_ejected(&s.ejection)))
-        };
+        let accept = |b: &Backend, healthy: bool| self.accepts(b, healthy, exclude, panic, &table);
         let backends = self.balancer.backends();
         let count = backends.get_backend().len();
         self.balancer
@@ -385,6 +396,19 @@ impl Cluster {
                     .cloned()
             })
             .and_then(|b| b.addr.as_inet().copied())
+    }
+
+    /// Whether a ready backend outside `exclude` exists. Unlike [`Cluster::select`] it picks
+    /// nothing, so asking does not move round robin on.
+    pub fn has_ready_backend(&self, exclude: &[SocketAddr]) -> bool {
+        let panic = self.panic.load(Relaxed);
+        let table = self.table.map.load();
+        let backends = self.balancer.backends();
+        let found = backends
+            .get_backend()
+            .iter()
+            .any(|b| self.accepts(b, backends.ready(b), exclude, panic, &table));
+        found
     }
 
     /// Power of two choices: two random ready backends, the one with fewer requests in flight.

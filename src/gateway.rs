@@ -282,6 +282,7 @@ fn raise_open_files_limit() -> u64 {
 pub fn run(config: Config, opt: Opt) -> Result<(), String> {
     crate::downstream::set_parking_budget(raise_open_files_limit());
     let state = Arc::new(GatewayState::new(&config.gateway)?);
+    state.metrics.count_panics();
     let upgrade_sock = config.server.upgrade_sock.clone();
     let mut server = Server::new_with_opt_and_conf(opt, config.server);
     server.bootstrap();

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub dns_stale: IntGaugeVec,
     /// Client connections closed for not sending complete request headers in time.
     pub client_header_timeouts: IntCounter,
+    /// Panics in any of the gateway's threads (see `count_panics`): each is a bug.
+    pub panics: IntCounter,
     /// Idle kept-alive client connections parked (see `downstream`), and how many may be.
     pub parked_connections: prometheus::IntGauge,
     pub parking_budget: prometheus::IntGauge,
@@ -193,6 +195,13 @@ impl Metrics {
                     "Client connections closed for not sending complete request headers in time.",
                 )?,
             )?,
+            panics: register(
+                &r,
+                IntCounter::new(
+                    "headway_panics_total",
+                    "Panics in the gateway's threads; each one is a bug (a request task's panic drops its client).",
+                )?,
+            )?,
             parked_connections: register(
                 &r,
                 prometheus::IntGauge::new(
@@ -237,6 +246,18 @@ impl Metrics {
             )?,
             registry: r,
         })
+    }
+
+    /// Counts every panic from now on in `headway_panics_total`, then reports it as before
+    /// (the default hook's `thread '…' panicked at …` line on stderr). tokio contains a panic in
+    /// a request task, so the gateway runs on, but that request's client gets no answer.
+    pub fn count_panics(&self) {
+        let panics = self.panics.clone();
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            panics.inc();
+            report(info);
+        }));
     }
 
     pub fn cluster(&self, cluster: &str) -> ClusterMetrics {

@@ -14,14 +14,10 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::Peer;
-use pingora::{Error, ErrorSource, ErrorType, Result};
+use pingora::{Error, ErrorSource, ErrorType, Result, RetryType};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// How long an idle upstream connection stays in the pool. Pods that go away take their
-/// connections with them; a bounded idle time keeps the pool from holding many dead ones.
-const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The gateway's `ProxyHttp`.
 pub struct Gateway {
@@ -45,10 +41,10 @@ pub struct RequestCtx {
     deadline: Option<Instant>,
     /// Backends this request was sent to, in order.
     tried: Vec<SocketAddr>,
-    /// Attempts that count against `retries` (a stale pooled connection does not).
+    /// Attempts that count against `retries` (see [`NextAttempt`] for those that do not).
     counted_attempts: u32,
-    /// The last failure was on a reused pooled connection: the same backend may be tried again.
-    reused_failure: bool,
+    /// What the next attempt is, after a failed one.
+    next_attempt: NextAttempt,
     /// What went wrong on the last attempt, for the answer if no attempt succeeds.
     last_failure: Option<String>,
     /// When the first upstream attempt began, and how long until the response headers came.
@@ -71,9 +67,28 @@ pub struct RequestCtx {
     kept_alive: Option<KeptAlive>,
 }
 
+/// What the next attempt of a request is. Attempts that cannot have reached a backend's
+/// application cost no `retries` and no retry budget: nothing was re-sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NextAttempt {
+    /// The first attempt, or a retry that re-sends the request: counted against `retries`.
+    Counted,
+    /// The request never reached the backend (a refused or failed connect): another backend,
+    /// free.
+    Undelivered,
+    /// A pooled connection was closed by its backend as the request arrived: a fresh
+    /// connection, free, to any backend (the same one too: it closed one idle connection, which
+    /// says nothing about its health).
+    StalePooled,
+}
+
 /// Why an established attempt failed, for `retry_on` and passive health.
 enum AttemptFailure {
-    /// A pooled connection turned out to be closed: not the backend's fault, retried for free.
+    /// The request head could not be written: the backend had already reset the connection, so
+    /// it cannot have seen the request (any method may go again).
+    HeadNotWritten,
+    /// A pooled connection closed or reset before any answer: what a backend's keep-alive
+    /// timeout does to a connection a request is just being sent on (Node's `http`: 5 s).
     StalePooledConnection,
     /// The answer did not come within the per-try or request timeout.
     Timeout,
@@ -106,14 +121,13 @@ impl Gateway {
         )
     }
 
-    /// Whether this request may try another backend now: within `retries` and the deadline,
-    /// with another ready backend, and within the cluster's retry budget (whose slot it then
-    /// holds until it ends).
-    fn may_retry(&self, cluster: &Arc<Cluster>, ctx: &mut RequestCtx) -> bool {
-        let in_time = ctx.deadline.is_none_or(|d| Instant::now() < d);
+    /// Whether this request may be sent again to another backend now: within `retries` and the
+    /// deadline, with another ready backend, and within the cluster's retry budget (whose slot
+    /// it then holds until it ends).
+    fn may_resend(&self, cluster: &Arc<Cluster>, ctx: &mut RequestCtx) -> bool {
         if ctx.counted_attempts > cluster.config.retries
-            || !in_time
-            || cluster.select(&ctx.tried, None).is_none()
+            || !in_time(ctx)
+            || !cluster.has_ready_backend(&ctx.tried)
         {
             return false;
         }
@@ -149,6 +163,21 @@ impl Gateway {
     }
 }
 
+/// Whether writing the request head failed: the connection was already reset (a write into a
+/// connection closed with FIN succeeds), so the backend cannot have read the request. pingora
+/// tells this error apart only by its context.
+fn head_not_written(e: &Error) -> bool {
+    e.etype() == &ErrorType::WriteError
+        && e.context
+            .as_ref()
+            .is_some_and(|c| c.as_str().starts_with("while writing request headers"))
+}
+
+/// Whether the request's deadline is still ahead.
+fn in_time(ctx: &RequestCtx) -> bool {
+    ctx.deadline.is_none_or(|d| Instant::now() < d)
+}
+
 /// Requests that may be sent twice: idempotent methods whose body is still buffered.
 fn replayable(session: &Session) -> bool {
     session.req_header().method.is_idempotent() && !session.as_ref().retry_buffer_truncated()
@@ -167,7 +196,7 @@ impl ProxyHttp for Gateway {
             deadline: None,
             tried: Vec::new(),
             counted_attempts: 0,
-            reused_failure: false,
+            next_attempt: NextAttempt::Counted,
             last_failure: None,
             upstream_started: None,
             upstream_time: None,
@@ -315,7 +344,7 @@ impl ProxyHttp for Gateway {
         let key = ctx.hash_key.as_deref();
         let selected = cluster.select(&ctx.tried, key).or_else(|| {
             // A stale pooled connection says nothing about the backend: it may be retried.
-            ctx.reused_failure
+            (ctx.next_attempt == NextAttempt::StalePooled)
                 .then(|| cluster.select(&[], key))
                 .flatten()
         });
@@ -346,13 +375,13 @@ impl ProxyHttp for Gateway {
         ctx.attempt = Some(
             AttemptSlot::take(&cluster, limits, backend).map_err(|o| self.overflow(&cluster, o))?,
         );
-        if !ctx.reused_failure {
+        if ctx.next_attempt == NextAttempt::Counted {
             ctx.counted_attempts += 1;
         }
         if !ctx.tried.is_empty() {
             cluster.metrics.retries.inc();
         }
-        ctx.reused_failure = false;
+        ctx.next_attempt = NextAttempt::Counted;
         ctx.retry_status = None;
         ctx.tried.push(addr);
         ctx.upstream_started.get_or_insert(now);
@@ -368,7 +397,7 @@ impl ProxyHttp for Gateway {
         peer.options.total_connection_timeout = Some(connect);
         peer.options.read_timeout = Some(per_try);
         peer.options.write_timeout = Some(per_try);
-        peer.options.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
+        peer.options.idle_timeout = Some(cluster.config.idle_timeout);
         if cluster.config.protocol == UpstreamProtocol::Http2 {
             // Cleartext HTTP/2 with prior knowledge (h2c), as gRPC backends expect.
             peer.options.set_http_version(2, 2);
@@ -437,7 +466,7 @@ impl ProxyHttp for Gateway {
         let failed = status >= 500;
         if cluster.config.retry.on.status(status)
             && replayable(session)
-            && self.may_retry(&cluster, ctx)
+            && self.may_resend(&cluster, ctx)
         {
             Self::end_attempt(&cluster, ctx, true);
             let backend = ctx.tried.last().map_or_else(String::new, |a| a.to_string());
@@ -485,8 +514,14 @@ impl ProxyHttp for Gateway {
         };
         cluster.metrics.connect_failures.inc();
         Self::end_attempt(&cluster, ctx, true);
-        // Nothing reached the backend: any method may go elsewhere.
-        let retry = cluster.config.retry.on.connect_failure && self.may_retry(&cluster, ctx);
+        // Nothing reached the backend: any method may go elsewhere, and trying costs no
+        // `retries` and no retry budget (they ration load re-sent to backends; this sent none).
+        let retry = cluster.config.retry.on.connect_failure
+            && in_time(ctx)
+            && cluster.has_ready_backend(&ctx.tried);
+        if retry {
+            ctx.next_attempt = NextAttempt::Undelivered;
+        }
         warn!(
             "upstream connect failed cluster={} backend={} attempt={} error=\"{}\"{}",
             cluster.name(),
@@ -512,6 +547,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
+        let head_not_written = head_not_written(&e);
         let mut e = e.more_context(format!("peer: {peer}"));
         let Some(cluster) = ctx.cluster.clone() else {
             e.set_retry(false);
@@ -527,8 +563,11 @@ impl ProxyHttp for Gateway {
         }
         let failure = if ctx.retry_status.is_some() {
             AttemptFailure::Status
-        } else if client_reused && e.retry() {
-            // pingora marks errors on a connection taken from the pool as retryable.
+        } else if head_not_written {
+            AttemptFailure::HeadNotWritten
+        } else if client_reused && e.retry == RetryType::ReusedOnly {
+            // pingora marks errors before any response byte as retryable on a reused
+            // connection only; it decides that after this hook, so `e.retry()` would panic here.
             AttemptFailure::StalePooledConnection
         } else if matches!(
             e.etype(),
@@ -539,22 +578,65 @@ impl ProxyHttp for Gateway {
             AttemptFailure::Reset
         };
         let response_started = ctx.upstream_time.is_some() || session.response_written().is_some();
+        let body_kept = !session.as_ref().retry_buffer_truncated();
         let on = &cluster.config.retry.on;
-        let retry = !response_started
-            && replayable(session)
-            && match failure {
-                AttemptFailure::Status => true,
-                AttemptFailure::StalePooledConnection => true,
-                AttemptFailure::Timeout => on.timeout() && self.may_retry(&cluster, ctx),
-                AttemptFailure::Reset => on.reset && self.may_retry(&cluster, ctx),
-            };
+        let next = if response_started {
+            None
+        } else {
+            match failure {
+                AttemptFailure::Status => Some(NextAttempt::Counted),
+                AttemptFailure::HeadNotWritten => {
+                    (body_kept && in_time(ctx)).then_some(if client_reused {
+                        NextAttempt::StalePooled
+                    } else {
+                        NextAttempt::Undelivered
+                    })
+                }
+                AttemptFailure::StalePooledConnection => {
+                    (replayable(session) && in_time(ctx)).then_some(NextAttempt::StalePooled)
+                }
+                AttemptFailure::Timeout => {
+                    (on.timeout() && replayable(session) && self.may_resend(&cluster, ctx))
+                        .then_some(NextAttempt::Counted)
+                }
+                AttemptFailure::Reset => {
+                    (on.reset && replayable(session) && self.may_resend(&cluster, ctx))
+                        .then_some(NextAttempt::Counted)
+                }
+            }
+        };
+        // An undelivered attempt needs another backend to go to.
+        let next = next
+            .filter(|n| *n != NextAttempt::Undelivered || cluster.has_ready_backend(&ctx.tried));
+        let stale = matches!(failure, AttemptFailure::StalePooledConnection);
         if !matches!(failure, AttemptFailure::Status) {
-            let blame_backend = !matches!(failure, AttemptFailure::StalePooledConnection);
+            let blame_backend = !(stale || client_reused);
             Self::end_attempt(&cluster, ctx, blame_backend);
             ctx.last_failure = Some(format!("{} from {}", e.etype().as_str(), peer.address()));
         }
-        ctx.reused_failure = retry && matches!(failure, AttemptFailure::StalePooledConnection);
-        e.set_retry(retry);
+        if let Some(next) = next {
+            ctx.next_attempt = next;
+            e.set_retry(true);
+            return e;
+        }
+        if stale && !response_started && !replayable(session) {
+            // RFC 9110 §9.2.2: a non-idempotent request is not sent again unless the failure
+            // proves the backend never saw it; a connection closed after the request was
+            // written proves nothing (the backend may have acted, then closed).
+            let method = session.req_header().method.clone();
+            let mut refused = Error::explain(
+                ErrorType::HTTPStatus(502),
+                format!(
+                    "upstream {} of cluster {} closed a kept-alive connection as the {method} \
+                     request arrived; not sent again: it may have been processed",
+                    peer.address(),
+                    cluster.name()
+                ),
+            );
+            refused.set_retry(false);
+            return refused;
+        }
+        e.set_retry(false);
         e
     }
 
