@@ -359,3 +359,214 @@ fn gateway_section_is_valid_yaml() {
     assert_eq!(value["routes"][0]["cluster"].as_str(), Some("service1"));
     assert_eq!(value["clusters"][0]["port"].as_u64(), Some(8080));
 }
+
+/// How a raw read of a backend's answer ended.
+#[derive(Debug, PartialEq)]
+enum End {
+    /// A complete response (by its Content-Length), the connection still open.
+    Complete,
+    Eof,
+    Reset,
+    /// Nothing more within the read timeout.
+    Silent,
+}
+
+/// Sends `request` on `stream` and reads until a complete response, EOF, a reset or 300 ms of
+/// silence: the bytes read and how it ended.
+fn raw_exchange(stream: &mut std::net::TcpStream, request: &str) -> (String, End) {
+    use std::io::{Read, Write};
+    stream
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut bytes = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|l| l.parse::<usize>().ok());
+            let head_request = request.starts_with("HEAD ");
+            if length.is_some_and(|n| head_request || body.len() >= n) {
+                return (text, End::Complete);
+            }
+        }
+        match stream.read(&mut buffer) {
+            Ok(0) => return (text, End::Eof),
+            Ok(n) => bytes.extend_from_slice(&buffer[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (text, End::Reset),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return (text, End::Silent)
+            }
+            Err(e) => panic!("unexpected read error {e}"),
+        }
+    }
+}
+
+const RAW_GET: &str = "GET /x HTTP/1.1\r\nHost: pod\r\n\r\n";
+
+#[test]
+fn backend_kill_closes_idle_kept_alive_connections_with_fin_or_rst() {
+    for reset in [false, true] {
+        let mut backend = Backend::start("127.0.0.1", 0, "pod");
+        backend.set_reset_on_close(reset);
+        let mut idle = std::net::TcpStream::connect(backend.addr()).unwrap();
+        assert_eq!(raw_exchange(&mut idle, RAW_GET).1, End::Complete);
+        backend.kill();
+        // The idle kept-alive connection is closed by the kill itself, before any request.
+        let mut byte = [0u8; 1];
+        idle.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let read = std::io::Read::read(&mut idle, &mut byte);
+        if reset {
+            assert_eq!(
+                read.map_err(|e| e.kind()),
+                Err(std::io::ErrorKind::ConnectionReset)
+            );
+        } else {
+            assert_eq!(read.map_err(|e| e.kind()), Ok(0), "FIN");
+        }
+    }
+}
+
+#[test]
+fn backend_closes_a_kept_alive_connection_as_the_next_request_arrives() {
+    use support::backend::{Close, Fault};
+    for (close, end) in [(Close::Fin, End::Eof), (Close::Rst, End::Reset)] {
+        let backend = Backend::start("127.0.0.1", 0, "pod");
+        backend.set_fault(Fault::CloseOnNextRequest { after: 2, close });
+        let mut conn = std::net::TcpStream::connect(backend.addr()).unwrap();
+        assert_eq!(raw_exchange(&mut conn, RAW_GET).1, End::Complete);
+        // /healthz is neither counted nor refused.
+        let health = "GET /healthz HTTP/1.1\r\nHost: pod\r\n\r\n";
+        assert_eq!(raw_exchange(&mut conn, health).1, End::Complete);
+        let post = "POST /p HTTP/1.1\r\nHost: pod\r\ncontent-length: 5\r\n\r\nhello";
+        assert_eq!(raw_exchange(&mut conn, post).1, End::Complete);
+        let (bytes, how) = raw_exchange(&mut conn, post);
+        assert_eq!((bytes.as_str(), how), ("", end), "{close:?}");
+        assert_eq!((backend.hits(), backend.faults()), (2, 1), "{close:?}");
+        // A fresh connection serves again.
+        assert_eq!(http::get(backend.addr(), "/").unwrap().status, 200);
+    }
+
+    let backend = Backend::start("127.0.0.1", 0, "pod");
+    backend.set_fault(Fault::CloseWhenIdleFor {
+        idle: Duration::from_millis(150),
+        close: Close::Fin,
+    });
+    let mut conn = std::net::TcpStream::connect(backend.addr()).unwrap();
+    assert_eq!(raw_exchange(&mut conn, RAW_GET).1, End::Complete);
+    assert_eq!(raw_exchange(&mut conn, RAW_GET).1, End::Complete);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(raw_exchange(&mut conn, RAW_GET), (String::new(), End::Eof));
+    assert_eq!(backend.faults(), 1);
+}
+
+#[test]
+fn backend_dies_mid_response_closes_after_headers_and_hangs() {
+    use support::backend::Fault;
+    let backend = Backend::start("127.0.0.1", 0, "pod");
+
+    backend.set_fault(Fault::DieMidResponse { body_bytes: 3 });
+    let mut conn = std::net::TcpStream::connect(backend.addr()).unwrap();
+    let (bytes, how) = raw_exchange(&mut conn, RAW_GET);
+    assert_eq!(how, End::Reset);
+    let (head, body) = bytes.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(head.contains("content-length: 14"), "{head}");
+    assert_eq!(body, "pod");
+
+    backend.set_fault(Fault::CloseAfterHeaders);
+    let mut conn = std::net::TcpStream::connect(backend.addr()).unwrap();
+    let (bytes, how) = raw_exchange(&mut conn, RAW_GET);
+    assert_eq!(how, End::Eof);
+    assert!(bytes.starts_with("HTTP/1.1 200 OK") && bytes.ends_with("\r\n\r\n"));
+
+    // Hung: the connect succeeds, nothing answers, kept-alive connections included.
+    backend.set_fault(Fault::None);
+    let mut kept = std::net::TcpStream::connect(backend.addr()).unwrap();
+    assert_eq!(raw_exchange(&mut kept, RAW_GET).1, End::Complete);
+    backend.set_fault(Fault::Hang);
+    let mut fresh = std::net::TcpStream::connect(backend.addr()).unwrap();
+    assert_eq!(
+        raw_exchange(&mut fresh, RAW_GET),
+        (String::new(), End::Silent)
+    );
+    assert_eq!(
+        raw_exchange(&mut kept, RAW_GET),
+        (String::new(), End::Silent)
+    );
+    let mut probe = std::net::TcpStream::connect(backend.addr()).unwrap();
+    let health = "GET /healthz HTTP/1.1\r\nHost: pod\r\n\r\n";
+    assert_eq!(
+        raw_exchange(&mut probe, health).1,
+        End::Silent,
+        "probes hang too"
+    );
+    backend.set_fault(Fault::None);
+    assert!(
+        support::wait_until(Duration::from_secs(2), || {
+            let (bytes, _) = raw_exchange(&mut fresh, "");
+            bytes.starts_with("HTTP/1.1 200")
+        }),
+        "answered once resumed"
+    );
+    assert_eq!(backend.faults(), 2);
+}
+
+#[test]
+fn h2c_backend_serves_and_closes_on_the_next_request() {
+    use support::backend::{Close, Fault};
+    let backend = Backend::start_h2c("127.0.0.1", 0, "grpc-pod");
+    backend.set_fault(Fault::CloseOnNextRequest {
+        after: 1,
+        close: Close::Rst,
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr = backend.addr();
+    let (first, second) = runtime.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let send = |mut client: h2::client::SendRequest<bytes::Bytes>, method: &str| {
+            let request = ::http::Request::builder()
+                .method(method)
+                .uri(format!("http://{addr}/x"))
+                .body(())
+                .unwrap();
+            async move {
+                client = client.ready().await?;
+                let (response, _) = client.send_request(request, true)?;
+                let response = response.await?;
+                let status = response.status().as_u16();
+                let mut body = response.into_body();
+                let mut text = Vec::new();
+                while let Some(chunk) = body.data().await {
+                    text.extend_from_slice(&chunk?);
+                }
+                Ok::<_, h2::Error>((status, String::from_utf8_lossy(&text).into_owned()))
+            }
+        };
+        let first = send(client.clone(), "GET").await;
+        let second = send(client, "GET").await;
+        (first, second)
+    });
+    assert_eq!(
+        first.unwrap(),
+        (200, "grpc-pod 127.0.0.1\n".to_string()),
+        "h2c answers"
+    );
+    assert!(second.is_err(), "the second request meets the close");
+    assert_eq!((backend.hits(), backend.faults()), (1, 1));
+}
