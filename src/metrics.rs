@@ -23,6 +23,7 @@ pub struct Metrics {
     upstream_duration: HistogramVec,
     retries: IntCounterVec,
     connect_failures: IntCounterVec,
+    tunnel_timeouts: IntCounterVec,
     health_transitions: IntCounterVec,
     dns_refreshes: IntCounterVec,
     ejections: IntCounterVec,
@@ -49,6 +50,8 @@ pub struct ClusterMetrics {
     pub upstream_duration: Histogram,
     pub retries: IntCounter,
     pub connect_failures: IntCounter,
+    /// Upgraded connections (WebSocket) closed after `tunnel_timeout` without traffic.
+    pub tunnel_timeouts: IntCounter,
     pub became_healthy: IntCounter,
     pub became_unhealthy: IntCounter,
     pub dns_answer: IntCounter,
@@ -144,6 +147,12 @@ impl Metrics {
                 &r,
                 "headway_upstream_connect_failures_total",
                 "Failed connection attempts to backends, per cluster.",
+                &["cluster"],
+            )?,
+            tunnel_timeouts: counter_vec(
+                &r,
+                "headway_tunnel_idle_timeouts_total",
+                "Upgraded connections (WebSocket) closed after tunnel_timeout without traffic, per cluster.",
                 &["cluster"],
             )?,
             health_transitions: counter_vec(
@@ -267,6 +276,7 @@ impl Metrics {
             upstream_duration: self.upstream_duration.with_label_values(&c),
             retries: self.retries.with_label_values(&c),
             connect_failures: self.connect_failures.with_label_values(&c),
+            tunnel_timeouts: self.tunnel_timeouts.with_label_values(&c),
             became_healthy: self
                 .health_transitions
                 .with_label_values(&[cluster, "healthy"]),

@@ -333,7 +333,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let cluster = ctx
@@ -388,11 +388,21 @@ impl ProxyHttp for Gateway {
 
         let mut peer = HttpPeer::new(addr, false, String::new());
         let connect = cluster.config.connect_timeout.min(remaining);
-        let per_try = cluster
-            .config
-            .retry
-            .per_try_timeout
-            .map_or(remaining, |t| t.min(remaining));
+        let per_try = if session.is_upgrade_req() {
+            // Once upgraded (WebSocket), the connection is a tunnel: `timeout` no longer
+            // applies, and either side may be quiet for up to `tunnel_timeout`. The wait for
+            // the 101 is bounded by it too: pingora sets a peer's timeouts once, at connect.
+            let tunnel = cluster.config.tunnel_timeout;
+            session.set_read_timeout(Some(tunnel));
+            session.set_write_timeout(Some(tunnel));
+            tunnel
+        } else {
+            cluster
+                .config
+                .retry
+                .per_try_timeout
+                .map_or(remaining, |t| t.min(remaining))
+        };
         peer.options.connection_timeout = Some(connect);
         peer.options.total_connection_timeout = Some(connect);
         peer.options.read_timeout = Some(per_try);
@@ -695,7 +705,17 @@ impl ProxyHttp for Gateway {
         if let Some(counters) = route_metrics {
             counters.count(status);
         }
+        let tunnel_timed_out = status == 101
+            && e.is_some_and(|e| {
+                matches!(
+                    e.etype(),
+                    ErrorType::ReadTimedout | ErrorType::WriteTimedout
+                )
+            });
         if let Some(c) = &ctx.cluster {
+            if tunnel_timed_out {
+                c.metrics.tunnel_timeouts.inc();
+            }
             c.metrics.request_duration.observe(elapsed.as_secs_f64());
             if let Some(t) = ctx.upstream_time {
                 c.metrics.upstream_duration.observe(t.as_secs_f64());

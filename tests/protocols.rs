@@ -567,6 +567,68 @@ fn websocket_upgrade_is_passed_through_and_echoes_both_ways() {
     rt.shutdown_timeout(Duration::from_secs(5));
 }
 
+#[test]
+fn a_quiet_websocket_outlives_the_request_timeout_and_closes_at_the_tunnel_timeout() {
+    use tokio_tungstenite::tungstenite::Message;
+
+    let rt = runtime();
+    let port = free_port();
+    let backend: SocketAddr = format!("127.0.9.3:{port}").parse().unwrap();
+    let log = start_ws_echo_server(&rt, backend);
+    // `timeout` 1 s bounds ordinary requests; once upgraded, only `tunnel_timeout` (3 s) counts.
+    let gateway = Gateway::builder()
+        .routes_yaml("- { prefix: /ws, cluster: ws }")
+        .clusters_yaml(&format!(
+            "- name: ws\n  address: 127.0.9.3\n  port: {port}\n  connect_timeout: 500ms\n  timeout: 1s\n  tunnel_timeout: 3s\n"
+        ))
+        .start();
+    let listen = gateway.listen_addr();
+
+    let idle_end = bounded(&rt, "a quiet WebSocket through the gateway", async {
+        let tcp = TcpStream::connect(listen).await.unwrap();
+        let (mut ws, response) =
+            tokio_tungstenite::client_async(format!("ws://{listen}/ws/quiet"), tcp)
+                .await
+                .unwrap_or_else(|e| panic!("WebSocket handshake through {listen}: {e}"));
+        assert_eq!(response.status(), 101);
+        for round in 0..2 {
+            // Twice the request timeout without a byte either way, then an echo.
+            tokio::time::sleep(Duration::from_millis(2_200)).await;
+            let text = Message::text(format!("still here {round}"));
+            ws.send(text.clone())
+                .await
+                .unwrap_or_else(|e| panic!("send after {round} quiet spells: {e}"));
+            assert_eq!(ws.next().await.unwrap().unwrap(), text);
+        }
+        // Past the tunnel timeout: the gateway closes the connection (a clean TCP close or a
+        // reset, never a hang).
+        let quiet = std::time::Instant::now();
+        let end = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+        (quiet.elapsed(), format!("{end:?}"))
+    });
+    let (after, how) = idle_end;
+    assert!(
+        after >= Duration::from_millis(2_500) && after < Duration::from_secs(6),
+        "closed after {after:?} of quiet ({how}); tunnel_timeout is 3 s"
+    );
+    assert!(!how.contains("Elapsed"), "never closed: {how}");
+    assert_eq!(support::lock(&log).echoed, 2);
+    let metrics = support::http::get(gateway.admin_addr(), "/metrics")
+        .unwrap()
+        .body;
+    assert!(
+        metrics.contains("headway_tunnel_idle_timeouts_total{cluster=\"ws\"} 1"),
+        "the closed tunnel is counted:\n{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("tunnel"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    drop(gateway);
+    rt.shutdown_timeout(Duration::from_secs(5));
+}
+
 // ---------------------------------------------------------------------------------------------
 // TLS termination, HTTP/2 by ALPN, HTTP/1.1 over TLS; h2c from clients.
 // ---------------------------------------------------------------------------------------------

@@ -75,6 +75,10 @@ pub mod defaults {
     /// nginx 75 s, Go 90 s) so the gateway, not the backend, usually closes an idle connection:
     /// a backend that closes one just as a request is sent on it costs a retry.
     pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+    /// `tunnel_timeout`: an upgraded connection (WebSocket) with no traffic either way is
+    /// closed after this long; `timeout` no longer applies once it is upgraded (HAProxy:
+    /// `timeout tunnel`; Envoy: `stream_idle_timeout`, 5 min; nginx: `proxy_read_timeout`, 60 s).
+    pub const TUNNEL_TIMEOUT: Duration = Duration::from_secs(3600);
     /// `retries` (Envoy: `retry_policy.num_retries`, 1).
     pub const RETRIES: u32 = 1;
     /// Upper bound on `retries`, so a typo cannot turn one request into a storm.
@@ -282,6 +286,8 @@ pub struct ClusterConfig {
     pub timeout: Duration,
     /// How long an idle upstream connection stays in the pool.
     pub idle_timeout: Duration,
+    /// How long an upgraded connection may go without traffic.
+    pub tunnel_timeout: Duration,
     /// Further attempts, each on a different backend.
     pub retries: u32,
     pub retry: RetryPolicy,
@@ -1006,6 +1012,11 @@ fn cluster(raw: raw::Cluster, path: &str, errors: &mut Errors) -> Option<Cluster
         defaults::UPSTREAM_IDLE_TIMEOUT,
         "idle_timeout",
     );
+    let tunnel_timeout = positive(
+        raw.tunnel_timeout,
+        defaults::TUNNEL_TIMEOUT,
+        "tunnel_timeout",
+    );
     let retries = raw.retries.unwrap_or(defaults::RETRIES);
     if retries > defaults::MAX_RETRIES {
         errors.push(
@@ -1058,6 +1069,7 @@ fn cluster(raw: raw::Cluster, path: &str, errors: &mut Errors) -> Option<Cluster
         connect_timeout: connect_timeout?,
         timeout: timeout?,
         idle_timeout: idle_timeout?,
+        tunnel_timeout: tunnel_timeout?,
         retries,
         retry: retry?,
         outlier: outlier?,

@@ -133,6 +133,7 @@ pub struct Cluster {
     pub connect_timeout: Option<Value>,
     pub timeout: Option<Value>,
     pub idle_timeout: Option<Value>,
+    pub tunnel_timeout: Option<Value>,
     pub retries: Option<u32>,
     pub retry_on: Option<Vec<Value>>,
     pub per_try_timeout: Option<Value>,

@@ -127,6 +127,12 @@ fn defaults_fill_what_the_conf_leaves_out() {
     assert_eq!(c.lb_policy, LbPolicy::RoundRobin);
     assert_eq!(c.dns.refresh_rate, defaults::DNS_REFRESH_RATE);
     assert_eq!(c.timeout, defaults::TIMEOUT);
+    assert_eq!(c.idle_timeout, defaults::UPSTREAM_IDLE_TIMEOUT);
+    assert!(
+        c.idle_timeout < Duration::from_secs(5),
+        "pooled connections close before Node's 5 s keep-alive timeout closes them"
+    );
+    assert_eq!(c.tunnel_timeout, defaults::TUNNEL_TIMEOUT);
     assert_eq!(c.retries, defaults::RETRIES);
     let hc = c.health_check.as_ref().unwrap();
     assert_eq!(hc.kind, HealthCheckKind::Tcp);
@@ -189,6 +195,22 @@ fn bad_values_name_the_key_and_the_reason() {
         &good_with("dns_refresh_rate: 5s", "dns_refresh_rate: 5"),
         "gateway.clusters[0].dns_refresh_rate",
         "no unit",
+    );
+    assert_error(
+        &good_with(
+            "connect_timeout: 250ms",
+            "connect_timeout: 250ms\n      idle_timeout: 0s",
+        ),
+        "gateway.clusters[0].idle_timeout",
+        "greater than zero",
+    );
+    assert_error(
+        &good_with(
+            "connect_timeout: 250ms",
+            "connect_timeout: 250ms\n      tunnel_timeout: soon",
+        ),
+        "gateway.clusters[0].tunnel_timeout",
+        "",
     );
     assert_error(
         &good_with("connect_timeout: 250ms", "connect_timeout: 0s"),
