@@ -681,13 +681,9 @@ impl ProxyHttp for Gateway {
     /// The gateway's own answers (404, 503 no healthy upstream, …) are in the access log with
     /// their reason; pingora's error log is kept for failures it did not choose.
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
-        // A client hanging up is routine (load generators do it at the end of every run).
-        let client_gone = error.esource() == &ErrorSource::Downstream
-            && matches!(
-                error.etype(),
-                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
-            );
-        client_gone || matches!(error.etype(), ErrorType::HTTPStatus(_))
+        // A client hanging up or cancelling is routine (load generators do it at the end of
+        // every run; gRPC clients at every deadline); the access log records it as 499.
+        client_gone(error) || matches!(error.etype(), ErrorType::HTTPStatus(_))
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
@@ -734,7 +730,10 @@ impl ProxyHttp for Gateway {
             .tried
             .last()
             .map_or_else(|| "-".to_owned(), |a| a.to_string());
+        // nginx's 499: the client closed the request before it had an answer.
+        let cancelled = status == 0 && e.is_some_and(client_gone);
         let error = e.map(|e| match (e.etype(), &e.context) {
+            _ if cancelled => "client closed the request".to_owned(),
             (ErrorType::HTTPStatus(_), Some(why)) => why.as_str().to_owned(),
             _ => e.etype().as_str().to_owned(),
         });
@@ -742,7 +741,7 @@ impl ProxyHttp for Gateway {
             client: &client,
             method: req.method.as_str(),
             path: req.uri.path(),
-            status,
+            status: if cancelled { 499 } else { status },
             cluster: self.cluster_name(ctx),
             backend: &backend,
             attempts: ctx.tried.len(),
@@ -1067,11 +1066,8 @@ fn failure_response(e: &Error, cluster: &str) -> (u16, String) {
         ReadTimedout => 408,
         _ => match e.esource() {
             ErrorSource::Upstream => 502,
-            ErrorSource::Downstream => match e.etype() {
-                // The client is gone: nobody to answer.
-                ReadError | WriteError | ConnectionClosed => 0,
-                _ => 400,
-            },
+            ErrorSource::Downstream if client_gone(e) => 0,
+            ErrorSource::Downstream => 400,
             ErrorSource::Internal | ErrorSource::Unset => 500,
         },
     };
@@ -1090,6 +1086,38 @@ fn failure_response(e: &Error, cluster: &str) -> (u16, String) {
         _ => "internal error".to_owned(),
     };
     (code, format!("{body}\n"))
+}
+
+/// Whether the client went away: it hung up, or reset its HTTP/2 stream (a gRPC call
+/// cancelled by its client). Nobody is left to answer, and it is no bad request. pingora says
+/// so in an error's context ("Client closed H2", from its watch on an idle stream) or leaves
+/// h2's own error as the cause.
+fn client_gone(e: &Error) -> bool {
+    use ErrorType::*;
+    if e.esource() != &ErrorSource::Downstream {
+        return false;
+    }
+    if matches!(e.etype(), ReadError | WriteError | ConnectionClosed) {
+        return true;
+    }
+    let mut error = Some(e);
+    while let Some(e) = error {
+        if e.context
+            .as_ref()
+            .is_some_and(|c| c.as_str().starts_with("Client closed H2"))
+        {
+            return true;
+        }
+        let cause = e.cause.as_deref();
+        if let Some(h2) = cause.and_then(|c| c.downcast_ref::<h2::Error>()) {
+            return h2.is_remote() && (h2.is_reset() || h2.is_go_away());
+        }
+        // pingora chains its own errors boxed (`BError`), as its `chain_display` reads them.
+        error = cause
+            .and_then(|c| c.downcast_ref::<Box<Error>>())
+            .map(|b| &**b);
+    }
+    false
 }
 
 /// Sends a short plain-text answer of the gateway's own.

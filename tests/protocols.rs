@@ -936,3 +936,47 @@ fn h2c_prior_knowledge_from_clients_reaches_an_http1_backend() {
     drop(gateway);
     rt.shutdown_timeout(Duration::from_secs(5));
 }
+
+#[test]
+fn an_http2_client_cancelling_its_stream_is_logged_as_499_not_answered_400() {
+    let rt = runtime();
+    let port = free_port();
+    let backend = Backend::start("127.0.9.5", port, "slow");
+    backend.set_delay(Duration::from_secs(2));
+    let gateway = Gateway::builder()
+        .gateway_yaml("h2c: true")
+        .routes_yaml("- { prefix: /slow, cluster: slow }")
+        .clusters_yaml(&cluster("slow", "127.0.9.5", port, ""))
+        .start();
+    let listen = gateway.listen_addr();
+    bounded(&rt, "an h2c stream cancelled by its client", async {
+        let tcp = TcpStream::connect(listen).await.unwrap();
+        let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(connection);
+        let request = http::Request::get(format!("http://{listen}/slow/cancelled"))
+            .body(())
+            .unwrap();
+        let (_response, mut stream) = client.send_request(request, true).unwrap();
+        // The backend takes 2 s; the client gives up first, as a gRPC deadline or cancel does.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stream.send_reset(h2::Reason::CANCEL);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    });
+    assert!(
+        gateway.wait_for_log("path=/slow/cancelled", Duration::from_secs(5)),
+        "no access-log line for the cancelled request:\n{}",
+        gateway.stderr_log()
+    );
+    let log = gateway.stderr_log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("path=/slow/cancelled"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("status=499") && line.contains("client closed the request"),
+        "{line}"
+    );
+    assert!(!log.contains("could not send"), "{log}");
+    drop(gateway);
+    rt.shutdown_timeout(Duration::from_secs(5));
+}
