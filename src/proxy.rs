@@ -322,6 +322,13 @@ impl ProxyHttp for Gateway {
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if body.as_ref().is_some_and(Bytes::is_empty) {
+            // An HTTP/2 client may end its upload with an empty DATA frame. pingora would write
+            // it to an HTTP/1.1 backend as an empty chunk — `0\r\n\r\n`, the last-chunk — and
+            // then the last-chunk again: a stray request on the pooled connection, whose answer
+            // the next client of that connection got (notes/upstream-reports.md).
+            *body = None;
+        }
         if let (Some(max), Some(chunk)) = (ctx.body_limit, body.as_ref()) {
             ctx.body_seen += chunk.len() as u64;
             if ctx.body_seen > max {

@@ -1038,3 +1038,56 @@ fn a_kept_alive_connection_idling_between_requests_is_served_and_closes_when_ask
     let requests = got.concat().windows(4).filter(|w| w == b"GET ").count();
     assert_eq!(requests, 3, "{}", show_all(&got));
 }
+
+/// An HTTP/2 upload without content-length whose last DATA frame is empty (curl `--http2 -T -`
+/// ends so) is forwarded to an HTTP/1.1 backend chunked, with one last-chunk: pingora writes an
+/// empty chunk as `0\r\n\r\n`, so a second terminator became a request of its own on the pooled
+/// connection, and its answer went to the next client that used that connection.
+#[test]
+fn an_http2_upload_ending_in_an_empty_data_frame_reaches_http1_with_one_terminator() {
+    let backend = RawBackend::start();
+    let gateway = Gateway::builder()
+        .gateway_yaml("h2c: true")
+        .routes_yaml("- { prefix: /, cluster: raw }")
+        .clusters_yaml(&format!(
+            "- {{ name: raw, address: 127.0.7.1, port: {} }}",
+            backend.addr.port()
+        ))
+        .start();
+    let listen = gateway.listen_addr();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            let tcp = tokio::net::TcpStream::connect(listen).await.unwrap();
+            let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+            tokio::spawn(connection);
+            let mut client = client.ready().await.unwrap();
+            let request = http::Request::post(format!("http://{listen}/upload"))
+                .body(())
+                .unwrap();
+            let (response, mut body) = client.send_request(request, false).unwrap();
+            body.send_data(bytes::Bytes::from_static(b"hello world"), false)
+                .unwrap();
+            body.send_data(bytes::Bytes::new(), true).unwrap();
+            response.await.unwrap().status()
+        })
+        .await
+        .expect("the upload got no answer within 10 s")
+    });
+    assert_eq!(status, 200);
+    let received = backend.take_received();
+    assert_eq!(received.len(), 1, "{}", show_all(&received));
+    let bytes = &received[0];
+    let head_end = find(bytes, b"\r\n\r\n").expect("a request head") + 4;
+    assert_eq!(
+        show(&bytes[head_end..]),
+        show(b"B\r\nhello world\r\n0\r\n\r\n"),
+        "the body, once, and nothing after it; the whole connection:\n{}",
+        show(bytes)
+    );
+    let head = String::from_utf8_lossy(&bytes[..head_end]).to_ascii_lowercase();
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+}
