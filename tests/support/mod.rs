@@ -12,6 +12,8 @@ pub mod backend;
 pub mod dns;
 pub mod gateway;
 pub mod http;
+pub mod nginx;
+pub mod node;
 
 use std::collections::HashSet;
 use std::net::TcpListener;
