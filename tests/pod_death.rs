@@ -1054,6 +1054,15 @@ fn own_pod_closes_pooled_connection_on_next_request(test: &str, ip: &str, h2c: b
         "POST: a dropped connection instead of an answer: {}",
         post.summary()
     );
+    if close == Close::RefusedStream {
+        // REFUSED_STREAM proves the pod never processed the request: safe to send again.
+        assert_eq!(
+            (post.ok, post.sent),
+            (12, 12),
+            "POST refused by the pod (REFUSED_STREAM: not processed) must be retried: {}",
+            post.summary()
+        );
+    }
     for (status, (_, body)) in &post.statuses {
         assert!(
             is_clear_502(*status, body),
@@ -1109,6 +1118,16 @@ fn own_h2c_pod_closing_a_pooled_connection_with_rst_as_the_next_request_arrives(
         "127.0.13.54",
         true,
         Close::Rst,
+    );
+}
+
+#[test]
+fn own_h2c_pod_refusing_the_next_stream_gets_every_request_post_included_retried() {
+    own_pod_closes_pooled_connection_on_next_request(
+        "own_h2c_pod_refusing_the_next_stream_gets_every_request_post_included_retried",
+        "127.0.13.56",
+        true,
+        Close::RefusedStream,
     );
 }
 

@@ -44,6 +44,11 @@ pub enum Close {
     /// Only the request line (h2c: the request's HEADERS) is read, then the socket is closed
     /// with `SO_LINGER` 0: the peer gets a reset.
     Rst,
+    /// h2c: the request's stream is reset with `REFUSED_STREAM` — RFC 9113 §8.7: closed before
+    /// any processing, so any request, a POST included, can be retried safely — then the
+    /// connection is shut down gracefully (GOAWAY) and closed. HTTP/1 has no way to say this:
+    /// there it closes as [`Close::Fin`] does.
+    RefusedStream,
 }
 
 /// A way for the backend to misbehave, chosen at run time with [`Backend::set_fault`]. Faults
@@ -416,7 +421,7 @@ async fn serve_connection(
         if !health {
             if let Some(close) = close_on_arrival(&state, served, idle_since.elapsed()) {
                 state.faults.fetch_add(1, Ordering::SeqCst);
-                if close == Close::Fin {
+                if close != Close::Rst {
                     // Read the whole request so that the close is a FIN, not a reset for unread
                     // bytes.
                     let _ = read_request_rest(&mut stream, request_line).await;
@@ -638,6 +643,20 @@ async fn serve_h2c_connection(
             if request.uri().path() != "/healthz" {
                 if let Some(close) = close_on_arrival(&state, served, idle_since.elapsed()) {
                     state.faults.fetch_add(1, Ordering::SeqCst);
+                    if close == Close::RefusedStream {
+                        let mut respond = respond;
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                        // GOAWAY, then serve out the connection: the reset and the GOAWAY reach
+                        // the peer, and streams it opens meanwhile are refused by h2 itself.
+                        connection.graceful_shutdown();
+                        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                            while let Some(Ok((_, mut late))) = connection.accept().await {
+                                late.send_reset(h2::Reason::REFUSED_STREAM);
+                            }
+                        })
+                        .await;
+                        break Some(Close::Fin);
+                    }
                     break Some(close);
                 }
                 served += 1;
@@ -648,7 +667,7 @@ async fn serve_h2c_connection(
         // The connection is dropped here without a GOAWAY: the peer learns nothing from h2.
     };
     match close {
-        Some(Close::Fin) => {
+        Some(Close::Fin | Close::RefusedStream) => {
             // Drain what the peer sent (the request's body) so that the close is a FIN.
             let mut sink = [0u8; 16 * 1024];
             while let Ok(Ok(n)) =
