@@ -84,8 +84,9 @@ enum NextAttempt {
 
 /// Why an established attempt failed, for `retry_on` and passive health.
 enum AttemptFailure {
-    /// The request head could not be written: the backend had already reset the connection, so
-    /// it cannot have seen the request (any method may go again).
+    /// The request head could not be written (the backend had already reset the connection), or
+    /// an HTTP/2 backend refused the stream: it cannot have processed the request, so any
+    /// method may go again.
     HeadNotWritten,
     /// A pooled connection closed or reset before any answer: what a backend's keep-alive
     /// timeout does to a connection a request is just being sent on (Node's `http`: 5 s).
@@ -564,7 +565,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
-        let head_not_written = head_not_written(&e);
+        let head_not_written = head_not_written(&e) || refused_by_backend(&e);
         let mut e = e.more_context(format!("peer: {peer}"));
         let Some(cluster) = ctx.cluster.clone() else {
             e.set_retry(false);
@@ -1107,24 +1108,36 @@ fn client_gone(e: &Error) -> bool {
     if matches!(e.etype(), ReadError | WriteError | ConnectionClosed) {
         return true;
     }
-    let mut error = Some(e);
-    while let Some(e) = error {
-        if e.context
+    let closed_h2 = chain(e).any(|e| {
+        e.context
             .as_ref()
             .is_some_and(|c| c.as_str().starts_with("Client closed H2"))
-        {
-            return true;
-        }
-        let cause = e.cause.as_deref();
-        if let Some(h2) = cause.and_then(|c| c.downcast_ref::<h2::Error>()) {
-            return h2.is_remote() && (h2.is_reset() || h2.is_go_away());
-        }
-        // pingora chains its own errors boxed (`BError`), as its `chain_display` reads them.
-        error = cause
+    });
+    closed_h2 || h2_cause(e).is_some_and(|h2| h2.is_remote() && (h2.is_reset() || h2.is_go_away()))
+}
+
+/// Whether an HTTP/2 backend said it did not process the stream: REFUSED_STREAM, or a GOAWAY
+/// that the stream came after (RFC 9113 §8.7): any method may go again.
+fn refused_by_backend(e: &Error) -> bool {
+    h2_cause(e).is_some_and(|h2| {
+        h2.is_remote() && (h2.is_go_away() || h2.reason() == Some(h2::Reason::REFUSED_STREAM))
+    })
+}
+
+/// An error and the pingora errors it was caused by; pingora chains its own errors boxed
+/// (`BError`), as its `chain_display` reads them.
+fn chain(e: &Error) -> impl Iterator<Item = &Error> {
+    std::iter::successors(Some(e), |e| {
+        e.cause
+            .as_deref()
             .and_then(|c| c.downcast_ref::<Box<Error>>())
-            .map(|b| &**b);
-    }
-    false
+            .map(|b| &**b)
+    })
+}
+
+/// The h2 error at the root of `e`, if there is one.
+fn h2_cause(e: &Error) -> Option<&h2::Error> {
+    chain(e).find_map(|e| e.cause.as_deref()?.downcast_ref::<h2::Error>())
 }
 
 /// Sends a short plain-text answer of the gateway's own.
