@@ -1199,8 +1199,10 @@ def _interrupt(signum, frame):
 def main() -> int:
     if len(sys.argv) == 3 and sys.argv[1] == "--rst-server":
         return rst_server(sys.argv[2])
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGHUP, _interrupt)
+    # Ctrl-C, SIGTERM, SIGHUP: stop what we started (SIGINT explicitly: a shell starting us in
+    # the background leaves it ignored)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--peers", default="headway,envoy,haproxy")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
