@@ -48,6 +48,8 @@ pub struct BackendState {
     pub in_flight: AtomicI64,
     /// Passive health.
     pub ejection: Ejection,
+    /// The last request sent here failed (see [`Cluster::fails_alone`]).
+    last_failed: AtomicBool,
 }
 
 impl BackendState {
@@ -60,6 +62,7 @@ impl BackendState {
             requests: AtomicU64::new(0),
             in_flight: AtomicI64::new(0),
             ejection: Ejection::default(),
+            last_failed: AtomicBool::new(false),
         }
     }
 }
@@ -411,6 +414,22 @@ impl Cluster {
         found
     }
 
+    /// Whether `addr` fails alone: every other backend in rotation answered its last request.
+    /// Moving a request off a lone failing backend (a hung or dying pod) is failover, not the
+    /// retry storm a retry budget is for: that is failures spread over the cluster.
+    pub fn fails_alone(&self, addr: &SocketAddr) -> bool {
+        let panic = self.panic.load(Relaxed);
+        let table = self.table.map.load();
+        let backends = self.balancer.backends();
+        let others_fine = backends
+            .get_backend()
+            .iter()
+            .filter(|b| self.accepts(b, backends.ready(b), &[*addr], panic, &table))
+            .filter_map(|b| table.get(b.addr.as_inet()?))
+            .all(|s| !s.last_failed.load(Relaxed));
+        others_fine
+    }
+
     /// Power of two choices: two random ready backends, the one with fewer requests in flight.
     fn select_least_request(&self, exclude: &[SocketAddr]) -> Option<SocketAddr> {
         let first = self.select_one(exclude, b"")?;
@@ -429,11 +448,13 @@ impl Cluster {
 
     /// A request to `addr` got a good answer: its failure streak ends.
     pub fn report_success(&self, state: &BackendState) {
+        state.last_failed.store(false, Relaxed);
         self.outlier.success(&state.ejection);
     }
 
     /// A request to `addr` failed (5xx, connect failure, reset, timeout): maybe eject it.
     pub fn report_failure(&self, addr: SocketAddr, state: &BackendState) {
+        state.last_failed.store(true, Relaxed);
         if !self.outlier.enabled() {
             return;
         }

@@ -123,7 +123,8 @@ impl Gateway {
     }
 
     /// Whether this request may be sent again to another backend now: within `retries` and the
-    /// deadline, with another ready backend, and within the cluster's retry budget (whose slot
+    /// deadline, with another ready backend, and — unless the backend it failed on fails alone
+    /// (failover, see [`Cluster::fails_alone`]) — within the cluster's retry budget (whose slot
     /// it then holds until it ends).
     fn may_resend(&self, cluster: &Arc<Cluster>, ctx: &mut RequestCtx) -> bool {
         if ctx.counted_attempts > cluster.config.retries
@@ -131,6 +132,9 @@ impl Gateway {
             || !cluster.has_ready_backend(&ctx.tried)
         {
             return false;
+        }
+        if ctx.tried.last().is_some_and(|a| cluster.fails_alone(a)) {
+            return true;
         }
         if ctx.retry_slot.is_none() {
             match RetrySlot::take(cluster, &cluster.config.retry) {
