@@ -116,6 +116,41 @@ impl ParkedSocket {
     }
 }
 
+/// Told of each answer given before any of the proxy's hooks ran — pingora's 400 to a request
+/// its HTTP/1 parser refused, this wrapper's 408 to headers that never came — with the status,
+/// the client's address and why, so that every answer is logged and counted.
+pub type OnOwnAnswer = Box<dyn Fn(u16, Option<std::net::IpAddr>, &'static str) + Send + Sync>;
+
+/// A duplicate of a plaintext client socket and the bytes sent on it when it was taken: it
+/// outlives pingora's session, so whether pingora wrote an answer of its own can be read after
+/// the session is gone.
+struct SentBytes {
+    socket: OwnedFd,
+    before: u64,
+}
+
+impl SentBytes {
+    fn watch(fd: RawFd) -> Option<SentBytes> {
+        // SAFETY: `fd` is the socket of the session the caller holds, open for this borrow.
+        let socket = unsafe { BorrowedFd::borrow_raw(fd) }
+            .try_clone_to_owned()
+            .ok()?;
+        let before = sent(&socket)?;
+        Some(SentBytes { socket, before })
+    }
+
+    fn grew(&self) -> bool {
+        sent(&self.socket).is_some_and(|now| now > self.before)
+    }
+}
+
+fn sent(socket: &OwnedFd) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    pingora::protocols::l4::ext::get_tcp_info(socket.as_raw_fd())
+        .ok()
+        .map(|info| info.tcpi_bytes_sent)
+}
+
 /// Wraps the proxy's HTTP application with the client-side limits.
 pub struct ClientLimits<A> {
     inner: Arc<A>,
@@ -125,6 +160,7 @@ pub struct ClientLimits<A> {
     /// reads for this long is abandoned.
     idle_timeout: Duration,
     timeouts: IntCounter,
+    on_own_answer: OnOwnAnswer,
 }
 
 impl<A> ClientLimits<A> {
@@ -133,12 +169,14 @@ impl<A> ClientLimits<A> {
         headers_timeout: Duration,
         idle_timeout: Duration,
         timeouts: IntCounter,
+        on_own_answer: OnOwnAnswer,
     ) -> ClientLimits<A> {
         ClientLimits {
             inner,
             headers_timeout,
             idle_timeout,
             timeouts,
+            on_own_answer,
         }
     }
 }
@@ -225,21 +263,37 @@ where
             .then(|| session.stream().map(|s| s.id()))
             .flatten();
 
+        // pingora answers a first request its HTTP/1 parser refuses (400) and closes before
+        // any of the proxy's hooks run; a count of the bytes sent tells that it did.
+        let refusals = plain_fd.and_then(SentBytes::watch);
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+
         let read = Arc::new(AtomicBool::new(false));
         let work = HEADERS_READ.scope(read.clone(), self.inner.process_new_http(session, shutdown));
         tokio::pin!(work);
         tokio::select! {
             biased;
-            done = &mut work => done,
+            done = &mut work => {
+                if done.is_none()
+                    && !read.load(Relaxed)
+                    && refusals.is_some_and(|r| r.grew())
+                {
+                    (self.on_own_answer)(400, client, "request refused by the HTTP/1 parser");
+                }
+                done
+            }
             _ = tokio::time::sleep(limit) => {
                 if read.load(Relaxed) {
                     work.await
                 } else {
                     self.timeouts.inc();
                     debug!("client sent no complete request headers within {limit:?}: closing");
-                    if let Some(fd) = plain_fd {
-                        // `work` still owns the stream, so the descriptor is open.
-                        answer_request_timeout(fd);
+                    // `work` still owns the stream, so the descriptor is open.
+                    if plain_fd.is_some_and(answer_request_timeout) {
+                        (self.on_own_answer)(408, client, "request headers not complete in time");
                     }
                     None
                 }
@@ -277,20 +331,22 @@ const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: t
 /// Sends [`REQUEST_TIMEOUT`] on a plaintext connection whose client has sent some bytes (the
 /// kernel counts them); a connection that never sent any is left to close silently. Best
 /// effort: the answer is one small write into an idle socket's buffer, never waited for.
-fn answer_request_timeout(fd: RawFd) {
+fn answer_request_timeout(fd: RawFd) -> bool {
     let sent_something = pingora::protocols::l4::ext::get_tcp_info(fd)
         .map(|info| info.tcpi_bytes_received > 0)
         .unwrap_or(false);
     if !sent_something {
-        return;
+        return false;
     }
     // SAFETY: `fd` is the socket of a pingora stream that the caller's pending session still
     // owns, so it stays open for this borrow; the duplicate made here is closed on return and
     // never closes the connection itself.
     let socket = unsafe { BorrowedFd::borrow_raw(fd) };
-    if let Ok(dup) = socket.try_clone_to_owned() {
-        let _ = std::net::TcpStream::from(dup).write(REQUEST_TIMEOUT);
-    }
+    socket.try_clone_to_owned().is_ok_and(|dup| {
+        std::net::TcpStream::from(dup)
+            .write(REQUEST_TIMEOUT)
+            .is_ok()
+    })
 }
 
 #[cfg(test)]

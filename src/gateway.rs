@@ -108,6 +108,31 @@ impl GatewayState {
         })
     }
 
+    /// Logs and counts an answer given before the proxy's hooks ran (see
+    /// `downstream::OnOwnAnswer`): no route, method or path is known for it.
+    pub fn log_own_answer(&self, status: u16, client: Option<std::net::IpAddr>, why: &str) {
+        self.unrouted.count(status);
+        if !self.access_log.enabled() {
+            return;
+        }
+        let client = client.map_or_else(|| "-".to_owned(), |ip| ip.to_string());
+        self.access_log.write(&crate::access_log::Entry {
+            client: &client,
+            method: "-",
+            path: "-",
+            status,
+            cluster: "-",
+            backend: "-",
+            attempts: 0,
+            upstream_ms: None,
+            duration_ms: 0.0,
+            request_id: "-",
+            bytes_received: 0,
+            bytes_sent: 0,
+            error: Some(why),
+        });
+    }
+
     pub fn is_draining(&self) -> bool {
         self.draining.load(Relaxed)
     }
@@ -305,6 +330,10 @@ pub fn run(config: Config, opt: Opt) -> Result<(), String> {
         config.gateway.request_headers_timeout,
         config.gateway.idle_timeout,
         state.metrics.client_header_timeouts.clone(),
+        {
+            let state = state.clone();
+            Box::new(move |status, client, why| state.log_own_answer(status, client, why))
+        },
     );
     let mut proxy = Service::new("headway proxy".to_owned(), proxy_app);
     for (i, listener) in config.gateway.listen.iter().enumerate() {

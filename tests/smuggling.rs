@@ -970,6 +970,59 @@ fn headers_not_complete_within_request_headers_timeout_get_408_then_close() {
     assert_eq!(responses[0].body, b"request timeout\n");
     assert!(trailing.is_empty(), "{}", show(&trailing));
     assert!(rig.backend.take_received().is_empty());
+    assert_logged(&rig, 408, "request headers not complete in time", 1);
+}
+
+/// The access-log lines of `status`, which must be `count` and carry `why`.
+fn assert_logged(rig: &Rig, status: u16, why: &str, count: usize) {
+    let needle = format!("status={status} ");
+    assert!(
+        support::wait_until(Duration::from_secs(3), || rig
+            .gateway
+            .stderr_log()
+            .matches(&needle)
+            .count()
+            >= count),
+        "no access-log line with {needle}"
+    );
+    let log = rig.gateway.stderr_log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(&needle)).collect();
+    assert_eq!(lines.len(), count, "{lines:#?}");
+    for line in lines {
+        assert!(line.contains(&format!("error=\"{why}\"")), "{line}");
+        assert!(line.contains("client=127.0.0.1 "), "{line}");
+    }
+}
+
+#[test]
+fn requests_the_http1_parser_refuses_get_400_and_an_access_log_line_each() {
+    let rig = rig();
+    let refused: [&[u8]; 3] = [
+        b"G(T /a HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
+    ];
+    for request in refused {
+        exchange(&rig, request).assert_rejected(400, "");
+    }
+    assert_logged(
+        &rig,
+        400,
+        "request refused by the HTTP/1 parser",
+        refused.len(),
+    );
+    let metrics = support::http::get(rig.gateway.admin_addr(), "/metrics")
+        .unwrap()
+        .body;
+    assert!(
+        metrics.contains("headway_requests_total{cluster=\"none\",code=\"4xx\",route=\"none\"} 3"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("headway_requests_total"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
 
 #[test]
