@@ -632,7 +632,13 @@ impl ProxyHttp for Gateway {
             .filter(|n| *n != NextAttempt::Undelivered || cluster.has_ready_backend(&ctx.tried));
         let stale = matches!(failure, AttemptFailure::StalePooledConnection);
         if !matches!(failure, AttemptFailure::Status) {
-            let blame_backend = !(stale || client_reused);
+            // Closing an idle pooled connection is no fault of a backend's; everything else
+            // counts towards its passive health.
+            let blame_backend = match failure {
+                AttemptFailure::StalePooledConnection => false,
+                AttemptFailure::HeadNotWritten => !client_reused,
+                _ => true,
+            };
             Self::end_attempt(&cluster, ctx, blame_backend);
             ctx.last_failure = Some(format!("{} from {}", e.etype().as_str(), peer.address()));
         }
