@@ -630,7 +630,6 @@ impl ProxyHttp for Gateway {
         // An undelivered attempt needs another backend to go to.
         let next = next
             .filter(|n| *n != NextAttempt::Undelivered || cluster.has_ready_backend(&ctx.tried));
-        let stale = matches!(failure, AttemptFailure::StalePooledConnection);
         if !matches!(failure, AttemptFailure::Status) {
             // Closing an idle pooled connection is no fault of a backend's; everything else
             // counts towards its passive health.
@@ -647,7 +646,12 @@ impl ProxyHttp for Gateway {
             e.set_retry(true);
             return e;
         }
-        if stale && !response_started && !replayable(session) {
+        let broke_pooled = client_reused
+            && matches!(
+                failure,
+                AttemptFailure::StalePooledConnection | AttemptFailure::Reset
+            );
+        if broke_pooled && !response_started && !replayable(session) {
             // RFC 9110 §9.2.2: a non-idempotent request is not sent again unless the failure
             // proves the backend never saw it; a connection closed after the request was
             // written proves nothing (the backend may have acted, then closed).
