@@ -21,6 +21,7 @@ import json
 import math
 import os
 import platform
+import random
 import re
 import selectors
 import shutil
@@ -320,7 +321,7 @@ class Headway(Peer):
 
     def start(self, d):
         a = self.ctx.args
-        conf = render("chaos-headway.yaml", d / "headway.yaml", DIR=d,
+        conf = render(a.headway_template, d / "headway.yaml", DIR=d,
                       PROXY_LISTEN=f"127.0.0.1:{self.port}",
                       ADMIN_LISTEN=f"127.0.0.1:{self.admin_port}",
                       DNS_ADDR=f"127.0.0.1:{a.dns_port}", DNS_NAME=DNS_NAME,
@@ -540,6 +541,10 @@ class Timing:
         self.post = 3.0 if smoke else 5.0         # after it
         self.dns_down = 5.0 if smoke else 30.0    # dns-down-30s
         self.grace = 1.0                          # removed from DNS → SIGTERM (a refresh later)
+        # The event comes 0-1 s later than `pre`, at random: the peers refresh DNS and probe
+        # every second from their own start, so a fixed offset would always hit the same phase
+        # of their timers and every convergence time would come out the same.
+        self.jitter = 1.0
         self.zero = 3.0 if smoke else 5.0         # zero-and-back: time at zero
         self.rolling_step = 2.0 if smoke else 3.0
 
@@ -556,6 +561,7 @@ class Run:
         self.load: Load | None = None
         self.t0 = time.monotonic()
         self.resets_sent: int | None = None  # reset: connections the peer opened to the RST pod
+        self.jitter_s: float | None = None
         self.peer_stats: dict = {}  # what the peer itself counted (headway: panics)
 
     # timeline
@@ -571,6 +577,11 @@ class Run:
 
     def sleep(self, s: float) -> None:
         time.sleep(s)
+
+    def pre(self) -> None:
+        """The steady load before the event: `pre` plus a random part of a refresh interval."""
+        self.jitter_s = round(random.uniform(0, self.T.jitter), 3)
+        time.sleep(self.T.pre + self.jitter_s)
 
     # pods and DNS
     def start_pods(self, ns: list[int]) -> None:
@@ -600,7 +611,7 @@ class Run:
 
 def sc_kill_term(run: Run) -> None:
     T = run.T
-    run.sleep(T.pre)
+    run.pre()
     run.pods[11].term()
     run.event("SIGTERM pod .11 (nginx fast shutdown: every connection closed at once)", "event")
     run.sleep(0.5)
@@ -610,7 +621,7 @@ def sc_kill_term(run: Run) -> None:
 
 def sc_kill_9(run: Run) -> None:
     T = run.T
-    run.sleep(T.pre)
+    run.pre()
     run.pods[11].signal_group(signal.SIGKILL)
     run.event("SIGKILL pod .11 (master and worker); its record stays in DNS", "event")
     run.sleep(T.post + 1)
@@ -618,7 +629,7 @@ def sc_kill_9(run: Run) -> None:
 
 def sc_hang(run: Run) -> None:
     T = run.T
-    run.sleep(T.pre)
+    run.pre()
     run.pods[11].signal_group(signal.SIGSTOP)
     run.event("SIGSTOP pod .11 (master and worker): connects complete in the kernel, nothing "
               "answers; its record stays in DNS", "event")
@@ -628,7 +639,7 @@ def sc_hang(run: Run) -> None:
 
 def sc_reset(run: Run) -> None:
     T = run.T
-    run.sleep(T.pre - 0.3)
+    run.pre()
     run.resets.append(ResetServer(11, run.ctx.args.pod_port, run.d))
     run.event("reset server listening beside .11's nginx (new connections split between them)")
     run.pods[11].signal_group(signal.SIGKILL)
@@ -640,7 +651,7 @@ def sc_reset(run: Run) -> None:
 
 def sc_dns_down(run: Run) -> None:
     T = run.T
-    run.sleep(T.pre)
+    run.pre()
     run.ctx.dns.stop()
     run.event(f"DNS server stopped for {T.dns_down:g} s (port closed: queries get ICMP "
               "unreachable)", "event")
@@ -652,7 +663,7 @@ def sc_dns_down(run: Run) -> None:
 
 def sc_churn(run: Run) -> None:
     T = run.T
-    run.sleep(T.pre)
+    run.pre()
     run.start_pods(SPARE_PODS)
     run.dns([11, 12, 13, 14, 15, 16], "3 → 6: pods .14-.16 started, then added to DNS", "up")
     run.sleep(T.post)
@@ -666,7 +677,7 @@ def sc_churn(run: Run) -> None:
 
 def sc_replace(run: Run) -> None:
     T = run.T
-    run.sleep(T.pre)
+    run.pre()
     run.start_pods([14, 15])
     run.dns([13, 14, 15], "{11,12,13} → {13,14,15} (new pods started first)", "event")
     run.sleep(T.grace)
@@ -678,7 +689,7 @@ def sc_replace(run: Run) -> None:
 
 def sc_zero_and_back(run: Run) -> None:
     T = run.T
-    run.sleep(T.pre)
+    run.pre()
     run.dns([], "scaled to zero: records removed (NXDOMAIN)", "event")
     run.sleep(T.grace)
     for n in FIRST_PODS:
@@ -692,7 +703,7 @@ def sc_zero_and_back(run: Run) -> None:
 
 def sc_rolling(run: Run) -> None:
     T = run.T
-    run.sleep(T.pre)
+    run.pre()
     current = list(FIRST_PODS)
     for i, (old, new) in enumerate(zip(FIRST_PODS, SPARE_PODS)):
         run.start_pods([new])
@@ -844,7 +855,7 @@ def log_notes(path: Path) -> dict:
             "error_excerpt": errors[:8]}
 
 
-def trim_log(path: Path, limit: int = 1 << 20) -> None:
+def trim_log(path: Path, limit: int = 64 << 10) -> None:
     """Keeps a peer's log under `limit` bytes: its head and tail, with a note of what was cut."""
     try:
         size = path.stat().st_size
@@ -897,7 +908,7 @@ def run_one(ctx: "Ctx", peer: Peer, scenario: str, clients: int, rnd: int) -> di
         fn, _ = SCENARIOS[scenario]
         planned = planned_seconds(scenario, ctx.timing)
         run.load = Load(peer.port, clients, ctx.args.client_timeout, ctx.args.max_requests,
-                        planned + 60)
+                        planned + ctx.timing.jitter + 60)
         run.t0 = run.load.start()
         try:
             fn(run)
@@ -912,6 +923,7 @@ def run_one(ctx: "Ctx", peer: Peer, scenario: str, clients: int, rnd: int) -> di
                     f.write(f"{s_:.4f},{d_:.4f},{json.dumps(o_)},{p_}\n")
         rec.update(analyse(run, rows))
         rec["events"] = run.events
+        rec["pre_jitter_s"] = run.jitter_s
         rec["status"] = "ok"
         if not proc.alive():
             rec["status"] = "failed"
@@ -1105,12 +1117,16 @@ def report(ctx: "Ctx", info: dict, runs: list[dict], wall: float) -> tuple[str, 
                                else "") + ".", ""]
     part += table(summary, a.scenarios, a.clients, a.peers)
     part += ["", "Scenarios (pods are stock nginx, one worker each, on 127.0.0.11-16; "
-             f"{T.pre:g} s of load before the event, {T.post:g} s after):", ""]
+             f"{T.pre:g} s of load before the event plus 0-{T.jitter:g} s at random, so that "
+             f"it falls at any phase of the peers' 1 s timers; {T.post:g} s after):", ""]
     part += [f"- **{s}**: {SCENARIOS[s][1]}" for s in a.scenarios]
     part += ["", "Settings (the same job for all: DNS every 1 s, health checks on /healthz every "
              "1 s, down after 2, up after 1, 2 retries on other pods, 1 s per try, keep-alive "
              "upstream connections, one worker):", ""]
     part += [f"- **{p.name}**: {p.settings}" for p in ctx.peers]
+    if a.headway_template != "chaos-headway.yaml" and "headway" in a.peers:
+        part += ["", f"**headway ran on another conf template: `{a.headway_template}`** (the "
+                 "settings above are those of bench/conf/chaos-headway.yaml)."]
     md = []
     if a.smoke:
         md += ["# SMOKE RUN — not results", "",
@@ -1221,6 +1237,9 @@ def main() -> int:
                     "(Envoy and HAProxy always log failed ones)")
     ap.add_argument("--keep-requests", action="store_true", help="write every request "
                     "(start, duration, outcome, pod) to raw/.../requests.csv.gz")
+    ap.add_argument("--headway-template", default="chaos-headway.yaml",
+                    help="headway's conf template (bench/conf/ or a path), to measure other "
+                    "settings; the report says which one was used")
     ap.add_argument("--headway-log", default="info", help="RUST_LOG for headway")
     ap.add_argument("--pod-port", type=int, default=18380)
     ap.add_argument("--dns-port", type=int, default=15392)
@@ -1262,7 +1281,7 @@ def main() -> int:
 
     plan = [(rnd, c, s, p) for rnd in range(1, args.runs + 1) for c in args.clients
             for s in args.scenarios for p in ctx.peers]
-    est = sum(planned_seconds(s, ctx.timing) + 4 for _, _, s, _ in plan)
+    est = sum(planned_seconds(s, ctx.timing) + ctx.timing.jitter / 2 + 4 for _, _, s, _ in plan)
     log(f"results in {ctx.out}")
     log(f"{len(plan)} runs ({args.runs} run(s) × clients {args.clients} × "
         f"{len(args.scenarios)} scenarios × peers {','.join(args.peers)}), about "
