@@ -575,9 +575,11 @@ impl ProxyHttp for Gateway {
             e.set_retry(false);
             return e;
         };
-        if e.esource() == &ErrorSource::Downstream {
-            // The client went away or broke the exchange: nothing to retry for it, and the
-            // backend did nothing wrong (it must not count towards ejection).
+        if e.esource() == &ErrorSource::Downstream || matches!(e.etype(), ErrorType::HTTPStatus(_))
+        {
+            // The client went away or broke the exchange, or the gateway answers it itself
+            // (a body over the route's limit: 413): nothing to retry, and the backend did
+            // nothing wrong (it must not count towards ejection).
             ctx.pending = None;
             ctx.attempt = None;
             e.set_retry(false);
@@ -650,6 +652,10 @@ impl ProxyHttp for Gateway {
             && matches!(
                 failure,
                 AttemptFailure::StalePooledConnection | AttemptFailure::Reset
+            )
+            && matches!(
+                e.etype(),
+                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
             );
         if broke_pooled && !response_started && !replayable(session) {
             // RFC 9110 §9.2.2: a non-idempotent request is not sent again unless the failure
