@@ -723,8 +723,9 @@ SCENARIOS = {
                "crashed container stays listed until its readiness probe fails)"),
     "hang": (sc_hang, "SIGSTOP 1 of 3 pods (master and worker): connects succeed in the kernel "
              "backlog, nothing answers; record left; SIGCONT after the load"),
-    "reset": (sc_reset, "1 of 3 pods SIGKILLed and replaced on its ip:port by a server that "
-              "accepts, reads the request and closes with RST (SO_LINGER 0); record left"),
+    "reset": (sc_reset, "a server binds 1 of 3 pods' ip:port beside its nginx (SO_REUSEPORT), "
+              "then that nginx is SIGKILLed: every new connection is accepted, its request read, "
+              "and closed with RST (SO_LINGER 0); record left"),
     "dns-down-30s": (sc_dns_down, "the DNS server stopped for 30 s under load (its port closed), "
                      "then started again; pods untouched"),
     "churn": (sc_churn, "3 → 6 → 1 pods: added pods start before they enter DNS; removed ones "
@@ -1160,8 +1161,8 @@ BEGIN = "<!-- peers:begin (written by bench/chaos.sh --write-reliability; edit t
 END = "<!-- peers:end -->"
 INTRO = """The same pod deaths played against headway, Envoy and HAProxy, each in front of three stock
 nginx pods found by DNS (services/headless-dns, whose records the harness changes while the load
-runs), each peer at its best settings for the job. Unlike the table above (headway alone, from
-tests/chaos.rs), the clients here never retry: every failure a client would see is counted.
+runs), each peer at its best settings for the job. Unlike tests/chaos.rs and tests/pod_death.rs
+(headway alone), the clients here never retry: every failure a client would see is counted.
 Rerun it and rewrite this table with:
 
 ```sh
