@@ -1286,7 +1286,7 @@ def main() -> int:
     log(f"results in {ctx.out}")
     log(f"{len(plan)} runs ({args.runs} run(s) × clients {args.clients} × "
         f"{len(args.scenarios)} scenarios × peers {','.join(args.peers)}), about "
-        f"{est / 60:.0f} min")
+        f"{est / 60:.1f} min")
 
     runs: list[dict] = []
     t0 = time.monotonic()
