@@ -316,7 +316,7 @@ class Headway(Peer):
     name = "headway"
     settings = ("threads 1; dns_refresh_rate 1s; health_check http /healthz every 1s, timeout "
                 "500ms, unhealthy 2, healthy 1; retries 2 on [connect-failure, reset, "
-                "gateway-error], per_try_timeout 1s, retry_budget 100 %/1000; connect_timeout 1s; "
+                "gateway-error], per_try_timeout 1s, retry_budget default (20 %, at least 3; failover from a lone failing pod not rationed); connect_timeout 1s; "
                 "outlier_detection 5 in a row, 30s, max 50 %; keep-alive pool")
 
     def start(self, d):
