@@ -324,14 +324,16 @@ impl ProxyHttp for Gateway {
         &self,
         _session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if body.as_ref().is_some_and(Bytes::is_empty) {
+        if end_of_stream && body.as_ref().is_some_and(Bytes::is_empty) {
             // An HTTP/2 client may end its upload with an empty DATA frame. pingora would write
             // it to an HTTP/1.1 backend as an empty chunk — `0\r\n\r\n`, the last-chunk — and
             // then the last-chunk again: a stray request on the pooled connection, whose answer
-            // the next client of that connection got (notes/upstream-reports.md).
+            // the next client of that connection got (notes/upstream-reports.md). Only at the
+            // end: pingora takes `None` for the end of the body, and its chunked reader hands
+            // out empty pieces mid-body too, which it skips itself.
             *body = None;
         }
         if let (Some(max), Some(chunk)) = (ctx.body_limit, body.as_ref()) {
@@ -575,11 +577,12 @@ impl ProxyHttp for Gateway {
             e.set_retry(false);
             return e;
         };
-        if e.esource() == &ErrorSource::Downstream || matches!(e.etype(), ErrorType::HTTPStatus(_))
+        if matches!(e.esource(), ErrorSource::Downstream | ErrorSource::Internal)
+            || matches!(e.etype(), ErrorType::HTTPStatus(_))
         {
-            // The client went away or broke the exchange, or the gateway answers it itself
-            // (a body over the route's limit: 413): nothing to retry, and the backend did
-            // nothing wrong (it must not count towards ejection).
+            // The client went away or broke the exchange, the gateway answers it itself (a
+            // body over the route's limit: 413), or the gateway failed: nothing to retry, and
+            // the backend did nothing wrong (it must not count towards ejection).
             ctx.pending = None;
             ctx.attempt = None;
             e.set_retry(false);
@@ -708,10 +711,16 @@ impl ProxyHttp for Gateway {
 
     /// The gateway's own answers (404, 503 no healthy upstream, …) are in the access log with
     /// their reason; pingora's error log is kept for failures it did not choose.
-    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
+    fn suppress_error_log(&self, session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
         // A client hanging up or cancelling is routine (load generators do it at the end of
         // every run; gRPC clients at every deadline); the access log records it as 499.
-        client_gone(error) || matches!(error.etype(), ErrorType::HTTPStatus(_))
+        // A tunnel closed by `tunnel_timeout` is routine too: it is counted, and logged as 101.
+        let tunnel_timed_out = session.response_written().is_some_and(|r| r.status == 101)
+            && matches!(
+                error.etype(),
+                ErrorType::ReadTimedout | ErrorType::WriteTimedout
+            );
+        client_gone(error) || tunnel_timed_out || matches!(error.etype(), ErrorType::HTTPStatus(_))
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
@@ -990,7 +999,17 @@ fn apply_request_rewrites(route: &Route, req: &mut RequestHeader) -> Result<()> 
             target.push('?');
             target.push_str(q);
         }
-        let uri = target.parse::<http::Uri>().map_err(|e| {
+        // Scheme and authority stay: an HTTP/2 request's host is its URI's authority, which an
+        // h2 upstream request needs; an HTTP/1 one is still written in origin-form.
+        let mut parts = req.uri.clone().into_parts();
+        parts.path_and_query = Some(target.parse().map_err(|e| {
+            Error::because(
+                ErrorType::HTTPStatus(400),
+                "prefix_rewrite made an invalid URI",
+                e,
+            )
+        })?);
+        let uri = http::Uri::from_parts(parts).map_err(|e| {
             Error::because(
                 ErrorType::HTTPStatus(400),
                 "prefix_rewrite made an invalid URI",
@@ -1129,9 +1148,10 @@ fn client_gone(e: &Error) -> bool {
         return true;
     }
     let closed_h2 = chain(e).any(|e| {
-        e.context
-            .as_ref()
-            .is_some_and(|c| c.as_str().starts_with("Client closed H2"))
+        e.context.as_ref().is_some_and(|c| {
+            let c = c.as_str();
+            c.starts_with("Client closed H2") || c.starts_with("downstream error while idling")
+        })
     });
     closed_h2 || h2_cause(e).is_some_and(|h2| h2.is_remote() && (h2.is_reset() || h2.is_go_away()))
 }
