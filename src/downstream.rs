@@ -26,7 +26,7 @@ use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use prometheus::IntCounter;
 use std::io::Write;
-use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,34 +121,51 @@ impl ParkedSocket {
 /// the client's address and why, so that every answer is logged and counted.
 pub type OnOwnAnswer = Box<dyn Fn(u16, Option<std::net::IpAddr>, &'static str) + Send + Sync>;
 
-/// A duplicate of a plaintext client socket and the bytes sent on it when it was taken: it
-/// outlives pingora's session, so whether pingora wrote an answer of its own can be read after
-/// the session is gone.
-struct SentBytes {
-    socket: OwnedFd,
-    before: u64,
+/// Whether pingora wrote an answer of its own on an HTTP/1 client connection while serving one
+/// request: pingora answers a request its parser refuses (400) and closes before any of the
+/// proxy's hooks run, and nothing else tells. The watch outlives pingora's session.
+enum AnswerWatch {
+    /// A new connection: a duplicate of its socket (the session's closes with the session) and
+    /// the bytes sent on it so far (a TLS handshake's, if any).
+    New { socket: OwnedFd, sent: u64 },
+    /// A parked kept-alive connection: its parked duplicate, and when this request began. No
+    /// system call unless the request ends without reaching the proxy.
+    Parked {
+        socket: Arc<ParkedSocket>,
+        since: std::time::Instant,
+    },
 }
 
-impl SentBytes {
-    fn watch(fd: RawFd) -> Option<SentBytes> {
+impl AnswerWatch {
+    fn new(fd: RawFd) -> Option<AnswerWatch> {
         // SAFETY: `fd` is the socket of the session the caller holds, open for this borrow.
         let socket = unsafe { BorrowedFd::borrow_raw(fd) }
             .try_clone_to_owned()
             .ok()?;
-        let before = sent(&socket)?;
-        Some(SentBytes { socket, before })
+        let sent = tcp_info(socket.as_raw_fd())?.tcpi_bytes_sent;
+        Some(AnswerWatch::New { socket, sent })
     }
 
-    fn grew(&self) -> bool {
-        sent(&self.socket).is_some_and(|now| now > self.before)
+    fn answered(&self) -> bool {
+        match self {
+            AnswerWatch::New { socket, sent } => {
+                tcp_info(socket.as_raw_fd()).is_some_and(|i| i.tcpi_bytes_sent > *sent)
+            }
+            // The previous response went out before `since`; data sent more recently than that
+            // was sent for this request. The kernel keeps that time in jiffies (up to 10 ms
+            // each): a refusal within 10 ms of the previous response goes unseen rather than a
+            // client's plain close being taken for one.
+            AnswerWatch::Parked { socket, since } => {
+                tcp_info(socket.0.as_raw_fd()).is_some_and(|i| {
+                    u128::from(i.tcpi_last_data_sent) + 10 < since.elapsed().as_millis()
+                })
+            }
+        }
     }
 }
 
-fn sent(socket: &OwnedFd) -> Option<u64> {
-    use std::os::fd::AsRawFd;
-    pingora::protocols::l4::ext::get_tcp_info(socket.as_raw_fd())
-        .ok()
-        .map(|info| info.tcpi_bytes_sent)
+fn tcp_info(fd: RawFd) -> Option<pingora::protocols::l4::ext::TCP_INFO> {
+    pingora::protocols::l4::ext::get_tcp_info(fd).ok()
 }
 
 /// Wraps the proxy's HTTP application with the client-side limits.
@@ -191,6 +208,8 @@ where
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
+        // The previous response on this connection, if any, went out before this.
+        let began = std::time::Instant::now();
         // The proxy's marker comes back on every request after the first of a connection.
         let mut kept_alive = session
             .take_connection_user_context()
@@ -233,7 +252,8 @@ where
                 }
             }
         }
-        let parked = kept_alive.as_ref().is_some_and(|k| k.parked.is_some());
+        let parked_socket = kept_alive.as_ref().and_then(|k| k.parked.clone());
+        let parked = parked_socket.is_some();
         session.set_connection_user_context(
             kept_alive.map(|k| k as Box<dyn std::any::Any + Send + Sync>),
         );
@@ -263,9 +283,20 @@ where
             .then(|| session.stream().map(|s| s.id()))
             .flatten();
 
-        // pingora answers a first request its HTTP/1 parser refuses (400) and closes before
-        // any of the proxy's hooks run; a count of the bytes sent tells that it did.
-        let refusals = plain_fd.and_then(SentBytes::watch);
+        let refusals = if session.is_http2() {
+            None
+        } else if let Some(socket) = parked_socket {
+            Some(AnswerWatch::Parked {
+                socket,
+                since: began,
+            })
+        } else if !reused {
+            session.stream().map(|s| s.id()).and_then(AnswerWatch::new)
+        } else {
+            // A kept-alive connection past the parking budget: a duplicate per request would
+            // cost every request a system call or two; its refusals go unlogged.
+            None
+        };
         let client = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -279,7 +310,7 @@ where
             done = &mut work => {
                 if done.is_none()
                     && !read.load(Relaxed)
-                    && refusals.is_some_and(|r| r.grew())
+                    && refusals.is_some_and(|r| r.answered())
                 {
                     (self.on_own_answer)(400, client, "request refused by the HTTP/1 parser");
                 }

@@ -1005,17 +1005,35 @@ fn requests_the_http1_parser_refuses_get_400_and_an_access_log_line_each() {
     for request in refused {
         exchange(&rig, request).assert_rejected(400, "");
     }
+    // The same refusal later on a kept-alive connection (parked between its requests).
+    let mut kept = TcpStream::connect(rig.gateway.listen_addr()).unwrap();
+    kept.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    kept.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut first = Vec::new();
+    let mut buf = [0u8; 4096];
+    while parse_responses(&first).0.is_empty() {
+        let n = kept.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before answering: {}", show(&first));
+        first.extend_from_slice(&buf[..n]);
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    kept.write_all(refused[0]).unwrap();
+    let (received, _, _) = read_until_closed(&mut kept);
+    let (responses, _) = parse_responses(&received);
+    assert_eq!(responses.len(), 1, "{}", show(&received));
+    assert_eq!(responses[0].status, 400);
     assert_logged(
         &rig,
         400,
         "request refused by the HTTP/1 parser",
-        refused.len(),
+        refused.len() + 1,
     );
     let metrics = support::http::get(rig.gateway.admin_addr(), "/metrics")
         .unwrap()
         .body;
     assert!(
-        metrics.contains("headway_requests_total{cluster=\"none\",code=\"4xx\",route=\"none\"} 3"),
+        metrics.contains("headway_requests_total{cluster=\"none\",code=\"4xx\",route=\"none\"} 4"),
         "{}",
         metrics
             .lines()
