@@ -404,30 +404,34 @@ impl Cluster {
     /// Whether a ready backend outside `exclude` exists. Unlike [`Cluster::select`] it picks
     /// nothing, so asking does not move round robin on.
     pub fn has_ready_backend(&self, exclude: &[SocketAddr]) -> bool {
-        let panic = self.panic.load(Relaxed);
-        let table = self.table.map.load();
-        let backends = self.balancer.backends();
-        let found = backends
-            .get_backend()
-            .iter()
-            .any(|b| self.accepts(b, backends.ready(b), exclude, panic, &table));
-        found
+        self.any_in_rotation(exclude, |_| true)
     }
 
     /// Whether `addr` fails alone: every other backend in rotation answered its last request.
     /// Moving a request off a lone failing backend (a hung or dying pod) is failover, not the
     /// retry storm a retry budget is for: that is failures spread over the cluster.
     pub fn fails_alone(&self, addr: &SocketAddr) -> bool {
+        !self.any_in_rotation(&[*addr], |state| {
+            state.is_some_and(|s| s.last_failed.load(Relaxed))
+        })
+    }
+
+    /// Whether `test` holds for the state of any backend in rotation outside `exclude` (ready
+    /// as [`Cluster::select`] sees it), without picking one.
+    fn any_in_rotation(
+        &self,
+        exclude: &[SocketAddr],
+        mut test: impl FnMut(Option<&Arc<BackendState>>) -> bool,
+    ) -> bool {
         let panic = self.panic.load(Relaxed);
         let table = self.table.map.load();
         let backends = self.balancer.backends();
-        let others_fine = backends
+        let found = backends
             .get_backend()
             .iter()
-            .filter(|b| self.accepts(b, backends.ready(b), &[*addr], panic, &table))
-            .filter_map(|b| table.get(b.addr.as_inet()?))
-            .all(|s| !s.last_failed.load(Relaxed));
-        others_fine
+            .filter(|b| self.accepts(b, backends.ready(b), exclude, panic, &table))
+            .any(|b| test(b.addr.as_inet().and_then(|a| table.get(a))));
+        found
     }
 
     /// Power of two choices: two random ready backends, the one with fewer requests in flight.
