@@ -133,6 +133,9 @@ impl BackendTable {
         };
         let passed = error.is_none();
         *lock(&state.last_error) = error;
+        if passed {
+            state.ejection.probe_passed();
+        }
         if passed && !state.admitted.swap(true, Relaxed) {
             state.healthy.store(true, Relaxed);
             *lock(&state.since) = SystemTime::now();
@@ -457,7 +460,7 @@ impl Cluster {
     }
 
     /// A request to `addr` failed (5xx, connect failure, reset, timeout): maybe eject it.
-    pub fn report_failure(&self, addr: SocketAddr, state: &BackendState) {
+    pub fn report_failure(&self, addr: SocketAddr, state: &BackendState, refused: bool) {
         state.last_failed.store(true, Relaxed);
         if !self.outlier.enabled() {
             return;
@@ -467,7 +470,10 @@ impl Cluster {
             .values()
             .filter(|s| self.outlier.is_ejected(&s.ejection))
             .count();
-        if let Some(time) = self.outlier.failure(&state.ejection, ejected, table.len()) {
+        if let Some(time) = self
+            .outlier
+            .failure(&state.ejection, refused, ejected, table.len())
+        {
             self.metrics.ejections.inc();
             log::warn!(
                 "outlier cluster={} backend={addr} ejected for {} after {} failures in a row (ejection #{})",

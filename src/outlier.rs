@@ -5,7 +5,7 @@
 //! backend always can be), so a cluster-wide problem cannot eject everything.
 
 use crate::config::OutlierDetection;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 /// One backend's passive-health state.
@@ -15,6 +15,11 @@ pub struct Ejection {
     /// Milliseconds since the detector's epoch until which the backend is ejected; 0: never.
     ejected_until_ms: AtomicU64,
     times_ejected: AtomicU32,
+    /// Every failure of the current streak was a refused connect: nothing listened.
+    refused_only: AtomicBool,
+    /// The current ejection came from such a streak, so a passing probe lifts it: the pod
+    /// listens again (restarted on the same address), which a probe proves as well as anything.
+    lifted_by_probe: AtomicBool,
 }
 
 impl Ejection {
@@ -28,6 +33,13 @@ impl Ejection {
     pub fn clear(&self) {
         self.ejected_until_ms.store(0, Relaxed);
         self.consecutive_failures.store(0, Relaxed);
+    }
+
+    /// An active probe passed: ends an ejection that refused connects caused.
+    pub fn probe_passed(&self) {
+        if self.lifted_by_probe.swap(false, Relaxed) {
+            self.clear();
+        }
     }
 
     pub fn times_ejected(&self) -> u32 {
@@ -72,13 +84,23 @@ impl OutlierDetector {
         }
     }
 
-    /// Counts one failure. When it completes a streak and the cluster can spare the backend
-    /// (`ejected` of `total` are out already), ejects it and returns for how long.
-    pub fn failure(&self, e: &Ejection, ejected: usize, total: usize) -> Option<Duration> {
+    /// Counts one failure (`refused`: a refused connect). When it completes a streak and the
+    /// cluster can spare the backend (`ejected` of `total` are out already), ejects it and
+    /// returns for how long.
+    pub fn failure(
+        &self,
+        e: &Ejection,
+        refused: bool,
+        ejected: usize,
+        total: usize,
+    ) -> Option<Duration> {
         if !self.enabled() {
             return None;
         }
         let streak = e.consecutive_failures.fetch_add(1, Relaxed) + 1;
+        if streak == 1 || !refused {
+            e.refused_only.store(refused, Relaxed);
+        }
         if streak < self.config.consecutive_failures || self.is_ejected(e) {
             return None;
         }
@@ -95,6 +117,8 @@ impl OutlierDetector {
             .min(self.config.max_ejection_time);
         e.ejected_until_ms
             .store(self.now_ms() + time.as_millis() as u64, Relaxed);
+        e.lifted_by_probe
+            .store(e.refused_only.load(Relaxed), Relaxed);
         e.consecutive_failures.store(0, Relaxed);
         Some(time)
     }
@@ -117,15 +141,15 @@ mod tests {
     fn a_streak_ejects_and_a_success_breaks_it() {
         let d = detector(50);
         let e = Ejection::default();
-        assert_eq!(d.failure(&e, 0, 4), None);
-        assert_eq!(d.failure(&e, 0, 4), None);
+        assert_eq!(d.failure(&e, false, 0, 4), None);
+        assert_eq!(d.failure(&e, false, 0, 4), None);
         d.success(&e);
-        assert_eq!(d.failure(&e, 0, 4), None);
-        assert_eq!(d.failure(&e, 0, 4), None);
-        assert_eq!(d.failure(&e, 0, 4), Some(Duration::from_secs(10)));
+        assert_eq!(d.failure(&e, false, 0, 4), None);
+        assert_eq!(d.failure(&e, false, 0, 4), None);
+        assert_eq!(d.failure(&e, false, 0, 4), Some(Duration::from_secs(10)));
         assert!(d.is_ejected(&e));
         assert_eq!(
-            d.failure(&e, 1, 4),
+            d.failure(&e, false, 1, 4),
             None,
             "failures while ejected change nothing"
         );
@@ -139,7 +163,7 @@ mod tests {
         for _ in 0..3 {
             e.ejected_until_ms.store(0, Relaxed); // as if the last ejection had expired
             for _ in 0..3 {
-                if let Some(t) = d.failure(&e, 0, 4) {
+                if let Some(t) = d.failure(&e, false, 0, 4) {
                     times.push(t.as_secs());
                 }
             }
@@ -153,22 +177,49 @@ mod tests {
         let d = detector(10);
         let e = Ejection::default();
         for _ in 0..2 {
-            d.failure(&e, 0, 3);
+            d.failure(&e, false, 0, 3);
         }
         assert!(
-            d.failure(&e, 0, 3).is_some(),
+            d.failure(&e, false, 0, 3).is_some(),
             "one backend can always be ejected"
         );
         let other = Ejection::default();
         for _ in 0..5 {
-            assert_eq!(d.failure(&other, 1, 3), None, "10% of 3 is already used");
+            assert_eq!(
+                d.failure(&other, false, 1, 3),
+                None,
+                "10% of 3 is already used"
+            );
         }
         let off = OutlierDetector::new(OutlierDetection {
             consecutive_failures: 0,
             ..d.config
         });
         for _ in 0..10 {
-            assert_eq!(off.failure(&other, 0, 3), None);
+            assert_eq!(off.failure(&other, false, 0, 3), None);
         }
+    }
+
+    #[test]
+    fn an_ejection_for_refused_connects_ends_with_a_passing_probe_and_no_other_does() {
+        let d = detector(100);
+        let refused = Ejection::default();
+        for _ in 0..3 {
+            d.failure(&refused, true, 0, 4);
+        }
+        assert!(d.is_ejected(&refused));
+        refused.probe_passed();
+        assert!(!d.is_ejected(&refused), "the pod listens again");
+
+        let mixed = Ejection::default();
+        d.failure(&mixed, true, 0, 4);
+        d.failure(&mixed, false, 0, 4); // a 5xx or a reset: the pod answered badly
+        d.failure(&mixed, true, 0, 4);
+        assert!(d.is_ejected(&mixed));
+        mixed.probe_passed();
+        assert!(
+            d.is_ejected(&mixed),
+            "its /healthz passing says nothing of its requests"
+        );
     }
 }

@@ -154,18 +154,31 @@ impl Gateway {
     }
 
     /// Ends the current attempt, reporting its outcome to passive health.
-    fn end_attempt(cluster: &Cluster, ctx: &mut RequestCtx, failed: bool) {
+    fn end_attempt(cluster: &Cluster, ctx: &mut RequestCtx, outcome: Outcome) {
         ctx.pending = None;
         if let Some(attempt) = ctx.attempt.take() {
             if let (Some(state), Some(addr)) = (attempt.backend(), ctx.tried.last()) {
-                if failed {
-                    cluster.report_failure(*addr, state);
-                } else {
-                    cluster.report_success(state);
+                match outcome {
+                    Outcome::Success => cluster.report_success(state),
+                    Outcome::Failure => cluster.report_failure(*addr, state, false),
+                    Outcome::Refused => cluster.report_failure(*addr, state, true),
+                    Outcome::NotItsFault => {}
                 }
             }
         }
     }
+}
+
+/// What an attempt tells of its backend's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Success,
+    /// A 5xx, a reset, a timeout, a failed connect.
+    Failure,
+    /// A refused connect: nothing listens (a passing probe ends an ejection this caused).
+    Refused,
+    /// Nothing to say: a pooled connection the backend closed while idle.
+    NotItsFault,
 }
 
 /// Whether writing the request head failed: the connection was already reset (a write into a
@@ -492,7 +505,7 @@ impl ProxyHttp for Gateway {
             && replayable(session)
             && self.may_resend(&cluster, ctx)
         {
-            Self::end_attempt(&cluster, ctx, true);
+            Self::end_attempt(&cluster, ctx, Outcome::Failure);
             let backend = ctx.tried.last().map_or_else(String::new, |a| a.to_string());
             warn!(
                 "upstream answered {status} cluster={} backend={backend}: retrying on another backend",
@@ -505,7 +518,12 @@ impl ProxyHttp for Gateway {
                 format!("upstream answered {status}"),
             ));
         }
-        Self::end_attempt(&cluster, ctx, failed);
+        let outcome = if failed {
+            Outcome::Failure
+        } else {
+            Outcome::Success
+        };
+        Self::end_attempt(&cluster, ctx, outcome);
         ctx.upstream_time = ctx.upstream_started.map(|t| t.elapsed());
         Ok(())
     }
@@ -537,7 +555,12 @@ impl ProxyHttp for Gateway {
             return e;
         };
         cluster.metrics.connect_failures.inc();
-        Self::end_attempt(&cluster, ctx, true);
+        let outcome = if e.etype() == &ErrorType::ConnectRefused {
+            Outcome::Refused
+        } else {
+            Outcome::Failure
+        };
+        Self::end_attempt(&cluster, ctx, outcome);
         // Nothing reached the backend: any method may go elsewhere, and trying costs no
         // `retries` and no retry budget (they ration load re-sent to backends; this sent none).
         let retry = cluster.config.retry.on.connect_failure
@@ -638,12 +661,12 @@ impl ProxyHttp for Gateway {
         if !matches!(failure, AttemptFailure::Status) {
             // Closing an idle pooled connection is no fault of a backend's; everything else
             // counts towards its passive health.
-            let blame_backend = match failure {
-                AttemptFailure::StalePooledConnection => false,
-                AttemptFailure::HeadNotWritten => !client_reused,
-                _ => true,
+            let outcome = match failure {
+                AttemptFailure::StalePooledConnection => Outcome::NotItsFault,
+                AttemptFailure::HeadNotWritten if client_reused => Outcome::NotItsFault,
+                _ => Outcome::Failure,
             };
-            Self::end_attempt(&cluster, ctx, blame_backend);
+            Self::end_attempt(&cluster, ctx, outcome);
             ctx.last_failure = Some(format!("{} from {}", e.etype().as_str(), peer.address()));
         }
         if let Some(next) = next {

@@ -517,3 +517,50 @@ fn hundreds_of_slow_loris_clients_do_not_stop_normal_traffic() {
     assert!(closed, "{} slow connections still open", loris.len());
     assert!(timeouts >= opened as f64 * 0.9, "{timeouts} of {opened}");
 }
+
+#[test]
+fn a_pod_restarted_on_its_address_before_the_probes_notice_is_back_within_a_probe() {
+    let (dns, mut pods, port) = pods(&["127.0.6.41", "127.0.6.42", "127.0.6.43"]);
+    // Probes slow enough that the restart comes before they could mark the pod down: only
+    // passive health sees the refused connects, and ejects the pod for 30 s.
+    let gw = Gateway::builder()
+        .nameserver(dns.addr())
+        .routes_yaml("- { prefix: /, cluster: service1 }")
+        .clusters_yaml(&format!(
+            "- name: service1\n  address: service1.test\n  port: {port}\n  dns_refresh_rate: 300ms\n  connect_timeout: 250ms\n  retries: 2\n  outlier_detection: {{ consecutive_failures: 5, base_ejection_time: 30s, max_ejection_percent: 50 }}\n  health_check: {{ type: http, interval: 1s, timeout: 200ms, unhealthy_threshold: 5 }}\n"
+        ))
+        .start();
+    let load = Load::start(gw.listen_addr(), "/service/1", 4);
+    std::thread::sleep(Duration::from_millis(500));
+    pods[0].kill();
+    let ejected = wait_until(Duration::from_secs(3), || {
+        cluster_json(&gw)["backends"][0]["times_ejected"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
+    });
+    assert!(
+        ejected,
+        "refused connects never ejected the pod: {}",
+        cluster_json(&gw)
+    );
+    pods[0].restart();
+    let restarted = Instant::now();
+    let hits = pods[0].hits();
+    let back = wait_until(Duration::from_secs(5), || pods[0].hits() > hits);
+    let back_after = restarted.elapsed();
+    let out = load.finish();
+    report_load(
+        "a pod killed and restarted on its address before the probes notice (4 clients)",
+        &out,
+        &format!(
+            "ejected by its refused connects; serving again {:.1} s after the restart (a passing probe lifts such an ejection; 30 s otherwise)",
+            back_after.as_secs_f64()
+        ),
+    );
+    assert!(
+        back,
+        "the restarted pod got no request within 5 s: still ejected"
+    );
+    assert_eq!(out.failed(), 0, "{}", out.summary());
+}
