@@ -137,12 +137,18 @@ enum AnswerWatch {
 }
 
 impl AnswerWatch {
-    fn new(fd: RawFd) -> Option<AnswerWatch> {
+    /// `tls`: the connection has sent its handshake, to be told apart from an answer; a new
+    /// plaintext connection has sent nothing yet, which saves a system call per connection.
+    fn new(fd: RawFd, tls: bool) -> Option<AnswerWatch> {
         // SAFETY: `fd` is the socket of the session the caller holds, open for this borrow.
         let socket = unsafe { BorrowedFd::borrow_raw(fd) }
             .try_clone_to_owned()
             .ok()?;
-        let sent = tcp_info(socket.as_raw_fd())?.tcpi_bytes_sent;
+        let sent = if tls {
+            tcp_info(socket.as_raw_fd())?.tcpi_bytes_sent
+        } else {
+            0
+        };
         Some(AnswerWatch::New { socket, sent })
     }
 
@@ -291,7 +297,7 @@ where
                 since: began,
             })
         } else if !reused {
-            session.stream().map(|s| s.id()).and_then(AnswerWatch::new)
+            session.stream().and_then(|s| AnswerWatch::new(s.id(), tls))
         } else {
             // A kept-alive connection past the parking budget: a duplicate per request would
             // cost every request a system call or two; its refusals go unlogged.
