@@ -1067,6 +1067,23 @@ impl UploadNginx {
             .collect()
     }
 
+    /// The access log once nginx has written it: nginx logs a request after sending its
+    /// answer, so a client can hold the answer before the line is there (seen on CI). Waits at
+    /// most 3 s for a line naming `id`, if given, and for the log to hold still for 200 ms.
+    fn settled_access_log(&self, id: Option<&str>) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut last = self.access_log();
+        loop {
+            std::thread::sleep(Duration::from_millis(200));
+            let now = self.access_log();
+            let has_id = id.is_none_or(|id| now.iter().any(|l| l.contains(&format!(" id={id} "))));
+            if (has_id && now.len() == last.len()) || Instant::now() >= deadline {
+                return now;
+            }
+            last = now;
+        }
+    }
+
     fn error_log(&self) -> String {
         read_lossy(&self.dir.path().join("error.log"))
     }
@@ -1341,7 +1358,7 @@ fn nginx_logs_each_streamed_http2_upload_exactly_once_and_every_client_gets_its_
         problems.is_empty(),
         "control (h2 clients straight to nginx) must pass: {problems:#?}"
     );
-    let control = check_nginx_log(&nginx.access_log(), h2c_port, "control");
+    let control = check_nginx_log(&nginx.settled_access_log(None), h2c_port, "control");
     report(
         "nginx uploads | control",
         &format!(
@@ -1366,7 +1383,7 @@ fn nginx_logs_each_streamed_http2_upload_exactly_once_and_every_client_gets_its_
         .start();
     let started = Instant::now();
     let problems = upload_clients(gateway.listen_addr());
-    let log = nginx.access_log();
+    let log = nginx.settled_access_log(None);
     let odd: Vec<&String> = log
         .iter()
         .filter(|l| {
@@ -1481,7 +1498,7 @@ fn nginx_receives_every_byte_of_uploads_read_in_pieces_http1_chunked_and_h2_with
             );
             let answer = ran.text();
             let expected = format!("{path} id={id} len={len}\n");
-            let logged = nginx_body_len(&nginx.access_log(), &id);
+            let logged = nginx_body_len(&nginx.settled_access_log(Some(&id)), &id);
             let line = format!(
                 "HTTP/1.1 chunked upload of {len} bytes: answer {:?}, nginx logged bodies of {logged:?} bytes",
                 answer.trim_end()
@@ -1519,7 +1536,7 @@ fn nginx_receives_every_byte_of_uploads_read_in_pieces_http1_chunked_and_h2_with
         });
         for (id, path, len, got) in h2_results {
             let expected = format!("{path} id={id} len={len}\n");
-            let logged = nginx_body_len(&nginx.access_log(), &id);
+            let logged = nginx_body_len(&nginx.settled_access_log(Some(&id)), &id);
             let line = format!(
                 "h2 upload of {len} bytes with empty DATA frames between its pieces: {got:?}, nginx logged bodies of {logged:?} bytes"
             );
