@@ -26,7 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    BENCH, REPO, Backend, Dns, Proc, cpu_seconds, get_json, http_get, log, mem_kb, port_free,
+    BENCH, REPO, Backend, Dns, Proc, cpu_model, cpu_seconds, get_json, http_get, log, mem_kb,
+    port_free,
     render, tool_version, wait_until,
 )
 
@@ -528,14 +529,7 @@ def env_info(args, ctx: Ctx) -> dict:
         r = subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True)
         return r.stdout.strip()
 
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "kernel": platform.release(),

@@ -39,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    BENCH, REPO, Proc, http_get, log, port_free, render, tool_version, wait_until,
+    BENCH, REPO, Proc, cpu_model, http_get, log, port_free, render, tool_version, wait_until,
 )
 
 DNS_NAME = "service1.chaos.test"
@@ -1081,14 +1081,7 @@ def table(summary: list[dict], scenarios: list[str], clients_list: list[int],
 
 
 def env_info(ctx: "Ctx") -> dict:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     versions = {p.name: p.version() for p in ctx.peers}
     versions["nginx (pods)"] = (re.search(r"nginx/(\S+)", tool_version(["nginx", "-v"]))
                                 or [None, "?"])[1]

@@ -27,6 +27,17 @@ def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def cpu_model() -> str:
+    """The processor's model name from /proc/cpuinfo, or "?"."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "?"
+
+
 # ---------------------------------------------------------------------------------------------
 # configs
 
