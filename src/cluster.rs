@@ -385,7 +385,19 @@ impl Cluster {
     }
 
     fn select_one(&self, exclude: &[SocketAddr], key: &[u8]) -> Option<SocketAddr> {
-        let panic = self.panic.load(Relaxed);
+        self.select_one_in(exclude, key, self.panic.load(Relaxed))
+            // Probes flip backends one at a time and panic mode is decided once the round is
+            // done: in between, every backend may be down while panic mode is still off. A miss
+            // decides it again (cheap: misses are rare) so that window answers no 503s.
+            .or_else(|| self.panic_now().then(|| self.select_one_in(exclude, key, true))?)
+    }
+
+    /// Decides panic mode again; true when that turned it on.
+    fn panic_now(&self) -> bool {
+        !self.panic.load(Relaxed) && self.update_panic()
+    }
+
+    fn select_one_in(&self, exclude: &[SocketAddr], key: &[u8], panic: bool) -> Option<SocketAddr> {
         let table = self.table.map.load();
         let accept = |b: &Backend, healthy: bool| self.accepts(b, healthy, exclude, panic, &table);
         let backends = self.balancer.backends();
@@ -426,7 +438,16 @@ impl Cluster {
         exclude: &[SocketAddr],
         mut test: impl FnMut(Option<&Arc<BackendState>>) -> bool,
     ) -> bool {
-        let panic = self.panic.load(Relaxed);
+        self.any_in_rotation_in(exclude, &mut test, self.panic.load(Relaxed))
+            || (self.panic_now() && self.any_in_rotation_in(exclude, &mut test, true))
+    }
+
+    fn any_in_rotation_in(
+        &self,
+        exclude: &[SocketAddr],
+        test: &mut impl FnMut(Option<&Arc<BackendState>>) -> bool,
+        panic: bool,
+    ) -> bool {
         let table = self.table.map.load();
         let backends = self.balancer.backends();
         let found = backends
@@ -491,7 +512,8 @@ impl Cluster {
     /// ejections are most likely wrong (a broken health endpoint, a cluster-wide blip), and
     /// traffic goes to all of them rather than to the few left or to none. Backends that never
     /// passed a probe stay out: they may not be listening yet.
-    fn update_panic(&self) {
+    /// Returns whether the cluster is now in panic mode.
+    fn update_panic(&self) -> bool {
         let threshold = self.config.healthy_panic_threshold as usize;
         let backends = self.balancer.backends();
         let table = self.table.map.load();
@@ -528,6 +550,7 @@ impl Cluster {
             }
         }
         self.metrics.panic.set(i64::from(panic));
+        panic
     }
 
     /// One discovery round. Returns whether new addresses appeared.
