@@ -18,6 +18,7 @@
 //! limit, so at most a quarter of it goes to them (see [`set_parking_budget`]); past that,
 //! idle connections wait as pingora has them wait.
 
+use crate::client_stream::ClientStream;
 use async_trait::async_trait;
 use log::debug;
 use pingora::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
@@ -26,7 +27,7 @@ use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use prometheus::IntCounter;
 use std::io::Write;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,59 +122,6 @@ impl ParkedSocket {
 /// the client's address and why, so that every answer is logged and counted.
 pub type OnOwnAnswer = Box<dyn Fn(u16, Option<std::net::IpAddr>, &'static str) + Send + Sync>;
 
-/// Whether pingora wrote an answer of its own on an HTTP/1 client connection while serving one
-/// request: pingora answers a request its parser refuses (400) and closes before any of the
-/// proxy's hooks run, and nothing else tells. The watch outlives pingora's session.
-enum AnswerWatch {
-    /// A new connection: a duplicate of its socket (the session's closes with the session) and
-    /// the bytes sent on it so far (a TLS handshake's, if any).
-    New { socket: OwnedFd, sent: u64 },
-    /// A parked kept-alive connection: its parked duplicate, and when this request began. No
-    /// system call unless the request ends without reaching the proxy.
-    Parked {
-        socket: Arc<ParkedSocket>,
-        since: std::time::Instant,
-    },
-}
-
-impl AnswerWatch {
-    /// `tls`: the connection has sent its handshake, to be told apart from an answer; a new
-    /// plaintext connection has sent nothing yet, which saves a system call per connection.
-    fn new(fd: RawFd, tls: bool) -> Option<AnswerWatch> {
-        // SAFETY: `fd` is the socket of the session the caller holds, open for this borrow.
-        let socket = unsafe { BorrowedFd::borrow_raw(fd) }
-            .try_clone_to_owned()
-            .ok()?;
-        let sent = if tls {
-            tcp_info(socket.as_raw_fd())?.tcpi_bytes_sent
-        } else {
-            0
-        };
-        Some(AnswerWatch::New { socket, sent })
-    }
-
-    fn answered(&self) -> bool {
-        match self {
-            AnswerWatch::New { socket, sent } => {
-                tcp_info(socket.as_raw_fd()).is_some_and(|i| i.tcpi_bytes_sent > *sent)
-            }
-            // The previous response went out before `since`; data sent more recently than that
-            // was sent for this request. The kernel keeps that time in jiffies (up to 10 ms
-            // each): a refusal within 10 ms of the previous response goes unseen rather than a
-            // client's plain close being taken for one.
-            AnswerWatch::Parked { socket, since } => {
-                tcp_info(socket.0.as_raw_fd()).is_some_and(|i| {
-                    u128::from(i.tcpi_last_data_sent) + 10 < since.elapsed().as_millis()
-                })
-            }
-        }
-    }
-}
-
-fn tcp_info(fd: RawFd) -> Option<pingora::protocols::l4::ext::TCP_INFO> {
-    pingora::protocols::l4::ext::get_tcp_info(fd).ok()
-}
-
 /// Wraps the proxy's HTTP application with the client-side limits.
 pub struct ClientLimits<A> {
     inner: Arc<A>,
@@ -214,20 +162,20 @@ where
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        // The previous response on this connection, if any, went out before this.
-        let began = std::time::Instant::now();
         // The proxy's marker comes back on every request after the first of a connection.
         let mut kept_alive = session
             .take_connection_user_context()
             .and_then(|c| c.downcast::<KeptAlive>().ok());
         let reused = kept_alive.is_some();
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        // The socket (plaintext only) and the count of bytes written, from the listener's wrapper.
+        let (socket, written) = ClientStream::of(&session)
+            .map_or((None, None), |s| (s.socket(), Some(s.written())));
         if let Some(kept_alive) = kept_alive.as_mut() {
             // TLS may hold decrypted bytes the socket no longer shows; HTTP/2 has no such wait.
             if !tls && !session.is_http2() {
                 if kept_alive.parked.is_none() {
-                    let fd = session.stream().map(|s| s.id());
-                    kept_alive.parked = fd
+                    kept_alive.parked = socket
                         .and_then(|fd| {
                             ParkedSocket::new(fd)
                                 .map_err(|e| debug!("cannot park an idle connection: {e}"))
@@ -258,8 +206,7 @@ where
                 }
             }
         }
-        let parked_socket = kept_alive.as_ref().and_then(|k| k.parked.clone());
-        let parked = parked_socket.is_some();
+        let parked = kept_alive.as_ref().is_some_and(|k| k.parked.is_some());
         session.set_connection_user_context(
             kept_alive.map(|k| k as Box<dyn std::any::Any + Send + Sync>),
         );
@@ -285,24 +232,16 @@ where
         };
 
         // The socket of a new plaintext HTTP/1 connection, for a 408 if its headers never come.
-        let plain_fd = (!reused && !session.is_http2() && !tls)
-            .then(|| session.stream().map(|s| s.id()))
-            .flatten();
+        let plain_fd = (!reused && !session.is_http2()).then_some(socket).flatten();
 
-        let refusals = if session.is_http2() {
-            None
-        } else if let Some(socket) = parked_socket {
-            Some(AnswerWatch::Parked {
-                socket,
-                since: began,
-            })
-        } else if !reused {
-            session.stream().and_then(|s| AnswerWatch::new(s.id(), tls))
-        } else {
-            // A kept-alive connection past the parking budget: a duplicate per request would
-            // cost every request a system call or two; its refusals go unlogged.
-            None
-        };
+        // What pingora writes on this connection from here on; a request that never reaches the
+        // proxy and still got bytes got pingora's own answer.
+        let written = written
+            .filter(|_| !session.is_http2())
+            .map(|w| {
+                let before = w.get();
+                (w, before)
+            });
         let client = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -316,7 +255,7 @@ where
             done = &mut work => {
                 if done.is_none()
                     && !read.load(Relaxed)
-                    && refusals.is_some_and(|r| r.answered())
+                    && written.is_some_and(|(now, before)| now.get() > before)
                 {
                     (self.on_own_answer)(400, client, "request refused by the HTTP/1 parser");
                 }

@@ -335,7 +335,10 @@ pub fn run(config: Config, opt: Opt) -> Result<(), String> {
             Box::new(move |status, client, why| state.log_own_answer(status, client, why))
         },
     );
-    let mut proxy = Service::new("headway proxy".to_owned(), proxy_app);
+    let mut proxy = Service::new(
+        "headway proxy".to_owned(),
+        crate::client_stream::ClientStreams::new(proxy_app),
+    );
     for (i, listener) in config.gateway.listen.iter().enumerate() {
         let addr = listener.addr.to_string();
         match &listener.tls {

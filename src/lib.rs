@@ -6,6 +6,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod breaker;
+pub mod client_stream;
 pub mod cluster;
 pub mod config;
 pub mod discovery;

@@ -724,6 +724,14 @@ where
     let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     io.write_all(request.as_bytes()).await.unwrap();
     io.flush().await.unwrap();
+    read_response(&mut io).await
+}
+
+/// Reads one HTTP/1.1 response by its Content-Length.
+async fn read_response<T>(io: &mut T) -> RawResponse
+where
+    T: AsyncRead + Unpin,
+{
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
@@ -830,11 +838,55 @@ clusters:
     assert_eq!(response.header("x-echo-x-forwarded-proto"), Some("https"));
     assert_eq!(response.header("x-request-target"), Some("/tls/h1"));
 
+    // (c) A request the HTTP/1 parser refuses, sent on a kept-alive TLS connection the moment
+    // the previous answer arrived: a 400, and an access-log line for it like any other answer.
+    let (first, refusal) = bounded(&rt, "a refused request on kept-alive TLS", async {
+        let tcp = TcpStream::connect(tls_addr).await.unwrap();
+        let mut stream = tls_connector(&cert, &[b"http/1.1"])
+            .connect(server_name.clone(), tcp)
+            .await
+            .unwrap_or_else(|e| panic!("TLS handshake with {tls_addr}: {e}"));
+        stream
+            .write_all(b"GET /tls/kept HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let first = read_response(&mut stream).await;
+        stream
+            .write_all(b"G(T /tls/kept HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let mut rest = Vec::new();
+        // rustls reports a close without close_notify as an error: what came before counts.
+        let _ = stream.read_to_end(&mut rest).await;
+        (first, rest)
+    });
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    assert!(
+        refusal.starts_with(b"HTTP/1.1 400 "),
+        "{:?}",
+        String::from_utf8_lossy(&refusal)
+    );
+    assert!(
+        support::wait_until(Duration::from_secs(3), || gateway
+            .stderr_log()
+            .contains("status=400 ")),
+        "no access-log line for the refusal: {}",
+        gateway.stderr_log()
+    );
+    let log = gateway.stderr_log();
+    let refused: Vec<&str> = log.lines().filter(|l| l.contains("status=400 ")).collect();
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    assert!(
+        refused[0].contains("error=\"request refused by the HTTP/1 parser\""),
+        "{}",
+        refused[0]
+    );
+
     // The plain listener beside it still speaks plain HTTP, marked as such.
     let response = support::http::get(gateway.listen_addr(), "/tls/plain").unwrap();
     assert_eq!(response.status, 200);
     assert_eq!(response.header("x-echo-x-forwarded-proto"), Some("http"));
-    assert_eq!(backend.hits(), 4);
+    assert_eq!(backend.hits(), 5);
     drop(gateway);
     rt.shutdown_timeout(Duration::from_secs(5));
 }

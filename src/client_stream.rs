@@ -1,0 +1,226 @@
+//! The client's connection as the gateway holds it: pingora's stream, plus a count of the bytes
+//! written to it and its socket, so that an answer pingora gives on its own is seen.
+//!
+//! pingora answers a request its HTTP/1 parser refuses with `400` and closes before any of the
+//! proxy's hooks run; nothing in its API tells. Every accepted stream (plaintext or TLS, after
+//! the handshake) is wrapped here before pingora's HTTP layer sees it: the wrapper counts the
+//! plaintext bytes written through it, one relaxed atomic add per write, and the client
+//! limits compare the count before and after a request that never reached the proxy.
+
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::raw_connect::ProxyDigest;
+use pingora::protocols::tls::{SslDigest, TlsRef, ALPN};
+use pingora::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest,
+    Ssl, Stream, TimingDigest, UniqueID, UniqueIDType,
+};
+use pingora::server::ShutdownWatch;
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// A client stream with a count of the bytes written to it.
+#[derive(Debug)]
+pub struct ClientStream {
+    inner: Stream,
+    written: Arc<AtomicU64>,
+    socket: Option<RawFd>,
+}
+
+/// What a request's handler keeps of its connection's stream while pingora owns the stream.
+#[derive(Clone, Debug)]
+pub struct Written(Arc<AtomicU64>);
+
+impl Written {
+    /// Bytes written to the client so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+impl ClientStream {
+    fn new(inner: Stream) -> ClientStream {
+        // A plaintext connection is pingora's TCP stream itself; a TLS one keeps its socket
+        // to itself (nothing here needs it).
+        let socket = inner
+            .as_any()
+            .downcast_ref::<pingora::protocols::l4::stream::Stream>()
+            .map(AsRawFd::as_raw_fd);
+        ClientStream {
+            inner,
+            written: Arc::default(),
+            socket,
+        }
+    }
+
+    /// The wrapper under `session`, if the listener put one there.
+    pub fn of(session: &ServerSession) -> Option<&ClientStream> {
+        session.stream()?.as_any().downcast_ref::<ClientStream>()
+    }
+
+    /// The byte count, to read after pingora has taken the stream.
+    pub fn written(&self) -> Written {
+        Written(self.written.clone())
+    }
+
+    /// The socket of a plaintext connection, open for as long as the session holding this
+    /// stream lives.
+    pub fn socket(&self) -> Option<RawFd> {
+        self.socket
+    }
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let done = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = done {
+            self.written.fetch_add(n as u64, Relaxed);
+        }
+        done
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let done = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = done {
+            self.written.fetch_add(n as u64, Relaxed);
+        }
+        done
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[async_trait]
+impl Shutdown for ClientStream {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await;
+    }
+}
+
+impl UniqueID for ClientStream {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for ClientStream {
+    fn get_ssl(&self) -> Option<&TlsRef> {
+        self.inner.get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for ClientStream {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for ClientStream {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.inner.set_proxy_digest(digest);
+    }
+}
+
+impl GetSocketDigest for ClientStream {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest);
+    }
+}
+
+#[async_trait]
+impl Peek for ClientStream {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}
+
+/// A listener's application with every accepted stream wrapped in a [`ClientStream`].
+pub struct ClientStreams<A>(Arc<A>);
+
+impl<A> ClientStreams<A> {
+    pub fn new(app: A) -> ClientStreams<A> {
+        ClientStreams(Arc::new(app))
+    }
+}
+
+#[async_trait]
+impl<A> ServerApp for ClientStreams<A>
+where
+    A: ServerApp + Send + Sync + 'static,
+{
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        // pingora hands back a stream only for protocols it cannot serve itself; none here.
+        self.0
+            .process_new(Box::new(ClientStream::new(stream)), shutdown)
+            .await
+    }
+
+    async fn cleanup(&self) {
+        self.0.cleanup().await;
+    }
+}
