@@ -1,24 +1,17 @@
 //! headway: a pingora gateway that routes path prefixes to DNS-discovered, health-checked pods.
 //!
-//! The data path runs one way: [`config`] → [`cluster`] (discovery + health per cluster) →
-//! [`proxy`] (route, select, retry) — and [`admin`] reads cluster state, never writes it.
+//! The data path runs one way: [`config`] (the conf file, typed and checked) → [`upstream`]
+//! (clusters: DNS discovery, health, outlier detection, limits, balancing) → [`proxy`] (the
+//! request path: route, filters, select, retry, answer) → [`server`] (listeners, client
+//! limits, signals: the assembly). [`admin`] reads [`upstream`]; nothing imports [`server`].
 
-pub mod access_log;
 pub mod admin;
-pub mod breaker;
-pub mod client_stream;
-pub mod cluster;
 pub mod config;
-pub mod discovery;
-pub mod downstream;
-pub mod gateway;
-pub mod health;
-pub mod lifecycle;
-pub mod maglev;
+pub mod connection;
 pub mod metrics;
-pub mod outlier;
 pub mod proxy;
-pub mod router;
+pub mod server;
+pub mod upstream;
 
 /// Locks a mutex, going on with the data if a panicking thread poisoned it: every value guarded
 /// here is a plain status record that stays consistent field by field.

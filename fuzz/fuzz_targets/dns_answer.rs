@@ -18,7 +18,7 @@
 
 use arbitrary::Arbitrary;
 use headway::config::{DnsSettings, LookupFamily, ResolverSettings};
-use headway::discovery::{build_resolver, DnsDiscovery, RefreshCounters};
+use headway::upstream::discovery::{build_resolver, DnsDiscovery, RefreshCounters};
 use hickory_proto::op::{Edns, Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{Name, RData, Record, RecordType};

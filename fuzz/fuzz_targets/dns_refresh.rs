@@ -20,7 +20,7 @@
 
 use arbitrary::Arbitrary;
 use headway::config::{DnsSettings, LookupFamily, ResolverSettings};
-use headway::discovery::{build_resolver, DnsDiscovery, Lookup, Outcome, RefreshCounters};
+use headway::upstream::discovery::{build_resolver, DnsDiscovery, Lookup, Outcome, RefreshCounters};
 use hickory_proto::op::{Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{Name, RData, Record, RecordType};

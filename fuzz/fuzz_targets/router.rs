@@ -10,7 +10,7 @@
 
 use arbitrary::Arbitrary;
 use headway::config::{Config, PathMatch, Route, RouteAction};
-use headway::router::Router;
+use headway::proxy::router::Router;
 use libfuzzer_sys::fuzz_target;
 use pingora::http::RequestHeader;
 use std::cell::RefCell;

@@ -10,7 +10,7 @@
 //!   keeps serving — pingora alone would stop serving with nobody to take over.
 //! - SIGINT: fast shutdown.
 
-use crate::gateway::GatewayState;
+use crate::server::GatewayState;
 use async_trait::async_trait;
 use log::{error, info};
 use pingora::server::{ShutdownSignal, ShutdownSignalWatch};

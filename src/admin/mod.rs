@@ -1,6 +1,6 @@
 //! The admin listener: `/ready`, `/clusters`, `/metrics`. It reads cluster state, never writes it.
 
-use crate::gateway::GatewayState;
+use crate::server::GatewayState;
 use async_trait::async_trait;
 use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
@@ -100,7 +100,7 @@ fn clusters(state: &GatewayState) -> Reply {
 /// Every series in Prometheus' text format; state-derived gauges are set at scrape time.
 fn metrics(state: &GatewayState) -> Reply {
     let m = &state.metrics;
-    let (parked, budget) = crate::downstream::parking();
+    let (parked, budget) = crate::server::client_limits::parking();
     m.parked_connections
         .set(i64::try_from(parked).unwrap_or(i64::MAX));
     m.parking_budget

@@ -5,8 +5,8 @@
 //! appeared in DNS may not be listening yet, so the table keeps a backend out of rotation until
 //! one probe has passed; pingora's own counters then apply the thresholds.
 
-use crate::cluster::BackendTable;
 use crate::config::{duration, HealthCheckConfig, HealthCheckKind};
+use crate::upstream::cluster::BackendTable;
 use async_trait::async_trait;
 use log::info;
 use pingora::http::{RequestHeader, ResponseHeader};

@@ -5,15 +5,15 @@
 //! pingora's background loop, whose fixed period cannot follow TTLs or back off on DNS errors,
 //! and which probes only after discovery in the same sequential loop.
 
-use crate::breaker::ClusterLoad;
 use crate::config::{
     duration, Address, ClusterConfig, HealthCheckConfig, HealthCheckKind, LbPolicy,
 };
-use crate::discovery::{DnsDiscovery, DnsSnapshot, RefreshCounters};
-use crate::health::RecordedHealthCheck;
-use crate::maglev::Maglev;
 use crate::metrics::ClusterMetrics;
-use crate::outlier::{Ejection, OutlierDetector};
+use crate::upstream::breaker::ClusterLoad;
+use crate::upstream::discovery::{DnsDiscovery, DnsSnapshot, RefreshCounters};
+use crate::upstream::health::RecordedHealthCheck;
+use crate::upstream::lb::maglev::Maglev;
+use crate::upstream::outlier::{Ejection, OutlierDetector};
 use crate::{lock, unix_seconds};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -389,7 +389,10 @@ impl Cluster {
             // Probes flip backends one at a time and panic mode is decided once the round is
             // done: in between, every backend may be down while panic mode is still off. A miss
             // decides it again (cheap: misses are rare) so that window answers no 503s.
-            .or_else(|| self.panic_now().then(|| self.select_one_in(exclude, key, true))?)
+            .or_else(|| {
+                self.panic_now()
+                    .then(|| self.select_one_in(exclude, key, true))?
+            })
     }
 
     /// Decides panic mode again; true when that turned it on.

@@ -18,7 +18,7 @@
 //! limit, so at most a quarter of it goes to them (see [`set_parking_budget`]); past that,
 //! idle connections wait as pingora has them wait.
 
-use crate::client_stream::ClientStream;
+use crate::connection::ClientStream;
 use async_trait::async_trait;
 use log::debug;
 use pingora::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
@@ -169,8 +169,8 @@ where
         let reused = kept_alive.is_some();
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         // The socket (plaintext only) and the count of bytes written, from the listener's wrapper.
-        let (socket, written) = ClientStream::of(&session)
-            .map_or((None, None), |s| (s.socket(), Some(s.written())));
+        let (socket, written) =
+            ClientStream::of(&session).map_or((None, None), |s| (s.socket(), Some(s.written())));
         if let Some(kept_alive) = kept_alive.as_mut() {
             // TLS may hold decrypted bytes the socket no longer shows; HTTP/2 has no such wait.
             if !tls && !session.is_http2() {
@@ -236,12 +236,10 @@ where
 
         // What pingora writes on this connection from here on; a request that never reaches the
         // proxy and still got bytes got pingora's own answer.
-        let written = written
-            .filter(|_| !session.is_http2())
-            .map(|w| {
-                let before = w.get();
-                (w, before)
-            });
+        let written = written.filter(|_| !session.is_http2()).map(|w| {
+            let before = w.get();
+            (w, before)
+        });
         let client = session
             .client_addr()
             .and_then(|a| a.as_inet())

@@ -3,8 +3,8 @@
 //! request's context and released on drop, so no early return or error can leak one.
 //! Overflow is refused at once — it is answered with 503 by the caller, never queued.
 
-use crate::cluster::{BackendState, Cluster};
 use crate::config::{CircuitBreakers, RetryPolicy};
+use crate::upstream::cluster::{BackendState, Cluster};
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 

@@ -1,16 +1,19 @@
 //! Assembles the daemon: every cluster, the proxy listeners and the admin listener, as pingora
 //! services, with the proxy held closed until every cluster has run its first discovery.
 
-use crate::access_log::AccessLog;
+pub mod client_limits;
+pub mod signals;
+
 use crate::admin::Admin;
-use crate::cluster::Cluster;
 use crate::config::{Address, Cidr, Config, Gateway as GatewayConfig, RequestLimits};
-use crate::discovery::build_resolver;
-use crate::downstream::ClientLimits;
-use crate::lifecycle::SignalWatch;
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::proxy::access_log::AccessLog;
+use crate::proxy::router::Router;
 use crate::proxy::Gateway;
-use crate::router::Router;
+use crate::server::client_limits::ClientLimits;
+use crate::server::signals::SignalWatch;
+use crate::upstream::cluster::Cluster;
+use crate::upstream::discovery::build_resolver;
 use async_trait::async_trait;
 use log::info;
 use pingora::apps::http_app::HttpServer;
@@ -116,7 +119,7 @@ impl GatewayState {
             return;
         }
         let client = client.map_or_else(|| "-".to_owned(), |ip| ip.to_string());
-        self.access_log.write(&crate::access_log::Entry {
+        self.access_log.write(&crate::proxy::access_log::Entry {
             client: &client,
             method: "-",
             path: "-",
@@ -305,7 +308,7 @@ fn raise_open_files_limit() -> u64 {
 
 /// Builds the pingora server for `config` and runs it until it is told to stop.
 pub fn run(config: Config, opt: Opt) -> Result<(), String> {
-    crate::downstream::set_parking_budget(raise_open_files_limit());
+    crate::server::client_limits::set_parking_budget(raise_open_files_limit());
     let state = Arc::new(GatewayState::new(&config.gateway)?);
     state.metrics.count_panics();
     let upgrade_sock = config.server.upgrade_sock.clone();
@@ -337,7 +340,7 @@ pub fn run(config: Config, opt: Opt) -> Result<(), String> {
     );
     let mut proxy = Service::new(
         "headway proxy".to_owned(),
-        crate::client_stream::ClientStreams::new(proxy_app),
+        crate::connection::ClientStreams::new(proxy_app),
     );
     for (i, listener) in config.gateway.listen.iter().enumerate() {
         let addr = listener.addr.to_string();

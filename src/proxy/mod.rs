@@ -1,12 +1,15 @@
 //! The request path: route by prefix, pick a ready backend, retry elsewhere, answer failures.
 
-use crate::access_log::Entry;
-use crate::breaker::{AttemptSlot, Overflow, PendingSlot, RequestSlot, RetrySlot};
-use crate::cluster::Cluster;
+pub mod access_log;
+pub mod router;
+
 use crate::config::{HashKey, PathMatch, RequestLimits, Route, RouteAction, UpstreamProtocol};
-use crate::downstream::KeptAlive;
-use crate::gateway::{GatewayState, SELF_CHECK_HEADER, SELF_CHECK_PATH};
-use crate::router::RouteMatch;
+use crate::proxy::access_log::Entry;
+use crate::proxy::router::RouteMatch;
+use crate::server::client_limits::KeptAlive;
+use crate::server::{GatewayState, SELF_CHECK_HEADER, SELF_CHECK_PATH};
+use crate::upstream::breaker::{AttemptSlot, Overflow, PendingSlot, RequestSlot, RetrySlot};
+use crate::upstream::cluster::Cluster;
 use async_trait::async_trait;
 use bytes::Bytes;
 use log::warn;
@@ -236,7 +239,7 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        crate::downstream::mark_headers_read();
+        crate::server::client_limits::mark_headers_read();
         // Limits first: they judge what the client sent, not the id added below.
         let limits = check_limits(session.req_header(), &self.state.limits);
         let normalized = if limits.is_ok() && !session.is_http2() {
