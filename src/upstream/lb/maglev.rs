@@ -4,12 +4,16 @@
 //! (an offset and a skip derived from its address), taking turns, so every backend gets an
 //! almost equal share and removing one backend moves little more than its own share of keys.
 //! A key hashes to a slot; when that backend is unusable the following slots are tried.
+//!
+//! Every hash is XXH3-64 (xxHash 0.8 spec, its output frozen since) over the bytes of the
+//! backend's `ip:port` or of the key, so the same backends and key give the same pick in every
+//! build, on every toolchain and on every replica. std's `DefaultHasher` promises none of that.
 
 use pingora::lb::selection::{BackendIter, BackendSelection};
 use pingora::lb::Backend;
 use std::collections::BTreeSet;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 /// Table size: a prime well above the number of backends (Maglev wants M ≫ N).
 const TABLE_SIZE: usize = 65_537;
@@ -20,11 +24,14 @@ pub struct Maglev {
     table: Box<[u16]>,
 }
 
-fn hash_with(seed: u64, data: impl Hash) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    seed.hash(&mut h);
-    data.hash(&mut h);
-    h.finish()
+/// Seeds of the three hashes: a backend's offset and skip, and a request's key. Changing one
+/// moves keys between pods (the golden test says so).
+const OFFSET_SEED: u64 = 0x6d61;
+const SKIP_SEED: u64 = 0x676c;
+const KEY_SEED: u64 = 0x6b6579;
+
+fn hash(seed: u64, data: &[u8]) -> u64 {
+    xxh3_64_with_seed(data, seed)
 }
 
 impl BackendSelection for Maglev {
@@ -42,8 +49,8 @@ impl BackendSelection for Maglev {
                 .map(|b| {
                     let name = b.addr.to_string();
                     (
-                        hash_with(0x6d61, &name) % m,
-                        hash_with(0x676c, &name) % (m - 1) + 1,
+                        hash(OFFSET_SEED, name.as_bytes()) % m,
+                        hash(SKIP_SEED, name.as_bytes()) % (m - 1) + 1,
                     )
                 })
                 .collect();
@@ -75,7 +82,7 @@ impl BackendSelection for Maglev {
         let start = if self.table.is_empty() {
             0
         } else {
-            (hash_with(0x6b6579, key) % self.table.len() as u64) as usize
+            (hash(KEY_SEED, key) % self.table.len() as u64) as usize
         };
         MaglevIter {
             maglev: self.clone(),
@@ -118,6 +125,47 @@ mod tests {
 
     fn first(m: &Arc<Maglev>, key: &str) -> String {
         m.iter(key.as_bytes()).next().unwrap().addr.to_string()
+    }
+
+    /// Pins the hash and the fill: a change in either moves keys between pods on upgrade, and
+    /// replicas built apart would disagree. The expected values come from an independent
+    /// reference (the fill loop in Python over the xxHash authors' C libxxhash, XXH3-64 with seed).
+    #[test]
+    fn table_and_picks_are_the_same_in_every_build() {
+        let m = Arc::new(Maglev::build(&backends(3)));
+        assert_eq!(
+            m.table[..16],
+            [2, 0, 2, 1, 1, 0, 2, 2, 1, 1, 1, 0, 2, 1, 0, 0],
+            "table entries moved"
+        );
+        let mut counts = [0usize; 3];
+        for &i in m.table.iter() {
+            counts[i as usize] += 1;
+        }
+        assert_eq!(counts, [21_846, 21_846, 21_845]);
+        let picks: Vec<String> = (0..8).map(|k| first(&m, &format!("user-{k}"))).collect();
+        assert_eq!(
+            picks,
+            [
+                "10.0.0.2:8080",
+                "10.0.0.3:8080",
+                "10.0.0.1:8080",
+                "10.0.0.1:8080",
+                "10.0.0.2:8080",
+                "10.0.0.3:8080",
+                "10.0.0.3:8080",
+                "10.0.0.1:8080",
+            ],
+            "key -> pod picks moved"
+        );
+    }
+
+    /// The hash is XXH3-64 itself: the xxHash spec's value for empty input, and one keyed value
+    /// from the C libxxhash (`XXH3_64bits_withSeed("user-0", 6, 0x6b6579)`).
+    #[test]
+    fn the_hash_is_xxh3_64() {
+        assert_eq!(hash(0, b""), 0x2d06_8005_38d3_94c2);
+        assert_eq!(hash(KEY_SEED, b"user-0"), 0xe8d9_c8ab_f3ec_a594);
     }
 
     #[test]
