@@ -35,6 +35,8 @@ pub struct Metrics {
     pub client_header_timeouts: IntCounter,
     /// Panics in any of the gateway's threads (see `count_panics`): each is a bug.
     pub panics: IntCounter,
+    /// Access-log lines dropped because its writer thread fell behind (see `access_log`).
+    pub access_log_dropped: IntCounter,
     /// Idle kept-alive client connections parked (see `downstream`), and how many may be.
     pub parked_connections: prometheus::IntGauge,
     pub parking_budget: prometheus::IntGauge,
@@ -209,6 +211,13 @@ impl Metrics {
                 IntCounter::new(
                     "headway_panics_total",
                     "Panics in the gateway's threads; each one is a bug (a request task's panic drops its client).",
+                )?,
+            )?,
+            access_log_dropped: register(
+                &r,
+                IntCounter::new(
+                    "headway_access_log_dropped_total",
+                    "Access-log lines dropped because the log's writer fell behind.",
                 )?,
             )?,
             parked_connections: register(

@@ -250,3 +250,187 @@ fn logs_never_print_secrets() {
         );
     }
 }
+
+/// The fields of a plain access-log line as a logfmt reader splits them: `key=value` or
+/// `key="quoted value"` (with `\"`, `\\`, `\t`, `\n`, `\r`, `\xNN` escapes), separated by
+/// spaces; a leading token without `=` (the time) is skipped.
+fn logfmt_fields(line: &str) -> Vec<(String, String)> {
+    let mut fields = Vec::new();
+    let mut chars = line.trim_end_matches('\n').chars().peekable();
+    loop {
+        while chars.peek() == Some(&' ') {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            return fields;
+        }
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' || c == ' ' {
+                break;
+            }
+            key.push(c);
+            chars.next();
+        }
+        if chars.next() != Some('=') {
+            continue; // a bare token
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            let mut bytes = Vec::new();
+            loop {
+                match chars.next() {
+                    None => panic!("unterminated quoted value of {key} in {line:?}"),
+                    Some('"') => break,
+                    Some('\\') => match chars.next() {
+                        Some('n') => bytes.push(b'\n'),
+                        Some('r') => bytes.push(b'\r'),
+                        Some('t') => bytes.push(b'\t'),
+                        Some('x') => {
+                            let hex: String = chars.by_ref().take(2).collect();
+                            bytes.push(u8::from_str_radix(&hex, 16).unwrap());
+                        }
+                        Some(c @ ('"' | '\\')) => bytes.push(c as u8),
+                        other => panic!("unknown escape {other:?} in {line:?}"),
+                    },
+                    Some(c) => bytes.extend(c.to_string().as_bytes()),
+                }
+            }
+            value = String::from_utf8(bytes).unwrap();
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ' ' {
+                    break;
+                }
+                value.push(c);
+                chars.next();
+            }
+        }
+        fields.push((key, value));
+    }
+}
+
+#[test]
+fn a_client_cannot_forge_fields_in_the_plain_access_log() {
+    let gateway = Gateway::builder()
+        .routes_yaml(r#"- { prefix: /ok, direct_response: { status: 200, body: "ok\n" } }"#)
+        .start();
+    let forged = [
+        ("/ok/1", "a status=200 client=1.2.3.4"),
+        ("/ok/2", "b\t\"q\" \\ status=201 client=5.6.7.8 x"),
+        ("/ok/status=202", "c=d"),
+    ];
+    for (path, id) in forged {
+        let r =
+            http::get_with_headers(gateway.listen_addr(), path, &[("x-request-id", id)]).unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header("x-request-id"),
+            Some(id),
+            "the id is echoed as sent"
+        );
+    }
+    assert!(wait_until(Duration::from_secs(3), || {
+        gateway.stderr_log().matches(" method=GET ").count() >= forged.len()
+    }));
+    let log = gateway.stderr_log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(" method=GET ")).collect();
+    assert_eq!(lines.len(), forged.len(), "{lines:#?}");
+    // Lines of different connections may come in any order: each is found by its path.
+    for (path, id) in forged {
+        let line = lines
+            .iter()
+            .find(|l| logfmt_fields(l).contains(&("path".to_owned(), path.to_owned())))
+            .unwrap_or_else(|| panic!("no line with path {path} in {lines:#?}"));
+        let fields = logfmt_fields(line);
+        let all = |key: &str| -> Vec<&str> {
+            fields
+                .iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+                .collect()
+        };
+        assert_eq!(all("status"), ["200"], "{line}");
+        assert_eq!(all("client"), ["127.0.0.1"], "{line}");
+        assert_eq!(all("request_id"), [id], "{line}");
+        assert_eq!(all("path"), [path], "{line}");
+        let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "client",
+                "method",
+                "path",
+                "status",
+                "cluster",
+                "backend",
+                "attempts",
+                "upstream_ms",
+                "duration_ms",
+                "request_id",
+                "bytes_received",
+                "bytes_sent"
+            ],
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn every_access_log_line_is_written_before_the_gateway_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let access = dir.path().join("access.log");
+    let mut gateway = Gateway::builder()
+        .routes_yaml(r#"- { prefix: /ok, direct_response: { status: 200, body: "ok\n" } }"#)
+        .gateway_yaml(&format!("access_log: {{ path: \"{}\" }}", access.display()))
+        .start();
+    let mut client = Client::new(gateway.listen_addr());
+    let n = 500;
+    for i in 0..n {
+        assert_eq!(client.get(&format!("/ok/{i}")).unwrap().status, 200);
+    }
+    drop(client);
+    gateway.signal("TERM");
+    assert_eq!(gateway.wait_exit(Duration::from_secs(15)), Some(0));
+    let text = std::fs::read_to_string(&access).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), n, "lines lost at exit");
+    assert!(lines
+        .last()
+        .unwrap()
+        .contains(&format!(" path=/ok/{} ", n - 1)));
+}
+
+/// The access log goes to a pipe whose reader never reads (a stalled log shipper, a full disk):
+/// requests must go on being answered, the lines that do not fit dropped.
+#[test]
+fn an_access_log_nobody_reads_never_holds_up_requests() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("access.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // A reader that never reads: opening for writing then succeeds, and the pipe fills up.
+    let _stalled = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let gateway = Gateway::builder()
+        .routes_yaml(r#"- { prefix: /ok, direct_response: { status: 200, body: "ok\n" } }"#)
+        .gateway_yaml(&format!("access_log: {{ path: \"{}\" }}", fifo.display()))
+        .start();
+    let mut client = Client::new(gateway.listen_addr());
+    // ~250 bytes a line: 64 KiB of pipe buffer holds ~260 of them.
+    for i in 0..2_000 {
+        let answer = client.get(&format!("/ok/{i}"));
+        assert!(
+            answer.as_ref().is_ok_and(|r| r.status == 200),
+            "request {i} got {answer:?}"
+        );
+    }
+}

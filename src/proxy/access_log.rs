@@ -2,13 +2,34 @@
 //!
 //! Only the path is logged, never the query string or any header value, so tokens passed in a
 //! URL or an `Authorization` / `Cookie` header cannot leak into logs.
+//!
+//! A plain line is logfmt: a value that is not plain printable ASCII without spaces, `"`, `=`
+//! or `\` is written in double quotes with `\"`, `\\`, `\t`, `\n`, `\r` and `\xNN` escapes, so
+//! a client's `x-request-id` or path can never add a field or a line.
+//!
+//! The request's worker only formats its line and queues it; a thread of the log's own
+//! (`access-log`, started with the first line) writes the queue, so a slow disk or a stderr
+//! nobody reads never holds up a request. Queue: 8,192 lines; a line that finds it full is
+//! dropped and counted (`headway_access_log_dropped_total`). Dropping the log, as the server
+//! does when it exits, writes every queued line first (waiting at most 2 seconds).
 
 use crate::config::{AccessLogConfig, AccessLogFormat};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use prometheus::IntCounter;
 use serde::Serialize;
-use std::fs::{File, OpenOptions};
-use std::io::{LineWriter, Write};
-use std::sync::Mutex;
-use std::time::SystemTime;
+use std::fmt::Write as _;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Lines queued for the writer thread at most; more are dropped and counted.
+const QUEUE_LINES: usize = 8_192;
+/// How long [`AccessLog::flush`] waits for the writer thread.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+/// The writer writes up to this much at once (one `write` for many lines under load).
+const BATCH_BYTES: usize = 64 * 1024;
 
 /// What is logged of one request.
 #[derive(Debug, Serialize)]
@@ -31,24 +52,26 @@ pub struct Entry<'a> {
     pub error: Option<&'a str>,
 }
 
-enum Sink {
-    Stderr,
-    File(Mutex<LineWriter<File>>),
-}
-
 pub struct AccessLog {
     format: AccessLogFormat,
-    sink: Option<Sink>,
+    /// None when the log is off.
+    queue: Option<Queue>,
 }
 
 impl AccessLog {
-    /// Opens the log file (appending) when the conf names one.
+    /// Opens the log file (appending) when the conf names one. The writer thread starts with
+    /// the first line, after pingora has forked (`-d`): a thread does not survive a fork.
     pub fn open(config: &AccessLogConfig) -> Result<AccessLog, String> {
-        let sink = match (&config.path, config.enabled) {
-            (_, false) => None,
-            (None, true) => Some(Sink::Stderr),
-            (Some(path), true) => {
-                let file = OpenOptions::new()
+        if !config.enabled {
+            return Ok(AccessLog {
+                format: config.format,
+                queue: None,
+            });
+        }
+        let out: Box<dyn Write + Send> = match &config.path {
+            None => Box::new(Stderr),
+            Some(path) => Box::new(
+                OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(path)
@@ -57,32 +80,64 @@ impl AccessLog {
                             "gateway.access_log.path: cannot open {}: {e}",
                             path.display()
                         )
-                    })?;
-                Some(Sink::File(Mutex::new(LineWriter::new(file))))
-            }
+                    })?,
+            ),
         };
-        Ok(AccessLog {
-            format: config.format,
-            sink,
-        })
+        Ok(AccessLog::to_writer(config.format, out, QUEUE_LINES))
+    }
+
+    fn to_writer(format: AccessLogFormat, out: Box<dyn Write + Send>, capacity: usize) -> Self {
+        let (lines, pending) = crossbeam_channel::bounded(capacity);
+        AccessLog {
+            format,
+            queue: Some(Queue {
+                lines,
+                writer: Mutex::new(Some((pending, out))),
+                started: OnceLock::new(),
+                dropped: None,
+                warned: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Counts dropped lines in `counter` (`headway_access_log_dropped_total`); without one a
+    /// drop is only logged, once.
+    pub fn counting_drops_in(mut self, counter: IntCounter) -> Self {
+        if let Some(queue) = &mut self.queue {
+            queue.dropped = Some(counter);
+        }
+        self
     }
 
     /// Whether lines are written at all: the request path skips building an entry otherwise.
     pub fn enabled(&self) -> bool {
-        self.sink.is_some()
+        self.queue.is_some()
     }
 
+    /// Queues the entry's line for the writer thread; drops and counts it if the queue is full.
     pub fn write(&self, entry: &Entry<'_>) {
-        let Some(sink) = &self.sink else {
+        let Some(queue) = &self.queue else {
             return;
         };
-        let line = self.format(entry, SystemTime::now());
-        let written = match sink {
-            Sink::Stderr => std::io::stderr().lock().write_all(line.as_bytes()),
-            Sink::File(file) => crate::lock(file).write_all(line.as_bytes()),
+        queue.push(self.format(entry, SystemTime::now()));
+    }
+
+    /// Waits (at most 2 seconds) until every line queued so far is written.
+    pub fn flush(&self) {
+        let Some(queue) = &self.queue else {
+            return;
         };
-        if let Err(e) = written {
-            log::warn!("access log: cannot write: {e}");
+        if queue.started.get() != Some(&true) {
+            return;
+        }
+        let deadline = Instant::now() + FLUSH_TIMEOUT;
+        let (done, written) = crossbeam_channel::bounded(1);
+        if queue
+            .lines
+            .send_deadline(Message::Flush(done), deadline)
+            .is_ok()
+        {
+            let _ = written.recv_deadline(deadline);
         }
     }
 
@@ -103,35 +158,190 @@ impl AccessLog {
                 serde_json::to_string(&line).unwrap_or_default() + "\n"
             }
             AccessLogFormat::Plain => {
-                let upstream = e
-                    .upstream_ms
-                    .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.3}"));
-                let error = e
-                    .error
-                    .map(|err| format!(" error=\"{}\"", err.replace('"', "'")))
-                    .unwrap_or_default();
-                format!(
-                    "{time} client={} method={} path={} status={} cluster={} backend={} attempts={} upstream_ms={upstream} duration_ms={:.3} request_id={} bytes_received={} bytes_sent={}{error}\n",
-                    e.client,
-                    e.method,
-                    e.path,
-                    e.status,
-                    e.cluster,
-                    e.backend,
-                    e.attempts,
-                    e.duration_ms,
-                    e.request_id,
-                    e.bytes_received,
-                    e.bytes_sent,
-                )
+                let mut line = String::with_capacity(256);
+                // Writing to a String cannot fail.
+                let _ = write!(line, "{time}");
+                for (key, value) in [("client", e.client), ("method", e.method), ("path", e.path)] {
+                    push_field(&mut line, key, value);
+                }
+                let _ = write!(line, " status={}", e.status);
+                push_field(&mut line, "cluster", e.cluster);
+                push_field(&mut line, "backend", e.backend);
+                let _ = write!(line, " attempts={}", e.attempts);
+                match e.upstream_ms {
+                    Some(ms) => {
+                        let _ = write!(line, " upstream_ms={ms:.3}");
+                    }
+                    None => line.push_str(" upstream_ms=-"),
+                }
+                let _ = write!(line, " duration_ms={:.3}", e.duration_ms);
+                push_field(&mut line, "request_id", e.request_id);
+                let _ = write!(
+                    line,
+                    " bytes_received={} bytes_sent={}",
+                    e.bytes_received, e.bytes_sent
+                );
+                if let Some(error) = e.error {
+                    line.push_str(" error=");
+                    push_quoted(&mut line, error);
+                }
+                line.push('\n');
+                line
             }
         }
+    }
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// ` key=value`, the value bare when a logfmt reader reads it back as it is, else quoted.
+fn push_field(line: &mut String, key: &str, value: &str) {
+    line.push(' ');
+    line.push_str(key);
+    line.push('=');
+    let bare = !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'=' | b'\\'));
+    if bare {
+        line.push_str(value);
+    } else {
+        push_quoted(line, value);
+    }
+}
+
+/// `"value"`, with every byte outside printable ASCII, `"` and `\` escaped.
+fn push_quoted(line: &mut String, value: &str) {
+    line.push('"');
+    for b in value.bytes() {
+        match b {
+            b'"' => line.push_str("\\\""),
+            b'\\' => line.push_str("\\\\"),
+            b'\n' => line.push_str("\\n"),
+            b'\r' => line.push_str("\\r"),
+            b'\t' => line.push_str("\\t"),
+            b' '..=b'~' => line.push(char::from(b)),
+            _ => {
+                let _ = write!(line, "\\x{b:02x}");
+            }
+        }
+    }
+    line.push('"');
+}
+
+enum Message {
+    Line(String),
+    /// Answered once every line queued before it is written.
+    Flush(Sender<()>),
+}
+
+/// The writer thread's end of the queue, and where it writes.
+type Writer = (Receiver<Message>, Box<dyn Write + Send>);
+
+struct Queue {
+    lines: Sender<Message>,
+    /// The writer's end of the queue and where it writes, until the writer thread takes them.
+    writer: Mutex<Option<Writer>>,
+    /// Whether the writer thread runs (set by the first line).
+    started: OnceLock<bool>,
+    dropped: Option<IntCounter>,
+    /// Whether the first drop has been logged.
+    warned: AtomicBool,
+}
+
+impl Queue {
+    fn push(&self, line: String) {
+        self.start();
+        match self.lines.try_send(Message::Line(line)) {
+            Ok(()) => {}
+            // Disconnected: the writer thread could not start, or died.
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => self.count_drop(),
+        }
+    }
+
+    fn count_drop(&self) {
+        if let Some(dropped) = &self.dropped {
+            dropped.inc();
+        }
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                "access log: its writer falls behind, lines are dropped from now on while it does \
+                 (counted in headway_access_log_dropped_total)"
+            );
+        }
+    }
+
+    fn start(&self) {
+        self.started.get_or_init(|| {
+            let Some((pending, out)) = crate::lock(&self.writer).take() else {
+                return false;
+            };
+            let spawned = std::thread::Builder::new()
+                .name("access-log".to_owned())
+                .spawn(move || write_lines(&pending, out));
+            if let Err(e) = &spawned {
+                log::error!("access log: cannot start its writer thread, lines are dropped: {e}");
+            }
+            spawned.is_ok()
+        });
+    }
+}
+
+/// The writer thread: writes what is queued, as many lines at once as have arrived, until the
+/// log is dropped.
+fn write_lines(pending: &Receiver<Message>, mut out: Box<dyn Write + Send>) {
+    let mut batch: Vec<u8> = Vec::with_capacity(BATCH_BYTES);
+    let mut flushed = Vec::new();
+    while let Ok(first) = pending.recv() {
+        let mut next = Some(first);
+        while let Some(message) = next {
+            match message {
+                Message::Line(line) => batch.extend_from_slice(line.as_bytes()),
+                Message::Flush(done) => flushed.push(done),
+            }
+            next = if batch.len() < BATCH_BYTES {
+                pending.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        if !batch.is_empty() {
+            if let Err(e) = out.write_all(&batch).and_then(|()| out.flush()) {
+                log::warn!("access log: cannot write: {e}");
+            }
+            batch.clear();
+        }
+        for done in flushed.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// stderr, locked for each batch so that no other log line lands inside one of its lines.
+struct Stderr;
+
+impl Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::io::stderr().lock().write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        std::io::stderr().lock().write_all(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().lock().flush()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn entry() -> Entry<'static> {
         Entry {
@@ -152,17 +362,47 @@ mod tests {
     }
 
     fn log(format: AccessLogFormat) -> AccessLog {
-        AccessLog { format, sink: None }
+        AccessLog {
+            format,
+            queue: None,
+        }
+    }
+
+    const AT_MS: u64 = 1_700_000_000_123;
+
+    fn at() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(AT_MS)
     }
 
     #[test]
     fn plain_lines_are_key_value_pairs() {
-        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
-        let line = log(AccessLogFormat::Plain).format(&entry(), at);
+        let line = log(AccessLogFormat::Plain).format(&entry(), at());
         assert_eq!(
             line,
             "2023-11-14T22:13:20.123Z client=10.0.0.9 method=GET path=/service/1 status=200 cluster=service1 backend=10.1.2.3:8080 attempts=1 upstream_ms=1.250 duration_ms=1.500 request_id=abc bytes_received=0 bytes_sent=42\n"
         );
+    }
+
+    #[test]
+    fn client_values_are_quoted_so_they_cannot_add_fields_or_lines() {
+        let forged = Entry {
+            path: "/a=b",
+            request_id: "x status=500 client=1.2.3.4\nfake line \"q\" \\ \t\u{7f}é",
+            upstream_ms: None,
+            error: Some("said \"no\""),
+            ..entry()
+        };
+        let line = log(AccessLogFormat::Plain).format(&forged, at());
+        assert_eq!(
+            line,
+            "2023-11-14T22:13:20.123Z client=10.0.0.9 method=GET path=\"/a=b\" status=200 cluster=service1 backend=10.1.2.3:8080 attempts=1 upstream_ms=- duration_ms=1.500 request_id=\"x status=500 client=1.2.3.4\\nfake line \\\"q\\\" \\\\ \\t\\x7f\\xc3\\xa9\" bytes_received=0 bytes_sent=42 error=\"said \\\"no\\\"\"\n"
+        );
+        let empty = Entry {
+            request_id: "",
+            ..entry()
+        };
+        let line = log(AccessLogFormat::Plain).format(&empty, at());
+        assert!(line.contains(" request_id=\"\" "), "{line}");
     }
 
     #[test]
@@ -174,5 +414,122 @@ mod tests {
         assert_eq!(v["upstream_ms"], 1.25);
         assert!(v["time"].as_str().unwrap().ends_with('Z'));
         assert!(line.ends_with('\n') && !line[..line.len() - 1].contains('\n'));
+    }
+
+    /// Collects what is written; each `write` first waits while `gate` is closed.
+    #[derive(Clone, Default)]
+    struct Collect {
+        written: Arc<Mutex<Vec<u8>>>,
+        gate: Arc<(Mutex<bool>, std::sync::Condvar)>,
+        writes: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Collect {
+        fn closed() -> Collect {
+            let c = Collect::default();
+            *c.gate.0.lock().unwrap() = true;
+            c
+        }
+
+        fn open_gate(&self) {
+            *self.gate.0.lock().unwrap() = false;
+            self.gate.1.notify_all();
+        }
+
+        fn text(&self) -> String {
+            String::from_utf8(self.written.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    impl Write for Collect {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut closed = self.gate.0.lock().unwrap();
+            while *closed {
+                closed = self.gate.1.wait(closed).unwrap();
+            }
+            self.written.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn numbered(i: usize) -> Entry<'static> {
+        Entry {
+            attempts: i,
+            ..entry()
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_lines_and_counts_them_without_blocking() {
+        let out = Collect::closed();
+        let dropped = IntCounter::new("dropped", "test").unwrap();
+        let log = AccessLog::to_writer(AccessLogFormat::Plain, Box::new(out.clone()), 4)
+            .counting_drops_in(dropped.clone());
+        // The writer takes line 0 and blocks writing it: the queue is empty again.
+        log.write(&numbered(0));
+        let blocked = std::time::Instant::now() + Duration::from_secs(5);
+        while out.writes.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(
+                std::time::Instant::now() < blocked,
+                "the writer never wrote"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Four lines fill the queue; three more find it full. None of this waits.
+        let started = std::time::Instant::now();
+        for i in 1..=7 {
+            log.write(&numbered(i));
+        }
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(dropped.get(), 3);
+        out.open_gate();
+        log.flush();
+        let attempts: Vec<String> = out
+            .text()
+            .lines()
+            .map(|l| {
+                l.split(" attempts=")
+                    .nth(1)
+                    .unwrap()
+                    .split(' ')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(attempts, ["0", "1", "2", "3", "4"]);
+    }
+
+    #[test]
+    fn dropping_the_log_writes_every_queued_line_first() {
+        let out = Collect::default();
+        let log = AccessLog::to_writer(AccessLogFormat::Json, Box::new(out.clone()), QUEUE_LINES);
+        for i in 0..5_000 {
+            log.write(&numbered(i));
+        }
+        drop(log);
+        let text = out.text();
+        assert_eq!(text.lines().count(), 5_000);
+        let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        assert_eq!(last["attempts"], 4_999);
+    }
+
+    #[test]
+    fn an_access_log_that_is_off_writes_nothing() {
+        let config = AccessLogConfig {
+            enabled: false,
+            path: None,
+            format: AccessLogFormat::Plain,
+        };
+        let log = AccessLog::open(&config).unwrap();
+        assert!(!log.enabled());
+        log.write(&entry());
+        log.flush();
     }
 }
