@@ -1,5 +1,6 @@
-//! The client's connection as the gateway holds it: pingora's stream, plus a count of the bytes
-//! written to it and its socket, so that an answer pingora gives on its own is seen.
+//! The client's connection as the gateway holds it: pingora's stream, wrapped with what the
+//! listener and the proxy share about the connection (bytes written, request headers read,
+//! requests served, the listener's own per-connection state).
 //!
 //! pingora answers a request its HTTP/1 parser refuses with `400` and closes before any of the
 //! proxy's hooks run; nothing in its API tells. Every accepted stream (plaintext or TLS, after
@@ -17,30 +18,72 @@ use pingora::protocols::{
     TimingDigest, UniqueID, UniqueIDType,
 };
 use pingora::server::ShutdownWatch;
+use std::any::Any;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// A client stream with a count of the bytes written to it.
+/// A client stream with its [`Connection`].
 #[derive(Debug)]
 pub struct ClientStream {
     inner: Stream,
-    written: Arc<AtomicU64>,
+    connection: Arc<Connection>,
     socket: Option<RawFd>,
 }
 
-/// What a request's handler keeps of its connection's stream while pingora owns the stream.
-#[derive(Clone, Debug)]
-pub struct Written(Arc<AtomicU64>);
+/// What the listener and the proxy share about one client connection. It outlives pingora's
+/// session of each request (the listener holds it across a request).
+#[derive(Debug, Default)]
+pub struct Connection {
+    written: AtomicU64,
+    headers_read: AtomicBool,
+    requests: AtomicU64,
+    listener_state: OnceLock<Box<dyn Any + Send + Sync>>,
+}
 
-impl Written {
+impl Connection {
     /// Bytes written to the client so far.
-    pub fn get(&self) -> u64 {
-        self.0.load(Relaxed)
+    pub fn written(&self) -> u64 {
+        self.written.load(Relaxed)
+    }
+
+    /// A request begins: its headers are not read yet. Returns how many requests came before
+    /// it on this connection.
+    pub fn begin_request(&self) -> u64 {
+        self.headers_read.store(false, Relaxed);
+        self.requests.fetch_add(1, Relaxed)
+    }
+
+    /// The current request's headers are complete (the proxy saw them).
+    pub fn mark_headers_read(&self) {
+        self.headers_read.store(true, Relaxed);
+    }
+
+    /// Whether the current request's headers are complete.
+    pub fn headers_read(&self) -> bool {
+        self.headers_read.load(Relaxed)
+    }
+
+    /// The listener's own state for this connection, set once (e.g. its parking registration).
+    pub fn listener_state<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.listener_state.get()?.downcast_ref()
+    }
+
+    /// Sets the listener's state; false when it was already set.
+    pub fn set_listener_state<T: Any + Send + Sync>(&self, state: T) -> bool {
+        self.listener_state.set(Box::new(state)).is_ok()
+    }
+}
+
+/// Tells the listener that this HTTP/1 request's headers are complete (HTTP/2 streams arrive
+/// with theirs).
+pub fn mark_headers_read(session: &ServerSession) {
+    if let Some(c) = ClientStream::of(session) {
+        c.connection.mark_headers_read();
     }
 }
 
@@ -54,7 +97,7 @@ impl ClientStream {
             .map(AsRawFd::as_raw_fd);
         ClientStream {
             inner,
-            written: Arc::default(),
+            connection: Arc::default(),
             socket,
         }
     }
@@ -64,9 +107,9 @@ impl ClientStream {
         session.stream()?.as_any().downcast_ref::<ClientStream>()
     }
 
-    /// The byte count, to read after pingora has taken the stream.
-    pub fn written(&self) -> Written {
-        Written(self.written.clone())
+    /// The connection's shared state, to read after pingora has taken the stream.
+    pub fn connection(&self) -> &Arc<Connection> {
+        &self.connection
     }
 
     /// The socket of a plaintext connection, open for as long as the session holding this
@@ -94,7 +137,7 @@ impl AsyncWrite for ClientStream {
     ) -> Poll<std::io::Result<usize>> {
         let done = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = done {
-            self.written.fetch_add(n as u64, Relaxed);
+            self.connection.written.fetch_add(n as u64, Relaxed);
         }
         done
     }
@@ -106,7 +149,7 @@ impl AsyncWrite for ClientStream {
     ) -> Poll<std::io::Result<usize>> {
         let done = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = done {
-            self.written.fetch_add(n as u64, Relaxed);
+            self.connection.written.fetch_add(n as u64, Relaxed);
         }
         done
     }

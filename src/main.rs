@@ -76,7 +76,7 @@ fn main() -> ExitCode {
     }
     // The conf is already loaded; pingora would warn that it ignores the path.
     opt.conf = None;
-    match headway::server::run(config, opt) {
+    match headway::server::run(config, opt, &headway::proxy::filter::Registry::new()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("headway: {path}: {e}");

@@ -1,18 +1,28 @@
 //! The admin listener: `/ready`, `/clusters`, `/metrics`. It reads cluster state, never writes it.
 
-use crate::server::GatewayState;
+use crate::lifecycle::Lifecycle;
+use crate::metrics::Metrics;
+use crate::upstream::Clusters;
 use async_trait::async_trait;
 use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use std::sync::Arc;
 
+/// What admin reads: the clusters, the metrics and the gateway's lifecycle.
+pub struct AdminState {
+    pub clusters: Arc<Clusters>,
+    pub metrics: Arc<Metrics>,
+    pub lifecycle: Arc<Lifecycle>,
+}
+
+/// The admin listener's application.
 pub struct Admin {
-    state: Arc<GatewayState>,
+    state: AdminState,
 }
 
 impl Admin {
-    pub fn new(state: Arc<GatewayState>) -> Admin {
+    pub fn new(state: AdminState) -> Admin {
         Admin { state }
     }
 }
@@ -34,7 +44,7 @@ fn text(status: StatusCode, body: impl Into<String>) -> Reply {
 }
 
 /// Answers one admin request.
-pub fn handle(state: &GatewayState, method: &str, path: &str, query: Option<&str>) -> Reply {
+pub fn handle(state: &AdminState, method: &str, path: &str, query: Option<&str>) -> Reply {
     if method != "GET" && method != "HEAD" {
         return text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -53,11 +63,11 @@ pub fn handle(state: &GatewayState, method: &str, path: &str, query: Option<&str
     }
 }
 
-fn ready(state: &GatewayState) -> Reply {
-    if state.is_draining() {
+fn ready(state: &AdminState) -> Reply {
+    if state.lifecycle.is_draining() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n");
     }
-    let pending = state.pending_clusters();
+    let pending = state.clusters.pending();
     if !pending.is_empty() {
         text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -66,7 +76,7 @@ fn ready(state: &GatewayState) -> Reply {
                 pending.join(", ")
             ),
         )
-    } else if !state.is_listening() {
+    } else if !state.lifecycle.is_listening() {
         text(
             StatusCode::SERVICE_UNAVAILABLE,
             "waiting for the proxy listeners to open\n",
@@ -76,7 +86,7 @@ fn ready(state: &GatewayState) -> Reply {
     }
 }
 
-fn clusters_text(state: &GatewayState) -> Reply {
+fn clusters_text(state: &AdminState) -> Reply {
     let body: String = state
         .clusters
         .iter()
@@ -85,9 +95,15 @@ fn clusters_text(state: &GatewayState) -> Reply {
     text(StatusCode::OK, body)
 }
 
-fn clusters(state: &GatewayState) -> Reply {
-    let clusters: Vec<_> = state.clusters.iter().map(|c| c.snapshot()).collect();
-    match serde_json::to_string_pretty(&serde_json::json!({ "clusters": clusters })) {
+fn clusters(state: &AdminState) -> Reply {
+    /// Serialized as declared: each cluster's `name` first, its long `backends` list last
+    /// (a `serde_json::Value` would sort the keys).
+    #[derive(serde::Serialize)]
+    struct Body {
+        clusters: Vec<crate::upstream::snapshot::ClusterSnapshot>,
+    }
+    let clusters = state.clusters.iter().map(|c| c.snapshot()).collect();
+    match serde_json::to_string_pretty(&Body { clusters }) {
         Ok(body) => Reply {
             status: StatusCode::OK,
             content_type: "application/json",
@@ -98,14 +114,9 @@ fn clusters(state: &GatewayState) -> Reply {
 }
 
 /// Every series in Prometheus' text format; state-derived gauges are set at scrape time.
-fn metrics(state: &GatewayState) -> Reply {
+fn metrics(state: &AdminState) -> Reply {
     let m = &state.metrics;
-    let (parked, budget) = crate::server::client_limits::parking();
-    m.parked_connections
-        .set(i64::try_from(parked).unwrap_or(i64::MAX));
-    m.parking_budget
-        .set(i64::try_from(budget).unwrap_or(i64::MAX));
-    for cluster in &state.clusters {
+    for cluster in state.clusters.iter() {
         let snapshot = cluster.snapshot();
         let name = [cluster.name()];
         m.backends

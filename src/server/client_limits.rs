@@ -4,8 +4,8 @@
 //! pingora arms only a per-read timeout while reading request headers, so a client sending one
 //! byte every few seconds ("slow loris") holds its connection for as long as it likes. This
 //! wrapper bounds the whole header read: the proxy marks the headers as read in
-//! `early_request_filter` (a task-local flag), and a session that has not got that far when its
-//! limit expires is dropped — its connection closed, its memory freed. A new plaintext
+//! `early_request_filter` (on the connection's state, `crate::connection`), and a session that has not got
+//! that far when its limit expires is dropped — its connection closed, its memory freed. A new plaintext
 //! connection that had sent part of a request first gets `408 Request Timeout` (as HAProxy
 //! answers); one that sent nothing, or a kept-alive one waiting for its next request, is closed
 //! without a word (as nginx does), since a client may be about to reuse it.
@@ -15,7 +15,7 @@
 //! buffer (4 kB) exist, so thousands of idle clients cost a fraction of the memory. The wait
 //! goes through a duplicate of the socket registered once per connection (the original is
 //! pingora's, already registered with the runtime). Duplicates count against the open-files
-//! limit, so at most a quarter of it goes to them (see [`set_parking_budget`]); past that,
+//! limit, so at most a quarter of it goes to them (see [`Parking`]); past that,
 //! idle connections wait as pingora has them wait.
 
 use crate::connection::ClientStream;
@@ -25,72 +25,78 @@ use pingora::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
-use prometheus::IntCounter;
+use prometheus::{IntCounter, IntGauge};
 use std::io::Write;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 
-tokio::task_local! {
-    static HEADERS_READ: Arc<AtomicBool>;
-}
-
-/// Called by the proxy once a request's headers are complete.
-pub fn mark_headers_read() {
-    let _ = HEADERS_READ.try_with(|read| read.store(true, Relaxed));
-}
-
-/// What the proxy carries from one request of a kept-alive connection to the next: that it is
-/// not the first, and the connection's parking registration once it has one.
-#[derive(Clone, Default)]
-pub struct KeptAlive {
-    parked: Option<Arc<ParkedSocket>>,
-}
-
 /// A duplicate of a client socket, registered with the runtime, to wait for readability
 /// without reading. Its lifetime is the connection's: it lives in the connection's context,
 /// which is dropped with the connection (a stray duplicate would keep the socket open).
-struct ParkedSocket(AsyncFd<OwnedFd>);
-
-/// Parked sockets alive now, and how many may be.
-static PARKED: AtomicUsize = AtomicUsize::new(0);
-static PARKING_BUDGET: AtomicUsize = AtomicUsize::new(0);
-
-/// Sets how many idle connections may be parked at once, from the process's open-files limit:
-/// a quarter of it, so duplicates can never starve `accept` (0 turns parking off).
-pub fn set_parking_budget(open_files_limit: u64) {
-    let budget = usize::try_from(open_files_limit / 4).unwrap_or(usize::MAX);
-    PARKING_BUDGET.store(budget, Relaxed);
+struct ParkedSocket {
+    fd: AsyncFd<OwnedFd>,
+    parking: Arc<Parking>,
 }
 
-/// Parked connections now, and the budget, for the metrics.
-pub fn parking() -> (usize, usize) {
-    (PARKED.load(Relaxed), PARKING_BUDGET.load(Relaxed))
+/// How many idle connections may be parked at once, and how many are.
+pub struct Parking {
+    budget: usize,
+    parked: AtomicUsize,
+    gauge: IntGauge,
+}
+
+impl Parking {
+    /// A quarter of the process's open-files limit, so duplicates can never starve `accept`
+    /// (0 turns parking off). `gauge` shows how many are parked.
+    pub fn new(open_files_limit: u64, gauge: IntGauge) -> Arc<Parking> {
+        Arc::new(Parking {
+            budget: usize::try_from(open_files_limit / 4).unwrap_or(usize::MAX),
+            parked: AtomicUsize::new(0),
+            gauge,
+        })
+    }
+
+    /// How many may be parked.
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
+
+    fn release(&self) {
+        self.parked.fetch_sub(1, Relaxed);
+        self.gauge.dec();
+    }
 }
 
 impl Drop for ParkedSocket {
     fn drop(&mut self) {
-        PARKED.fetch_sub(1, Relaxed);
+        self.parking.release();
     }
 }
 
 impl ParkedSocket {
     /// None when the budget is spent.
-    fn new(fd: RawFd) -> std::io::Result<Option<ParkedSocket>> {
-        if PARKED.fetch_add(1, Relaxed) >= PARKING_BUDGET.load(Relaxed) {
-            PARKED.fetch_sub(1, Relaxed);
+    fn new(fd: RawFd, parking: &Arc<Parking>) -> std::io::Result<Option<ParkedSocket>> {
+        if parking.parked.fetch_add(1, Relaxed) >= parking.budget {
+            parking.parked.fetch_sub(1, Relaxed);
             return Ok(None);
         }
-        let parked = ParkedSocket::register(fd);
-        if parked.is_err() {
-            PARKED.fetch_sub(1, Relaxed);
+        parking.gauge.inc();
+        match ParkedSocket::register(fd) {
+            Ok(fd) => Ok(Some(ParkedSocket {
+                fd,
+                parking: parking.clone(),
+            })),
+            Err(e) => {
+                parking.release();
+                Err(e)
+            }
         }
-        parked.map(Some)
     }
 
-    fn register(fd: RawFd) -> std::io::Result<ParkedSocket> {
+    fn register(fd: RawFd) -> std::io::Result<AsyncFd<OwnedFd>> {
         // SAFETY: `fd` is the socket of the session the caller holds, open for this borrow.
         let socket = unsafe { BorrowedFd::borrow_raw(fd) };
         let duplicate = socket.try_clone_to_owned()?;
@@ -98,14 +104,14 @@ impl ParkedSocket {
         // open, and the same descriptor, until the `AsyncFd` is dropped.
         let registered =
             unsafe { AsyncFd::register_with_interest(duplicate, tokio::io::Interest::READABLE) };
-        Ok(ParkedSocket(registered?))
+        Ok(registered?)
     }
 
     /// Waits until the client sends something (or hangs up), for at most `limit`. The readiness
     /// is consumed: pingora reads the bytes through its own registration, and the next wait
     /// returns on the next arrival. False if nothing came in time.
     async fn wait_readable(&self, limit: Duration) -> bool {
-        match tokio::time::timeout(limit, self.0.readable()).await {
+        match tokio::time::timeout(limit, self.fd.readable()).await {
             Ok(Ok(mut ready)) => {
                 ready.clear_ready();
                 true
@@ -132,6 +138,7 @@ pub struct ClientLimits<A> {
     idle_timeout: Duration,
     timeouts: IntCounter,
     on_own_answer: OnOwnAnswer,
+    parking: Arc<Parking>,
 }
 
 impl<A> ClientLimits<A> {
@@ -141,6 +148,7 @@ impl<A> ClientLimits<A> {
         idle_timeout: Duration,
         timeouts: IntCounter,
         on_own_answer: OnOwnAnswer,
+        parking: Arc<Parking>,
     ) -> ClientLimits<A> {
         ClientLimits {
             inner,
@@ -148,6 +156,7 @@ impl<A> ClientLimits<A> {
             idle_timeout,
             timeouts,
             on_own_answer,
+            parking,
         }
     }
 }
@@ -162,54 +171,54 @@ where
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        // The proxy's marker comes back on every request after the first of a connection.
-        let mut kept_alive = session
-            .take_connection_user_context()
-            .and_then(|c| c.downcast::<KeptAlive>().ok());
-        let reused = kept_alive.is_some();
-        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        // The socket (plaintext only) and the count of bytes written, from the listener's wrapper.
-        let (socket, written) =
-            ClientStream::of(&session).map_or((None, None), |s| (s.socket(), Some(s.written())));
-        if let Some(kept_alive) = kept_alive.as_mut() {
-            // TLS may hold decrypted bytes the socket no longer shows; HTTP/2 has no such wait.
-            if !tls && !session.is_http2() {
-                if kept_alive.parked.is_none() {
-                    kept_alive.parked = socket
-                        .and_then(|fd| {
-                            ParkedSocket::new(fd)
-                                .map_err(|e| debug!("cannot park an idle connection: {e}"))
-                                .ok()
-                                .flatten()
-                        })
-                        .map(Arc::new);
-                }
-                if let Some(parked) = &kept_alive.parked {
-                    // Closed when the server shuts down, as pingora closes connections waiting
-                    // for a request then: their clients reconnect to whoever serves next.
-                    let mut shutdown = shutdown.clone();
-                    let stopping = async move {
-                        if shutdown.wait_for(|stopping| *stopping).await.is_err() {
-                            // No server left to say so: never.
-                            std::future::pending::<()>().await;
+        if session.is_http2() {
+            // An HTTP/2 stream arrives with its headers complete; its connection's limits are
+            // pingora's (h2 keep-alive pings, idle timeout).
+            return self.inner.process_new_http(session, shutdown).await;
+        }
+        // The listener's wrapper: the socket (plaintext only) and the connection's shared state.
+        let Some((socket, connection)) =
+            ClientStream::of(&session).map(|s| (s.socket(), s.connection().clone()))
+        else {
+            return self.inner.process_new_http(session, shutdown).await;
+        };
+        let reused = connection.begin_request() > 0;
+        let mut parked = false;
+        if reused {
+            // TLS may hold decrypted bytes the socket no longer shows (no socket here then).
+            if connection.listener_state::<ParkedSocket>().is_none() {
+                if let Some(fd) = socket {
+                    match ParkedSocket::new(fd, &self.parking) {
+                        Ok(Some(p)) => {
+                            connection.set_listener_state(p);
                         }
-                    };
-                    let woken = tokio::select! {
-                        biased;
-                        woken = parked.wait_readable(self.idle_timeout) => woken,
-                        () = stopping => false,
-                    };
-                    if !woken {
-                        debug!("idle kept-alive connection closed (idle_timeout or shutdown)");
-                        return None;
+                        Ok(None) => {}
+                        Err(e) => debug!("cannot park an idle connection: {e}"),
                     }
                 }
             }
+            if let Some(socket) = connection.listener_state::<ParkedSocket>() {
+                parked = true;
+                // Closed when the server shuts down, as pingora closes connections waiting
+                // for a request then: their clients reconnect to whoever serves next.
+                let mut shutdown = shutdown.clone();
+                let stopping = async move {
+                    if shutdown.wait_for(|stopping| *stopping).await.is_err() {
+                        // No server left to say so: never.
+                        std::future::pending::<()>().await;
+                    }
+                };
+                let woken = tokio::select! {
+                    biased;
+                    woken = socket.wait_readable(self.idle_timeout) => woken,
+                    () = stopping => false,
+                };
+                if !woken {
+                    debug!("idle kept-alive connection closed (idle_timeout or shutdown)");
+                    return None;
+                }
+            }
         }
-        let parked = kept_alive.as_ref().is_some_and(|k| k.parked.is_some());
-        session.set_connection_user_context(
-            kept_alive.map(|k| k as Box<dyn std::any::Any + Send + Sync>),
-        );
         let waits_for_next_request = reused && !parked;
         if !*shutdown.borrow() {
             // pingora's timeout on each read of the request head. Where this wrapper's own
@@ -231,36 +240,31 @@ where
             self.headers_timeout
         };
 
-        // The socket of a new plaintext HTTP/1 connection, for a 408 if its headers never come.
-        let plain_fd = (!reused && !session.is_http2()).then_some(socket).flatten();
-
-        // What pingora writes on this connection from here on; a request that never reaches the
-        // proxy and still got bytes got pingora's own answer.
-        let written = written.filter(|_| !session.is_http2()).map(|w| {
-            let before = w.get();
-            (w, before)
-        });
+        // The socket of a new plaintext connection, for a 408 if its headers never come.
+        let plain_fd = socket.filter(|_| !reused);
+        // What pingora writes from here on: a request that never reaches the proxy and still
+        // got bytes got pingora's own answer (its HTTP/1 parser's 400).
+        let written_before = connection.written();
         let client = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
 
-        let read = Arc::new(AtomicBool::new(false));
-        let work = HEADERS_READ.scope(read.clone(), self.inner.process_new_http(session, shutdown));
+        let work = self.inner.process_new_http(session, shutdown);
         tokio::pin!(work);
         tokio::select! {
             biased;
             done = &mut work => {
                 if done.is_none()
-                    && !read.load(Relaxed)
-                    && written.is_some_and(|(now, before)| now.get() > before)
+                    && !connection.headers_read()
+                    && connection.written() > written_before
                 {
                     (self.on_own_answer)(400, client, "request refused by the HTTP/1 parser");
                 }
                 done
             }
             _ = tokio::time::sleep(limit) => {
-                if read.load(Relaxed) {
+                if connection.headers_read() {
                     work.await
                 } else {
                     self.timeouts.inc();
@@ -335,15 +339,26 @@ mod tests {
         let (server, _) = listener.accept().unwrap();
         let fd = server.as_raw_fd();
 
-        set_parking_budget(4); // one parked socket
-        let first = ParkedSocket::new(fd).unwrap().expect("within the budget");
-        assert!(ParkedSocket::new(fd).unwrap().is_none(), "over the budget");
+        let gauge = || prometheus::IntGauge::new("parked", "parked").unwrap();
+        let parking = Parking::new(4, gauge()); // one parked socket
+        let first = ParkedSocket::new(fd, &parking)
+            .unwrap()
+            .expect("within the budget");
+        assert!(
+            ParkedSocket::new(fd, &parking).unwrap().is_none(),
+            "over the budget"
+        );
+        assert_eq!(parking.gauge.get(), 1);
         assert!(!first.wait_readable(Duration::from_millis(50)).await);
         client.write_all(b"GET").unwrap();
         assert!(first.wait_readable(Duration::from_secs(5)).await);
         drop(first);
-        assert!(ParkedSocket::new(fd).unwrap().is_some(), "freed on drop");
-        set_parking_budget(0);
-        assert!(ParkedSocket::new(fd).unwrap().is_none(), "off");
+        assert_eq!(parking.gauge.get(), 0);
+        assert!(
+            ParkedSocket::new(fd, &parking).unwrap().is_some(),
+            "freed on drop"
+        );
+        let off = Parking::new(0, gauge());
+        assert!(ParkedSocket::new(fd, &off).unwrap().is_none(), "off");
     }
 }

@@ -10,7 +10,7 @@
 //!   keeps serving — pingora alone would stop serving with nobody to take over.
 //! - SIGINT: fast shutdown.
 
-use crate::server::GatewayState;
+use crate::lifecycle::Lifecycle;
 use async_trait::async_trait;
 use log::{error, info};
 use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 pub struct SignalWatch {
-    pub state: Arc<GatewayState>,
+    pub lifecycle: Arc<Lifecycle>,
     pub drain_time: Duration,
     pub upgrade_sock: PathBuf,
 }
@@ -60,7 +60,7 @@ impl ShutdownSignalWatch for SignalWatch {
                 _ = next(&mut quit) => {
                     if self.successor_waiting() {
                         info!("SIGQUIT: handing the listeners to the new process and draining");
-                        self.state.start_draining();
+                        self.lifecycle.start_draining();
                         return ShutdownSignal::GracefulUpgrade;
                     }
                     error!(
@@ -73,7 +73,7 @@ impl ShutdownSignalWatch for SignalWatch {
                         "SIGTERM: draining for {:?} with /ready at 503, then closing the listeners",
                         self.drain_time
                     );
-                    self.state.start_draining();
+                    self.lifecycle.start_draining();
                     tokio::select! {
                         _ = tokio::time::sleep(self.drain_time) => {}
                         _ = next(&mut int) => return ShutdownSignal::FastShutdown,

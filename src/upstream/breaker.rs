@@ -4,7 +4,7 @@
 //! Overflow is refused at once — it is answered with 503 by the caller, never queued.
 
 use crate::config::{CircuitBreakers, RetryPolicy};
-use crate::upstream::cluster::{BackendState, Cluster};
+use crate::upstream::backends::BackendState;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 
@@ -59,44 +59,50 @@ impl ClusterLoad {
 }
 
 /// Held for the whole request.
-pub struct RequestSlot(Arc<Cluster>);
+pub struct RequestSlot(Arc<ClusterLoad>);
 
 /// Held while an attempt waits for its upstream connection.
-pub struct PendingSlot(Arc<Cluster>);
+pub struct PendingSlot(Arc<ClusterLoad>);
 
 /// Held while an attempt uses a connection to `backend`: counts in the cluster's connections and
 /// the backend's in-flight requests.
 pub struct AttemptSlot {
-    cluster: Arc<Cluster>,
+    load: Arc<ClusterLoad>,
     backend: Option<Arc<BackendState>>,
 }
 
 /// Held from a request's first retry to its end: the retry budget's unit.
-pub struct RetrySlot(Arc<Cluster>);
+pub struct RetrySlot(Arc<ClusterLoad>);
 
 impl RequestSlot {
-    pub fn take(cluster: &Arc<Cluster>, limits: &CircuitBreakers) -> Result<RequestSlot, Overflow> {
-        take(&cluster.load.requests, limits.max_requests)
-            .then(|| RequestSlot(cluster.clone()))
+    pub fn take(
+        load: &Arc<ClusterLoad>,
+        limits: &CircuitBreakers,
+    ) -> Result<RequestSlot, Overflow> {
+        take(&load.requests, limits.max_requests)
+            .then(|| RequestSlot(load.clone()))
             .ok_or(Overflow::Requests(limits.max_requests))
     }
 }
 
 impl PendingSlot {
-    pub fn take(cluster: &Arc<Cluster>, limits: &CircuitBreakers) -> Result<PendingSlot, Overflow> {
-        take(&cluster.load.pending, limits.max_pending_requests)
-            .then(|| PendingSlot(cluster.clone()))
+    pub fn take(
+        load: &Arc<ClusterLoad>,
+        limits: &CircuitBreakers,
+    ) -> Result<PendingSlot, Overflow> {
+        take(&load.pending, limits.max_pending_requests)
+            .then(|| PendingSlot(load.clone()))
             .ok_or(Overflow::Pending(limits.max_pending_requests))
     }
 }
 
 impl AttemptSlot {
     pub fn take(
-        cluster: &Arc<Cluster>,
+        load: &Arc<ClusterLoad>,
         limits: &CircuitBreakers,
         backend: Option<Arc<BackendState>>,
     ) -> Result<AttemptSlot, Overflow> {
-        if !take(&cluster.load.connections, limits.max_connections) {
+        if !take(&load.connections, limits.max_connections) {
             return Err(Overflow::Connections(limits.max_connections));
         }
         if let Some(b) = &backend {
@@ -104,7 +110,7 @@ impl AttemptSlot {
             b.requests.fetch_add(1, Relaxed);
         }
         Ok(AttemptSlot {
-            cluster: cluster.clone(),
+            load: load.clone(),
             backend,
         })
     }
@@ -118,29 +124,28 @@ impl RetrySlot {
     /// A retry is allowed while the retries in progress stay under `budget_percent` of the
     /// requests in progress, or under `min_retry_concurrency`, whichever is larger — so retries
     /// cannot multiply the load on a cluster that is already failing.
-    pub fn take(cluster: &Arc<Cluster>, policy: &RetryPolicy) -> Option<RetrySlot> {
-        let load = &cluster.load;
+    pub fn take(load: &Arc<ClusterLoad>, policy: &RetryPolicy) -> Option<RetrySlot> {
         let budget = (load.requests() as u64 * policy.budget_percent as u64 / 100) as u32;
         let limit = budget.max(policy.min_retry_concurrency);
-        take(&load.retries, limit).then(|| RetrySlot(cluster.clone()))
+        take(&load.retries, limit).then(|| RetrySlot(load.clone()))
     }
 }
 
 impl Drop for RequestSlot {
     fn drop(&mut self) {
-        self.0.load.requests.fetch_sub(1, Relaxed);
+        self.0.requests.fetch_sub(1, Relaxed);
     }
 }
 
 impl Drop for PendingSlot {
     fn drop(&mut self) {
-        self.0.load.pending.fetch_sub(1, Relaxed);
+        self.0.pending.fetch_sub(1, Relaxed);
     }
 }
 
 impl Drop for AttemptSlot {
     fn drop(&mut self) {
-        self.cluster.load.connections.fetch_sub(1, Relaxed);
+        self.load.connections.fetch_sub(1, Relaxed);
         if let Some(b) = &self.backend {
             b.in_flight.fetch_sub(1, Relaxed);
         }
@@ -149,7 +154,7 @@ impl Drop for AttemptSlot {
 
 impl Drop for RetrySlot {
     fn drop(&mut self) {
-        self.0.load.retries.fetch_sub(1, Relaxed);
+        self.0.retries.fetch_sub(1, Relaxed);
     }
 }
 

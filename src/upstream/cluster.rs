@@ -5,235 +5,26 @@
 //! pingora's background loop, whose fixed period cannot follow TTLs or back off on DNS errors,
 //! and which probes only after discovery in the same sequential loop.
 
-use crate::config::{
-    duration, Address, ClusterConfig, HealthCheckConfig, HealthCheckKind, LbPolicy,
-};
+use crate::config::{duration, Address, ClusterConfig, LbPolicy};
 use crate::metrics::ClusterMetrics;
+use crate::upstream::backends::{BackendState, BackendTable};
 use crate::upstream::breaker::ClusterLoad;
-use crate::upstream::discovery::{DnsDiscovery, DnsSnapshot, RefreshCounters};
+use crate::upstream::discovery::{DnsDiscovery, RefreshCounters};
 use crate::upstream::health::RecordedHealthCheck;
-use crate::upstream::lb::maglev::Maglev;
-use crate::upstream::outlier::{Ejection, OutlierDetector};
-use crate::{lock, unix_seconds};
-use arc_swap::ArcSwap;
+use crate::upstream::lb::{self, Balancer};
+use crate::upstream::outlier::OutlierDetector;
 use async_trait::async_trait;
 use hickory_resolver::TokioResolver;
 use pingora::lb::discovery::{ServiceDiscovery, Static};
-use pingora::lb::selection::consistent::KetamaHashing;
-use pingora::lb::selection::{BackendIter, BackendSelection, Random, RoundRobin};
-use pingora::lb::{Backend, Backends, LoadBalancer};
+use pingora::lb::Backend;
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora::Result;
-use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::Notify;
-
-/// What the gateway knows of one backend beyond pingora's healthy flag.
-#[derive(Debug)]
-pub struct BackendState {
-    /// A probe has passed since this address was discovered (always true without health checks).
-    admitted: AtomicBool,
-    /// Health as last reported: admitted and not marked down by the thresholds.
-    healthy: AtomicBool,
-    /// When `healthy` last changed, or when the address was discovered.
-    since: Mutex<SystemTime>,
-    last_error: Mutex<Option<String>>,
-    /// Requests sent to this backend (each attempt counts).
-    pub requests: AtomicU64,
-    /// Requests being served by this backend right now.
-    pub in_flight: AtomicI64,
-    /// Passive health.
-    pub ejection: Ejection,
-    /// The last request sent here failed (see [`Cluster::fails_alone`]).
-    last_failed: AtomicBool,
-}
-
-impl BackendState {
-    fn new(admitted: bool) -> BackendState {
-        BackendState {
-            admitted: AtomicBool::new(admitted),
-            healthy: AtomicBool::new(admitted),
-            since: Mutex::new(SystemTime::now()),
-            last_error: Mutex::new(None),
-            requests: AtomicU64::new(0),
-            in_flight: AtomicI64::new(0),
-            ejection: Ejection::default(),
-            last_failed: AtomicBool::new(false),
-        }
-    }
-}
-
-/// The current backends of a cluster, keyed by address. Replaced whole on membership changes,
-/// so the request path reads it without a lock.
-pub struct BackendTable {
-    /// Whether backends must pass a probe before they get traffic.
-    gated: bool,
-    map: ArcSwap<HashMap<SocketAddr, Arc<BackendState>>>,
-}
-
-impl BackendTable {
-    pub fn new(gated: bool) -> BackendTable {
-        BackendTable {
-            gated,
-            map: ArcSwap::from_pointee(HashMap::new()),
-        }
-    }
-
-    /// Makes the table match `addrs`, keeping the state of addresses already known. Returns
-    /// whether any address is new.
-    fn sync(&self, addrs: impl Iterator<Item = SocketAddr> + Clone) -> bool {
-        let old = self.map.load();
-        // Most refreshes find the same pods: then there is nothing to rebuild.
-        let mut count = 0;
-        if addrs.clone().all(|a| {
-            count += 1;
-            old.contains_key(&a)
-        }) && count == old.len()
-        {
-            return false;
-        }
-        let mut added = false;
-        let new: HashMap<_, _> = addrs
-            .map(|addr| {
-                let state = old.get(&addr).cloned().unwrap_or_else(|| {
-                    added = true;
-                    Arc::new(BackendState::new(!self.gated))
-                });
-                (addr, state)
-            })
-            .collect();
-        if added || new.len() != old.len() {
-            self.map.store(Arc::new(new));
-        }
-        added
-    }
-
-    /// Whether `addr` may get traffic as far as the probe gate is concerned.
-    pub fn admitted(&self, addr: &SocketAddr) -> bool {
-        !self.gated
-            || self
-                .map
-                .load()
-                .get(addr)
-                .is_some_and(|s| s.admitted.load(Relaxed))
-    }
-
-    pub fn get(&self, addr: &SocketAddr) -> Option<Arc<BackendState>> {
-        self.map.load().get(addr).cloned()
-    }
-
-    /// Records one probe; returns true when it is the first pass that admits the backend.
-    pub fn record_probe(&self, addr: SocketAddr, error: Option<String>) -> bool {
-        let Some(state) = self.get(&addr) else {
-            return false;
-        };
-        let passed = error.is_none();
-        *lock(&state.last_error) = error;
-        if passed {
-            state.ejection.probe_passed();
-        }
-        if passed && !state.admitted.swap(true, Relaxed) {
-            state.healthy.store(true, Relaxed);
-            *lock(&state.since) = SystemTime::now();
-            return true;
-        }
-        false
-    }
-
-    /// Records a threshold crossing reported by pingora. Returns whether the backend's health
-    /// really changed: pingora starts every backend healthy, so the first failures of one that
-    /// never passed a probe flip pingora's flag but not ours.
-    pub fn record_transition(&self, addr: SocketAddr, healthy: bool) -> bool {
-        let Some(state) = self.get(&addr) else {
-            return false;
-        };
-        if healthy && !state.admitted.load(Relaxed) {
-            return false;
-        }
-        let changed = state.healthy.swap(healthy, Relaxed) != healthy;
-        if changed {
-            *lock(&state.since) = SystemTime::now();
-            if healthy {
-                // Recovered by active probes (e.g. a restarted pod): passive health's verdict,
-                // formed while it was down, no longer holds (Envoy:
-                // successful_active_health_check_uneject_host).
-                state.ejection.clear();
-            }
-        }
-        changed
-    }
-}
-
-/// pingora's load balancer, for whichever selection policy the conf names. `least_request`
-/// draws its two candidates from a random balancer and compares them itself.
-enum Balancer {
-    RoundRobin(LoadBalancer<RoundRobin>),
-    Random(LoadBalancer<Random>),
-    RingHash(LoadBalancer<KetamaHashing>),
-    Maglev(LoadBalancer<Maglev>),
-}
-
-macro_rules! each_balancer {
-    ($self:expr, $lb:ident => $e:expr) => {
-        match $self {
-            Balancer::RoundRobin($lb) => $e,
-            Balancer::Random($lb) => $e,
-            Balancer::RingHash($lb) => $e,
-            Balancer::Maglev($lb) => $e,
-        }
-    };
-}
-
-impl Balancer {
-    fn new(policy: LbPolicy, discovery: Box<dyn ServiceDiscovery + Send + Sync>) -> Balancer {
-        let backends = Backends::new(discovery);
-        match policy {
-            LbPolicy::RoundRobin => Balancer::RoundRobin(LoadBalancer::from_backends(backends)),
-            LbPolicy::Random | LbPolicy::LeastRequest => {
-                Balancer::Random(LoadBalancer::from_backends(backends))
-            }
-            LbPolicy::RingHash => Balancer::RingHash(LoadBalancer::from_backends(backends)),
-            LbPolicy::Maglev => Balancer::Maglev(LoadBalancer::from_backends(backends)),
-        }
-    }
-
-    fn backends(&self) -> &Backends {
-        each_balancer!(self, lb => lb.backends())
-    }
-
-    fn set_health_check(&mut self, check: Box<RecordedHealthCheck>) {
-        each_balancer!(self, lb => lb.set_health_check(check))
-    }
-
-    async fn update(&self) -> Result<()> {
-        each_balancer!(self, lb => lb.update().await)
-    }
-
-    fn select_with(
-        &self,
-        key: &[u8],
-        max_iterations: usize,
-        accept: impl Fn(&Backend, bool) -> bool,
-    ) -> Option<Backend> {
-        fn pick<S>(
-            lb: &LoadBalancer<S>,
-            key: &[u8],
-            n: usize,
-            accept: impl Fn(&Backend, bool) -> bool,
-        ) -> Option<Backend>
-        where
-            S: BackendSelection + 'static,
-            S::Iter: BackendIter,
-        {
-            lb.select_with(key, n, accept)
-        }
-        each_balancer!(self, lb => pick(lb, key, max_iterations, accept))
-    }
-}
 
 /// Lets the load balancer own a discovery that the cluster also reads for `/clusters`.
 struct SharedDns(Arc<DnsDiscovery>);
@@ -250,14 +41,14 @@ pub struct Cluster {
     pub config: ClusterConfig,
     pub metrics: ClusterMetrics,
     /// Requests, connections and retries in progress, for the circuit breakers and retry budget.
-    pub load: ClusterLoad,
-    outlier: OutlierDetector,
+    pub load: Arc<ClusterLoad>,
+    pub(super) outlier: OutlierDetector,
     /// Too few backends are healthy: health and ejections are ignored (see `update_panic`).
-    panic: AtomicBool,
-    balancer: Balancer,
-    table: Arc<BackendTable>,
+    pub(super) panic: AtomicBool,
+    pub(super) balancer: Box<dyn Balancer>,
+    pub(super) table: Arc<BackendTable>,
     /// None for an IP-literal address: its one backend is fixed.
-    dns: Option<Arc<DnsDiscovery>>,
+    pub(super) dns: Option<Arc<DnsDiscovery>>,
     /// The first discovery (and, with health checks, the first round of probes) has run.
     ready: AtomicBool,
     /// Wakes the probe loop when discovery finds new addresses, so they enter rotation fast.
@@ -301,7 +92,7 @@ impl Cluster {
             }
         };
         let table = Arc::new(BackendTable::new(config.health_check.is_some()));
-        let mut balancer = Balancer::new(config.lb_policy, discovery);
+        let mut balancer = lb::balancer(config.lb_policy, discovery);
         if let Some(hc) = &config.health_check {
             let host = config.address.to_string();
             let host = host.trim_end_matches('.');
@@ -316,7 +107,7 @@ impl Cluster {
         }
         Ok(Cluster {
             outlier: OutlierDetector::new(config.outlier),
-            load: ClusterLoad::default(),
+            load: Arc::default(),
             panic: AtomicBool::new(false),
             config,
             metrics,
@@ -406,7 +197,7 @@ impl Cluster {
         let backends = self.balancer.backends();
         let count = backends.get_backend().len();
         self.balancer
-            .select_with(key, count * 2 + 8, accept)
+            .select_with(key, count * 2 + 8, &accept)
             // The policy's iterator is bounded; when it gives up, a scan makes sure that a lone
             // ready backend among hundreds is still found.
             .or_else(|| {
@@ -627,57 +418,6 @@ impl Cluster {
             _ = stopped => {}
         }
     }
-
-    /// The cluster as `/clusters` shows it.
-    pub fn snapshot(&self) -> ClusterSnapshot {
-        let backends = self.balancer.backends();
-        let table = self.table.map.load();
-        let mut list: Vec<BackendSnapshot> = backends
-            .get_backend()
-            .iter()
-            .filter_map(|b| {
-                let addr = *b.addr.as_inet()?;
-                let state = table.get(&addr);
-                let admitted = self.table.admitted(&addr);
-                Some(BackendSnapshot {
-                    address: addr.to_string(),
-                    healthy: admitted && backends.ready(b),
-                    probed: admitted,
-                    since: state.as_ref().map(|s| unix_seconds(*lock(&s.since))),
-                    last_error: state.as_ref().and_then(|s| lock(&s.last_error).clone()),
-                    requests: state.as_ref().map_or(0, |s| s.requests.load(Relaxed)),
-                    in_flight: state.as_ref().map_or(0, |s| s.in_flight.load(Relaxed)),
-                    ejected_for_seconds: state.as_ref().and_then(|s| {
-                        s.ejection
-                            .remaining(self.outlier.now_ms())
-                            .map(|d| d.as_secs_f64())
-                    }),
-                    times_ejected: state.as_ref().map_or(0, |s| s.ejection.times_ejected()),
-                    consecutive_failures: state
-                        .as_ref()
-                        .map_or(0, |s| s.ejection.consecutive_failures()),
-                })
-            })
-            .collect();
-        list.sort_by(|a, b| a.address.cmp(&b.address));
-        ClusterSnapshot {
-            name: self.config.name.clone(),
-            address: self.config.address.to_string(),
-            port: self.config.port,
-            lb_policy: self.config.lb_policy.name(),
-            ready: self.is_ready(),
-            dns: self.dns.as_ref().map(|d| d.snapshot()),
-            health_check: self.config.health_check.as_ref().map(describe_health_check),
-            healthy_backends: list
-                .iter()
-                .filter(|b| b.healthy && b.ejected_for_seconds.is_none())
-                .count(),
-            panic_mode: self.panic.load(Relaxed),
-            requests_in_progress: self.load.requests(),
-            retries_in_progress: self.load.retries(),
-            backends: list,
-        }
-    }
 }
 
 impl Cluster {
@@ -685,131 +425,5 @@ impl Cluster {
     /// stale (None for IP literals).
     pub fn dns_staleness(&self) -> Option<(Option<f64>, u32, bool)> {
         self.dns.as_ref().map(|d| d.staleness())
-    }
-}
-
-impl ClusterSnapshot {
-    /// Envoy's `/clusters` text form, `cluster::host::stat::value`, for people who grep.
-    pub fn to_text(&self) -> String {
-        use std::fmt::Write;
-        let mut out = String::new();
-        let n = &self.name;
-        let _ = writeln!(out, "{n}::address::{}:{}", self.address, self.port);
-        let _ = writeln!(out, "{n}::lb_policy::{}", self.lb_policy);
-        if let Some(dns) = &self.dns {
-            let outcome = serde_json::to_value(dns.last_outcome)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            let _ = writeln!(out, "{n}::dns::last_outcome::{outcome}");
-            let _ = writeln!(out, "{n}::dns::addresses::{}", dns.last_answer.len());
-            let _ = writeln!(
-                out,
-                "{n}::dns::consecutive_failures::{}",
-                dns.consecutive_failures
-            );
-            let _ = writeln!(out, "{n}::dns::stale::{}", dns.stale);
-        }
-        for b in &self.backends {
-            let a = &b.address;
-            let flags = match (b.healthy, b.probed, b.ejected_for_seconds.is_some()) {
-                (true, _, false) => "healthy",
-                (true, _, true) => "/failed_outlier_check",
-                (false, false, _) => "/pending_active_hc",
-                (false, true, _) => "/failed_active_hc",
-            };
-            let _ = writeln!(out, "{n}::{a}::health_flags::{flags}");
-            let _ = writeln!(out, "{n}::{a}::rq_active::{}", b.in_flight);
-            let _ = writeln!(out, "{n}::{a}::rq_total::{}", b.requests);
-        }
-        out
-    }
-}
-
-fn describe_health_check(hc: &HealthCheckConfig) -> String {
-    let what = match &hc.kind {
-        HealthCheckKind::Http { path, .. } => format!("http GET {path}"),
-        HealthCheckKind::Tcp => "tcp connect".to_owned(),
-    };
-    format!(
-        "{what} every {} (timeout {}, healthy after {}, unhealthy after {})",
-        duration::display(hc.interval),
-        duration::display(hc.timeout),
-        hc.healthy_threshold,
-        hc.unhealthy_threshold
-    )
-}
-
-#[derive(Debug, Serialize)]
-pub struct ClusterSnapshot {
-    pub name: String,
-    pub address: String,
-    pub port: u16,
-    pub lb_policy: &'static str,
-    /// First discovery round done.
-    pub ready: bool,
-    /// None for an IP-literal address.
-    pub dns: Option<DnsSnapshot>,
-    pub health_check: Option<String>,
-    /// Backends getting traffic now: healthy and not ejected.
-    pub healthy_backends: usize,
-    /// Too few healthy backends: traffic goes to every probed backend (healthy_panic_threshold).
-    pub panic_mode: bool,
-    pub requests_in_progress: u32,
-    pub retries_in_progress: u32,
-    pub backends: Vec<BackendSnapshot>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct BackendSnapshot {
-    pub address: String,
-    /// Gets new requests: in DNS, first probe passed, not marked down.
-    pub healthy: bool,
-    /// Has passed a probe since it was discovered (true when the cluster has no health check).
-    pub probed: bool,
-    /// Unix seconds since `healthy` last changed.
-    pub since: Option<f64>,
-    pub last_error: Option<String>,
-    pub requests: u64,
-    pub in_flight: i64,
-    /// Seconds left of an outlier ejection; None when not ejected.
-    pub ejected_for_seconds: Option<f64>,
-    pub times_ejected: u32,
-    /// Failed requests in a row (passive health).
-    pub consecutive_failures: u32,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
-        list.iter().map(|a| a.parse().unwrap()).collect()
-    }
-
-    #[test]
-    fn the_backend_table_follows_membership_and_keeps_known_state() {
-        let table = BackendTable::new(true);
-        let first = addrs(&["10.0.0.1:80", "10.0.0.2:80"]);
-        assert!(table.sync(first.iter().copied()), "two new addresses");
-        table.record_probe(first[0], None);
-        let before = table.map.load_full();
-        assert!(!table.sync(first.iter().copied()), "nothing new");
-        assert!(
-            Arc::ptr_eq(&before, &table.map.load_full()),
-            "an unchanged answer rebuilds nothing"
-        );
-        assert!(
-            !table.sync(first[..1].iter().copied()),
-            "a removal adds nothing"
-        );
-        assert!(
-            table.get(&first[1]).is_none(),
-            "the removed address is gone"
-        );
-        let grown = addrs(&["10.0.0.1:80", "10.0.0.3:80"]);
-        assert!(table.sync(grown.iter().copied()));
-        assert!(table.admitted(&grown[0]), "a known address keeps its state");
-        assert!(!table.admitted(&grown[1]), "a new one waits for its probe");
     }
 }

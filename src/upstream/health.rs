@@ -6,7 +6,7 @@
 //! one probe has passed; pingora's own counters then apply the thresholds.
 
 use crate::config::{duration, HealthCheckConfig, HealthCheckKind};
-use crate::upstream::cluster::BackendTable;
+use crate::upstream::backends::BackendTable;
 use async_trait::async_trait;
 use log::info;
 use pingora::http::{RequestHeader, ResponseHeader};

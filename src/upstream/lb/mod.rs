@@ -1,3 +1,79 @@
 //! Load-balancing policies: how a cluster picks one backend among the ready ones.
+//!
+//! A policy is a pingora `BackendSelection` (round robin, random and ring hash are pingora's;
+//! maglev is [`maglev`]). Adding one: a file here implementing `BackendSelection`, a variant of
+//! `config::LbPolicy`, and its arm in [`balancer`].
 
 pub mod maglev;
+
+use crate::config::LbPolicy;
+use async_trait::async_trait;
+use pingora::lb::discovery::ServiceDiscovery;
+use pingora::lb::health_check::HealthCheck;
+use pingora::lb::selection::consistent::KetamaHashing;
+use pingora::lb::selection::{BackendIter, BackendSelection, Random, RoundRobin};
+use pingora::lb::{Backend, Backends, LoadBalancer};
+use pingora::Result;
+
+/// pingora's load balancer for one policy, as the cluster uses it.
+#[async_trait]
+pub trait Balancer: Send + Sync {
+    /// The backends discovery found, with pingora's health.
+    fn backends(&self) -> &Backends;
+    /// Sets the active health check (once, before the first probe).
+    fn set_health_check(&mut self, check: Box<dyn HealthCheck + Send + Sync>);
+    /// Runs discovery once.
+    async fn update(&self) -> Result<()>;
+    /// Picks a backend for `key` that `accept` takes, trying at most `max_iterations`.
+    fn select_with(
+        &self,
+        key: &[u8],
+        max_iterations: usize,
+        accept: &dyn Fn(&Backend, bool) -> bool,
+    ) -> Option<Backend>;
+}
+
+#[async_trait]
+impl<S> Balancer for LoadBalancer<S>
+where
+    S: BackendSelection + Send + Sync + 'static,
+    S::Iter: BackendIter,
+{
+    fn backends(&self) -> &Backends {
+        LoadBalancer::backends(self)
+    }
+
+    fn set_health_check(&mut self, check: Box<dyn HealthCheck + Send + Sync>) {
+        LoadBalancer::set_health_check(self, check);
+    }
+
+    async fn update(&self) -> Result<()> {
+        LoadBalancer::update(self).await
+    }
+
+    fn select_with(
+        &self,
+        key: &[u8],
+        max_iterations: usize,
+        accept: &dyn Fn(&Backend, bool) -> bool,
+    ) -> Option<Backend> {
+        LoadBalancer::select_with(self, key, max_iterations, accept)
+    }
+}
+
+/// The balancer for `policy` over what `discovery` finds. `least_request` draws its two
+/// candidates from a random balancer and compares them itself.
+pub fn balancer(
+    policy: LbPolicy,
+    discovery: Box<dyn ServiceDiscovery + Send + Sync>,
+) -> Box<dyn Balancer> {
+    let backends = Backends::new(discovery);
+    match policy {
+        LbPolicy::RoundRobin => Box::new(LoadBalancer::<RoundRobin>::from_backends(backends)),
+        LbPolicy::Random | LbPolicy::LeastRequest => {
+            Box::new(LoadBalancer::<Random>::from_backends(backends))
+        }
+        LbPolicy::RingHash => Box::new(LoadBalancer::<KetamaHashing>::from_backends(backends)),
+        LbPolicy::Maglev => Box::new(LoadBalancer::<maglev::Maglev>::from_backends(backends)),
+    }
+}

@@ -1,0 +1,83 @@
+//! What the proxy keeps for one request from hook to hook.
+
+use super::filter::Chain;
+use super::retry::NextAttempt;
+use super::router::RouteMatch;
+use crate::upstream::breaker::{AttemptSlot, PendingSlot, RequestSlot, RetrySlot};
+use crate::upstream::cluster::Cluster;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Per-request state. The slots release the request's share of its cluster's limits when the
+/// context is dropped, whatever path the request took.
+pub struct RequestCtx {
+    pub(super) started: Instant,
+    pub(super) request_id: String,
+    pub(super) route: Option<RouteMatch>,
+    /// The route's filters; None when it has none (then no filter stage runs at all).
+    pub(super) filters: Option<Chain>,
+    /// The filters' per-request values.
+    pub(super) vars: http::Extensions,
+    pub(super) cluster: Option<Arc<Cluster>>,
+    /// The request's whole budget (the cluster's `timeout`), retries included.
+    pub(super) deadline: Option<Instant>,
+    /// Backends this request was sent to, in order.
+    pub(super) tried: Vec<SocketAddr>,
+    /// Attempts that count against `retries` (see [`NextAttempt`] for those that do not).
+    pub(super) counted_attempts: u32,
+    /// What the next attempt is, after a failed one.
+    pub(super) next_attempt: NextAttempt,
+    /// What went wrong on the last attempt, for the answer if no attempt succeeds.
+    pub(super) last_failure: Option<String>,
+    /// When the first upstream attempt began, and how long until the response headers came.
+    pub(super) upstream_started: Option<Instant>,
+    pub(super) upstream_time: Option<Duration>,
+    /// An upstream answer (e.g. 503) turned into a retry by `retry_on`.
+    pub(super) retry_status: Option<u16>,
+    /// For `ring_hash` / `maglev`: the key from the cluster's `hash_policy`.
+    pub(super) hash_key: Option<Vec<u8>>,
+    /// The gateway's own listener check: not counted, not logged.
+    pub(super) self_check: bool,
+    pub(super) request_slot: Option<RequestSlot>,
+    pub(super) pending: Option<PendingSlot>,
+    pub(super) attempt: Option<AttemptSlot>,
+    pub(super) retry_slot: Option<RetrySlot>,
+}
+
+impl RequestCtx {
+    pub(super) fn new() -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            request_id: String::new(),
+            route: None,
+            filters: None,
+            vars: http::Extensions::new(),
+            cluster: None,
+            deadline: None,
+            tried: Vec::new(),
+            counted_attempts: 0,
+            next_attempt: NextAttempt::Counted,
+            last_failure: None,
+            upstream_started: None,
+            upstream_time: None,
+            retry_status: None,
+            hash_key: None,
+            self_check: false,
+            request_slot: None,
+            pending: None,
+            attempt: None,
+            retry_slot: None,
+        }
+    }
+
+    /// The name of the request's cluster, `-` when it has none.
+    pub(super) fn cluster_name(&self) -> &str {
+        self.cluster.as_deref().map_or("-", |c| c.name())
+    }
+
+    /// Whether the request's deadline is still ahead.
+    pub(super) fn in_time(&self) -> bool {
+        self.deadline.is_none_or(|d| Instant::now() < d)
+    }
+}

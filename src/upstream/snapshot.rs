@@ -1,0 +1,154 @@
+//! A cluster as `/clusters` shows it: JSON for scripts, Envoy's text form for people who grep.
+
+use crate::config::{duration, HealthCheckConfig, HealthCheckKind};
+use crate::lock;
+use crate::upstream::cluster::Cluster;
+use crate::upstream::discovery::DnsSnapshot;
+use serde::Serialize;
+use std::sync::atomic::Ordering::Relaxed;
+
+impl Cluster {
+    /// The cluster as `/clusters` shows it.
+    pub fn snapshot(&self) -> ClusterSnapshot {
+        let backends = self.balancer.backends();
+        let table = self.table.map.load();
+        let mut list: Vec<BackendSnapshot> = backends
+            .get_backend()
+            .iter()
+            .filter_map(|b| {
+                let addr = *b.addr.as_inet()?;
+                let state = table.get(&addr);
+                let admitted = self.table.admitted(&addr);
+                Some(BackendSnapshot {
+                    address: addr.to_string(),
+                    healthy: admitted && backends.ready(b),
+                    probed: admitted,
+                    since: state
+                        .as_ref()
+                        .map(|s| humantime::format_rfc3339_millis(*lock(&s.since)).to_string()),
+                    last_error: state.as_ref().and_then(|s| lock(&s.last_error).clone()),
+                    requests: state.as_ref().map_or(0, |s| s.requests.load(Relaxed)),
+                    in_flight: state.as_ref().map_or(0, |s| s.in_flight.load(Relaxed)),
+                    ejected_for_seconds: state.as_ref().and_then(|s| {
+                        s.ejection
+                            .remaining(self.outlier.now_ms())
+                            .map(|d| d.as_secs_f64())
+                    }),
+                    times_ejected: state.as_ref().map_or(0, |s| s.ejection.times_ejected()),
+                    consecutive_failures: state
+                        .as_ref()
+                        .map_or(0, |s| s.ejection.consecutive_failures()),
+                })
+            })
+            .collect();
+        list.sort_by(|a, b| a.address.cmp(&b.address));
+        ClusterSnapshot {
+            name: self.config.name.clone(),
+            address: self.config.address.to_string(),
+            port: self.config.port,
+            lb_policy: self.config.lb_policy.name(),
+            ready: self.is_ready(),
+            dns: self.dns.as_ref().map(|d| d.snapshot()),
+            health_check: self.config.health_check.as_ref().map(describe_health_check),
+            healthy_backends: list
+                .iter()
+                .filter(|b| b.healthy && b.ejected_for_seconds.is_none())
+                .count(),
+            panic_mode: self.panic.load(Relaxed),
+            requests_in_progress: self.load.requests(),
+            retries_in_progress: self.load.retries(),
+            backends: list,
+        }
+    }
+}
+
+impl ClusterSnapshot {
+    /// Envoy's `/clusters` text form, `cluster::host::stat::value`, for people who grep.
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let n = &self.name;
+        let _ = writeln!(out, "{n}::address::{}:{}", self.address, self.port);
+        let _ = writeln!(out, "{n}::lb_policy::{}", self.lb_policy);
+        if let Some(dns) = &self.dns {
+            let outcome = serde_json::to_value(dns.last_outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let _ = writeln!(out, "{n}::dns::last_outcome::{outcome}");
+            let _ = writeln!(out, "{n}::dns::addresses::{}", dns.last_answer.len());
+            let _ = writeln!(
+                out,
+                "{n}::dns::consecutive_failures::{}",
+                dns.consecutive_failures
+            );
+            let _ = writeln!(out, "{n}::dns::stale::{}", dns.stale);
+        }
+        for b in &self.backends {
+            let a = &b.address;
+            let flags = match (b.healthy, b.probed, b.ejected_for_seconds.is_some()) {
+                (true, _, false) => "healthy",
+                (true, _, true) => "/failed_outlier_check",
+                (false, false, _) => "/pending_active_hc",
+                (false, true, _) => "/failed_active_hc",
+            };
+            let _ = writeln!(out, "{n}::{a}::health_flags::{flags}");
+            let _ = writeln!(out, "{n}::{a}::rq_active::{}", b.in_flight);
+            let _ = writeln!(out, "{n}::{a}::rq_total::{}", b.requests);
+        }
+        out
+    }
+}
+
+fn describe_health_check(hc: &HealthCheckConfig) -> String {
+    let what = match &hc.kind {
+        HealthCheckKind::Http { path, .. } => format!("http GET {path}"),
+        HealthCheckKind::Tcp => "tcp connect".to_owned(),
+    };
+    format!(
+        "{what} every {} (timeout {}, healthy after {}, unhealthy after {})",
+        duration::display(hc.interval),
+        duration::display(hc.timeout),
+        hc.healthy_threshold,
+        hc.unhealthy_threshold
+    )
+}
+
+#[derive(Debug, Serialize)]
+pub struct ClusterSnapshot {
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub lb_policy: &'static str,
+    /// First discovery round done.
+    pub ready: bool,
+    /// None for an IP-literal address.
+    pub dns: Option<DnsSnapshot>,
+    pub health_check: Option<String>,
+    /// Backends getting traffic now: healthy and not ejected.
+    pub healthy_backends: usize,
+    /// Too few healthy backends: traffic goes to every probed backend (healthy_panic_threshold).
+    pub panic_mode: bool,
+    pub requests_in_progress: u32,
+    pub retries_in_progress: u32,
+    pub backends: Vec<BackendSnapshot>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BackendSnapshot {
+    pub address: String,
+    /// Gets new requests: in DNS, first probe passed, not marked down.
+    pub healthy: bool,
+    /// Has passed a probe since it was discovered (true when the cluster has no health check).
+    pub probed: bool,
+    /// When `healthy` last changed (RFC 3339, UTC).
+    pub since: Option<String>,
+    pub last_error: Option<String>,
+    pub requests: u64,
+    pub in_flight: i64,
+    /// Seconds left of an outlier ejection; None when not ejected.
+    pub ejected_for_seconds: Option<f64>,
+    pub times_ejected: u32,
+    /// Failed requests in a row (passive health).
+    pub consecutive_failures: u32,
+}
