@@ -86,3 +86,19 @@ fn a_missing_resolv_conf_without_nameservers_is_a_clear_start_error() {
         "{stderr}"
     );
 }
+
+/// issue 15: `-t` reported only the misspelling; the bad port of the same cluster showed up
+/// once it was fixed. Both at once now, the misspelling with the name it is close to.
+#[test]
+fn dash_t_reports_a_misspelt_key_and_a_bad_port_of_one_cluster_together() {
+    let stderr = check_bad(
+        "gateway:\n  clusters:\n    - { name: a, address: a.test, port: 0, dns_refresh_rat: 5s }\n",
+    );
+    for needle in [
+        "gateway.clusters[0].dns_refresh_rat: unknown field `dns_refresh_rat` (did you mean `dns_refresh_rate`?)",
+        "gateway.clusters[0].port: 0 is not a port",
+    ] {
+        assert!(stderr.contains(needle), "missing `{needle}` in:\n{stderr}");
+    }
+    assert!(!stderr.contains("expected one of"), "{stderr}");
+}

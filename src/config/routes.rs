@@ -1,8 +1,13 @@
-//! Routes: how a request is matched (path prefix, exact path or regex, optionally restricted to
-//! Host domains) and what is done with it (a cluster, with rewrites, header changes and a
-//! timeout of its own, or a fixed direct response). Names follow Envoy's route configuration.
+//! `gateway.routes[]`: how a request is matched (path prefix, exact path or regex, optionally
+//! restricted to Host domains) and what is done with it (a cluster, with rewrites, header
+//! changes, filters and a timeout of its own, or a fixed direct response). Names follow Envoy's.
 
-use super::{raw, Errors};
+use super::duration::{positive, ConfDuration};
+use super::errors::Errors;
+use super::filters::{filters, FilterSpec};
+use super::headers::{self, HeaderName, HeaderToAdd};
+use serde::Deserialize;
+use serde_yaml::Value;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -24,6 +29,42 @@ pub struct Route {
     pub response_headers_to_remove: Vec<String>,
     /// Larger request bodies get 413.
     pub max_request_body_bytes: Option<u64>,
+    /// In order, for the filter registry to build; empty: the route runs none.
+    pub filters: Vec<FilterSpec>,
+}
+
+/// A route as the conf writes it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    prefix: Option<String>,
+    path: Option<String>,
+    regex: Option<String>,
+    domains: Option<Vec<Domain>>,
+    cluster: Option<String>,
+    prefix_rewrite: Option<String>,
+    host_rewrite: Option<String>,
+    timeout: Option<ConfDuration>,
+    #[serde(default)]
+    request_headers_to_add: Vec<HeaderToAdd>,
+    #[serde(default)]
+    request_headers_to_remove: Vec<HeaderName>,
+    #[serde(default)]
+    response_headers_to_add: Vec<HeaderToAdd>,
+    #[serde(default)]
+    response_headers_to_remove: Vec<HeaderName>,
+    direct_response: Option<RawDirectResponse>,
+    max_request_body_bytes: Option<u64>,
+    /// Read entry by entry: each keeps its path for the registry.
+    #[serde(default)]
+    filters: Vec<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDirectResponse {
+    status: u16,
+    body: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -96,66 +137,49 @@ impl Route {
     }
 }
 
-/// Whether a Host pattern (`example.com`, `*.example.com`, `example.*`, `*`) is well formed.
-fn valid_domain(d: &str) -> bool {
-    let core = d
-        .strip_prefix("*.")
-        .or_else(|| d.strip_suffix(".*"))
-        .unwrap_or(d);
-    d == "*"
-        || (!core.is_empty()
-            && core.chars().all(|c| {
-                c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':' | '[' | ']')
-            }))
-}
+/// A Host pattern, lowercase: `example.com`, `*.example.com`, `example.*` or `*`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+struct Domain(String);
 
-fn header_name(name: &str, path: &str, errors: &mut Errors) -> Option<String> {
-    match http::HeaderName::from_bytes(name.as_bytes()) {
-        Ok(h) => Some(h.as_str().to_owned()),
-        Err(_) => {
-            errors.push(path, format!("`{name}` is not a valid header name"));
-            None
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a host, `*.suffix`, `prefix.*` or `*`")]
+pub struct NotADomain(String);
+
+impl TryFrom<String> for Domain {
+    type Error = NotADomain;
+
+    fn try_from(d: String) -> Result<Domain, NotADomain> {
+        let d = d.to_ascii_lowercase();
+        let core = d
+            .strip_prefix("*.")
+            .or_else(|| d.strip_suffix(".*"))
+            .unwrap_or(&d);
+        let valid = d == "*"
+            || (!core.is_empty()
+                && core.chars().all(|c| {
+                    c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':' | '[' | ']')
+                }));
+        if valid {
+            Ok(Domain(d))
+        } else {
+            Err(NotADomain(d))
         }
     }
 }
 
-fn headers_to_add(
-    list: Vec<raw::HeaderValue>,
-    path: &str,
-    errors: &mut Errors,
-) -> Vec<(String, String)> {
-    list.into_iter()
-        .enumerate()
-        .filter_map(|(i, h)| {
-            let name = header_name(&h.key, &format!("{path}[{i}].key"), errors)?;
-            if http::HeaderValue::from_str(&h.value).is_err() {
-                errors.push(
-                    format!("{path}[{i}].value"),
-                    "not a valid header value (control characters?)",
-                );
-                return None;
-            }
-            Some((name, h.value))
-        })
-        .collect()
-}
-
-fn headers_to_remove(list: Vec<String>, path: &str, errors: &mut Errors) -> Vec<String> {
-    list.iter()
-        .enumerate()
-        .filter_map(|(i, n)| header_name(n, &format!("{path}[{i}]"), errors))
-        .collect()
-}
-
-/// Validates one route; `clusters` maps cluster names to where they are defined.
+/// Checks one route; `clusters` maps cluster names to where they are defined, `earlier` holds
+/// the routes before it that passed, with their paths.
 pub(super) fn route(
-    r: raw::Route,
+    r: RawRoute,
     path: &str,
     clusters: &HashMap<String, usize>,
-    earlier: &[Route],
+    earlier: &[(String, Route)],
     errors: &mut Errors,
 ) -> Option<Route> {
-    let before = errors.0.len();
+    let before = errors.count();
+    // A key written but wrong is reported as such, not again as missing.
+    let written = |key: &str, errors: &Errors| errors.at(&format!("{path}.{key}"));
     let matcher = match (r.prefix, r.path, r.regex) {
         (Some(p), None, None) => Some((PathMatch::Prefix(p.clone()), "prefix", p)),
         (None, Some(p), None) => Some((PathMatch::Exact(p.clone()), "path", p)),
@@ -166,6 +190,13 @@ pub(super) fn route(
                 None
             }
         },
+        (None, None, None)
+            if ["prefix", "path", "regex"]
+                .iter()
+                .any(|k| written(k, errors)) =>
+        {
+            None
+        }
         _ => {
             errors.push(path, "give exactly one of prefix, path, regex");
             None
@@ -182,19 +213,12 @@ pub(super) fn route(
     let matcher = matcher.map(|(m, _, _)| m);
 
     let mut domains = Vec::new();
-    for (i, d) in r.domains.unwrap_or_default().into_iter().enumerate() {
-        let d = d.to_ascii_lowercase();
-        if !valid_domain(&d) {
-            errors.push(
-                format!("{path}.domains[{i}]"),
-                format!("`{d}` is not a host, `*.suffix`, `prefix.*` or `*`"),
-            );
-        } else if d == "*" {
+    for Domain(d) in r.domains.unwrap_or_default() {
+        if d == "*" {
             domains.clear();
             break;
-        } else {
-            domains.push(d);
         }
+        domains.push(d);
     }
 
     let action = match (r.cluster, r.direct_response) {
@@ -232,6 +256,7 @@ pub(super) fn route(
             errors.push(path, "give either cluster or direct_response, not both");
             None
         }
+        (None, None) if written("cluster", errors) || written("direct_response", errors) => None,
         (None, None) => {
             errors.push(path, "missing: cluster (or direct_response)");
             None
@@ -260,32 +285,8 @@ pub(super) fn route(
             );
         }
     }
-    let timeout = match r.timeout {
-        None => None,
-        Some(v) => {
-            super::positive_duration(Some(v), Duration::ZERO, &format!("{path}.timeout"), errors)
-        }
-    };
-    let request_headers_to_add = headers_to_add(
-        r.request_headers_to_add,
-        &format!("{path}.request_headers_to_add"),
-        errors,
-    );
-    let request_headers_to_remove = headers_to_remove(
-        r.request_headers_to_remove,
-        &format!("{path}.request_headers_to_remove"),
-        errors,
-    );
-    let response_headers_to_add = headers_to_add(
-        r.response_headers_to_add,
-        &format!("{path}.response_headers_to_add"),
-        errors,
-    );
-    let response_headers_to_remove = headers_to_remove(
-        r.response_headers_to_remove,
-        &format!("{path}.response_headers_to_remove"),
-        errors,
-    );
+    let timeout = positive(r.timeout, &format!("{path}.timeout"), errors);
+    let filters = filters(r.filters, path, errors);
 
     let route = Route {
         matcher: matcher?,
@@ -294,21 +295,22 @@ pub(super) fn route(
         prefix_rewrite: r.prefix_rewrite,
         host_rewrite: r.host_rewrite,
         timeout,
-        request_headers_to_add,
-        request_headers_to_remove,
-        response_headers_to_add,
-        response_headers_to_remove,
+        request_headers_to_add: headers::to_add(r.request_headers_to_add),
+        request_headers_to_remove: headers::to_remove(r.request_headers_to_remove),
+        response_headers_to_add: headers::to_add(r.response_headers_to_add),
+        response_headers_to_remove: headers::to_remove(r.response_headers_to_remove),
         max_request_body_bytes: r.max_request_body_bytes,
+        filters,
     };
-    if let Some((j, e)) = earlier.iter().enumerate().find(|(_, e)| e.shadows(&route)) {
+    if let Some((first, e)) = earlier.iter().find(|(_, e)| e.shadows(&route)) {
         errors.push(
             path,
             format!(
-                "`{}` can never match: gateway.routes[{j}] (`{}`) comes first and matches every request it would",
+                "`{}` can never match: {first} (`{}`) comes first and matches every request it would",
                 route.matcher.describe(),
                 e.matcher.describe()
             ),
         );
     }
-    (errors.0.len() == before).then_some(route)
+    (errors.count() == before).then_some(route)
 }

@@ -1,0 +1,92 @@
+//! A cluster's `lb_policy` and `hash_policy`: how a backend is picked for a request.
+
+use super::errors::Errors;
+use super::names::name_of;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LbPolicy {
+    RoundRobin,
+    Random,
+    /// Power of two choices on requests in flight.
+    LeastRequest,
+    /// Consistent hashing on a ring (Ketama).
+    RingHash,
+    /// Consistent hashing with Maglev's lookup table.
+    Maglev,
+}
+
+impl LbPolicy {
+    /// As the conf writes it.
+    pub fn name(self) -> &'static str {
+        name_of::<LbPolicy>(self as usize)
+    }
+
+    pub fn hashes(self) -> bool {
+        matches!(self, LbPolicy::RingHash | LbPolicy::Maglev)
+    }
+}
+
+/// What a consistent-hashing policy hashes on.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawHashPolicy")]
+pub enum HashKey {
+    /// A request header's value (name lowercase).
+    Header(String),
+    /// A cookie's value.
+    Cookie(String),
+    /// The client's IP address.
+    SourceIp,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHashPolicy {
+    header: Option<String>,
+    cookie: Option<String>,
+    source_ip: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("give exactly one of: header: <name>, cookie: <name>, source_ip: true")]
+pub struct NotOneHashKey;
+
+impl TryFrom<RawHashPolicy> for HashKey {
+    type Error = NotOneHashKey;
+
+    fn try_from(raw: RawHashPolicy) -> Result<HashKey, NotOneHashKey> {
+        match (raw.header, raw.cookie, raw.source_ip) {
+            (Some(h), None, None) => http::HeaderName::from_bytes(h.as_bytes())
+                .ok()
+                .map(|n| HashKey::Header(n.as_str().to_owned())),
+            (None, Some(c), None) if !c.is_empty() => Some(HashKey::Cookie(c)),
+            (None, None, Some(true)) => Some(HashKey::SourceIp),
+            _ => None,
+        }
+        .ok_or(NotOneHashKey)
+    }
+}
+
+/// Only the hashing policies take a `hash_policy`. A policy left out for its own error says
+/// nothing about the hash keys.
+pub(super) fn hash_policy(
+    lb_policy: Option<LbPolicy>,
+    keys: Option<Vec<HashKey>>,
+    path: &str,
+    errors: &mut Errors,
+) -> Vec<HashKey> {
+    let Some(keys) = keys else {
+        return Vec::new();
+    };
+    let policy_path = format!("{path}.lb_policy");
+    let policy =
+        lb_policy.or_else(|| (!errors.at(&policy_path)).then_some(super::defaults::LB_POLICY));
+    if policy.is_some_and(|p| !p.hashes()) {
+        errors.push(
+            format!("{path}.hash_policy"),
+            "only ring_hash and maglev hash: set lb_policy to one of them",
+        );
+    }
+    keys
+}

@@ -1,0 +1,240 @@
+//! `gateway.clusters[]`: one upstream service, where its backends are and how they are called.
+//! Its DNS, balancing, retry, outlier, breaker and health-check keys are checked in their files.
+
+use super::balancing::{hash_policy, HashKey, LbPolicy};
+use super::breakers::{circuit_breakers, CircuitBreakers, RawCircuitBreakers};
+use super::defaults;
+use super::dns::{dns, DnsSettings, LookupFamily};
+use super::duration::{positive_or, ConfDuration};
+use super::errors::Errors;
+use super::health_check::{health_check, HealthCheckConfig, RawHealthCheck};
+use super::outlier::{outlier_detection, OutlierDetection, RawOutlierDetection};
+use super::retry::{retry_policy, RawRetryBudget, RetryCondition, RetryPolicy};
+use serde::Deserialize;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub name: String,
+    pub address: Address,
+    pub port: u16,
+    pub protocol: UpstreamProtocol,
+    pub lb_policy: LbPolicy,
+    /// For `ring_hash` and `maglev`: where the key comes from; the first that yields one wins.
+    pub hash_policy: Vec<HashKey>,
+    pub dns: DnsSettings,
+    pub connect_timeout: Duration,
+    /// Whole request, retries included, until the upstream's response headers arrive.
+    pub timeout: Duration,
+    /// How long an idle upstream connection stays in the pool.
+    pub idle_timeout: Duration,
+    /// How long an upgraded connection may go without traffic.
+    pub tunnel_timeout: Duration,
+    /// Further attempts, each on a different backend.
+    pub retries: u32,
+    pub retry: RetryPolicy,
+    pub outlier: OutlierDetection,
+    pub breakers: CircuitBreakers,
+    /// Percent of probed backends below which health is ignored (0: never).
+    pub healthy_panic_threshold: u32,
+    pub health_check: Option<HealthCheckConfig>,
+}
+
+/// What a cluster's `address` names.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum Address {
+    /// A DNS name, resolved again every refresh (a headless service).
+    Name(String),
+    /// A fixed address: no DNS at all.
+    Ip(IpAddr),
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Name(name) => f.write_str(name),
+            Address::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    #[error("`{0}` must be a bare name or IP: put the port in `port:`")]
+    HasPort(String),
+    #[error("`{0}` is not a valid DNS name or IP address")]
+    NotAName(String),
+}
+
+impl TryFrom<String> for Address {
+    type Error = AddressError;
+
+    fn try_from(text: String) -> Result<Address, AddressError> {
+        if let Ok(ip) = text.parse::<IpAddr>() {
+            return Ok(Address::Ip(ip));
+        }
+        if text.parse::<SocketAddr>().is_ok() || text.rsplit_once(':').is_some() {
+            return Err(AddressError::HasPort(text));
+        }
+        let name = text.strip_suffix('.').unwrap_or(&text);
+        let valid_label = |label: &str| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        };
+        if name.is_empty() || name.len() > 253 || !name.split('.').all(valid_label) {
+            return Err(AddressError::NotAName(text));
+        }
+        Ok(Address::Name(text))
+    }
+}
+
+/// How the gateway talks to a cluster's backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamProtocol {
+    Http1,
+    /// HTTP/2 cleartext with prior knowledge (h2c), as gRPC backends and Envoy's
+    /// `http2_protocol_options` expect.
+    Http2,
+}
+
+/// A cluster as the conf writes it. Its required keys are optional here so that a cluster
+/// without one still has its other keys checked.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCluster {
+    pub name: Option<String>,
+    address: Option<Address>,
+    port: Option<u32>,
+    lb_policy: Option<LbPolicy>,
+    hash_policy: Option<Vec<HashKey>>,
+    protocol: Option<UpstreamProtocol>,
+    pub dns_refresh_rate: Option<ConfDuration>,
+    pub dns_failure_refresh_rate: Option<ConfDuration>,
+    pub dns_min_refresh_rate: Option<ConfDuration>,
+    pub respect_dns_ttl: Option<bool>,
+    pub dns_lookup_family: Option<LookupFamily>,
+    connect_timeout: Option<ConfDuration>,
+    timeout: Option<ConfDuration>,
+    idle_timeout: Option<ConfDuration>,
+    tunnel_timeout: Option<ConfDuration>,
+    retries: Option<u32>,
+    retry_on: Option<Vec<RetryCondition>>,
+    per_try_timeout: Option<ConfDuration>,
+    retry_budget: Option<RawRetryBudget>,
+    outlier_detection: Option<RawOutlierDetection>,
+    circuit_breakers: Option<RawCircuitBreakers>,
+    healthy_panic_threshold: Option<u32>,
+    health_check: Option<RawHealthCheck>,
+}
+
+pub(super) fn cluster(raw: RawCluster, path: &str, errors: &mut Errors) -> Option<ClusterConfig> {
+    let before = errors.count();
+    let dns = dns(&raw, path, errors);
+    let name = errors.required(raw.name, path, "name");
+    if let Some(name) = &name {
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !valid {
+            errors.push(
+                format!("{path}.name"),
+                format!("`{name}` is not a valid name: use letters, digits, `_`, `-` and `.`"),
+            );
+        }
+    }
+    let address = errors.required(raw.address, path, "address");
+    let port = errors.required(raw.port, path, "port").and_then(|port| {
+        let valid = u16::try_from(port).ok().filter(|p| *p != 0);
+        if valid.is_none() {
+            errors.push(
+                format!("{path}.port"),
+                format!("{port} is not a port (1 to 65535)"),
+            );
+        }
+        valid
+    });
+    let hash_policy = hash_policy(raw.lb_policy, raw.hash_policy, path, errors);
+    let mut positive = |value: Option<ConfDuration>, default: Duration, key: &str| {
+        positive_or(value, default, &format!("{path}.{key}"), errors)
+    };
+    let connect_timeout = positive(
+        raw.connect_timeout,
+        defaults::CONNECT_TIMEOUT,
+        "connect_timeout",
+    );
+    let timeout = positive(raw.timeout, defaults::TIMEOUT, "timeout");
+    let idle_timeout = positive(
+        raw.idle_timeout,
+        defaults::UPSTREAM_IDLE_TIMEOUT,
+        "idle_timeout",
+    );
+    let tunnel_timeout = positive(
+        raw.tunnel_timeout,
+        defaults::TUNNEL_TIMEOUT,
+        "tunnel_timeout",
+    );
+    let retries = raw.retries.unwrap_or(defaults::RETRIES);
+    if retries > defaults::MAX_RETRIES {
+        errors.push(
+            format!("{path}.retries"),
+            format!(
+                "{retries} is more than the maximum of {}",
+                defaults::MAX_RETRIES
+            ),
+        );
+    }
+    let retry = retry_policy(
+        raw.retry_on,
+        raw.per_try_timeout,
+        raw.retry_budget,
+        path,
+        errors,
+    );
+    let outlier = outlier_detection(raw.outlier_detection, path, errors);
+    let breakers = circuit_breakers(raw.circuit_breakers, path, errors);
+    let healthy_panic_threshold = raw
+        .healthy_panic_threshold
+        .unwrap_or(defaults::HEALTHY_PANIC_THRESHOLD);
+    if healthy_panic_threshold > 100 {
+        errors.push(
+            format!("{path}.healthy_panic_threshold"),
+            format!("{healthy_panic_threshold} is not a percentage (0 to 100)"),
+        );
+    }
+    let health_check = raw
+        .health_check
+        .map(|hc| health_check(hc, &format!("{path}.health_check"), errors));
+
+    if errors.count() > before {
+        return None;
+    }
+    Some(ClusterConfig {
+        name: name?,
+        address: address?,
+        port: port?,
+        protocol: raw.protocol.unwrap_or(defaults::PROTOCOL),
+        lb_policy: raw.lb_policy.unwrap_or(defaults::LB_POLICY),
+        hash_policy,
+        dns,
+        connect_timeout,
+        timeout,
+        idle_timeout,
+        tunnel_timeout,
+        retries,
+        retry,
+        outlier,
+        breakers,
+        healthy_panic_threshold,
+        health_check: health_check.flatten(),
+    })
+}

@@ -1,0 +1,180 @@
+//! The `gateway:` section: its own limits and timeouts, and each section inside it read and
+//! checked by that section's file, every error of every section kept.
+
+use super::access_log::{access_log, AccessLogConfig, RawAccessLog};
+use super::cidr::Cidr;
+use super::cluster::{cluster, ClusterConfig, RawCluster};
+use super::defaults;
+use super::duration::{positive_or, ConfDuration};
+use super::errors::Errors;
+use super::listeners::{admin, listeners, Admin, Listener, RawAdmin};
+use super::reader;
+use super::resolver::{resolver, RawResolver, ResolverSettings};
+use super::routes::{route, RawRoute, Route};
+use serde::Deserialize;
+use serde_yaml::Value;
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    pub listen: Vec<Listener>,
+    /// Accept HTTP/2 with prior knowledge (h2c) on plain listeners, beside HTTP/1.1.
+    pub h2c: bool,
+    pub admin: Admin,
+    pub resolver: ResolverSettings,
+    /// After SIGTERM: serve on with `/ready` at 503 and `Connection: close` for this long.
+    pub drain_time: Duration,
+    pub request_headers_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub limits: RequestLimits,
+    /// Peers whose `X-Forwarded-For` is kept (and appended to); anyone else's is replaced.
+    pub trusted_proxies: Vec<Cidr>,
+    pub access_log: AccessLogConfig,
+    /// In order: the first matching route wins.
+    pub routes: Vec<Route>,
+    pub clusters: Vec<ClusterConfig>,
+}
+
+/// Limits on a request's head, each answered with its own status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// 431 above this many bytes of headers (names and values).
+    pub max_header_bytes: usize,
+    /// 431 above this many headers.
+    pub max_headers: usize,
+    /// 414 above this many bytes of request target.
+    pub max_uri: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    /// Listeners, routes and clusters are read entry by entry, so each keeps its index.
+    listen: Option<Vec<Value>>,
+    h2c: Option<bool>,
+    admin: Option<RawAdmin>,
+    resolver: Option<RawResolver>,
+    drain_time: Option<ConfDuration>,
+    request_headers_timeout: Option<ConfDuration>,
+    idle_timeout: Option<ConfDuration>,
+    max_request_headers_kb: Option<u32>,
+    max_headers_count: Option<u32>,
+    max_uri_length: Option<u32>,
+    trusted_proxies: Option<Vec<Cidr>>,
+    access_log: Option<RawAccessLog>,
+    #[serde(default)]
+    routes: Vec<Value>,
+    #[serde(default)]
+    clusters: Vec<Value>,
+}
+
+pub(super) fn gateway(value: &Value, errors: &mut Errors) -> Option<Gateway> {
+    let before = errors.count();
+    let raw = reader::read::<RawGateway>(value, "gateway", errors)?;
+    let listen = listeners(raw.listen, errors);
+    let admin = admin(raw.admin, &listen, errors);
+    let resolver = resolver(raw.resolver, errors);
+    let drain_time = raw.drain_time.map_or(defaults::DRAIN_TIME, |d| d.0);
+    let access_log = access_log(raw.access_log, errors);
+    let request_headers_timeout = positive_or(
+        raw.request_headers_timeout,
+        defaults::REQUEST_HEADERS_TIMEOUT,
+        "gateway.request_headers_timeout",
+        errors,
+    );
+    let idle_timeout = positive_or(
+        raw.idle_timeout,
+        defaults::IDLE_TIMEOUT,
+        "gateway.idle_timeout",
+        errors,
+    );
+    let mut limit = |value: Option<u32>, default: u32, key: &str| {
+        let v = value.unwrap_or(default);
+        if v == 0 {
+            errors.push(format!("gateway.{key}"), "must be at least 1");
+        }
+        v as usize
+    };
+    let limits = RequestLimits {
+        max_header_bytes: limit(
+            raw.max_request_headers_kb,
+            defaults::MAX_REQUEST_HEADERS_KB,
+            "max_request_headers_kb",
+        ) * 1024,
+        max_headers: limit(
+            raw.max_headers_count,
+            defaults::MAX_HEADERS_COUNT,
+            "max_headers_count",
+        ),
+        max_uri: limit(
+            raw.max_uri_length,
+            defaults::MAX_URI_LENGTH,
+            "max_uri_length",
+        ),
+    };
+    let (clusters, defined) = clusters(&raw.clusters, errors);
+    let routes = routes(&raw.routes, &defined, errors);
+
+    if errors.count() > before {
+        return None;
+    }
+    Some(Gateway {
+        listen,
+        h2c: raw.h2c.unwrap_or(defaults::H2C),
+        admin: admin?,
+        resolver: resolver?,
+        drain_time,
+        request_headers_timeout,
+        idle_timeout,
+        limits,
+        trusted_proxies: raw.trusted_proxies.unwrap_or_default(),
+        access_log,
+        routes,
+        clusters,
+    })
+}
+
+/// The clusters that passed, and where every named one is defined: a cluster with a bad key
+/// still defines its name, so routes to it are not "unknown".
+fn clusters(values: &[Value], errors: &mut Errors) -> (Vec<ClusterConfig>, HashMap<String, usize>) {
+    let mut clusters = Vec::new();
+    let mut defined: HashMap<String, usize> = HashMap::new();
+    for (i, value) in values.iter().enumerate() {
+        let path = format!("gateway.clusters[{i}]");
+        let Some(raw) = reader::read::<RawCluster>(value, &path, errors) else {
+            continue;
+        };
+        if let Some(name) = &raw.name {
+            match defined.get(name) {
+                Some(first) => errors.push(
+                    format!("{path}.name"),
+                    format!(
+                        "duplicate cluster name `{name}` (first defined at gateway.clusters[{first}])"
+                    ),
+                ),
+                None => {
+                    defined.insert(name.clone(), i);
+                }
+            }
+        }
+        if let Some(c) = cluster(raw, &path, errors) {
+            clusters.push(c);
+        }
+    }
+    (clusters, defined)
+}
+
+fn routes(values: &[Value], clusters: &HashMap<String, usize>, errors: &mut Errors) -> Vec<Route> {
+    let mut routes: Vec<(String, Route)> = Vec::new();
+    for (i, value) in values.iter().enumerate() {
+        let path = format!("gateway.routes[{i}]");
+        let Some(raw) = reader::read::<RawRoute>(value, &path, errors) else {
+            continue;
+        };
+        if let Some(r) = route(raw, &path, clusters, &routes, errors) {
+            routes.push((path, r));
+        }
+    }
+    routes.into_iter().map(|(_, r)| r).collect()
+}

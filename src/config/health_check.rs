@@ -1,0 +1,123 @@
+//! A cluster's `health_check`: active probes of every backend, over HTTP or a bare TCP connect.
+
+use super::defaults;
+use super::duration::{positive_or, ConfDuration};
+use super::errors::Errors;
+use serde::Deserialize;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheckConfig {
+    pub kind: HealthCheckKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthCheckKind {
+    /// `GET path` with `Host: host` (the cluster's address unless set); any 2xx passes.
+    Http { path: String, host: Option<String> },
+    /// A TCP connect passes.
+    Tcp,
+}
+
+/// `health_check.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum CheckType {
+    Http,
+    Tcp,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHealthCheck {
+    #[serde(rename = "type")]
+    kind: Option<CheckType>,
+    path: Option<String>,
+    host: Option<String>,
+    interval: Option<ConfDuration>,
+    timeout: Option<ConfDuration>,
+    healthy_threshold: Option<u32>,
+    unhealthy_threshold: Option<u32>,
+}
+
+pub(super) fn health_check(
+    raw: RawHealthCheck,
+    path: &str,
+    errors: &mut Errors,
+) -> Option<HealthCheckConfig> {
+    let before = errors.count();
+    let kind = match errors.required(raw.kind, path, "type") {
+        Some(CheckType::Http) => {
+            let check_path = raw.path.unwrap_or_else(|| defaults::HEALTH_PATH.to_owned());
+            if !check_path.starts_with('/') {
+                errors.push(
+                    format!("{path}.path"),
+                    format!("`{check_path}` must start with `/`"),
+                );
+            }
+            Some(HealthCheckKind::Http {
+                path: check_path,
+                host: raw.host,
+            })
+        }
+        Some(CheckType::Tcp) => {
+            if raw.path.is_some() {
+                errors.push(
+                    format!("{path}.path"),
+                    "only http health checks have a path",
+                );
+            }
+            if raw.host.is_some() {
+                errors.push(
+                    format!("{path}.host"),
+                    "only http health checks have a host",
+                );
+            }
+            Some(HealthCheckKind::Tcp)
+        }
+        None => None,
+    };
+    let interval = positive_or(
+        raw.interval,
+        defaults::HEALTH_INTERVAL,
+        &format!("{path}.interval"),
+        errors,
+    );
+    let timeout = positive_or(
+        raw.timeout,
+        defaults::HEALTH_TIMEOUT,
+        &format!("{path}.timeout"),
+        errors,
+    );
+    let mut threshold = |value: Option<u32>, default: u32, key: &str| {
+        let v = value.unwrap_or(default);
+        if v == 0 {
+            errors.push(format!("{path}.{key}"), "must be at least 1");
+        }
+        v
+    };
+    let healthy_threshold = threshold(
+        raw.healthy_threshold,
+        defaults::HEALTHY_THRESHOLD,
+        "healthy_threshold",
+    );
+    let unhealthy_threshold = threshold(
+        raw.unhealthy_threshold,
+        defaults::UNHEALTHY_THRESHOLD,
+        "unhealthy_threshold",
+    );
+    if errors.count() > before {
+        return None;
+    }
+    Some(HealthCheckConfig {
+        kind: kind?,
+        interval,
+        timeout,
+        healthy_threshold,
+        unhealthy_threshold,
+    })
+}
