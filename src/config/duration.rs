@@ -100,7 +100,7 @@ pub(crate) fn positive(
 /// A duration as the conf writes it: a string such as `5s`. A bare number is read too, so that
 /// the error says it lacks a unit instead of that it is not a string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConfDuration(pub Duration);
+pub(crate) struct ConfDuration(pub Duration);
 
 impl<'de> Deserialize<'de> for ConfDuration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -25,7 +25,7 @@ impl std::error::Error for ConfigError {}
 /// One problem: where it is in the conf (`gateway.clusters[1].port`) and what is wrong there.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {reason}")]
-pub struct Problem {
+pub(crate) struct Problem {
     pub path: String,
     pub reason: String,
 }

@@ -9,7 +9,7 @@ pub(super) struct HeaderName(pub String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{0}` is not a valid header name")]
-pub struct NotAHeaderName(String);
+pub(super) struct NotAHeaderName(String);
 
 impl TryFrom<String> for HeaderName {
     type Error = NotAHeaderName;
@@ -29,7 +29,7 @@ pub(super) struct HeaderText(pub String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a valid header value (control characters?)")]
-pub struct NotAHeaderValue;
+pub(super) struct NotAHeaderValue;
 
 impl TryFrom<String> for HeaderText {
     type Error = NotAHeaderValue;

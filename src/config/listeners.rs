@@ -43,7 +43,7 @@ struct ListenAddr(SocketAddr);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{0}` is not an ip:port address (e.g. 0.0.0.0:8000 or [::]:8000)")]
-pub struct NotAListenAddress(String);
+struct NotAListenAddress(String);
 
 impl TryFrom<String> for ListenAddr {
     type Error = NotAListenAddress;

@@ -34,7 +34,7 @@ struct Nameserver(SocketAddr);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{0}` is not an IP address or ip:port")]
-pub struct NotANameserver(String);
+struct NotANameserver(String);
 
 impl TryFrom<String> for Nameserver {
     type Error = NotANameserver;

@@ -144,7 +144,7 @@ struct Domain(String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{0}` is not a host, `*.suffix`, `prefix.*` or `*`")]
-pub struct NotADomain(String);
+struct NotADomain(String);
 
 impl TryFrom<String> for Domain {
     type Error = NotADomain;
