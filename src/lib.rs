@@ -5,6 +5,12 @@
 //! request path: route, filters, select, retry, answer) → [`server`] (listeners, client
 //! limits, signals: the assembly). [`admin`] reads [`upstream`]; nothing imports [`server`].
 
+#![deny(unsafe_code)] // but for server/socket.rs: see ARCHITECTURE.md
+
+mod app;
+pub use app::Headway;
+pub use proxy::filter;
+
 pub mod admin;
 pub mod config;
 pub mod connection;

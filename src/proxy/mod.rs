@@ -132,8 +132,8 @@ pub fn filter_chains(
 ) -> Result<Vec<Option<Chain>>, Vec<String>> {
     let mut chains = Vec::with_capacity(config.routes.len());
     let mut errors = Vec::new();
-    for (i, route) in config.routes.iter().enumerate() {
-        match registry.chain(route, &format!("gateway.routes[{i}]")) {
+    for route in &config.routes {
+        match registry.chain(route) {
             Ok(chain) => chains.push((!chain.is_empty()).then_some(chain)),
             Err(e) => errors.extend(e),
         }

@@ -4,6 +4,7 @@
 pub mod client_limits;
 pub mod readiness;
 pub mod signals;
+pub mod socket;
 
 use crate::admin::{Admin, AdminState};
 use crate::config::Config;
@@ -12,7 +13,7 @@ use crate::metrics::Metrics;
 use crate::proxy::filter::Registry;
 use crate::proxy::Proxy;
 use crate::upstream::Clusters;
-use client_limits::{ClientLimits, Parking};
+use client_limits::ClientLimits;
 use log::info;
 use pingora::apps::http_app::HttpServer;
 use pingora::apps::HttpServerOptions;
@@ -25,6 +26,7 @@ use pingora::services::background::GenBackgroundService;
 use pingora::services::listening::Service;
 use readiness::ClusterSupervisor;
 use signals::SignalWatch;
+use socket::Parking;
 use std::sync::Arc;
 
 /// Loads a TLS listener's files as pingora will. pingora reads them only when the proxy service
@@ -47,30 +49,14 @@ fn check_tls_files(cert: &str, key: &str) -> Result<(), String> {
 /// gateway's connections are its open files, and the soft default (often 1024) is far below
 /// what the hard limit allows. Returns the limit in force.
 fn raise_open_files_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    let Ok((soft, hard)) = rlimit::Resource::NOFILE.get() else {
+        return 1024;
     };
-    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 1024;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                info!(
-                    "open files limit raised from {} to {}",
-                    limit.rlim_cur, limit.rlim_max
-                );
-                limit = raised;
-            }
-        }
+    if soft < hard && rlimit::Resource::NOFILE.set(hard, hard).is_ok() {
+        info!("open files limit raised from {soft} to {hard}");
+        return hard;
     }
-    limit.rlim_cur
+    soft
 }
 
 /// Builds the pingora server for `config`, with the filters `registry` names, and runs it

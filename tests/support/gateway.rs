@@ -100,9 +100,16 @@ pub struct GatewayBuilder {
     extra: Vec<String>,
     env: Vec<(String, String)>,
     server: Vec<(String, String)>,
+    program: Option<PathBuf>,
 }
 
 impl GatewayBuilder {
+    /// Runs `program` (a gateway built on headway as a library) instead of `headway`.
+    pub fn program(mut self, program: impl Into<PathBuf>) -> Self {
+        self.program = Some(program.into());
+        self
+    }
+
     /// Adds a public listener (the first one is what `url()` uses). Default: one on
     /// 127.0.0.1 with a free port.
     pub fn listen(mut self, addr: impl Display) -> Self {
@@ -190,7 +197,8 @@ impl GatewayBuilder {
     /// Starts headway and waits for `GET /ready` to answer 200 (see [`Gateway::start`]).
     pub fn start(mut self) -> Gateway {
         let section = self.gateway_section();
-        let mut gateway = Gateway::spawn(&section, &self.env, &self.server);
+        let mut gateway =
+            Gateway::spawn(&section, &self.env, &self.server, self.program.as_deref());
         gateway.wait_ready(READY_TIMEOUT);
         gateway
     }
@@ -198,14 +206,15 @@ impl GatewayBuilder {
     /// Spawns headway without waiting for `/ready` (for tests of start-up itself).
     pub fn spawn(mut self) -> Gateway {
         let section = self.gateway_section();
-        Gateway::spawn(&section, &self.env, &self.server)
+        Gateway::spawn(&section, &self.env, &self.server, self.program.as_deref())
     }
 
     /// For confs that must be rejected: runs headway on it and waits for it to exit.
     /// Returns (exit code, stderr). Panics if it is still running after 20 s.
     pub fn start_expect_exit(mut self) -> (i32, String) {
         let section = self.gateway_section();
-        let mut gateway = Gateway::spawn(&section, &self.env, &self.server);
+        let mut gateway =
+            Gateway::spawn(&section, &self.env, &self.server, self.program.as_deref());
         let Some(status) = gateway.wait_exit(EXIT_TIMEOUT) else {
             panic!(
                 "headway was expected to exit but still runs after {EXIT_TIMEOUT:?}; conf:\n{}\nstderr:\n{}",
@@ -230,6 +239,8 @@ pub struct Gateway {
     env: Vec<(String, String)>,
     listen: SocketAddr,
     admin: SocketAddr,
+    /// The binary: `headway`, or a program built on it.
+    program: PathBuf,
 }
 
 impl Gateway {
@@ -245,7 +256,7 @@ impl Gateway {
     }
 
     fn start_with_env(gateway_section: &str, env: &[(String, String)]) -> Gateway {
-        let mut gateway = Gateway::spawn(gateway_section, env, &[]);
+        let mut gateway = Gateway::spawn(gateway_section, env, &[], None);
         gateway.wait_ready(READY_TIMEOUT);
         gateway
     }
@@ -255,6 +266,7 @@ impl Gateway {
         gateway_section: &str,
         env: &[(String, String)],
         server: &[(String, String)],
+        program: Option<&Path>,
     ) -> Gateway {
         super::remember_panic_messages();
         let (listen, admin) = listen_and_admin(gateway_section);
@@ -283,7 +295,8 @@ impl Gateway {
         std::fs::write(&conf_path, &conf)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", conf_path.display()));
         let dir = Arc::new(dir);
-        let child = spawn_headway(&dir, &conf_path, &[], env, "");
+        let program = program.map_or_else(|| PathBuf::from(HEADWAY_BIN), Path::to_path_buf);
+        let child = spawn_headway(&program, &dir, &conf_path, &[], env, "");
         Gateway {
             child,
             exit: None,
@@ -293,6 +306,7 @@ impl Gateway {
             env: env.to_vec(),
             listen,
             admin,
+            program,
         }
     }
 
@@ -306,7 +320,14 @@ impl Gateway {
         std::fs::write(&conf_path, content)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", conf_path.display()));
         let suffix = format!("-{generation}");
-        let child = spawn_headway(&self.dir, &conf_path, &["-u"], &self.env, &suffix);
+        let child = spawn_headway(
+            &self.program,
+            &self.dir,
+            &conf_path,
+            &["-u"],
+            &self.env,
+            &suffix,
+        );
         Gateway {
             child,
             exit: None,
@@ -316,6 +337,7 @@ impl Gateway {
             env: self.env.clone(),
             listen: self.listen,
             admin: self.admin,
+            program: self.program.clone(),
         }
     }
 
@@ -485,6 +507,7 @@ impl Drop for Gateway {
 
 /// Spawns `headway <extra> -c <conf>` in `dir` with stdout/stderr to `std{out,err}<suffix>.log`.
 fn spawn_headway(
+    program: &Path,
     dir: &TempDir,
     conf_path: &Path,
     extra: &[&str],
@@ -495,7 +518,7 @@ fn spawn_headway(
         let path = dir.path().join(format!("{name}{suffix}.log"));
         File::create(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()))
     };
-    let mut command = Command::new(HEADWAY_BIN);
+    let mut command = Command::new(program);
     command
         .args(extra)
         .arg("-c")
@@ -510,7 +533,7 @@ fn spawn_headway(
     }
     command
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot spawn {HEADWAY_BIN}: {e}"))
+        .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", program.display()))
 }
 
 /// Polls the child until it exits or `timeout` passes.

@@ -94,12 +94,11 @@ impl Registry {
     /// The filters of `route` (at `path` in the conf), in the order they run: the route's own
     /// keys (`max_request_body_bytes`, header changes, rewrites) as built-in filters, then its
     /// `filters:` list, then its `direct_response`. Every error, each with its path.
-    pub fn chain(&self, route: &Route, path: &str) -> Result<Chain, Vec<String>> {
+    pub fn chain(&self, route: &Route) -> Result<Chain, Vec<String>> {
         let mut filters = builtin::from_route_keys(route);
         let mut errors = Vec::new();
-        for (i, (name, config)) in filter_specs(route).iter().enumerate() {
-            let at = format!("{path}.filters[{i}]");
-            match self.build(name, config, route, &at) {
+        for spec in &route.filters {
+            match self.build(&spec.name, &spec.config, route, &spec.path) {
                 Ok(f) => filters.push(f),
                 Err(e) => errors.push(e),
             }
@@ -111,9 +110,4 @@ impl Registry {
             Err(errors)
         }
     }
-}
-
-// TEMPORARY until the conf's `filters:` key lands (config helper): no specs yet.
-fn filter_specs(_route: &Route) -> Vec<(String, serde_yaml::Value)> {
-    Vec::new()
 }

@@ -43,8 +43,8 @@ impl HeaderChanges {
         let conf: Conf = setup.parse()?;
         let mut add = Vec::with_capacity(conf.add.len());
         for (i, h) in conf.add.into_iter().enumerate() {
-            let name = HeaderName::from_bytes(h.name.as_bytes())
-                .map_err(|_| format!("add[{i}].name: `{}` is not a header name", h.name))?;
+            let name = HeaderName::from_bytes(h.key.as_bytes())
+                .map_err(|_| format!("add[{i}].key: `{}` is not a header name", h.key))?;
             let value = HeaderValue::from_str(&h.value)
                 .map_err(|_| format!("add[{i}].value: not a valid header value"))?;
             add.push((name, value));
@@ -60,7 +60,8 @@ impl HeaderChanges {
     }
 }
 
-/// `{ name: request_headers, add: [{ name, value }], remove: [names] }`.
+/// `{ name: request_headers, add: [{ key, value }], remove: [names] }` (the keys of the
+/// route's own `request_headers_to_add`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Conf {
@@ -73,7 +74,7 @@ struct Conf {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Header {
-    name: String,
+    key: String,
     value: String,
 }
 
