@@ -1,5 +1,4 @@
 //! `gateway.clusters[]`: one upstream service, where its backends are and how they are called.
-//! Its DNS, balancing, retry, outlier, breaker and health-check keys are checked in their files.
 
 use super::balancing::{hash_policy, HashKey, LbPolicy};
 use super::breakers::{circuit_breakers, CircuitBreakers, RawCircuitBreakers};
@@ -136,6 +135,8 @@ pub(super) struct RawCluster {
     health_check: Option<RawHealthCheck>,
 }
 
+/// Checks one cluster; its DNS, balancing, retry, outlier, breaker and health-check keys are
+/// checked by their own files.
 pub(super) fn cluster(raw: RawCluster, path: &str, errors: &mut Errors) -> Option<ClusterConfig> {
     let before = errors.count();
     let dns = dns(&raw, path, errors);

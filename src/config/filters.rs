@@ -1,5 +1,4 @@
-//! A route's `filters:`: which filters run on its requests, each with its own settings. Only the
-//! shape is checked here; the filter registry knows the names and reads the settings.
+//! A route's `filters:`: which filters run on its requests, each with its own settings.
 
 use super::errors::Errors;
 use serde_yaml::Value;
@@ -15,7 +14,8 @@ pub struct FilterSpec {
     pub path: String,
 }
 
-/// Reads `filters:` of the route at `route_path`; a bad entry is reported and left out.
+/// Reads `filters:` of the route at `route_path`; a bad entry is reported and left out. Only
+/// the shape is checked here: the filter registry knows the names and reads the settings.
 pub(super) fn filters(
     entries: Vec<Value>,
     route_path: &str,

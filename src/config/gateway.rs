@@ -1,5 +1,4 @@
-//! The `gateway:` section: its own limits and timeouts, and each section inside it read and
-//! checked by that section's file, every error of every section kept.
+//! The `gateway:` section: its own limits and timeouts, and the sections inside it in order.
 
 use super::access_log::{access_log, AccessLogConfig, RawAccessLog};
 use super::cidr::Cidr;
@@ -69,6 +68,8 @@ struct RawGateway {
     clusters: Vec<Value>,
 }
 
+/// Reads and checks `gateway:`, each section inside it by that section's file; every error of
+/// every section is kept.
 pub(super) fn gateway(value: &Value, errors: &mut Errors) -> Option<Gateway> {
     let before = errors.count();
     let raw = reader::read::<RawGateway>(value, "gateway", errors)?;

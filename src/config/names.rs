@@ -1,5 +1,4 @@
-//! The names of a closed set (`lb_policy`, `protocol`, …) as serde reads them, so that each list
-//! is written once, in its enum, and messages and `name()` take it from there.
+//! The names of a closed set (`lb_policy`, `protocol`, …), taken from its serde enum: listed once.
 
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use std::fmt;

@@ -1,10 +1,4 @@
 //! Reads YAML into the conf's serde types, every error with its path, all of them at once.
-//!
-//! serde stops at the first error. This reader records it with its path, leaves the bad value
-//! out (as if the conf had not written it) and reads again, until the rest reads cleanly: a
-//! misspelt key does not hide a bad port beside it. Unknown keys and names get the closest
-//! known one suggested (worded by `errors::ReadError`). Leaves are read as `serde_yaml::Value`
-//! reads them, so what it accepts is what serde_yaml accepts.
 
 use super::errors::{Errors, Kind, ReadError};
 use serde::de::{
@@ -17,6 +11,12 @@ use std::collections::HashSet;
 /// Reads `value`, found at `path`, as a `T`, recording every problem in `errors`. Returns what
 /// could be read without the bad values (check `errors` before trusting it), or None when the
 /// value as a whole is unusable (not a mapping where one is needed, …).
+///
+/// serde stops at the first error. This records it with its path, leaves the bad value out
+/// (as if the conf had not written it) and reads again, until the rest reads cleanly: a
+/// misspelt key does not hide a bad port beside it. `errors::ReadError` words unknown keys and
+/// names with the closest known one. Values are read as `serde_yaml::Value` reads them, so
+/// what this accepts is what serde_yaml accepts.
 pub(crate) fn read<T: DeserializeOwned>(
     value: &Value,
     path: &str,

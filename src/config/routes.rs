@@ -1,6 +1,4 @@
-//! `gateway.routes[]`: how a request is matched (path prefix, exact path or regex, optionally
-//! restricted to Host domains) and what is done with it (a cluster, with rewrites, header
-//! changes, filters and a timeout of its own, or a fixed direct response). Names follow Envoy's.
+//! `gateway.routes[]`: how a request is matched and what is done with it, named as Envoy's.
 
 use super::duration::{positive, ConfDuration};
 use super::errors::Errors;
@@ -11,6 +9,9 @@ use serde_yaml::Value;
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// A route: its match (path prefix, exact path or regex, optionally restricted to Host
+/// domains) and what is done with a request it matches (a cluster, with rewrites, header
+/// changes, filters and a timeout of its own, or a fixed direct response).
 #[derive(Debug, Clone)]
 pub struct Route {
     pub matcher: PathMatch,
