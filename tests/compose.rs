@@ -2,8 +2,9 @@
 //! local binaries (scripts/images.sh, no registry), the stack brought up with the repository's
 //! docker-compose.yml, and everything checked through ports published on 127.0.0.1 only.
 //!
-//! Where no Docker Engine is reachable the test says so loudly and returns; where one is, any
-//! failure fails the test. The stack and its images are removed at the end, even on failure.
+//! Where no Docker Engine is reachable the test is skipped (`support::skip`: scripts/test.sh
+//! counts and lists it as a skip); where one is, any failure fails the test. The stack and its
+//! images are removed at the end, even on failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic: that is how they fail
 
 mod support;
@@ -128,11 +129,9 @@ fn the_compose_demo_serves_scales_and_survives_a_dead_replica() {
         .output()
         .is_ok_and(|o| o.status.success());
     let Some(compose) = compose_command().filter(|_| docker_up) else {
-        eprintln!(
-            "\n************************************************************\n\
-             SKIPPED the docker-compose test: no Docker Engine (or no compose)\n\
-             is reachable on this machine.\n\
-             ************************************************************\n"
+        support::skip(
+            "the_compose_demo_serves_scales_and_survives_a_dead_replica",
+            "no Docker Engine (or no compose) is reachable on this machine",
         );
         return;
     };

@@ -149,3 +149,58 @@ pub(crate) fn indent_yaml(fragment: &str, indent: usize) -> String {
     }
     out
 }
+
+/// Where [`skip`] records skips: scripts/test.sh sets it, then counts and lists them.
+pub const SKIP_DIR_ENV: &str = "HEADWAY_SKIP_DIR";
+
+/// Marks the calling test as skipped for `reason`; the caller returns right after. libtest
+/// would count it as passed, and capture anything it prints: so this writes a banner straight
+/// to stderr, and, when `HEADWAY_SKIP_DIR` is set (scripts/test.sh sets it), a file there
+/// (`<binary>\t<test>\t<reason>`) from which the summary counts and lists the test as skipped.
+///
+/// The test is named after its thread, as libtest names it; `test` is the name when the
+/// thread has none.
+pub fn skip(test: &str, reason: &str) {
+    use std::io::Write as _;
+    let name = std::thread::current()
+        .name()
+        .filter(|name| *name != "main")
+        .unwrap_or(test)
+        .to_owned();
+    // `target/debug/deps/compose-0123abcd` → `compose`, as scripts/test.sh names it from cargo's
+    // `Running tests/compose.rs (target/debug/deps/compose-0123abcd)`.
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.file_stem()?.to_string_lossy().into_owned()))
+        .map(|stem| match stem.rsplit_once('-') {
+            Some((binary, hash)) if hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                binary.to_owned()
+            }
+            _ => stem,
+        })
+        .unwrap_or_else(|| "tests".to_owned());
+    let reason = reason.replace(['\t', '\n', '\r'], " ");
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n************************************************************\n\
+         SKIPPED {binary}::{name}: {reason}\n\
+         ************************************************************"
+    );
+    let Some(dir) = std::env::var_os(SKIP_DIR_ENV) else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let file: String = format!("{binary}::{name}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(dir.join(file), format!("{binary}\t{name}\t{reason}\n")))
+        .unwrap_or_else(|e| panic!("cannot record the skip in {}: {e}", dir.display()));
+}
