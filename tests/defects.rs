@@ -10,9 +10,6 @@ use support::gateway::Gateway;
 /// ports for ~30 s, then panic every listener thread and run on with none. It must exit
 /// non-zero at once, with one line naming each taken address and its conf key.
 #[test]
-// Until src/server/mod.rs calls `preflight::check_addresses` in `run()` (issue 15): then remove
-// this ignore.
-#[ignore = "needs the preflight call in server::run()"]
 fn a_second_gateway_on_taken_ports_exits_at_once_naming_them() {
     let first = Gateway::builder()
         .routes_yaml(r#"- { prefix: /ok, direct_response: { status: 200, body: "ok\n" } }"#)

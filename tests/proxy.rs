@@ -260,36 +260,30 @@ fn clients_hanging_up_do_not_count_against_the_backend() {
 }
 
 #[test]
-fn ready_waits_until_the_proxy_port_is_really_ours() {
-    // Another process holds the proxy port (it accepts, answers nothing): pingora keeps
-    // retrying the bind, and /ready must not claim readiness meanwhile.
+fn a_proxy_port_another_process_holds_is_refused_at_start_not_waited_for() {
+    // Another process holds the proxy port. pingora would retry the bind for ~30 s, then run on
+    // without that listener; headway refuses to start instead, naming the port (issue 15).
+    // (`/ready` still waits for the listeners to answer as this process: a port taken between
+    // that check and pingora's bind is the rare case it covers.)
     let port = free_port();
     let squatter = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     let pod = Backend::start("127.0.0.104", free_port(), "service1");
-    let mut gateway = Gateway::builder()
+    let (code, stderr) = Gateway::builder()
         .listen(format!("127.0.0.1:{port}"))
         .routes_yaml("- { prefix: /, cluster: local }")
         .clusters_yaml(&format!(
             "- {{ name: local, address: 127.0.0.104, port: {} }}",
             pod.port()
         ))
-        .spawn();
-    let admin = gateway.admin_addr();
-    assert!(support::wait_until(Duration::from_secs(5), || http::get(
-        admin, "/ready"
-    )
-    .is_ok()));
-    std::thread::sleep(Duration::from_millis(500));
-    let r = http::get(admin, "/ready").unwrap();
-    assert_eq!(
-        r.status, 503,
-        "ready while another process held the port: {}",
-        r.body
+        .start_expect_exit();
+    assert_ne!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "gateway.listen[0] 127.0.0.1:{port}: address already in use"
+        )),
+        "{stderr}"
     );
-    assert_eq!(r.body, "waiting for the proxy listeners to open\n");
     drop(squatter);
-    gateway.wait_ready(Duration::from_secs(10));
-    assert_eq!(http::get(gateway.listen_addr(), "/x").unwrap().status, 200);
 }
 
 #[test]

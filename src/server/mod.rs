@@ -2,6 +2,7 @@
 //! services, with the proxy held closed until every cluster has run its first discovery.
 
 pub mod client_limits;
+pub mod preflight;
 pub mod readiness;
 pub mod signals;
 pub mod socket;
@@ -62,6 +63,21 @@ fn raise_open_files_limit() -> u64 {
 /// Builds the pingora server for `config`, with the filters `registry` names, and runs it
 /// until it is told to stop.
 pub fn run(config: Config, opt: Opt, registry: &Registry) -> Result<(), String> {
+    if !opt.upgrade {
+        // pingora would retry a taken port for ~30 s, then run on without that listener.
+        let mut addrs: Vec<(String, std::net::SocketAddr)> = config
+            .gateway
+            .listen
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (format!("gateway.listen[{i}]"), l.addr))
+            .collect();
+        addrs.push((
+            "gateway.admin.listen".to_owned(),
+            config.gateway.admin.listen,
+        ));
+        preflight::check_addresses(&addrs)?;
+    }
     let open_files = raise_open_files_limit();
     let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
     metrics.count_panics();
