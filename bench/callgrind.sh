@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# headway's own cost per request over a bare pingora ProxyHttp (issue 15), in callgrind
+# instructions, which do not vary with the machine's load: headway and examples/pingora_floor,
+# each under `valgrind --tool=callgrind` in front of the same nginx on loopback, 200 and 2,200
+# keep-alive GETs one at a time through one connection; per request = the difference / 2,000.
+# See bench/README.md, "What bench/callgrind.sh does".
+# Writes bench/results/<timestamp>-callgrind/ (results.md, results.json, the top-30 inclusive
+# functions of headway's long run, the raw callgrind outputs).
+#
+#   bench/callgrind.sh                  build if the tree changed, then 3 rounds (≈ 2 min)
+#   bench/callgrind.sh --no-build       measure the binaries in target/release as they are
+#   bench/callgrind.sh --smoke          1 round of 20 and 220 requests: does everything run?
+#   bench/callgrind.sh --reanalyze DIR  write DIR's report again from its raw outputs
+#   bench/callgrind.sh --help           every option of bench/lib/callgrind.py
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(dirname "$here")
+# shellcheck source=lib/install.sh
+source "$here/lib/install.sh"
+
+install=1 build=1 args=()
+for a in "$@"; do
+    case "$a" in
+        --no-install) install= ;;
+        --no-build) build= ;;
+        -h|--help) exec python3 "$here/lib/callgrind.py" --help ;;
+        --reanalyze) build= install=; args+=("$a") ;;   # only reads a results directory
+        *) args+=("$a") ;;
+    esac
+done
+
+if [ -n "$install" ]; then
+    bench_need_cmd python3 python3
+    bench_need_cmd nginx nginx
+    bench_need_cmd valgrind valgrind   # callgrind_annotate comes with it
+fi
+# the same build as bench/run.sh's (same packages, so the same features: neither rebuilds the
+# other's binaries)
+[ -n "$build" ] && bench_build "$repo"
+
+export BENCH_COMMAND="bench/callgrind.sh${*:+ $*}"
+exec python3 "$here/lib/callgrind.py" "${args[@]}"
