@@ -156,9 +156,23 @@ fn metrics_access_log_and_clusters_show_what_happened() {
         "no access log on stderr when a file is set"
     );
 
-    // /clusters, JSON and text.
+    // /clusters, JSON and text. A cluster reads name first and its long backends list last;
+    // times are RFC 3339, not epoch floats.
+    let raw = http::get(gateway.admin_addr(), "/clusters").unwrap().body;
+    let (name, backends_at) = (
+        raw.find("\"name\"").unwrap(),
+        raw.find("\"backends\"").unwrap(),
+    );
+    assert!(name < backends_at, "name after backends:\n{raw}");
     let c = http::get_json(gateway.admin_addr(), "/clusters");
     let backends = c["clusters"][0]["backends"].as_array().unwrap().clone();
+    for b in &backends {
+        let since = b["since"].as_str().unwrap_or_else(|| panic!("since: {b}"));
+        assert!(
+            since.len() == 24 && since.ends_with('Z') && since.as_bytes()[10] == b'T',
+            "since is not RFC 3339: {since}"
+        );
+    }
     let dead = backends
         .iter()
         .find(|b| b["address"] == format!("127.0.2.13:{port}"))

@@ -1,17 +1,13 @@
 //! The gateway's pingora `ProxyHttp` hooks: each one short, calling into the file that does
 //! its job.
 
-use super::access_log::Entry;
-use super::answers::{
-    answer_head, client_gone, failure_response, refused_by_backend, respond, send_answer,
-};
+use super::answers::{answer_head, client_gone, failure_response, respond, send_answer};
 use super::context::RequestCtx;
+use super::failures::{attempt_failed, connect_failed};
 use super::filter::{Context, Flow};
 use super::headers::{forwarded_for, hash_key, request_id, X_FORWARDED_FOR};
 use super::http1::{check_limits, is_self_check, normalize_http1};
-use super::retry::{
-    self, head_not_written, replayable, AttemptFailure, Failed, NextAttempt, Outcome,
-};
+use super::retry::{self, replayable, NextAttempt, Outcome};
 use super::Proxy;
 use crate::config::UpstreamProtocol;
 use crate::upstream::breaker::{AttemptSlot, PendingSlot, RequestSlot};
@@ -21,8 +17,7 @@ use log::warn;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::upstreams::peer::Peer;
-use pingora::{Error, ErrorSource, ErrorType, Result, RetryType};
+use pingora::{Error, ErrorType, Result};
 use std::time::{Duration, Instant};
 
 /// The client's address, for the filters.
@@ -374,41 +369,9 @@ impl ProxyHttp for Proxy {
         _session: &mut Session,
         peer: &HttpPeer,
         ctx: &mut RequestCtx,
-        mut e: Box<Error>,
+        e: Box<Error>,
     ) -> Box<Error> {
-        let Some(cluster) = ctx.cluster.clone() else {
-            return e;
-        };
-        cluster.metrics.connect_failures.inc();
-        let outcome = if e.etype() == &ErrorType::ConnectRefused {
-            Outcome::Refused
-        } else {
-            Outcome::Failure
-        };
-        retry::end_attempt(&cluster, ctx, outcome);
-        // Nothing reached the backend: any method may go elsewhere, and trying costs no
-        // `retries` and no retry budget (they ration load re-sent to backends; this sent none).
-        let retry = cluster.config.retry.on.connect_failure
-            && ctx.in_time()
-            && cluster.has_ready_backend(&ctx.tried);
-        if retry {
-            ctx.next_attempt = NextAttempt::Undelivered;
-        }
-        warn!(
-            "upstream connect failed cluster={} backend={} attempt={} error=\"{}\"{}",
-            cluster.name(),
-            peer.address(),
-            ctx.tried.len(),
-            e.etype().as_str(),
-            if retry {
-                " retrying on another backend"
-            } else {
-                ""
-            }
-        );
-        ctx.last_failure = Some(format!("{} to {}", e.etype().as_str(), peer.address()));
-        e.set_retry(retry);
-        e
+        connect_failed(peer, ctx, e)
     }
 
     fn error_while_proxy(
@@ -419,89 +382,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
-        let head_not_written = head_not_written(&e) || refused_by_backend(&e);
-        let mut e = e.more_context(format!("peer: {peer}"));
-        let Some(cluster) = ctx.cluster.clone() else {
-            e.set_retry(false);
-            return e;
-        };
-        if matches!(e.esource(), ErrorSource::Downstream | ErrorSource::Internal)
-            || matches!(e.etype(), ErrorType::HTTPStatus(_))
-        {
-            // The client went away or broke the exchange, the gateway answers it itself (a
-            // body over the route's limit: 413), or the gateway failed: nothing to retry, and
-            // the backend did nothing wrong (it must not count towards ejection).
-            ctx.pending = None;
-            ctx.attempt = None;
-            e.set_retry(false);
-            return e;
-        }
-        let failure = if ctx.retry_status.is_some() {
-            AttemptFailure::Status
-        } else if head_not_written {
-            AttemptFailure::HeadNotWritten
-        } else if client_reused && e.retry == RetryType::ReusedOnly {
-            // pingora marks errors before any response byte as retryable on a reused
-            // connection only; it decides that after this hook, so `e.retry()` would panic here.
-            AttemptFailure::StalePooledConnection
-        } else if matches!(
-            e.etype(),
-            ErrorType::ReadTimedout | ErrorType::WriteTimedout
-        ) {
-            AttemptFailure::Timeout
-        } else {
-            AttemptFailure::Reset
-        };
-        let failed = Failed {
-            failure,
-            response_started: ctx.upstream_time.is_some() || session.response_written().is_some(),
-            body_kept: !session.as_ref().retry_buffer_truncated(),
-            replayable: replayable(session),
-            in_time: ctx.in_time(),
-            client_reused,
-        };
-        let next = retry::next_attempt(&failed, &cluster.config.retry.on, || {
-            retry::may_resend(&cluster, ctx)
-        })
-        // An undelivered attempt needs another backend to go to.
-        .filter(|n| *n != NextAttempt::Undelivered || cluster.has_ready_backend(&ctx.tried));
-        if !matches!(failed.failure, AttemptFailure::Status) {
-            retry::end_attempt(&cluster, ctx, retry::outcome_of(&failed));
-            ctx.last_failure = Some(format!("{} from {}", e.etype().as_str(), peer.address()));
-        }
-        if let Some(next) = next {
-            ctx.next_attempt = next;
-            e.set_retry(true);
-            return e;
-        }
-        let broke_pooled = client_reused
-            && matches!(
-                failed.failure,
-                AttemptFailure::StalePooledConnection | AttemptFailure::Reset
-            )
-            && matches!(
-                e.etype(),
-                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
-            );
-        if broke_pooled && !failed.response_started && !failed.replayable {
-            // RFC 9110 §9.2.2: a non-idempotent request is not sent again unless the failure
-            // proves the backend never saw it; a connection closed after the request was
-            // written proves nothing (the backend may have acted, then closed).
-            let method = session.req_header().method.clone();
-            let mut refused = Error::explain(
-                ErrorType::HTTPStatus(502),
-                format!(
-                    "upstream {} of cluster {} closed a kept-alive connection as the {method} \
-                     request arrived; not sent again: it may have been processed",
-                    peer.address(),
-                    cluster.name()
-                ),
-            );
-            refused.set_retry(false);
-            return refused;
-        }
-        e.set_retry(false);
-        e
+        attempt_failed(peer, session, e, ctx, client_reused)
     }
 
     async fn fail_to_proxy(
@@ -547,70 +428,6 @@ impl ProxyHttp for Proxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        ctx.pending = None;
-        ctx.attempt = None;
-        if ctx.self_check {
-            return;
-        }
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let elapsed = ctx.started.elapsed();
-        let route_metrics = match ctx.route {
-            Some(m) => self.0.route_metrics.get(m.route),
-            None => Some(&self.0.unrouted),
-        };
-        if let Some(counters) = route_metrics {
-            counters.count(status);
-        }
-        let tunnel_timed_out = status == 101
-            && e.is_some_and(|e| {
-                matches!(
-                    e.etype(),
-                    ErrorType::ReadTimedout | ErrorType::WriteTimedout
-                )
-            });
-        if let Some(c) = &ctx.cluster {
-            if tunnel_timed_out {
-                c.metrics.tunnel_timeouts.inc();
-            }
-            c.metrics.request_duration.observe(elapsed.as_secs_f64());
-            if let Some(t) = ctx.upstream_time {
-                c.metrics.upstream_duration.observe(t.as_secs_f64());
-            }
-        }
-
-        if !self.0.access_log.enabled() {
-            return;
-        }
-        let req = session.req_header();
-        let client = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map_or_else(|| "-".to_owned(), |a| a.ip().to_string());
-        let backend = ctx
-            .tried
-            .last()
-            .map_or_else(|| "-".to_owned(), |a| a.to_string());
-        // nginx's 499: the client closed the request before it had an answer.
-        let cancelled = status == 0 && e.is_some_and(client_gone);
-        let error = e.map(|e| match (e.etype(), &e.context) {
-            _ if cancelled => "client closed the request".to_owned(),
-            (ErrorType::HTTPStatus(_), Some(why)) => why.as_str().to_owned(),
-            _ => e.etype().as_str().to_owned(),
-        });
-        self.0.access_log.write(&Entry {
-            client: &client,
-            method: req.method.as_str(),
-            path: req.uri.path(),
-            status: if cancelled { 499 } else { status },
-            cluster: ctx.cluster_name(),
-            backend: &backend,
-            attempts: ctx.tried.len(),
-            upstream_ms: ctx.upstream_time.map(|t| t.as_secs_f64() * 1000.0),
-            duration_ms: elapsed.as_secs_f64() * 1000.0,
-            request_id: &ctx.request_id,
-            bytes_received: session.body_bytes_read(),
-            bytes_sent: session.body_bytes_sent(),
-            error: error.as_deref(),
-        });
+        self.record(session, e, ctx);
     }
 }

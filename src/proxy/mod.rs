@@ -8,10 +8,12 @@
 pub mod access_log;
 mod answers;
 mod context;
+mod failures;
 pub mod filter;
 mod headers;
 mod hooks;
 mod http1;
+mod logging;
 mod retry;
 pub mod router;
 

@@ -1,0 +1,148 @@
+//! What a failed attempt becomes: its kind, what passive health hears of it, and whether the
+//! request goes again (see `retry.rs` for the decision) or ends with an error for the client.
+
+use super::answers::refused_by_backend;
+use super::context::RequestCtx;
+use super::retry::{
+    self, head_not_written, replayable, AttemptFailure, Failed, NextAttempt, Outcome,
+};
+use log::warn;
+use pingora::prelude::HttpPeer;
+use pingora::proxy::Session;
+use pingora::upstreams::peer::Peer;
+use pingora::{Error, ErrorSource, ErrorType, RetryType};
+
+/// A connect failed: nothing reached the backend. Decides the free retry elsewhere.
+pub(super) fn connect_failed(
+    peer: &HttpPeer,
+    ctx: &mut RequestCtx,
+    mut e: Box<Error>,
+) -> Box<Error> {
+    let Some(cluster) = ctx.cluster.clone() else {
+        return e;
+    };
+    cluster.metrics.connect_failures.inc();
+    let outcome = if e.etype() == &ErrorType::ConnectRefused {
+        Outcome::Refused
+    } else {
+        Outcome::Failure
+    };
+    retry::end_attempt(&cluster, ctx, outcome);
+    // Nothing reached the backend: any method may go elsewhere, and trying costs no
+    // `retries` and no retry budget (they ration load re-sent to backends; this sent none).
+    let retry = cluster.config.retry.on.connect_failure
+        && ctx.in_time()
+        && cluster.has_ready_backend(&ctx.tried);
+    if retry {
+        ctx.next_attempt = NextAttempt::Undelivered;
+    }
+    warn!(
+        "upstream connect failed cluster={} backend={} attempt={} error=\"{}\"{}",
+        cluster.name(),
+        peer.address(),
+        ctx.tried.len(),
+        e.etype().as_str(),
+        if retry {
+            " retrying on another backend"
+        } else {
+            ""
+        }
+    );
+    ctx.last_failure = Some(format!("{} to {}", e.etype().as_str(), peer.address()));
+    e.set_retry(retry);
+    e
+}
+
+/// An established attempt failed: what the failure was, what passive health hears, and whether
+/// and how the request goes again — or the error the client gets.
+pub(super) fn attempt_failed(
+    peer: &HttpPeer,
+    session: &mut Session,
+    e: Box<Error>,
+    ctx: &mut RequestCtx,
+    client_reused: bool,
+) -> Box<Error> {
+    let head_not_written = head_not_written(&e) || refused_by_backend(&e);
+    let mut e = e.more_context(format!("peer: {peer}"));
+    let Some(cluster) = ctx.cluster.clone() else {
+        e.set_retry(false);
+        return e;
+    };
+    if matches!(e.esource(), ErrorSource::Downstream | ErrorSource::Internal)
+        || matches!(e.etype(), ErrorType::HTTPStatus(_))
+    {
+        // The client went away or broke the exchange, the gateway answers it itself (a
+        // body over the route's limit: 413), or the gateway failed: nothing to retry, and
+        // the backend did nothing wrong (it must not count towards ejection).
+        ctx.pending = None;
+        ctx.attempt = None;
+        e.set_retry(false);
+        return e;
+    }
+    let failure = if ctx.retry_status.is_some() {
+        AttemptFailure::Status
+    } else if head_not_written {
+        AttemptFailure::HeadNotWritten
+    } else if client_reused && e.retry == RetryType::ReusedOnly {
+        // pingora marks errors before any response byte as retryable on a reused
+        // connection only; it decides that after this hook, so `e.retry()` would panic here.
+        AttemptFailure::StalePooledConnection
+    } else if matches!(
+        e.etype(),
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout
+    ) {
+        AttemptFailure::Timeout
+    } else {
+        AttemptFailure::Reset
+    };
+    let failed = Failed {
+        failure,
+        response_started: ctx.upstream_time.is_some() || session.response_written().is_some(),
+        body_kept: !session.as_ref().retry_buffer_truncated(),
+        replayable: replayable(session),
+        in_time: ctx.in_time(),
+        client_reused,
+    };
+    let next = retry::next_attempt(&failed, &cluster.config.retry.on, || {
+        retry::may_resend(&cluster, ctx)
+    })
+    // An undelivered attempt needs another backend to go to.
+    .filter(|n| *n != NextAttempt::Undelivered || cluster.has_ready_backend(&ctx.tried));
+    if !matches!(failed.failure, AttemptFailure::Status) {
+        retry::end_attempt(&cluster, ctx, retry::outcome_of(&failed));
+        ctx.last_failure = Some(format!("{} from {}", e.etype().as_str(), peer.address()));
+    }
+    if let Some(next) = next {
+        ctx.next_attempt = next;
+        e.set_retry(true);
+        return e;
+    }
+    let broke_pooled = client_reused
+        && matches!(
+            failed.failure,
+            AttemptFailure::StalePooledConnection | AttemptFailure::Reset
+        )
+        && matches!(
+            e.etype(),
+            ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+        );
+    if broke_pooled && !failed.response_started && !failed.replayable {
+        // RFC 9110 §9.2.2: a non-idempotent request is not sent again unless the failure
+        // proves the backend never saw it; a connection closed after the request was
+        // written proves nothing (the backend may have acted, then closed).
+        let method = session.req_header().method.clone();
+        let mut refused = Error::explain(
+            ErrorType::HTTPStatus(502),
+            format!(
+                "upstream {} of cluster {} closed a kept-alive connection as the {method} \
+                 request arrived; not sent again: it may have been processed",
+                peer.address(),
+                cluster.name()
+            ),
+        );
+        refused.set_retry(false);
+        return refused;
+    }
+    e.set_retry(false);
+    e
+}

@@ -1,0 +1,80 @@
+//! What a finished request leaves behind: its count by status class, its latency, and its
+//! access-log line.
+
+use super::access_log::Entry;
+use super::answers::client_gone;
+use super::context::RequestCtx;
+use super::Proxy;
+use pingora::proxy::Session;
+use pingora::{Error, ErrorType};
+
+impl Proxy {
+    /// Counts the request, observes its latencies and writes its access-log line.
+    pub(super) fn record(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        ctx.pending = None;
+        ctx.attempt = None;
+        if ctx.self_check {
+            return;
+        }
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let elapsed = ctx.started.elapsed();
+        let route_metrics = match ctx.route {
+            Some(m) => self.0.route_metrics.get(m.route),
+            None => Some(&self.0.unrouted),
+        };
+        if let Some(counters) = route_metrics {
+            counters.count(status);
+        }
+        let tunnel_timed_out = status == 101
+            && e.is_some_and(|e| {
+                matches!(
+                    e.etype(),
+                    ErrorType::ReadTimedout | ErrorType::WriteTimedout
+                )
+            });
+        if let Some(c) = &ctx.cluster {
+            if tunnel_timed_out {
+                c.metrics.tunnel_timeouts.inc();
+            }
+            c.metrics.request_duration.observe(elapsed.as_secs_f64());
+            if let Some(t) = ctx.upstream_time {
+                c.metrics.upstream_duration.observe(t.as_secs_f64());
+            }
+        }
+
+        if !self.0.access_log.enabled() {
+            return;
+        }
+        let req = session.req_header();
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map_or_else(|| "-".to_owned(), |a| a.ip().to_string());
+        let backend = ctx
+            .tried
+            .last()
+            .map_or_else(|| "-".to_owned(), |a| a.to_string());
+        // nginx's 499: the client closed the request before it had an answer.
+        let cancelled = status == 0 && e.is_some_and(client_gone);
+        let error = e.map(|e| match (e.etype(), &e.context) {
+            _ if cancelled => "client closed the request".to_owned(),
+            (ErrorType::HTTPStatus(_), Some(why)) => why.as_str().to_owned(),
+            _ => e.etype().as_str().to_owned(),
+        });
+        self.0.access_log.write(&Entry {
+            client: &client,
+            method: req.method.as_str(),
+            path: req.uri.path(),
+            status: if cancelled { 499 } else { status },
+            cluster: ctx.cluster_name(),
+            backend: &backend,
+            attempts: ctx.tried.len(),
+            upstream_ms: ctx.upstream_time.map(|t| t.as_secs_f64() * 1000.0),
+            duration_ms: elapsed.as_secs_f64() * 1000.0,
+            request_id: &ctx.request_id,
+            bytes_received: session.body_bytes_read(),
+            bytes_sent: session.body_bytes_sent(),
+            error: error.as_deref(),
+        });
+    }
+}
