@@ -532,3 +532,47 @@ fn dropped_access_log_lines_are_counted_in_metrics() {
         "the first drop is not logged"
     );
 }
+
+/// README.md's access-log example has the fields, in order, of a line the binary writes.
+#[test]
+fn the_readme_access_log_example_is_a_line_the_gateway_writes() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let at = readme
+        .find("access-log line per request")
+        .expect("README.md no longer shows an access-log line");
+    let example = readme[at..]
+        .split("```\n")
+        .nth(1)
+        .and_then(|block| block.lines().next())
+        .unwrap();
+    let gateway = Gateway::builder()
+        .routes_yaml(r#"- { prefix: /service/1, direct_response: { status: 200, body: "ok\n" } }"#)
+        .start();
+    assert_eq!(
+        http::get(gateway.listen_addr(), "/service/1")
+            .unwrap()
+            .status,
+        200
+    );
+    assert!(gateway.wait_for_log(" path=/service/1 ", Duration::from_secs(3)));
+    let log = gateway.stderr_log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(" path=/service/1 "))
+        .unwrap();
+    let keys =
+        |line: &str| -> Vec<String> { logfmt_fields(line).into_iter().map(|(k, _)| k).collect() };
+    assert_eq!(
+        keys(example),
+        keys(line),
+        "README: {example}\nbinary: {line}"
+    );
+    let time = |line: &str| line.split(' ').next().unwrap().to_owned();
+    for l in [example, line] {
+        assert!(
+            humantime::parse_rfc3339(&time(l)).is_ok(),
+            "no RFC 3339 time first: {l}"
+        );
+    }
+}
