@@ -1,7 +1,7 @@
 //! One access-log line per request, plain `key=value` pairs or JSON, to stderr or a file.
 //!
-//! Only the path is logged, never the query string or any header value, so tokens passed in a
-//! URL or an `Authorization` / `Cookie` header cannot leak into logs.
+//! Only the path is logged, never the query string or a header value but `x-request-id`'s, so
+//! tokens passed in a URL or an `Authorization` / `Cookie` header cannot leak into logs.
 //!
 //! A plain line is logfmt: a value that is not plain printable ASCII without spaces, `"`, `=`
 //! or `\` is written in double quotes with `\"`, `\\`, `\t`, `\n`, `\r` and `\xNN` escapes, so
