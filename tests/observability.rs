@@ -494,9 +494,6 @@ fn an_access_log_nobody_reads_never_holds_up_requests() {
 
 /// Lines that find the access log's queue full are dropped, and counted where an operator looks.
 #[test]
-// Until src/proxy/mod.rs's Proxy::new hands the counter to the log (issue 15):
-// `AccessLog::open(..)?.counting_drops_in(metrics.access_log_dropped.clone())`. Then remove this.
-#[ignore = "needs AccessLog::counting_drops_in in Proxy::new"]
 fn dropped_access_log_lines_are_counted_in_metrics() {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = tempfile::tempdir().unwrap();

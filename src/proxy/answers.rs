@@ -1,6 +1,7 @@
 //! The gateway's own answers: what a failure becomes for the client, the plain-text answers,
 //! and how a client's disappearance is told from a bad request.
 
+use super::headers::{RequestId, X_REQUEST_ID};
 use crate::proxy::filter::Answer;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -99,13 +100,13 @@ pub(super) async fn respond(
     session: &mut Session,
     status: u16,
     body: &str,
-    request_id: &str,
+    request_id: &RequestId,
 ) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(4))?;
     resp.insert_header("content-type", "text/plain; charset=utf-8")?;
     resp.insert_header("content-length", body.len().to_string())?;
-    if !request_id.is_empty() {
-        resp.insert_header("x-request-id", request_id)?;
+    if !request_id.header().is_empty() {
+        resp.insert_header(X_REQUEST_ID, request_id.header().clone())?;
     }
     session.write_response_header(Box::new(resp), false).await?;
     session
@@ -114,12 +115,12 @@ pub(super) async fn respond(
 }
 
 /// The response head of a filter's answer (before the route's response filters see it).
-pub(super) fn answer_head(answer: &Answer, request_id: &str) -> Result<ResponseHeader> {
+pub(super) fn answer_head(answer: &Answer, request_id: &RequestId) -> Result<ResponseHeader> {
     let mut resp = ResponseHeader::build(answer.status, Some(4 + answer.headers.len()))?;
     resp.insert_header("content-type", answer.content_type)?;
     resp.insert_header("content-length", answer.body.len().to_string())?;
-    if !request_id.is_empty() {
-        resp.insert_header("x-request-id", request_id)?;
+    if !request_id.header().is_empty() {
+        resp.insert_header(X_REQUEST_ID, request_id.header().clone())?;
     }
     for (name, value) in &answer.headers {
         resp.append_header(name.clone(), value.clone())?;

@@ -1,6 +1,7 @@
 //! What the proxy keeps for one request from hook to hook.
 
 use super::filter::Chain;
+use super::headers::RequestId;
 use super::retry::NextAttempt;
 use super::router::RouteMatch;
 use crate::upstream::breaker::{AttemptSlot, PendingSlot, RequestSlot, RetrySlot};
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 /// context is dropped, whatever path the request took.
 pub struct RequestCtx {
     pub(super) started: Instant,
-    pub(super) request_id: String,
+    pub(super) request_id: RequestId,
     pub(super) route: Option<RouteMatch>,
     /// The route's filters; None when it has none (then no filter stage runs at all).
     pub(super) filters: Option<Chain>,
@@ -49,7 +50,7 @@ impl RequestCtx {
     pub(super) fn new() -> RequestCtx {
         RequestCtx {
             started: Instant::now(),
-            request_id: String::new(),
+            request_id: RequestId::default(),
             route: None,
             filters: None,
             vars: http::Extensions::new(),

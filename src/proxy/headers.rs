@@ -39,41 +39,71 @@ pub(super) fn forwarded_for(earlier: Option<&[u8]>, client: std::net::IpAddr) ->
             let _ = write!(text, "{v6}");
         }
     }
-    // Digits, dots, colons and what a valid header value already held: always valid.
-    http::HeaderValue::from_bytes(&text).unwrap_or_else(|_| http::HeaderValue::from_static(""))
+    // Digits, dots, colons and what a valid header value already held: always valid. The
+    // buffer becomes the value as it is (no copy).
+    http::HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+        .unwrap_or_else(|_| http::HeaderValue::from_static(""))
 }
 
-/// The request's `x-request-id`, generated and set on the request when the client sent none.
-pub(super) fn request_id(req: &mut RequestHeader) -> String {
+/// A request's id: the client's `x-request-id`, or a UUID the gateway made. Kept as the header
+/// value it is sent as, so that it is copied into no `String` and parsed once.
+#[derive(Clone, Debug)]
+pub(super) struct RequestId(http::HeaderValue);
+
+impl Default for RequestId {
+    fn default() -> RequestId {
+        RequestId(http::HeaderValue::from_static(""))
+    }
+}
+
+impl RequestId {
+    /// The id as text (visible ASCII: checked when it was taken).
+    pub(super) fn as_str(&self) -> &str {
+        self.0.to_str().unwrap_or_default()
+    }
+
+    /// The id as a header value.
+    pub(super) fn header(&self) -> &http::HeaderValue {
+        &self.0
+    }
+}
+
+/// The request's `x-request-id`, generated and set on the request when the client sent none
+/// (or one that is not visible ASCII).
+pub(super) fn request_id(req: &mut RequestHeader) -> RequestId {
     if let Some(id) = req
         .headers
         .get(X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
+        .filter(|v| !v.is_empty() && v.to_str().is_ok())
     {
-        return id.to_owned();
+        return RequestId(id.clone());
     }
-    let id = new_request_id();
-    // The id is ASCII hex: inserting it cannot fail.
-    let _ = req.insert_header("x-request-id", &id);
+    let id = RequestId(new_request_id());
+    // A valid header value: inserting it cannot fail.
+    let _ = req.insert_header(X_REQUEST_ID, id.0.clone());
     id
 }
 
-/// A random version-4 UUID, formatted as usual (one allocation: this runs on every request).
-pub(super) fn new_request_id() -> String {
+/// A random version-4 UUID, formatted as usual, as a header value (one allocation: this runs
+/// on every request).
+pub(super) fn new_request_id() -> http::HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut b = fastrand::u128(..).to_be_bytes();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let mut out = String::with_capacity(36);
+    let mut out = [0u8; 36];
+    let mut at = 0;
     for (i, byte) in b.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
-            out.push('-');
+            out[at] = b'-';
+            at += 1;
         }
-        out.push(HEX[usize::from(byte >> 4)] as char);
-        out.push(HEX[usize::from(byte & 0x0f)] as char);
+        out[at] = HEX[usize::from(byte >> 4)];
+        out[at + 1] = HEX[usize::from(byte & 0x0f)];
+        at += 2;
     }
-    out
+    // Hex digits and dashes: always a valid header value.
+    http::HeaderValue::from_bytes(&out).unwrap_or_else(|_| http::HeaderValue::from_static("-"))
 }
 
 /// The key a consistent-hashing cluster hashes this request on: the first `hash_policy` entry
@@ -108,6 +138,7 @@ mod tests {
     #[test]
     fn request_ids_are_uuid_v4() {
         let id = new_request_id();
+        let id = id.to_str().unwrap();
         assert_eq!(id.len(), 36);
         for (i, c) in id.chars().enumerate() {
             if matches!(i, 8 | 13 | 18 | 23) {
@@ -118,7 +149,7 @@ mod tests {
         }
         assert_eq!(&id[14..15], "4");
         assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
-        assert_ne!(id, new_request_id());
+        assert_ne!(id, new_request_id().to_str().unwrap());
     }
 
     #[test]

@@ -83,7 +83,7 @@ impl ProxyHttp for Proxy {
             let client = client_ip(session);
             let mut cx = Context {
                 client,
-                request_id: &ctx.request_id,
+                request_id: ctx.request_id.as_str(),
                 vars: &mut ctx.vars,
             };
             if let Flow::Respond(answer) =
@@ -140,7 +140,7 @@ impl ProxyHttp for Proxy {
         if let Some(chain) = &ctx.filters {
             let mut cx = Context {
                 client: client_ip(session),
-                request_id: &ctx.request_id,
+                request_id: ctx.request_id.as_str(),
                 vars: &mut ctx.vars,
             };
             chain.on_request_body(body, end_of_stream, &mut cx)?;
@@ -279,7 +279,7 @@ impl ProxyHttp for Proxy {
         if let Some(chain) = &ctx.filters {
             let mut cx = Context {
                 client: client_ip(session),
-                request_id: &ctx.request_id,
+                request_id: ctx.request_id.as_str(),
                 vars: &mut ctx.vars,
             };
             chain.on_upstream_request(upstream_request, &mut cx)?;
@@ -334,7 +334,7 @@ impl ProxyHttp for Proxy {
         if let Some(chain) = &ctx.filters {
             let mut cx = Context {
                 client: client_ip(session),
-                request_id: &ctx.request_id,
+                request_id: ctx.request_id.as_str(),
                 vars: &mut ctx.vars,
             };
             chain.on_response(upstream_response, &mut cx)?;
@@ -356,7 +356,7 @@ impl ProxyHttp for Proxy {
         if let Some(chain) = &ctx.filters {
             let mut cx = Context {
                 client: client_ip(session),
-                request_id: &ctx.request_id,
+                request_id: ctx.request_id.as_str(),
                 vars: &mut ctx.vars,
             };
             chain.on_response_body(body, end_of_stream, &mut cx)?;

@@ -71,7 +71,7 @@ impl Proxy {
             attempts: ctx.tried.len(),
             upstream_ms: ctx.upstream_time.map(|t| t.as_secs_f64() * 1000.0),
             duration_ms: elapsed.as_secs_f64() * 1000.0,
-            request_id: &ctx.request_id,
+            request_id: ctx.request_id.as_str(),
             bytes_received: session.body_bytes_read(),
             bytes_sent: session.body_bytes_sent(),
             error: error.as_deref(),

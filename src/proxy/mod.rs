@@ -80,7 +80,9 @@ impl Proxy {
             })
             .collect();
         let unrouted = metrics.route("none", "none");
-        let access_log = AccessLog::open(&config.access_log).map_err(|e| vec![e])?;
+        let access_log = AccessLog::open(&config.access_log)
+            .map_err(|e| vec![e])?
+            .counting_drops_in(metrics.access_log_dropped.clone());
         Ok(Proxy(Arc::new(Inner {
             clusters,
             router,

@@ -165,14 +165,21 @@ impl Cluster {
         let Some(addr) = b.addr.as_inet() else {
             return false;
         };
-        if exclude.contains(addr) || !self.table.admitted(addr) {
+        if exclude.contains(addr) {
+            return false;
+        }
+        let outlier = self.outlier.enabled();
+        if !self.table.gated && !outlier {
+            // Nothing per backend to look up: no probe gate, no ejections.
+            return panic || healthy;
+        }
+        let state = table.get(addr);
+        if self.table.gated && !state.is_some_and(|s| s.admitted.load(Relaxed)) {
             return false;
         }
         panic
             || (healthy
-                && !table
-                    .get(addr)
-                    .is_some_and(|s| self.outlier.is_ejected(&s.ejection)))
+                && !(outlier && state.is_some_and(|s| self.outlier.is_ejected(&s.ejection))))
     }
 
     fn select_one(&self, exclude: &[SocketAddr], key: &[u8]) -> Option<SocketAddr> {
