@@ -49,6 +49,9 @@ pub struct ClientLimits<A> {
 }
 
 impl<A> ClientLimits<A> {
+    /// Wraps `inner` (pingora's HTTP proxy app) with the limits; `timeouts` counts connections
+    /// closed for headers not complete in time, `on_own_answer` logs the answers given before
+    /// the proxy's hooks ran, `parking` bounds the idle connections parked.
     pub fn new(
         inner: Arc<A>,
         headers_timeout: Duration,

@@ -38,7 +38,9 @@ impl ServiceDiscovery for SharedDns {
 
 /// One upstream cluster.
 pub struct Cluster {
+    /// The cluster's conf (`gateway.clusters[]`).
     pub config: ClusterConfig,
+    /// Its series in `/metrics`.
     pub metrics: ClusterMetrics,
     /// Requests, connections and retries in progress, for the circuit breakers and retry budget.
     pub load: Arc<ClusterLoad>,
@@ -119,14 +121,17 @@ impl Cluster {
         })
     }
 
+    /// The cluster's name, as routes name it.
     pub fn name(&self) -> &str {
         &self.config.name
     }
 
+    /// Whether the first discovery (and first round of probes) has run.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Relaxed)
     }
 
+    /// The backends as the gateway knows them (health, requests, passive health).
     pub fn table(&self) -> &BackendTable {
         &self.table
     }
