@@ -5,15 +5,20 @@ use super::errors::Errors;
 use serde::Deserialize;
 use std::path::PathBuf;
 
-/// One line per request; see `crate::access_log`.
+/// `gateway.access_log`: one line per request, written by [`crate::proxy::access_log`]
+/// (Envoy: an `access_log` entry).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessLogConfig {
+    /// `enabled`: whether the lines are written at all; default `true`.
     pub enabled: bool,
-    /// None: stderr.
+    /// `path`: the file the lines are appended to; `None` (`stderr`, the default): stderr.
     pub path: Option<PathBuf>,
+    /// `format`: `plain` (the default) or `json` (Envoy: `log_format`).
     pub format: AccessLogFormat,
 }
 
+/// `gateway.access_log.format`: how each line is written (Envoy: `text_format` /
+/// `json_format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AccessLogFormat {

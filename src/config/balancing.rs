@@ -4,10 +4,14 @@ use super::errors::Errors;
 use super::names::name_of;
 use serde::Deserialize;
 
+/// A cluster's `lb_policy`: how a backend is picked among the ready ones; default
+/// `round_robin` (Envoy: `lb_policy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LbPolicy {
+    /// Each ready backend in turn.
     RoundRobin,
+    /// A ready backend picked at random.
     Random,
     /// Power of two choices on requests in flight.
     LeastRequest,
@@ -23,12 +27,14 @@ impl LbPolicy {
         name_of::<LbPolicy>(self as usize)
     }
 
+    /// Whether the policy hashes a key of the request, and so takes a `hash_policy`.
     pub fn hashes(self) -> bool {
         matches!(self, LbPolicy::RingHash | LbPolicy::Maglev)
     }
 }
 
-/// What a consistent-hashing policy hashes on.
+/// One entry of a cluster's `hash_policy`: what a consistent-hashing policy hashes on
+/// (Envoy: `route.hash_policy`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "RawHashPolicy")]
 pub enum HashKey {

@@ -4,14 +4,16 @@ use super::defaults;
 use super::errors::Errors;
 use serde::Deserialize;
 
-/// Overflow is answered at once with 503, never queued.
+/// A cluster's `circuit_breakers` (Envoy: `circuit_breakers.thresholds`). Overflow is answered
+/// at once with 503, never queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CircuitBreakers {
-    /// Upstream connections in use at once (one per request in flight over HTTP/1.1).
+    /// `max_connections`: upstream connections in use at once (one per request in flight over
+    /// HTTP/1.1); default 1024.
     pub max_connections: u32,
-    /// Requests waiting for an upstream connection.
+    /// `max_pending_requests`: requests waiting for an upstream connection; default 1024.
     pub max_pending_requests: u32,
-    /// Requests to the cluster at once, retries included.
+    /// `max_requests`: requests to the cluster at once, retries included; default 1024.
     pub max_requests: u32,
 }
 

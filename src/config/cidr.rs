@@ -4,20 +4,29 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use std::net::IpAddr;
 
-/// An address block, `10.0.0.0/8` or a single address.
+/// An address block of `gateway.trusted_proxies`, `10.0.0.0/8` or a single address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub struct Cidr(IpNet);
 
+/// Why a text is not a [`Cidr`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CidrError {
+    /// Neither an address nor `address/prefix`.
     #[error("`{0}` is not an address or address/prefix")]
     NotAnAddress(String),
+    /// An address with a prefix length too long for its family.
     #[error("`{text}`: the prefix must be 0 to {max}")]
-    Prefix { text: String, max: u8 },
+    Prefix {
+        /// The text as written.
+        text: String,
+        /// The longest prefix of the address's family: 32 or 128.
+        max: u8,
+    },
 }
 
 impl Cidr {
+    /// Reads `10.0.0.0/8`, `fd00::/8`, or a single address (a block of one).
     pub fn parse(text: &str) -> Result<Cidr, CidrError> {
         if let Ok(net) = text.parse::<IpNet>() {
             return Ok(Cidr(net));
@@ -34,6 +43,7 @@ impl Cidr {
         }
     }
 
+    /// Whether `ip` is in the block; an IPv4-mapped IPv6 address counts as its IPv4 address.
     pub fn contains(&self, ip: IpAddr) -> bool {
         // A dual-stack listener reports an IPv4 peer as v4-mapped v6: a v4 block holds it too.
         let ip = match (self.0, ip) {

@@ -14,30 +14,51 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+/// One entry of `gateway.clusters`: an upstream service, where its backends are and how they
+/// are called (Envoy: a `clusters` entry with `type: STRICT_DNS`).
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
+    /// `name`: unique among the clusters; what routes, logs, metrics and `/clusters` call it.
     pub name: String,
+    /// `address`: the DNS name resolved for backends (a headless service), or one IP.
     pub address: Address,
+    /// `port`: the backends' port, 1–65535 (Envoy: `socket_address.port_value`).
     pub port: u16,
+    /// `protocol`: `http1` (the default) or `http2` (h2c).
     pub protocol: UpstreamProtocol,
+    /// `lb_policy`: default `round_robin`.
     pub lb_policy: LbPolicy,
-    /// For `ring_hash` and `maglev`: where the key comes from; the first that yields one wins.
+    /// `hash_policy`, for `ring_hash` and `maglev`: where the key comes from; the first that
+    /// yields one wins. Empty (the default), or no key: a random pick.
     pub hash_policy: Vec<HashKey>,
+    /// The `dns_*` and `respect_dns_ttl` keys: how often and how `address` is resolved.
     pub dns: DnsSettings,
+    /// `connect_timeout`: TCP connect to one backend; default 1 s (Envoy: same name, 5 s).
     pub connect_timeout: Duration,
-    /// Whole request, retries included, until the upstream's response headers arrive.
+    /// `timeout`: the whole request, retries included, until the upstream's response headers
+    /// arrive, and the longest wait for each read of the body; default 15 s (Envoy: route
+    /// `timeout`). A route's own `timeout` overrides it.
     pub timeout: Duration,
-    /// How long an idle upstream connection stays in the pool.
+    /// `idle_timeout`: how long an idle upstream connection stays in the pool; default 4 s
+    /// (Envoy: `common_http_protocol_options.idle_timeout`).
     pub idle_timeout: Duration,
-    /// How long an upgraded connection may go without traffic.
+    /// `tunnel_timeout`: how long an upgraded connection (WebSocket) may go without traffic
+    /// either way; default 1 h (Envoy: `stream_idle_timeout`).
     pub tunnel_timeout: Duration,
-    /// Further attempts, each on a different backend.
+    /// `retries`: further attempts that re-send the request, each on a backend not tried yet;
+    /// default 1, at most 10 (Envoy: `retry_policy.num_retries`).
     pub retries: u32,
+    /// `retry_on`, `per_try_timeout` and `retry_budget`.
     pub retry: RetryPolicy,
+    /// `outlier_detection`: passive health.
     pub outlier: OutlierDetection,
+    /// `circuit_breakers`: limits on what is in flight to the cluster.
     pub breakers: CircuitBreakers,
-    /// Percent of probed backends below which health is ignored (0: never).
+    /// `healthy_panic_threshold`: the percent of probed backends healthy below which health
+    /// and ejections are ignored; default 50, 0: never (Envoy:
+    /// `common_lb_config.healthy_panic_threshold`).
     pub healthy_panic_threshold: u32,
+    /// `health_check`: active probes; `None` (the default): DNS alone decides.
     pub health_check: Option<HealthCheckConfig>,
 }
 
@@ -60,10 +81,13 @@ impl fmt::Display for Address {
     }
 }
 
+/// Why a cluster's `address` is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AddressError {
+    /// The address carries a port, which goes in `port:`.
     #[error("`{0}` must be a bare name or IP: put the port in `port:`")]
     HasPort(String),
+    /// Neither an IP address nor a valid DNS name.
     #[error("`{0}` is not a valid DNS name or IP address")]
     NotAName(String),
 }
@@ -95,10 +119,11 @@ impl TryFrom<String> for Address {
     }
 }
 
-/// How the gateway talks to a cluster's backends.
+/// A cluster's `protocol`: how the gateway talks to its backends; default `http1`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UpstreamProtocol {
+    /// HTTP/1.1.
     Http1,
     /// HTTP/2 cleartext with prior knowledge (h2c), as gRPC backends and Envoy's
     /// `http2_protocol_options` expect.

@@ -7,15 +7,26 @@ use super::errors::Errors;
 use serde::Deserialize;
 use std::time::Duration;
 
+/// A cluster's DNS keys: how often its `address` is resolved, and for which address families.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DnsSettings {
+    /// `dns_refresh_rate`: time between lookups; default 5 s (Envoy: same name).
     pub refresh_rate: Duration,
+    /// `dns_failure_refresh_rate`: first retry after a resolver error, doubling per failure up
+    /// to `refresh_rate`; default 1 s (Envoy: `dns_failure_refresh_rate.base_interval`).
     pub failure_refresh_rate: Duration,
+    /// `dns_min_refresh_rate`: floor under the TTL when `respect_ttl` is on; default 1 s
+    /// (Envoy: same name, 5 s).
     pub min_refresh_rate: Duration,
+    /// `respect_dns_ttl`: refresh at the answer's TTL instead of `refresh_rate`; default
+    /// `false` (Envoy: same name).
     pub respect_ttl: bool,
+    /// `dns_lookup_family`: default `v4_only`.
     pub lookup_family: LookupFamily,
 }
 
+/// A cluster's `dns_lookup_family`: which record types a lookup asks for (Envoy: same name,
+/// `AUTO` by default there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LookupFamily {

@@ -11,17 +11,29 @@ const LONGEST: Duration = Duration::from_secs(86_400);
 /// Why a text is not a duration.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DurationError {
+    /// A number without a unit, such as `5`.
     #[error("`{0}` has no unit: write e.g. `{0}s` or `{0}ms`")]
     NoUnit(String),
+    /// No number before the unit, or more than one decimal point.
     #[error("`{0}` is not a duration: expected a number then ms, s, m or h")]
     NotADuration(String),
+    /// A unit other than `ms`, `s`, `m`, `h`.
     #[error("`{text}` has an unknown unit `{unit}`: use ms, s, m or h")]
-    UnknownUnit { text: String, unit: String },
+    UnknownUnit {
+        /// The text as written.
+        text: String,
+        /// What follows the number.
+        unit: String,
+    },
+    /// A number and a known unit that humantime still cannot read; `reason` says why.
     #[error("`{text}`: {reason}")]
     Unreadable {
+        /// The text as written.
         text: String,
+        /// humantime's reason.
         reason: humantime::DurationError,
     },
+    /// Longer than a day.
     #[error("`{0}` is out of range (0 to 24h)")]
     OutOfRange(String),
 }

@@ -6,6 +6,8 @@ use std::fmt;
 /// Everything wrong with a conf file, one `path: reason` line each.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
+    /// The problems in the order they were found, each `path: reason`
+    /// (`gateway.clusters[1].port: 0 is not a port (1 to 65535)`).
     pub errors: Vec<String>,
 }
 

@@ -15,34 +15,52 @@ use serde_yaml::Value;
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// The `gateway:` section: everything of headway's in the conf file.
 #[derive(Debug, Clone)]
 pub struct Gateway {
+    /// `listen`: the proxy listeners; default `["0.0.0.0:8000"]`, never empty (Envoy:
+    /// `listeners[].address`).
     pub listen: Vec<Listener>,
-    /// Accept HTTP/2 with prior knowledge (h2c) on plain listeners, beside HTTP/1.1.
+    /// `h2c`: accept HTTP/2 with prior knowledge on plain listeners, beside HTTP/1.1; default
+    /// `false` (Envoy: `codec_type: AUTO`).
     pub h2c: bool,
+    /// `admin`: where `/ready`, `/clusters` and `/metrics` are served.
     pub admin: Admin,
+    /// `resolver`: the DNS servers and settings every cluster's lookups use.
     pub resolver: ResolverSettings,
-    /// After SIGTERM: serve on with `/ready` at 503 and `Connection: close` for this long.
+    /// `drain_time`: after SIGTERM, how long the listeners keep serving with `/ready` at 503
+    /// and `Connection: close` on responses; default 2 s (Envoy: `--drain-time-s`).
     pub drain_time: Duration,
+    /// `request_headers_timeout`: a new connection's request headers must be complete within
+    /// this, else `408`; default 10 s (Envoy: HCM `request_headers_timeout`).
     pub request_headers_timeout: Duration,
+    /// `idle_timeout`: how long a kept-alive client connection may wait for its next request;
+    /// default 60 s (Envoy: HCM `idle_timeout`).
     pub idle_timeout: Duration,
+    /// `max_request_headers_kb`, `max_headers_count`, `max_uri_length`.
     pub limits: RequestLimits,
-    /// Peers whose `X-Forwarded-For` is kept (and appended to); anyone else's is replaced.
+    /// `trusted_proxies`: peers whose `X-Forwarded-For` is kept (and appended to); anyone
+    /// else's is replaced. Default: none (Envoy: `xff_num_trusted_hops`).
     pub trusted_proxies: Vec<Cidr>,
+    /// `access_log`: the one line per request.
     pub access_log: AccessLogConfig,
-    /// In order: the first matching route wins.
+    /// `routes`: in order, the first matching route wins (Envoy:
+    /// `route_config.virtual_hosts[].routes`).
     pub routes: Vec<Route>,
+    /// `clusters`: the upstream services routes send to, names unique.
     pub clusters: Vec<ClusterConfig>,
 }
 
 /// Limits on a request's head, each answered with its own status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestLimits {
-    /// 431 above this many bytes of headers (names and values).
+    /// `max_request_headers_kb` × 1024: 431 above this many bytes of headers (names and
+    /// values); default 60 KiB (Envoy: same key).
     pub max_header_bytes: usize,
-    /// 431 above this many headers.
+    /// `max_headers_count`: 431 above this many headers; default 100 (Envoy:
+    /// `common_http_protocol_options.max_headers_count`).
     pub max_headers: usize,
-    /// 414 above this many bytes of request target.
+    /// `max_uri_length`: 414 above this many bytes of request target; default 8192.
     pub max_uri: usize,
 }
 

@@ -6,19 +6,34 @@ use super::errors::Errors;
 use serde::Deserialize;
 use std::time::Duration;
 
+/// A cluster's `health_check`: active probes of every backend (Envoy: `health_checks`). A
+/// newly discovered address needs one passing probe before it gets traffic; after that the
+/// thresholds apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheckConfig {
+    /// `type`, with `path` and `host` for `http`.
     pub kind: HealthCheckKind,
+    /// `interval`: time between probes of each backend; default 1 s.
     pub interval: Duration,
+    /// `timeout`: the limit on one probe; default 500 ms.
     pub timeout: Duration,
+    /// `healthy_threshold`: passes in a row that mark a backend up again; default 1.
     pub healthy_threshold: u32,
+    /// `unhealthy_threshold`: failures in a row that mark a backend down; default 2.
     pub unhealthy_threshold: u32,
 }
 
+/// `health_check.type`: what a probe does and what passes (Envoy: `http_health_check` /
+/// `tcp_health_check`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HealthCheckKind {
     /// `GET path` with `Host: host` (the cluster's address unless set); any 2xx passes.
-    Http { path: String, host: Option<String> },
+    Http {
+        /// `path`: default `/healthz`.
+        path: String,
+        /// `host`: the `Host` header; `None`: the cluster's `address`.
+        host: Option<String>,
+    },
     /// A TCP connect passes.
     Tcp,
 }

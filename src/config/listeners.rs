@@ -13,7 +13,9 @@ use std::path::PathBuf;
 /// A proxy listener: plain TCP, or TLS-terminating with HTTP/2 offered by ALPN.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
+    /// `address` (or the entry itself when it is a plain `"ip:port"` string).
     pub addr: SocketAddr,
+    /// `tls`: the certificate and key to terminate TLS with; `None`: plain TCP.
     pub tls: Option<TlsFiles>,
 }
 
@@ -21,12 +23,17 @@ pub struct Listener {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsFiles {
+    /// `cert`: the certificate chain, PEM.
     pub cert: PathBuf,
+    /// `key`: the private key, PEM.
     pub key: PathBuf,
 }
 
+/// `gateway.admin`: the admin endpoints (`/ready`, `/clusters`, `/metrics`).
 #[derive(Debug, Clone)]
 pub struct Admin {
+    /// `admin.listen`: default `127.0.0.1:9901`; never one of the proxy's listeners (Envoy:
+    /// `admin.address`).
     pub listen: SocketAddr,
 }
 

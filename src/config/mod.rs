@@ -54,6 +54,7 @@ use std::path::Path;
 pub struct Config {
     /// pingora's own settings (threads, pid file, grace periods, …).
     pub server: ServerConf,
+    /// headway's own settings: everything under `gateway:`.
     pub gateway: Gateway,
 }
 

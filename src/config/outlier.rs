@@ -6,14 +6,20 @@ use super::errors::Errors;
 use serde::Deserialize;
 use std::time::Duration;
 
-/// Passive health: backends failing in a row are ejected for a while.
+/// A cluster's `outlier_detection`: passive health, backends failing in a row are ejected
+/// for a while (Envoy: `outlier_detection`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutlierDetection {
-    /// Failures in a row (5xx, connect failures, resets, timeouts) that eject; 0: off.
+    /// `consecutive_failures`: failures in a row (5xx, connect failures, resets, timeouts)
+    /// that eject; 0: off; default 5 (Envoy: `consecutive_5xx`).
     pub consecutive_failures: u32,
-    /// Ejection time = base × times ejected so far, up to `max_ejection_time`.
+    /// `base_ejection_time`: ejection time is this × times ejected so far, up to
+    /// `max_ejection_time`; default 30 s (Envoy: same name).
     pub base_ejection_time: Duration,
+    /// `max_ejection_time`: the longest ejection; default 300 s (Envoy: same name).
     pub max_ejection_time: Duration,
+    /// `max_ejection_percent`: never more of the cluster ejected at once, though one backend
+    /// always can be; default 10 (Envoy: same name).
     pub max_ejection_percent: u32,
 }
 

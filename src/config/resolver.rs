@@ -8,13 +8,19 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// `gateway.resolver`: the DNS servers and settings every cluster's lookups use (Envoy:
+/// `dns_resolution_config`).
 #[derive(Debug, Clone)]
 pub struct ResolverSettings {
-    /// When empty, the nameservers of `resolv_conf` are used.
+    /// `nameservers`: `ip` (port 53) or `ip:port`; empty (the default): those of
+    /// `resolv_conf`.
     pub nameservers: Vec<SocketAddr>,
-    /// Read for search domains and ndots always, and for nameservers when none are configured.
+    /// `resolv_conf`: read for search domains and ndots always, and for nameservers when none
+    /// are configured; default `/etc/resolv.conf`.
     pub resolv_conf: PathBuf,
+    /// `timeout`: one query attempt; default 2 s.
     pub timeout: Duration,
+    /// `attempts`: query attempts per lookup before it counts as a failure; default 2.
     pub attempts: u32,
 }
 

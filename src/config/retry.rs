@@ -13,25 +13,35 @@ use std::time::Duration;
 /// When a failed attempt is tried again on another backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
+    /// `retry_on`: default `[connect-failure, reset, gateway-error]` (Envoy:
+    /// `retry_policy.retry_on`).
     pub on: RetryOn,
-    /// Each attempt's limit until response headers; None: only the request's `timeout`.
+    /// `per_try_timeout`: each attempt's limit until response headers; `None` (the default):
+    /// only the request's `timeout` (Envoy: `retry_policy.per_try_timeout`).
     pub per_try_timeout: Option<Duration>,
+    /// `retry_budget.budget_percent`: retries that re-send a request stay under this share of
+    /// the requests in progress…; default 20 (Envoy: same name).
     pub budget_percent: u32,
+    /// `retry_budget.min_retry_concurrency`: …or under this many, whichever is larger;
+    /// default 3 (Envoy: same name).
     pub min_retry_concurrency: u32,
 }
 
-/// The conditions of `retry_on`.
+/// The conditions of a cluster's `retry_on`, named as Envoy's `retry_policy.retry_on`. All but
+/// `connect-failure` apply only to idempotent requests whose response has not started.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RetryOn {
-    /// The connection could not be made (nothing was sent: safe for any method).
+    /// `connect-failure`: the connection could not be made (nothing was sent: safe for any
+    /// method).
     pub connect_failure: bool,
-    /// The connection broke or timed out before the response headers.
+    /// `reset`: the connection broke or timed out before the response headers.
     pub reset: bool,
-    /// 502, 503 or 504 from the upstream, or a per-try timeout.
+    /// `gateway-error`: 502, 503 or 504 from the upstream, or a per-try timeout.
     pub gateway_error: bool,
-    /// Any 5xx from the upstream, or a per-try timeout.
+    /// `5xx`: any 5xx from the upstream, or a per-try timeout.
     pub any_5xx: bool,
-    /// These statuses from the upstream.
+    /// Statuses listed as numbers (`429`): these from the upstream (Envoy:
+    /// `retriable_status_codes`).
     pub statuses: Vec<u16>,
 }
 

@@ -9,28 +9,43 @@ use serde_yaml::Value;
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// A route: its match (path prefix, exact path or regex, optionally restricted to Host
-/// domains) and what is done with a request it matches (a cluster, with rewrites, header
-/// changes, filters and a timeout of its own, or a fixed direct response).
+/// One entry of `gateway.routes`: its match (path prefix, exact path or regex, optionally
+/// restricted to Host domains) and what is done with a request it matches (a cluster, with
+/// rewrites, header changes, filters and a timeout of its own, or a fixed direct response).
 #[derive(Debug, Clone)]
 pub struct Route {
+    /// `prefix`, `path` or `regex`: exactly one of them (Envoy: `match`).
     pub matcher: PathMatch,
-    /// Lowercase Host patterns; empty: any host (Envoy's `"*"`).
+    /// `domains`: lowercase Host patterns (`api.example.com`, `*.example.com`, `example.*`);
+    /// empty (the default, or `"*"`): any host (Envoy: `virtual_hosts[].domains`).
     pub domains: Vec<String>,
+    /// `cluster` or `direct_response`.
     pub action: RouteAction,
-    /// Replaces the matched prefix (or the whole exact path) before forwarding.
+    /// `prefix_rewrite`: replaces the matched prefix (or the whole exact path) before
+    /// forwarding; the query is kept (Envoy: same name).
     pub prefix_rewrite: Option<String>,
-    /// Replaces the Host header before forwarding.
+    /// `host_rewrite`: replaces the Host header before forwarding (Envoy:
+    /// `host_rewrite_literal`).
     pub host_rewrite: Option<String>,
-    /// Overrides the cluster's `timeout` for this route.
+    /// `timeout`: overrides the cluster's `timeout` for this route (Envoy: route `timeout`).
     pub timeout: Option<Duration>,
+    /// `request_headers_to_add`: `(name, value)` pairs appended before forwarding; names
+    /// lowercase (Envoy: same name).
     pub request_headers_to_add: Vec<(String, String)>,
+    /// `request_headers_to_remove`: lowercase names removed before forwarding (Envoy: same
+    /// name).
     pub request_headers_to_remove: Vec<String>,
+    /// `response_headers_to_add`: `(name, value)` pairs appended to the response, a direct
+    /// response's too (Envoy: same name).
     pub response_headers_to_add: Vec<(String, String)>,
+    /// `response_headers_to_remove`: lowercase names removed from the response (Envoy: same
+    /// name).
     pub response_headers_to_remove: Vec<String>,
-    /// Larger request bodies get 413.
+    /// `max_request_body_bytes`: larger request bodies get 413; `None` (the default): no limit
+    /// (Envoy: buffer filter `max_request_bytes`).
     pub max_request_body_bytes: Option<u64>,
-    /// In order, for the filter registry to build; empty: the route runs none.
+    /// `filters`: in order, for the filter registry to build; empty (the default): the route
+    /// runs none.
     pub filters: Vec<FilterSpec>,
 }
 
@@ -68,6 +83,7 @@ struct RawDirectResponse {
     body: Option<String>,
 }
 
+/// How a route matches the request's path: its `prefix`, `path` or `regex`.
 #[derive(Debug, Clone)]
 pub enum PathMatch {
     /// Plain byte prefix of the path, as Envoy's `match.prefix`.
@@ -79,6 +95,8 @@ pub enum PathMatch {
 }
 
 impl PathMatch {
+    /// Whether the request path `path` (without the query) matches; a regex never matches a
+    /// path that is not UTF-8.
     pub fn matches(&self, path: &[u8]) -> bool {
         match self {
             PathMatch::Prefix(p) => path.starts_with(p.as_bytes()),
@@ -114,13 +132,22 @@ impl PathMatch {
     }
 }
 
+/// What a route does with a request it matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteAction {
+    /// `cluster`: proxy to the cluster of this name (Envoy: `route.cluster`).
     Cluster(String),
-    Direct { status: u16, body: String },
+    /// `direct_response`: answer without any upstream (Envoy: same name).
+    Direct {
+        /// `status`: 100–599.
+        status: u16,
+        /// `body`: default empty.
+        body: String,
+    },
 }
 
 impl Route {
+    /// The cluster the route proxies to; `None` for a direct response.
     pub fn cluster(&self) -> Option<&str> {
         match &self.action {
             RouteAction::Cluster(c) => Some(c),
