@@ -239,6 +239,7 @@ impl Peek for ClientStream {
 pub struct ClientStreams<A>(Arc<A>);
 
 impl<A> ClientStreams<A> {
+    /// Wraps `app`, the application the proxy listeners' service runs.
     pub fn new(app: A) -> ClientStreams<A> {
         ClientStreams(Arc::new(app))
     }

@@ -16,6 +16,9 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// Status classes a request can end with; `none` when no response reached the client.
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
 
+/// Every headway series, in a registry of its own; `/metrics` encodes it with pingora's. A
+/// field is public where code outside the request path sets it (gauges set at scrape time,
+/// counters handed to a listener or a thread).
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
@@ -30,39 +33,73 @@ pub struct Metrics {
     retry_budget_exhausted: IntCounterVec,
     overflows: IntCounterVec,
     panic: IntGaugeVec,
+    /// `headway_dns_stale{cluster}`: 1 while the cluster's DNS has failed for over three
+    /// refresh intervals, so its backends may be out of date; set at scrape time.
     pub dns_stale: IntGaugeVec,
-    /// Client connections closed for not sending complete request headers in time.
+    /// `headway_client_header_timeouts_total`: client connections closed for not sending
+    /// complete request headers within `request_headers_timeout`.
     pub client_header_timeouts: IntCounter,
-    /// Panics in any of the gateway's threads (see `count_panics`): each is a bug.
+    /// `headway_panics_total`: panics in any of the gateway's threads (see
+    /// [`Metrics::count_panics`]): each is a bug.
     pub panics: IntCounter,
-    /// Access-log lines dropped because its writer thread fell behind (see `access_log`).
+    /// `headway_access_log_dropped_total`: access-log lines dropped because its writer thread
+    /// fell behind (see [`crate::proxy::access_log`]).
     pub access_log_dropped: IntCounter,
-    /// Idle kept-alive client connections parked (see `downstream`), and how many may be.
+    /// `headway_parked_connections`: idle kept-alive client connections parked (see
+    /// [`crate::server::client_limits`]).
     pub parked_connections: prometheus::IntGauge,
+    /// `headway_parking_budget`: how many idle connections may be parked, a quarter of the
+    /// open-files limit.
     pub parking_budget: prometheus::IntGauge,
+    /// `headway_cluster_backends{cluster}`: backends discovered now; set at scrape time.
     pub backends: IntGaugeVec,
+    /// `headway_cluster_healthy_backends{cluster}`: backends getting traffic now (healthy,
+    /// not ejected); set at scrape time.
     pub healthy_backends: IntGaugeVec,
+    /// `headway_dns_last_success_age_seconds{cluster}`: seconds since the cluster's name last
+    /// got an answer, -1 if never; set at scrape time.
     pub dns_last_success_age: prometheus::GaugeVec,
+    /// `headway_dns_consecutive_failures{cluster}`: resolver failures in a row; set at scrape
+    /// time.
     pub dns_consecutive_failures: IntGaugeVec,
 }
 
-/// One cluster's series.
+/// One cluster's series, each with its `cluster` label set, made once at start-up.
 pub struct ClusterMetrics {
+    /// `headway_request_duration_seconds`: from the request's arrival to the end of its
+    /// response.
     pub request_duration: Histogram,
+    /// `headway_upstream_response_seconds`: from the first upstream attempt to the upstream's
+    /// response headers.
     pub upstream_duration: Histogram,
+    /// `headway_upstream_retries_total`: further attempts made on another backend.
     pub retries: IntCounter,
+    /// `headway_upstream_connect_failures_total`: failed connection attempts to backends.
     pub connect_failures: IntCounter,
-    /// Upgraded connections (WebSocket) closed after `tunnel_timeout` without traffic.
+    /// `headway_tunnel_idle_timeouts_total`: upgraded connections (WebSocket) closed after
+    /// `tunnel_timeout` without traffic.
     pub tunnel_timeouts: IntCounter,
+    /// `headway_health_transitions_total{to="healthy"}`: backends marked up by the probes.
     pub became_healthy: IntCounter,
+    /// `headway_health_transitions_total{to="unhealthy"}`: backends marked down by the probes.
     pub became_unhealthy: IntCounter,
+    /// `headway_dns_refreshes_total{result="answer"}`: refreshes that got addresses.
     pub dns_answer: IntCounter,
+    /// `headway_dns_refreshes_total{result="empty"}`: refreshes that got NXDOMAIN or no
+    /// records.
     pub dns_empty: IntCounter,
+    /// `headway_dns_refreshes_total{result="error"}`: refreshes the resolver failed.
     pub dns_error: IntCounter,
+    /// `headway_outlier_ejections_total`: backends ejected by passive health.
     pub ejections: IntCounter,
+    /// `headway_retry_budget_exhausted_total`: retries not made because the retry budget was
+    /// used up.
     pub retry_budget_exhausted: IntCounter,
-    /// Requests refused by a circuit breaker: max_requests, max_pending_requests, max_connections.
+    /// `headway_circuit_breaker_overflows_total`: requests refused by a circuit breaker, by
+    /// `limit`: `max_requests`, `max_pending_requests`, `max_connections`, in this order.
     pub overflows: [IntCounter; 3],
+    /// `headway_cluster_panic_mode`: 1 while too few backends are healthy and traffic goes to
+    /// every probed backend (`healthy_panic_threshold`).
     pub panic: prometheus::IntGauge,
 }
 
@@ -278,6 +315,7 @@ impl Metrics {
         }));
     }
 
+    /// The series of the cluster named `cluster`; called once per cluster at start-up.
     pub fn cluster(&self, cluster: &str) -> ClusterMetrics {
         let c = [cluster];
         ClusterMetrics {

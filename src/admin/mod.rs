@@ -11,8 +11,11 @@ use std::sync::Arc;
 
 /// What admin reads: the clusters, the metrics and the gateway's lifecycle.
 pub struct AdminState {
+    /// Every cluster, for `/clusters`, `/metrics`' per-cluster gauges, and `/ready`.
     pub clusters: Arc<Clusters>,
+    /// The series `/metrics` encodes.
     pub metrics: Arc<Metrics>,
+    /// Listening and draining, for `/ready`.
     pub lifecycle: Arc<Lifecycle>,
 }
 
@@ -22,6 +25,7 @@ pub struct Admin {
 }
 
 impl Admin {
+    /// The application to serve on `gateway.admin.listen`.
     pub fn new(state: AdminState) -> Admin {
         Admin { state }
     }
@@ -30,8 +34,11 @@ impl Admin {
 /// An admin answer, built without any socket so it can be tested directly.
 #[derive(Debug)]
 pub struct Reply {
+    /// The response status.
     pub status: StatusCode,
+    /// The `Content-Type` header.
     pub content_type: &'static str,
+    /// The response body.
     pub body: String,
 }
 

@@ -31,27 +31,41 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// The writer writes up to this much at once (one `write` for many lines under load).
 const BATCH_BYTES: usize = 64 * 1024;
 
-/// What is logged of one request.
+/// What is logged of one request: one key of the line per field, in this order after `time`;
+/// `-` where a text is not known (an answer given before the request was read whole).
 #[derive(Debug, Serialize)]
 pub struct Entry<'a> {
+    /// The client's IP address.
     pub client: &'a str,
+    /// The request method.
     pub method: &'a str,
+    /// The request target's path, never its query.
     pub path: &'a str,
-    /// 0 when no response reached the client.
+    /// The status sent to the client; 499 when the client closed the request before its
+    /// answer, 0 when no response reached it otherwise.
     pub status: u16,
+    /// The route's cluster, or `-` (no route, or a direct response).
     pub cluster: &'a str,
     /// The last backend tried, or `-`.
     pub backend: &'a str,
+    /// Upstream attempts made, retries included.
     pub attempts: usize,
     /// From the first upstream attempt to the upstream's response headers; None without one.
     pub upstream_ms: Option<f64>,
+    /// The whole request, from its arrival to its end, in milliseconds.
     pub duration_ms: f64,
+    /// The request id passed upstream: the client's `x-request-id`, or a generated UUID.
     pub request_id: &'a str,
+    /// Request body bytes read from the client.
     pub bytes_received: usize,
+    /// Response body bytes sent to the client.
     pub bytes_sent: usize,
+    /// Why the request failed or was refused; `None` when it did not.
     pub error: Option<&'a str>,
 }
 
+/// The access log of `gateway.access_log` (Envoy: `access_log`): formats each [`Entry`] on
+/// the request's worker and hands the line to its writer thread.
 pub struct AccessLog {
     format: AccessLogFormat,
     /// None when the log is off.

@@ -12,7 +12,10 @@ pub struct Router {
 /// response).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RouteMatch {
+    /// The route's index in the table, as [`Router::get`] takes it.
     pub route: usize,
+    /// Its cluster's index, as `cluster_index` gave it to [`Router::new`]; `None` for a direct
+    /// response.
     pub cluster: Option<usize>,
 }
 
@@ -79,6 +82,7 @@ impl Router {
             })
     }
 
+    /// The route at index `route`, as [`RouteMatch::route`] gives it.
     pub fn get(&self, route: usize) -> Option<&Route> {
         self.routes.get(route).map(|(r, _)| r)
     }
@@ -88,6 +92,7 @@ impl Router {
         self.routes.len()
     }
 
+    /// Whether the table holds no route: every request then gets 404.
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
     }

@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex};
 /// Runs discovery and health checks of every cluster on one background runtime, and signals
 /// pingora once all of them finished their first round so the proxy listeners can open.
 pub struct ClusterSupervisor {
+    /// The clusters whose discovery and health checks it runs.
     pub clusters: Arc<Clusters>,
+    /// Marked listening once every proxy listener answers as this process.
     pub lifecycle: Arc<Lifecycle>,
     /// The proxy listeners (address, TLS), to check once they open.
     pub listen: Vec<(SocketAddr, bool)>,

@@ -20,9 +20,15 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
+/// The server's shutdown-signal watch: SIGTERM, SIGQUIT and SIGINT as the module doc says.
 pub struct SignalWatch {
+    /// Marked draining on SIGTERM and on an accepted SIGQUIT, so `/ready` answers 503 and
+    /// responses ask clients to close their connections.
     pub lifecycle: Arc<Lifecycle>,
+    /// `gateway.drain_time`: how long the listeners keep serving after SIGTERM; default 2 s.
     pub drain_time: Duration,
+    /// pingora's `upgrade_sock`: a successor waits there for the listeners on SIGQUIT; default
+    /// `/tmp/headway_upgrade.sock`.
     pub upgrade_sock: PathBuf,
 }
 

@@ -54,6 +54,8 @@ pub struct BackendTable {
 }
 
 impl BackendTable {
+    /// An empty table; `gated`: backends must pass a probe before they get traffic (the
+    /// cluster has a `health_check`).
     pub fn new(gated: bool) -> BackendTable {
         BackendTable {
             gated,
@@ -100,6 +102,7 @@ impl BackendTable {
                 .is_some_and(|s| s.admitted.load(Relaxed))
     }
 
+    /// The state of the backend at `addr`, if it is a current backend.
     pub fn get(&self, addr: &SocketAddr) -> Option<Arc<BackendState>> {
         self.map.load().get(addr).cloned()
     }

@@ -20,12 +20,18 @@ pub struct ClusterLoad {
 /// Which limit refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overflow {
+    /// `circuit_breakers.max_requests`, with its value.
     Requests(u32),
+    /// `circuit_breakers.max_pending_requests`, with its value.
     Pending(u32),
+    /// `circuit_breakers.max_connections`, with its value.
     Connections(u32),
 }
 
 impl Overflow {
+    /// The limit's conf key (`max_requests`, `max_pending_requests`, `max_connections`), as
+    /// the 503's message and the `limit` label of `headway_circuit_breaker_overflows_total`
+    /// name it.
     pub fn label(self) -> &'static str {
         match self {
             Overflow::Requests(_) => "max_requests",
@@ -34,6 +40,7 @@ impl Overflow {
         }
     }
 
+    /// The limit's configured value.
     pub fn limit(self) -> u32 {
         match self {
             Overflow::Requests(n) | Overflow::Pending(n) | Overflow::Connections(n) => n,
@@ -49,10 +56,12 @@ fn take(counter: &AtomicU32, limit: u32) -> bool {
 }
 
 impl ClusterLoad {
+    /// Requests to the cluster in progress: the [`RequestSlot`]s held.
     pub fn requests(&self) -> u32 {
         self.requests.load(Relaxed)
     }
 
+    /// Requests in progress that have retried: the [`RetrySlot`]s held.
     pub fn retries(&self) -> u32 {
         self.retries.load(Relaxed)
     }
@@ -75,6 +84,7 @@ pub struct AttemptSlot {
 pub struct RetrySlot(Arc<ClusterLoad>);
 
 impl RequestSlot {
+    /// Takes a request slot, or says which limit refused it: `max_requests`.
     pub fn take(
         load: &Arc<ClusterLoad>,
         limits: &CircuitBreakers,
@@ -86,6 +96,8 @@ impl RequestSlot {
 }
 
 impl PendingSlot {
+    /// Takes a slot while the attempt waits for its connection, or refuses it:
+    /// `max_pending_requests`.
     pub fn take(
         load: &Arc<ClusterLoad>,
         limits: &CircuitBreakers,
@@ -97,6 +109,8 @@ impl PendingSlot {
 }
 
 impl AttemptSlot {
+    /// Takes a connection slot (`max_connections`), and counts the attempt in `backend`'s
+    /// in-flight and total requests when there is one.
     pub fn take(
         load: &Arc<ClusterLoad>,
         limits: &CircuitBreakers,
@@ -115,6 +129,7 @@ impl AttemptSlot {
         })
     }
 
+    /// The backend the attempt counts against, if any.
     pub fn backend(&self) -> Option<&Arc<BackendState>> {
         self.backend.as_ref()
     }

@@ -118,21 +118,28 @@ pub enum Outcome {
 /// What `/clusters` and the metrics show of a cluster's DNS, updated by every refresh.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DnsSnapshot {
+    /// How the last refresh ended.
     pub last_outcome: Outcome,
     /// Unix seconds of the last refresh that got an answer (addresses or authoritative empty).
     pub last_success: Option<f64>,
+    /// The addresses of the last answer, sorted, each once; empty after an empty answer.
     pub last_answer: Vec<IpAddr>,
     /// Smallest TTL in the last answer, seconds.
     pub last_ttl_seconds: Option<u64>,
     /// Unix seconds and message of the last resolver failure.
     pub last_error: Option<(f64, String)>,
+    /// Resolver failures in a row; 0 once an answer (or an empty one) arrives.
     pub consecutive_failures: u32,
-    /// DNS has failed for longer than three refresh intervals: the backends may be out of date.
+    /// DNS has failed for longer than three refresh intervals (or three attempts in a row,
+    /// if it never answered): the backends may be out of date.
     pub stale: bool,
     /// Seconds until the next refresh is due.
     pub next_refresh_in_seconds: Option<f64>,
+    /// Refreshes that got addresses, since start-up.
     pub refreshes_answer: u64,
+    /// Refreshes that got NXDOMAIN or no records, since start-up.
     pub refreshes_empty: u64,
+    /// Refreshes the resolver failed, since start-up.
     pub refreshes_error: u64,
 }
 
@@ -177,8 +184,11 @@ pub struct DnsDiscovery {
 
 /// Refreshes by result, shared with the metrics registry.
 pub struct RefreshCounters {
+    /// `headway_dns_refreshes_total{result="answer"}`.
     pub answer: IntCounter,
+    /// `headway_dns_refreshes_total{result="empty"}`.
     pub empty: IntCounter,
+    /// `headway_dns_refreshes_total{result="error"}`.
     pub error: IntCounter,
 }
 
@@ -218,6 +228,9 @@ impl Lookup {
 }
 
 impl DnsDiscovery {
+    /// Discovery of the backends `name:port` for the cluster named `cluster` (in logs), with
+    /// the cluster's DNS settings and a resolver from [`build_resolver`]. Nothing is asked until
+    /// the first refresh.
     pub fn new(
         cluster: &str,
         name: &str,
@@ -276,6 +289,7 @@ impl DnsDiscovery {
         lock(&self.state).next_refresh = Some(at);
     }
 
+    /// The DNS name resolved: the cluster's `address`.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -295,6 +309,7 @@ impl DnsDiscovery {
         )
     }
 
+    /// The DNS state as `/clusters` shows it.
     pub fn snapshot(&self) -> DnsSnapshot {
         let state = lock(&self.state);
         DnsSnapshot {

@@ -42,10 +42,12 @@ impl Ejection {
         }
     }
 
+    /// How many times the backend has been ejected, which lengthens its next ejection.
     pub fn times_ejected(&self) -> u32 {
         self.times_ejected.load(Relaxed)
     }
 
+    /// Failures in the current streak; 0 after a success.
     pub fn consecutive_failures(&self) -> u32 {
         self.consecutive_failures.load(Relaxed)
     }
@@ -59,6 +61,7 @@ pub struct OutlierDetector {
 }
 
 impl OutlierDetector {
+    /// A detector for the cluster's `outlier_detection`; its clock starts now.
     pub fn new(config: OutlierDetection) -> OutlierDetector {
         OutlierDetector {
             config,
@@ -66,18 +69,22 @@ impl OutlierDetector {
         }
     }
 
+    /// Whether passive health is on: `consecutive_failures` is not 0.
     pub fn enabled(&self) -> bool {
         self.config.consecutive_failures > 0
     }
 
+    /// Milliseconds on the detector's clock, as [`Ejection::remaining`] takes them.
     pub fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
 
+    /// Whether the backend is ejected now.
     pub fn is_ejected(&self, e: &Ejection) -> bool {
         e.remaining(self.now_ms()).is_some()
     }
 
+    /// Counts one success: the backend's streak of failures ends.
     pub fn success(&self, e: &Ejection) {
         if e.consecutive_failures.load(Relaxed) != 0 {
             e.consecutive_failures.store(0, Relaxed);

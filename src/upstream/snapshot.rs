@@ -114,28 +114,41 @@ fn describe_health_check(hc: &HealthCheckConfig) -> String {
     )
 }
 
+/// One cluster in `/clusters`: its settings as the conf writes them and its state now. The JSON
+/// keys are the field names, in this order.
 #[derive(Debug, Serialize)]
 pub struct ClusterSnapshot {
+    /// The cluster's `name`.
     pub name: String,
+    /// The cluster's `address`: a DNS name or an IP.
     pub address: String,
+    /// The backends' `port`.
     pub port: u16,
+    /// The `lb_policy`, as the conf writes it (`round_robin`, …).
     pub lb_policy: &'static str,
     /// First discovery round done.
     pub ready: bool,
     /// None for an IP-literal address.
     pub dns: Option<DnsSnapshot>,
+    /// The `health_check` in words (`http GET /healthz every 1s (timeout 500ms, healthy after
+    /// 1, unhealthy after 2)`); `None` without one.
     pub health_check: Option<String>,
     /// Backends getting traffic now: healthy and not ejected.
     pub healthy_backends: usize,
     /// Too few healthy backends: traffic goes to every probed backend (healthy_panic_threshold).
     pub panic_mode: bool,
+    /// Requests to the cluster now, counted against `circuit_breakers.max_requests`.
     pub requests_in_progress: u32,
+    /// Requests now that have retried, counted against the retry budget.
     pub retries_in_progress: u32,
+    /// Every discovered backend, sorted by address.
     pub backends: Vec<BackendSnapshot>,
 }
 
+/// One backend of a [`ClusterSnapshot`].
 #[derive(Debug, Serialize)]
 pub struct BackendSnapshot {
+    /// `ip:port`.
     pub address: String,
     /// Gets new requests: in DNS, first probe passed, not marked down.
     pub healthy: bool,
@@ -143,11 +156,16 @@ pub struct BackendSnapshot {
     pub probed: bool,
     /// When `healthy` last changed (RFC 3339, UTC).
     pub since: Option<String>,
+    /// Why the last probe failed; `None` when it passed, or before any probe.
     pub last_error: Option<String>,
+    /// Requests sent to this backend since it was discovered, each attempt counted.
     pub requests: u64,
+    /// Requests this backend is serving now.
     pub in_flight: i64,
     /// Seconds left of an outlier ejection; None when not ejected.
     pub ejected_for_seconds: Option<f64>,
+    /// Outlier ejections so far; each lasts `base_ejection_time` × this, up to
+    /// `max_ejection_time`.
     pub times_ejected: u32,
     /// Failed requests in a row (passive health).
     pub consecutive_failures: u32,

@@ -18,6 +18,8 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 /// Table size: a prime well above the number of backends (Maglev wants M ≫ N).
 const TABLE_SIZE: usize = 65_537;
 
+/// `lb_policy: maglev`: a backend per key from Maglev's lookup table of 65,537 slots (Envoy:
+/// `MAGLEV`, same table size); the key comes from the cluster's `hash_policy`.
 pub struct Maglev {
     backends: Box<[Backend]>,
     /// Slot → index into `backends`.
