@@ -4,6 +4,11 @@
 //! (clusters: DNS discovery, health, outlier detection, limits, balancing) → [`proxy`] (the
 //! request path: route, filters, select, retry, answer) → [`server`] (listeners, client
 //! limits, signals: the assembly). [`admin`] reads [`upstream`]; nothing imports [`server`].
+//!
+//! As a library, a gateway of your own is [`Headway`] with your [`filter::Filter`]s registered
+//! by name, run from the same command line and conf as the `headway` binary; routes name them
+//! in their `filters:` (`examples/custom_filter.rs`). Each key under `gateway:`, with its
+//! default and its Envoy equivalent, is documented on the [`config`] type that holds it.
 
 #![deny(unsafe_code)] // but for server/socket.rs: see ARCHITECTURE.md
 
