@@ -6,7 +6,7 @@
 //! view of DNS, follows two headless services as cluster DNS publishes them.
 //!
 //! Needs `kubectl` and `kubernetes-validate` (PyPI), which `.ci/run` installs. Where one is
-//! missing the test says so loudly and returns, unless `CI` is set: then it fails.
+//! missing the test is skipped (`support::skip`), unless `CI` is set: then it fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic: that is how they fail
 
 mod support;
@@ -14,7 +14,6 @@ mod support;
 use serde::Deserialize;
 use serde_yaml::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -43,7 +42,7 @@ fn run(cmd: &mut Command) -> Output {
 
 /// The first of `candidates` (a program and its first arguments) that runs `probe` successfully,
 /// as a command line. When none does: fails under CI (whose .ci/run installs the tool), else
-/// says so loudly and returns None so that the test can return.
+/// marks the test skipped (`support::skip`) and returns None so that the test can return.
 fn tool(candidates: &[&[&str]], probe: &[&str], install: &str) -> Option<Vec<String>> {
     for candidate in candidates {
         let runs = Command::new(candidate[0])
@@ -59,13 +58,9 @@ fn tool(candidates: &[&[&str]], probe: &[&str], install: &str) -> Option<Vec<Str
     if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
         panic!("`{name}` is missing, and CI is set: .ci/run must install it ({install})");
     }
-    // Straight to stderr, past the test harness's capture: a skip must not pass unseen.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n************************************************************\n\
-         SKIPPED a k8s/ test: `{name}` is not installed here.\n\
-         Install it with: {install}\n\
-         ************************************************************\n"
+    support::skip(
+        "a k8s/ test",
+        &format!("`{name}` is not installed here (install it with: {install})"),
     );
     None
 }

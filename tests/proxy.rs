@@ -300,3 +300,50 @@ fn a_request_shorter_than_the_http2_preface_is_answered() {
         .expect("no answer to a 22-byte request");
     assert!(answer.starts_with(b"HTTP/1."), "{answer:?}");
 }
+
+#[test]
+fn ready_waits_when_the_proxy_port_is_taken_after_the_start_up_check() {
+    // Another process takes the proxy port after start-up found it free, before pingora binds
+    // it once the first discovery is done: pingora keeps retrying the bind, and /ready must
+    // not claim readiness meanwhile. The DNS server holds the first discovery back until then.
+    let dns = DnsServer::start();
+    dns.set_mode(support::dns::DnsMode::Drop);
+    let pod = Backend::start("127.0.0.104", free_port(), "service1");
+    dns.set_a("local.test", &["127.0.0.104"]);
+    let port = free_port();
+    let mut gateway = Gateway::builder()
+        .nameserver(dns.addr())
+        .listen(format!("127.0.0.1:{port}"))
+        .routes_yaml("- { prefix: /, cluster: local }")
+        .clusters_yaml(&format!(
+            "- {{ name: local, address: local.test, port: {} }}",
+            pod.port()
+        ))
+        .spawn();
+    let admin = gateway.admin_addr();
+    assert!(support::wait_until(Duration::from_secs(5), || http::get(
+        admin, "/ready"
+    )
+    .is_ok()));
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    dns.set_mode(support::dns::DnsMode::Normal);
+    let waiting_for_listeners = || {
+        http::get(admin, "/ready")
+            .is_ok_and(|r| r.body == "waiting for the proxy listeners to open\n")
+    };
+    assert!(
+        support::wait_until(Duration::from_secs(10), waiting_for_listeners),
+        "the first discovery never finished"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let r = http::get(admin, "/ready").unwrap();
+    assert_eq!(
+        r.status, 503,
+        "ready while another process held the port: {}",
+        r.body
+    );
+    assert_eq!(r.body, "waiting for the proxy listeners to open\n");
+    drop(squatter);
+    gateway.wait_ready(Duration::from_secs(10));
+    assert_eq!(http::get(gateway.listen_addr(), "/x").unwrap().status, 200);
+}

@@ -14,8 +14,8 @@
 //! grace period; [`Nginx::hang`] stops the processes (SIGSTOP: the kernel still accepts
 //! connections into the listen backlog, nothing answers). Dropping it kills everything.
 //!
-//! Tests first call [`available`]: where nginx is not installed they print
-//! `SKIPPED: nginx not installed` and return.
+//! Tests first call [`available`]: where nginx is not installed they are skipped
+//! ([`super::skip`]) and return.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -31,13 +31,13 @@ pub const NGINX_BIN: &str = "/usr/sbin/nginx";
 /// How long start-up (until `/healthz` answers) and a stop may take.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-/// Whether nginx is installed; if not, prints `SKIPPED: nginx not installed (<test>)` so that
-/// the caller can return.
+/// Whether nginx is installed; if not, marks `test` skipped ([`super::skip`]) so that the
+/// caller can return.
 pub fn available(test: &str) -> bool {
     if Path::new(NGINX_BIN).is_file() {
         return true;
     }
-    println!("SKIPPED: nginx not installed ({NGINX_BIN} missing) — {test}");
+    super::skip(test, &format!("nginx not installed ({NGINX_BIN} missing)"));
     false
 }
 

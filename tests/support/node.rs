@@ -10,8 +10,8 @@
 //! `<dir>/events.log`: `connection <id>`, `request <id> <nth-on-connection> <method> <url>
 //! <body-bytes>`, `close <id>`, so a test can tell what Node received and when it closed.
 //!
-//! Tests first call [`available`]: where `node` is missing they print `SKIPPED: node not
-//! installed` and return.
+//! Tests first call [`available`]: where `node` is missing they are skipped
+//! ([`super::skip`]) and return.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -71,8 +71,8 @@ for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, () => process.exit(0));
 /// How long start-up may take (until `/healthz` answers).
 const PATIENCE: Duration = Duration::from_secs(10);
 
-/// Whether `node` runs; if not, prints `SKIPPED: node not installed (<test>)` so that the
-/// caller can return.
+/// Whether `node` runs; if not, marks `test` skipped ([`super::skip`]) so that the caller can
+/// return.
 pub fn available(test: &str) -> bool {
     let runs = Command::new("node")
         .arg("--version")
@@ -81,7 +81,7 @@ pub fn available(test: &str) -> bool {
         .status()
         .is_ok_and(|status| status.success());
     if !runs {
-        println!("SKIPPED: node not installed — {test}");
+        super::skip(test, "node not installed");
     }
     runs
 }
