@@ -11,6 +11,7 @@
 //! default and its Envoy equivalent, is documented on the [`config`] type that holds it.
 
 #![deny(unsafe_code)] // but for server/socket.rs: see ARCHITECTURE.md
+#![deny(missing_docs)]
 
 mod app;
 pub use app::Headway;

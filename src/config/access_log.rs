@@ -1,5 +1,6 @@
 //! `gateway.access_log`: whether, where and how the one line per request is written.
 
+use super::choices::AccessLogFormat;
 use super::defaults;
 use super::errors::Errors;
 use serde::Deserialize;
@@ -15,17 +16,6 @@ pub struct AccessLogConfig {
     pub path: Option<PathBuf>,
     /// `format`: `plain` (the default) or `json` (Envoy: `log_format`).
     pub format: AccessLogFormat,
-}
-
-/// `gateway.access_log.format`: how each line is written (Envoy: `text_format` /
-/// `json_format`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AccessLogFormat {
-    /// `key=value` pairs after a timestamp.
-    Plain,
-    /// One JSON object per line.
-    Json,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,37 +1,8 @@
 //! A cluster's `lb_policy` and `hash_policy`: how a backend is picked for a request.
 
+use super::choices::LbPolicy;
 use super::errors::Errors;
-use super::names::name_of;
 use serde::Deserialize;
-
-/// A cluster's `lb_policy`: how a backend is picked among the ready ones; default
-/// `round_robin` (Envoy: `lb_policy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LbPolicy {
-    /// Each ready backend in turn.
-    RoundRobin,
-    /// A ready backend picked at random.
-    Random,
-    /// Power of two choices on requests in flight.
-    LeastRequest,
-    /// Consistent hashing on a ring (Ketama).
-    RingHash,
-    /// Consistent hashing with Maglev's lookup table.
-    Maglev,
-}
-
-impl LbPolicy {
-    /// As the conf writes it.
-    pub fn name(self) -> &'static str {
-        name_of::<LbPolicy>(self as usize)
-    }
-
-    /// Whether the policy hashes a key of the request, and so takes a `hash_policy`.
-    pub fn hashes(self) -> bool {
-        matches!(self, LbPolicy::RingHash | LbPolicy::Maglev)
-    }
-}
 
 /// One entry of a cluster's `hash_policy`: what a consistent-hashing policy hashes on
 /// (Envoy: `route.hash_policy`).

@@ -1,9 +1,10 @@
 //! `gateway.clusters[]`: one upstream service, where its backends are and how they are called.
 
-use super::balancing::{hash_policy, HashKey, LbPolicy};
+use super::balancing::{hash_policy, HashKey};
 use super::breakers::{circuit_breakers, CircuitBreakers, RawCircuitBreakers};
+use super::choices::{LbPolicy, LookupFamily, UpstreamProtocol};
 use super::defaults;
-use super::dns::{dns, DnsSettings, LookupFamily};
+use super::dns::{dns, DnsSettings, RawDns};
 use super::duration::{positive_or, ConfDuration};
 use super::errors::Errors;
 use super::health_check::{health_check, HealthCheckConfig, RawHealthCheck};
@@ -119,17 +120,6 @@ impl TryFrom<String> for Address {
     }
 }
 
-/// A cluster's `protocol`: how the gateway talks to its backends; default `http1`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UpstreamProtocol {
-    /// HTTP/1.1.
-    Http1,
-    /// HTTP/2 cleartext with prior knowledge (h2c), as gRPC backends and Envoy's
-    /// `http2_protocol_options` expect.
-    Http2,
-}
-
 /// A cluster as the conf writes it. Its required keys are optional here so that a cluster
 /// without one still has its other keys checked.
 #[derive(Debug, Deserialize)]
@@ -164,7 +154,17 @@ pub(super) struct RawCluster {
 /// checked by their own files.
 pub(super) fn cluster(raw: RawCluster, path: &str, errors: &mut Errors) -> Option<ClusterConfig> {
     let before = errors.count();
-    let dns = dns(&raw, path, errors);
+    let dns = dns(
+        RawDns {
+            dns_refresh_rate: raw.dns_refresh_rate,
+            dns_failure_refresh_rate: raw.dns_failure_refresh_rate,
+            dns_min_refresh_rate: raw.dns_min_refresh_rate,
+            respect_dns_ttl: raw.respect_dns_ttl,
+            dns_lookup_family: raw.dns_lookup_family,
+        },
+        path,
+        errors,
+    );
     let name = errors.required(raw.name, path, "name");
     if let Some(name) = &name {
         let valid = !name.is_empty()

@@ -1,6 +1,6 @@
 //! Every default of the conf file, with the Envoy setting it corresponds to: the one place they live.
 
-use super::{AccessLogFormat, LbPolicy, LookupFamily, UpstreamProtocol};
+use super::choices::{AccessLogFormat, LbPolicy, LookupFamily, UpstreamProtocol};
 use std::time::Duration;
 
 /// `gateway.listen` (Envoy: listener `socket_address`).

@@ -1,10 +1,10 @@
 //! A cluster's DNS keys: how often its name is resolved, and for which address families.
 
-use super::cluster::RawCluster;
+use super::choices::LookupFamily;
 use super::defaults;
 use super::duration::positive_or;
+use super::duration::ConfDuration;
 use super::errors::Errors;
-use serde::Deserialize;
 use std::time::Duration;
 
 /// A cluster's DNS keys: how often its `address` is resolved, and for which address families.
@@ -25,24 +25,16 @@ pub struct DnsSettings {
     pub lookup_family: LookupFamily,
 }
 
-/// A cluster's `dns_lookup_family`: which record types a lookup asks for (Envoy: same name,
-/// `AUTO` by default there).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LookupFamily {
-    /// A records only (the default: Kubernetes clusters are IPv4 unless told otherwise).
-    V4Only,
-    /// AAAA records only.
-    V6Only,
-    /// A records, or AAAA when there are none.
-    V4Preferred,
-    /// AAAA records, or A when there are none (Envoy's `AUTO`).
-    Auto,
-    /// Both A and AAAA records.
-    All,
+/// A cluster's DNS keys as the conf writes them.
+pub(super) struct RawDns {
+    pub dns_refresh_rate: Option<ConfDuration>,
+    pub dns_failure_refresh_rate: Option<ConfDuration>,
+    pub dns_min_refresh_rate: Option<ConfDuration>,
+    pub respect_dns_ttl: Option<bool>,
+    pub dns_lookup_family: Option<LookupFamily>,
 }
 
-pub(super) fn dns(raw: &RawCluster, path: &str, errors: &mut Errors) -> DnsSettings {
+pub(super) fn dns(raw: RawDns, path: &str, errors: &mut Errors) -> DnsSettings {
     DnsSettings {
         refresh_rate: positive_or(
             raw.dns_refresh_rate,

@@ -2,10 +2,11 @@
 
 use super::filter::Chain;
 use super::headers::RequestId;
-use super::retry::NextAttempt;
+use super::retry::{NextAttempt, Outcome};
 use super::router::RouteMatch;
 use crate::upstream::breaker::{AttemptSlot, PendingSlot, RequestSlot, RetrySlot};
 use crate::upstream::cluster::Cluster;
+use log::warn;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,5 +81,51 @@ impl RequestCtx {
     /// Whether the request's deadline is still ahead.
     pub(super) fn in_time(&self) -> bool {
         self.deadline.is_none_or(|d| Instant::now() < d)
+    }
+
+    /// Whether this request may be sent again to another backend now: within `retries` and the
+    /// deadline, with another ready backend, and — unless the backend it failed on fails alone
+    /// (failover, see [`Cluster::fails_alone`]) — within the cluster's retry budget (whose slot
+    /// it then holds until it ends).
+    pub(super) fn may_resend(&mut self, cluster: &Arc<Cluster>) -> bool {
+        if self.counted_attempts > cluster.config.retries
+            || !self.in_time()
+            || !cluster.has_ready_backend(&self.tried)
+        {
+            return false;
+        }
+        if self.tried.last().is_some_and(|a| cluster.fails_alone(a)) {
+            return true;
+        }
+        if self.retry_slot.is_none() {
+            match RetrySlot::take(&cluster.load, &cluster.config.retry) {
+                Some(slot) => self.retry_slot = Some(slot),
+                None => {
+                    cluster.metrics.retry_budget_exhausted.inc();
+                    warn!(
+                        "retry budget exhausted cluster={} retries_in_progress={}",
+                        cluster.name(),
+                        cluster.load.retries()
+                    );
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Ends the current attempt, reporting its outcome to passive health.
+    pub(super) fn end_attempt(&mut self, cluster: &Cluster, outcome: Outcome) {
+        self.pending = None;
+        if let Some(attempt) = self.attempt.take() {
+            if let (Some(state), Some(addr)) = (attempt.backend(), self.tried.last()) {
+                match outcome {
+                    Outcome::Success => cluster.report_success(state),
+                    Outcome::Failure => cluster.report_failure(*addr, state, false),
+                    Outcome::Refused => cluster.report_failure(*addr, state, true),
+                    Outcome::NotItsFault => {}
+                }
+            }
+        }
     }
 }

@@ -27,7 +27,7 @@ pub(super) fn connect_failed(
     } else {
         Outcome::Failure
     };
-    retry::end_attempt(&cluster, ctx, outcome);
+    ctx.end_attempt(&cluster, outcome);
     // Nothing reached the backend: any method may go elsewhere, and trying costs no
     // `retries` and no retry budget (they ration load re-sent to backends; this sent none).
     let retry = cluster.config.retry.on.connect_failure
@@ -104,12 +104,12 @@ pub(super) fn attempt_failed(
         client_reused,
     };
     let next = retry::next_attempt(&failed, &cluster.config.retry.on, || {
-        retry::may_resend(&cluster, ctx)
+        ctx.may_resend(&cluster)
     })
     // An undelivered attempt needs another backend to go to.
     .filter(|n| *n != NextAttempt::Undelivered || cluster.has_ready_backend(&ctx.tried));
     if !matches!(failed.failure, AttemptFailure::Status) {
-        retry::end_attempt(&cluster, ctx, retry::outcome_of(&failed));
+        ctx.end_attempt(&cluster, retry::outcome_of(&failed));
         ctx.last_failure = Some(format!("{} from {}", e.etype().as_str(), peer.address()));
     }
     if let Some(next) = next {

@@ -298,11 +298,9 @@ impl ProxyHttp for Proxy {
             return Ok(());
         };
         let failed = status >= 500;
-        if cluster.config.retry.on.status(status)
-            && replayable(session)
-            && retry::may_resend(&cluster, ctx)
+        if cluster.config.retry.on.status(status) && replayable(session) && ctx.may_resend(&cluster)
         {
-            retry::end_attempt(&cluster, ctx, Outcome::Failure);
+            ctx.end_attempt(&cluster, Outcome::Failure);
             let backend = ctx.tried.last().map_or_else(String::new, |a| a.to_string());
             warn!(
                 "upstream answered {status} cluster={} backend={backend}: retrying on another backend",
@@ -320,7 +318,7 @@ impl ProxyHttp for Proxy {
         } else {
             Outcome::Success
         };
-        retry::end_attempt(&cluster, ctx, outcome);
+        ctx.end_attempt(&cluster, outcome);
         ctx.upstream_time = ctx.upstream_started.map(|t| t.elapsed());
         Ok(())
     }

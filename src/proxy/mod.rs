@@ -137,7 +137,7 @@ pub fn filter_chains(
     let mut chains = Vec::with_capacity(config.routes.len());
     let mut errors = Vec::new();
     for route in &config.routes {
-        match registry.chain(route) {
+        match filter::chain(registry, route) {
             Ok(chain) => chains.push((!chain.is_empty()).then_some(chain)),
             Err(e) => errors.extend(e),
         }

@@ -1,14 +1,11 @@
 //! Whether a failed attempt goes again, where, and at what cost: the retry decision as a
 //! function of what is known of the failure, and what passive health is told.
 
-use super::context::RequestCtx;
 use crate::config::RetryOn;
-use crate::upstream::breaker::{Overflow, RetrySlot};
+use crate::upstream::breaker::Overflow;
 use crate::upstream::cluster::Cluster;
-use log::warn;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType};
-use std::sync::Arc;
 
 /// What the next attempt of a request is. Attempts that cannot have reached a backend's
 /// application cost no `retries` and no retry budget: nothing was re-sent.
@@ -123,52 +120,6 @@ pub(super) fn outcome_of(failed: &Failed) -> Outcome {
         AttemptFailure::StalePooledConnection => Outcome::NotItsFault,
         AttemptFailure::HeadNotWritten if failed.client_reused => Outcome::NotItsFault,
         _ => Outcome::Failure,
-    }
-}
-
-/// Whether this request may be sent again to another backend now: within `retries` and the
-/// deadline, with another ready backend, and — unless the backend it failed on fails alone
-/// (failover, see [`Cluster::fails_alone`]) — within the cluster's retry budget (whose slot
-/// it then holds until it ends).
-pub(super) fn may_resend(cluster: &Arc<Cluster>, ctx: &mut RequestCtx) -> bool {
-    if ctx.counted_attempts > cluster.config.retries
-        || !ctx.in_time()
-        || !cluster.has_ready_backend(&ctx.tried)
-    {
-        return false;
-    }
-    if ctx.tried.last().is_some_and(|a| cluster.fails_alone(a)) {
-        return true;
-    }
-    if ctx.retry_slot.is_none() {
-        match RetrySlot::take(&cluster.load, &cluster.config.retry) {
-            Some(slot) => ctx.retry_slot = Some(slot),
-            None => {
-                cluster.metrics.retry_budget_exhausted.inc();
-                warn!(
-                    "retry budget exhausted cluster={} retries_in_progress={}",
-                    cluster.name(),
-                    cluster.load.retries()
-                );
-                return false;
-            }
-        }
-    }
-    true
-}
-
-/// Ends the current attempt, reporting its outcome to passive health.
-pub(super) fn end_attempt(cluster: &Cluster, ctx: &mut RequestCtx, outcome: Outcome) {
-    ctx.pending = None;
-    if let Some(attempt) = ctx.attempt.take() {
-        if let (Some(state), Some(addr)) = (attempt.backend(), ctx.tried.last()) {
-            match outcome {
-                Outcome::Success => cluster.report_success(state),
-                Outcome::Failure => cluster.report_failure(*addr, state, false),
-                Outcome::Refused => cluster.report_failure(*addr, state, true),
-                Outcome::NotItsFault => {}
-            }
-        }
     }
 }
 

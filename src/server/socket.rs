@@ -105,7 +105,7 @@ impl ParkedSocket {
 /// The whole answer to a request whose headers did not arrive in time.
 const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 16\r\nconnection: close\r\n\r\nrequest timeout\n";
 
-/// Sends [`REQUEST_TIMEOUT`] on a plaintext connection whose client has sent some bytes (the
+/// Sends `REQUEST_TIMEOUT` on a plaintext connection whose client has sent some bytes (the
 /// kernel counts them); a connection that never sent any is left to close silently. Best
 /// effort: the answer is one small write into an idle socket's buffer, never waited for.
 pub fn answer_request_timeout(fd: RawFd) -> bool {

@@ -7,12 +7,13 @@ pub mod discovery;
 pub mod health;
 pub mod lb;
 pub mod outlier;
+pub mod resolver;
 pub mod snapshot;
 
 use crate::config::{Address, Gateway as GatewayConfig};
 use crate::metrics::Metrics;
 use cluster::Cluster;
-use discovery::build_resolver;
+use resolver::build_resolver;
 use std::sync::Arc;
 
 /// Every cluster of the conf, in its order (routes refer to them by index).

@@ -1,6 +1,6 @@
 //! The filters a conf may name: a factory per name, headway's built-ins and a program's own.
 
-use super::{builtin, Chain, Filter};
+use super::stages::Filter;
 use crate::config::Route;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,20 +35,12 @@ pub struct Registry {
     factories: BTreeMap<String, Factory>,
 }
 
-impl Default for Registry {
-    fn default() -> Registry {
-        Registry::new()
-    }
-}
-
 impl Registry {
-    /// A registry with headway's built-in filters.
-    pub fn new() -> Registry {
-        let mut registry = Registry {
+    /// A registry with no filter at all (see `Registry::new` for one with headway's own).
+    pub fn empty() -> Registry {
+        Registry {
             factories: BTreeMap::new(),
-        };
-        builtin::register(&mut registry);
-        registry
+        }
     }
 
     /// Adds (or replaces) the filter called `name`.
@@ -89,25 +81,5 @@ impl Registry {
             ));
         };
         factory(&FilterSetup { config, route }).map_err(|e| format!("{path}: {e}"))
-    }
-
-    /// The filters of `route` (at `path` in the conf), in the order they run: the route's own
-    /// keys (`max_request_body_bytes`, header changes, rewrites) as built-in filters, then its
-    /// `filters:` list, then its `direct_response`. Every error, each with its path.
-    pub fn chain(&self, route: &Route) -> Result<Chain, Vec<String>> {
-        let mut filters = builtin::from_route_keys(route);
-        let mut errors = Vec::new();
-        for spec in &route.filters {
-            match self.build(&spec.name, &spec.config, route, &spec.path) {
-                Ok(f) => filters.push(f),
-                Err(e) => errors.push(e),
-            }
-        }
-        filters.extend(builtin::direct_response(route));
-        if errors.is_empty() {
-            Ok(Chain::new(filters))
-        } else {
-            Err(errors)
-        }
     }
 }

@@ -6,12 +6,28 @@ mod direct;
 mod headers;
 mod rewrite;
 
-use super::{Filter, Registry};
+use super::registry::Registry;
+use super::stages::{Chain, Filter};
 use crate::config::{Route, RouteAction};
 use std::sync::Arc;
 
+impl Default for Registry {
+    fn default() -> Registry {
+        Registry::new()
+    }
+}
+
+impl Registry {
+    /// A registry with headway's built-in filters.
+    pub fn new() -> Registry {
+        let mut registry = Registry::empty();
+        register(&mut registry);
+        registry
+    }
+}
+
 /// Adds every built-in filter to `registry`.
-pub fn register(registry: &mut Registry) {
+fn register(registry: &mut Registry) {
     registry
         .register("max_request_body", body_limit::factory)
         .register("request_headers", headers::request_factory)
@@ -22,7 +38,7 @@ pub fn register(registry: &mut Registry) {
 }
 
 /// The filters a route's own keys ask for, in the order they run (before its `filters:`).
-pub fn from_route_keys(route: &Route) -> Vec<Arc<dyn Filter>> {
+fn from_route_keys(route: &Route) -> Vec<Arc<dyn Filter>> {
     let mut filters: Vec<Arc<dyn Filter>> = Vec::new();
     if let Some(max) = route.max_request_body_bytes {
         filters.push(Arc::new(body_limit::BodyLimit::new(max)));
@@ -51,11 +67,32 @@ pub fn from_route_keys(route: &Route) -> Vec<Arc<dyn Filter>> {
 }
 
 /// The route's `direct_response`, as the last filter.
-pub fn direct_response(route: &Route) -> Option<Arc<dyn Filter>> {
+fn direct_response(route: &Route) -> Option<Arc<dyn Filter>> {
     match &route.action {
         RouteAction::Direct { status, body } => {
             Some(Arc::new(direct::DirectResponse::new(*status, body)))
         }
         RouteAction::Cluster(_) => None,
+    }
+}
+
+/// The filters of `route`, in the order they run: the route's own keys
+/// (`max_request_body_bytes`, rewrites, header changes) as built-in filters, then its
+/// `filters:` list as `registry` builds them, then its `direct_response`. Every error, each
+/// with its path.
+pub fn chain(registry: &Registry, route: &Route) -> Result<Chain, Vec<String>> {
+    let mut filters = from_route_keys(route);
+    let mut errors = Vec::new();
+    for spec in &route.filters {
+        match registry.build(&spec.name, &spec.config, route, &spec.path) {
+            Ok(f) => filters.push(f),
+            Err(e) => errors.push(e),
+        }
+    }
+    filters.extend(direct_response(route));
+    if errors.is_empty() {
+        Ok(Chain::new(filters))
+    } else {
+        Err(errors)
     }
 }
