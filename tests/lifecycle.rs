@@ -180,6 +180,28 @@ fn a_graceful_upgrade_hands_over_the_listeners_without_failing_a_request() {
     new.wait_exit(Duration::from_secs(5));
 }
 
+/// `systemctl reload` and most operators send SIGHUP; its default action ended the gateway
+/// ("Hangup"). It is logged and serving goes on (reload in place: issue 16).
+#[test]
+fn sighup_does_not_end_the_gateway() {
+    let p = pods(&["127.0.1.35"]);
+    let mut gateway = builder(&p).start();
+    gateway.signal("HUP");
+    assert!(
+        gateway.wait_for_log("SIGHUP", Duration::from_secs(2)),
+        "{}",
+        gateway.stderr_log()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(gateway.is_running(), "SIGHUP ended the gateway");
+    let r = http::get(gateway.listen_addr(), "/service/1").unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        http::get(gateway.admin_addr(), "/ready").unwrap().status,
+        200
+    );
+}
+
 #[test]
 fn sigquit_with_no_new_process_waiting_is_refused_and_serving_goes_on() {
     let p = pods(&["127.0.1.31"]);

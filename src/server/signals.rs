@@ -9,6 +9,8 @@
 //!   process waits (its conf was bad, it was never started), SIGQUIT is refused and this process
 //!   keeps serving — pingora alone would stop serving with nobody to take over.
 //! - SIGINT: fast shutdown.
+//! - SIGHUP: logged and ignored (its default action would end the process); the conf is not
+//!   re-read: the process hand-over above applies a new one.
 
 use crate::lifecycle::Lifecycle;
 use async_trait::async_trait;
@@ -61,8 +63,15 @@ impl ShutdownSignalWatch for SignalWatch {
         let mut quit = listen(SignalKind::quit(), "SIGQUIT");
         let mut term = listen(SignalKind::terminate(), "SIGTERM");
         let mut int = listen(SignalKind::interrupt(), "SIGINT");
+        // SIGHUP's default action ends the process: what `systemctl reload` sends must not.
+        let mut hup = listen(SignalKind::hangup(), "SIGHUP");
         loop {
             tokio::select! {
+                _ = next(&mut hup) => {
+                    error!(
+                        "SIGHUP: reloading the conf in place is not supported yet: still serving the conf loaded at start; to apply a new conf, start `headway -u -c <conf>` and send this process SIGQUIT"
+                    );
+                }
                 _ = next(&mut quit) => {
                     if self.successor_waiting() {
                         info!("SIGQUIT: handing the listeners to the new process and draining");
