@@ -11,11 +11,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use support::admin::{self, ClusterView};
 use support::backend::Backend;
+use support::conf::{Cluster, HealthCheck, Outlier, Route};
 use support::dns::DnsServer;
 use support::gateway::{Gateway, GatewayBuilder};
 use support::http::{self, Client};
-use support::{free_port, wait_until};
+use support::{pods, wait_until};
 
 /// One row of RELIABILITY.md.
 fn report(scenario: &str, sent: u64, failed: u64, notes: &str) {
@@ -124,35 +126,39 @@ impl Outcome {
     }
 }
 
-/// Pods of `service1.test` on `ips`, sharing a port, and the DNS server that lists them.
-fn pods(ips: &[&str]) -> (DnsServer, Vec<Backend>, u16) {
-    let dns = DnsServer::start();
-    let port = free_port();
-    let pods = ips
-        .iter()
-        .map(|ip| Backend::start(ip, port, "service1"))
-        .collect();
-    dns.set_a("service1.test", ips);
-    (dns, pods, port)
+/// The pods of `service1.test`, found by DNS: fast refreshes and probes, 2 retries.
+fn service1(port: u16) -> Cluster {
+    Cluster::new("service1")
+        .dns("service1.test", port)
+        .refresh("300ms")
+        .failure_refresh("100ms")
+        .connect_timeout("250ms")
+        .retries(2)
+        .health_check(
+            HealthCheck::http()
+                .interval("200ms")
+                .timeout("200ms")
+                .unhealthy_threshold(2),
+        )
 }
 
-fn gateway(dns: &DnsServer, port: u16, extra: &str) -> GatewayBuilder {
+/// Everything (`/`) to `cluster`, which must be named `service1`.
+fn gateway(dns: &DnsServer, cluster: Cluster) -> GatewayBuilder {
     Gateway::builder()
         .nameserver(dns.addr())
-        .routes_yaml("- { prefix: /, cluster: service1 }")
-        .clusters_yaml(&format!(
-            "- name: service1\n  address: service1.test\n  port: {port}\n  dns_refresh_rate: 300ms\n  dns_failure_refresh_rate: 100ms\n  connect_timeout: 250ms\n  retries: 2\n  health_check: {{ type: http, interval: 200ms, timeout: 200ms, unhealthy_threshold: 2 }}\n{extra}"
-        ))
+        .route(Route::prefix("/").to("service1"))
+        .cluster(cluster)
 }
 
-fn cluster_json(gateway: &Gateway) -> serde_json::Value {
-    http::get_json(gateway.admin_addr(), "/clusters")["clusters"][0].clone()
+/// What `/clusters` says of `service1` now.
+fn service1_now(gateway: &Gateway) -> ClusterView {
+    admin::cluster(gateway, "service1")
 }
 
 #[test]
 fn kill_one_of_three_pods_under_load() {
-    let (dns, mut pods, port) = pods(&["127.0.6.11", "127.0.6.12", "127.0.6.13"]);
-    let gw = gateway(&dns, port, "").start();
+    let (dns, mut pods, port) = pods("service1", &["127.0.6.11", "127.0.6.12", "127.0.6.13"]);
+    let gw = gateway(&dns, service1(port)).start();
     let load = Load::start(gw.listen_addr(), "/service/1", 4);
     std::thread::sleep(Duration::from_secs(1));
     pods[1].kill();
@@ -171,8 +177,8 @@ fn kill_one_of_three_pods_under_load() {
 
 #[test]
 fn dns_down_for_30_seconds_under_load() {
-    let (mut dns, _pods, port) = pods(&["127.0.6.21", "127.0.6.22", "127.0.6.23"]);
-    let gw = gateway(&dns, port, "")
+    let (mut dns, _pods, port) = pods("service1", &["127.0.6.21", "127.0.6.22", "127.0.6.23"]);
+    let gw = gateway(&dns, service1(port))
         .resolver_yaml(&format!(
             "nameservers: [\"{}\"]\ntimeout: 200ms\nattempts: 1",
             dns.addr()
@@ -183,19 +189,17 @@ fn dns_down_for_30_seconds_under_load() {
     let down = Instant::now();
     let mut stale_after = None;
     while down.elapsed() < Duration::from_secs(30) {
-        if stale_after.is_none() && cluster_json(&gw)["dns"]["stale"] == true {
+        if stale_after.is_none() && service1_now(&gw).dns.is_some_and(|dns| dns.stale) {
             stale_after = Some(down.elapsed());
         }
         std::thread::sleep(Duration::from_millis(200));
     }
     dns.restart();
-    assert!(wait_until(Duration::from_secs(3), || cluster_json(&gw)
-        ["dns"]["stale"]
-        == false));
+    assert!(wait_until(Duration::from_secs(3), || service1_now(&gw)
+        .dns
+        .is_some_and(|dns| !dns.stale)));
     let out = load.finish();
-    let errors = cluster_json(&gw)["dns"]["refreshes_error"]
-        .as_u64()
-        .unwrap_or(0);
+    let errors = service1_now(&gw).dns.map_or(0, |dns| dns.refreshes_error);
     report_load(
         "DNS server down 30 s under load (2 clients)",
         &out,
@@ -221,16 +225,16 @@ fn scale_three_to_six_to_one_under_load() {
         "127.0.6.35",
         "127.0.6.36",
     ];
-    let (dns, mut pods, port) = pods(&ips[..3]);
+    let (dns, mut pods, port) = pods("service1", &ips[..3]);
     for ip in &ips[3..] {
         pods.push(Backend::start(ip, port, "service1"));
     }
-    let gw = gateway(&dns, port, "").start();
+    let gw = gateway(&dns, service1(port)).start();
     let load = Load::start(gw.listen_addr(), "/service/1", 4);
     std::thread::sleep(Duration::from_millis(500));
     dns.set_a("service1.test", &ips);
     assert!(wait_until(Duration::from_secs(3), || {
-        cluster_json(&gw)["healthy_backends"] == 6
+        service1_now(&gw).healthy_backends == 6
     }));
     std::thread::sleep(Duration::from_secs(1));
     let new_pods_served = pods[3..].iter().all(|p| p.hits() > 0);
@@ -256,23 +260,22 @@ fn scale_three_to_six_to_one_under_load() {
 
 #[test]
 fn a_pod_answering_503_is_ejected_and_clients_see_success() {
-    let (dns, pods, port) = pods(&["127.0.6.41", "127.0.6.42", "127.0.6.43"]);
+    let (dns, pods, port) = pods("service1", &["127.0.6.41", "127.0.6.42", "127.0.6.43"]);
     let gw = gateway(
         &dns,
-        port,
-        "  outlier_detection: { consecutive_failures: 3, base_ejection_time: 30s }\n",
+        service1(port).outlier(
+            Outlier::new()
+                .consecutive_failures(3)
+                .base_ejection_time("30s"),
+        ),
     )
     .start();
     pods[0].fail_with(503);
     let load = Load::start(gw.listen_addr(), "/service/1", 2);
     let ejected = wait_until(Duration::from_secs(3), || {
-        cluster_json(&gw)["backends"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|b| {
-                b["address"] == format!("127.0.6.41:{port}") && b["ejected_for_seconds"].is_number()
-            })
+        service1_now(&gw)
+            .backend(&format!("127.0.6.41:{port}"))
+            .is_some_and(|b| b.ejected_for_seconds.is_some())
     });
     let hits_at_ejection = pods[0].hits();
     std::thread::sleep(Duration::from_secs(2));
@@ -292,24 +295,21 @@ fn a_pod_answering_503_is_ejected_and_clients_see_success() {
 
 #[test]
 fn a_hanging_pod_is_cut_short_and_ejected() {
-    let (dns, pods, port) = pods(&["127.0.6.51", "127.0.6.52", "127.0.6.53"]);
+    let (dns, pods, port) = pods("service1", &["127.0.6.51", "127.0.6.52", "127.0.6.53"]);
     let gw = gateway(
         &dns,
-        port,
-        "  per_try_timeout: 300ms\n  outlier_detection: { consecutive_failures: 3 }\n",
+        service1(port)
+            .per_try_timeout("300ms")
+            .outlier(Outlier::new().consecutive_failures(3)),
     )
     .start();
     pods[0].set_delay(Duration::from_secs(30));
     let load = Load::start(gw.listen_addr(), "/service/1", 2);
     std::thread::sleep(Duration::from_secs(4));
     let out = load.finish();
-    let ejected = cluster_json(&gw)["backends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|b| {
-            b["address"] == format!("127.0.6.51:{port}") && b["times_ejected"].as_u64() > Some(0)
-        });
+    let ejected = service1_now(&gw)
+        .backend(&format!("127.0.6.51:{port}"))
+        .is_some_and(|b| b.times_ejected > 0);
     report_load(
         "1 of 3 pods hangs (2 clients)",
         &out,
@@ -329,8 +329,8 @@ fn a_hanging_pod_is_cut_short_and_ejected() {
 
 #[test]
 fn all_pods_down_gives_fast_503s_and_recovers() {
-    let (dns, mut pods, port) = pods(&["127.0.6.61", "127.0.6.62", "127.0.6.63"]);
-    let gw = gateway(&dns, port, "").start();
+    let (dns, mut pods, port) = pods("service1", &["127.0.6.61", "127.0.6.62", "127.0.6.63"]);
+    let gw = gateway(&dns, service1(port)).start();
     for pod in &mut pods {
         pod.kill();
     }
@@ -374,16 +374,14 @@ fn all_pods_down_gives_fast_503s_and_recovers() {
 
 #[test]
 fn a_broken_health_endpoint_everywhere_triggers_panic_mode_not_an_outage() {
-    let (dns, pods, port) = pods(&["127.0.6.71", "127.0.6.72", "127.0.6.73"]);
-    let gw = gateway(&dns, port, "").start();
+    let (dns, pods, port) = pods("service1", &["127.0.6.71", "127.0.6.72", "127.0.6.73"]);
+    let gw = gateway(&dns, service1(port)).start();
     let load = Load::start(gw.listen_addr(), "/service/1", 2);
     std::thread::sleep(Duration::from_millis(500));
     for pod in &pods {
         pod.set_healthy(false);
     }
-    let panicked = wait_until(Duration::from_secs(3), || {
-        cluster_json(&gw)["panic_mode"] == true
-    });
+    let panicked = wait_until(Duration::from_secs(3), || service1_now(&gw).panic_mode);
     std::thread::sleep(Duration::from_secs(2));
     let out = load.finish();
     report_load(
@@ -397,9 +395,9 @@ fn a_broken_health_endpoint_everywhere_triggers_panic_mode_not_an_outage() {
 
 #[test]
 fn circuit_breaker_overflow_is_answered_at_once() {
-    let (dns, pods, port) = pods(&["127.0.6.81"]);
+    let (dns, pods, port) = pods("service1", &["127.0.6.81"]);
     pods[0].set_delay(Duration::from_millis(500));
-    let gw = gateway(&dns, port, "  circuit_breakers: { max_requests: 4 }\n").start();
+    let gw = gateway(&dns, service1(port).max_requests(4)).start();
     let addr = gw.listen_addr();
     let results = Arc::new(Mutex::new(Vec::new()));
     let threads: Vec<_> = (0..16)
@@ -441,12 +439,13 @@ fn circuit_breaker_overflow_is_answered_at_once() {
 
 #[test]
 fn the_retry_budget_keeps_an_outage_from_multiplying_load() {
-    let (dns, pods, port) = pods(&["127.0.6.91", "127.0.6.92", "127.0.6.93"]);
+    let (dns, pods, port) = pods("service1", &["127.0.6.91", "127.0.6.92", "127.0.6.93"]);
     // Every pod answers 503: every request would be tried 3 times without a budget.
     let gw = gateway(
         &dns,
-        port,
-        "  outlier_detection: { consecutive_failures: 0 }\n  retry_budget: { budget_percent: 20, min_retry_concurrency: 1 }\n",
+        service1(port)
+            .outlier(Outlier::new().consecutive_failures(0))
+            .retry_budget(20, 1),
     )
     .start();
     for pod in &pods {
@@ -470,8 +469,8 @@ fn the_retry_budget_keeps_an_outage_from_multiplying_load() {
 
 #[test]
 fn hundreds_of_slow_loris_clients_do_not_stop_normal_traffic() {
-    let (dns, _pods, port) = pods(&["127.0.6.101", "127.0.6.102"]);
-    let gw = gateway(&dns, port, "")
+    let (dns, _pods, port) = pods("service1", &["127.0.6.101", "127.0.6.102"]);
+    let gw = gateway(&dns, service1(port))
         .gateway_yaml("request_headers_timeout: 2s")
         .start();
     let addr = gw.listen_addr();
@@ -520,29 +519,43 @@ fn hundreds_of_slow_loris_clients_do_not_stop_normal_traffic() {
 
 #[test]
 fn a_pod_restarted_on_its_address_before_the_probes_notice_is_back_within_a_probe() {
-    let (dns, mut pods, port) = pods(&["127.0.6.41", "127.0.6.42", "127.0.6.43"]);
+    let (dns, mut pods, port) = pods("service1", &["127.0.6.41", "127.0.6.42", "127.0.6.43"]);
     // Probes slow enough that the restart comes before they could mark the pod down: only
     // passive health sees the refused connects, and ejects the pod for 30 s.
-    let gw = Gateway::builder()
-        .nameserver(dns.addr())
-        .routes_yaml("- { prefix: /, cluster: service1 }")
-        .clusters_yaml(&format!(
-            "- name: service1\n  address: service1.test\n  port: {port}\n  dns_refresh_rate: 300ms\n  connect_timeout: 250ms\n  retries: 2\n  outlier_detection: {{ consecutive_failures: 5, base_ejection_time: 30s, max_ejection_percent: 50 }}\n  health_check: {{ type: http, interval: 1s, timeout: 200ms, unhealthy_threshold: 5 }}\n"
-        ))
-        .start();
+    let gw = gateway(
+        &dns,
+        Cluster::new("service1")
+            .dns("service1.test", port)
+            .refresh("300ms")
+            .connect_timeout("250ms")
+            .retries(2)
+            .outlier(
+                Outlier::new()
+                    .consecutive_failures(5)
+                    .base_ejection_time("30s")
+                    .max_ejection_percent(50),
+            )
+            .health_check(
+                HealthCheck::http()
+                    .interval("1s")
+                    .timeout("200ms")
+                    .unhealthy_threshold(5),
+            ),
+    )
+    .start();
     let load = Load::start(gw.listen_addr(), "/service/1", 4);
     std::thread::sleep(Duration::from_millis(500));
     pods[0].kill();
     let ejected = wait_until(Duration::from_secs(3), || {
-        cluster_json(&gw)["backends"][0]["times_ejected"]
-            .as_u64()
-            .unwrap_or(0)
-            > 0
+        service1_now(&gw)
+            .backends
+            .first()
+            .is_some_and(|b| b.times_ejected > 0)
     });
     assert!(
         ejected,
-        "refused connects never ejected the pod: {}",
-        cluster_json(&gw)
+        "refused connects never ejected the pod: {:?}",
+        service1_now(&gw)
     );
     pods[0].restart();
     let restarted = Instant::now();

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use super::conf::{yaml_items, Cluster, Route};
 use super::{free_port, http, indent_yaml, wait_until};
 
 /// Path of the binary under test (built by cargo for integration tests of this package).
@@ -82,9 +83,9 @@ pub fn run_headway(args: &[&str]) -> (i32, String, String) {
 ///   listen: ["127.0.0.1:<free port>"]        # .listen(..), repeatable
 ///   admin: { listen: "127.0.0.1:<free port>" } # .admin(..)
 ///   resolver: { nameservers: ["127.0.0.1:PORT"] } # .nameserver(..) or .resolver_yaml(..); else absent
-///   routes:                                   # .routes_yaml(..); else absent
+///   routes:                                   # .routes_yaml(..), then each .route(..); else absent
 ///     ...
-///   clusters:                                 # .clusters_yaml(..); else absent
+///   clusters:                                 # .clusters_yaml(..), then each .cluster(..); else absent
 ///     ...
 ///   ...                                       # .gateway_yaml(..): any other keys, raw
 /// ```
@@ -97,6 +98,8 @@ pub struct GatewayBuilder {
     resolver: Option<String>,
     routes: Option<String>,
     clusters: Option<String>,
+    typed_routes: Vec<Route>,
+    typed_clusters: Vec<Cluster>,
     extra: Vec<String>,
     env: Vec<(String, String)>,
     server: Vec<(String, String)>,
@@ -147,6 +150,18 @@ impl GatewayBuilder {
         self
     }
 
+    /// A `routes:` entry, typed (see [`super::conf`]); after those of `.routes_yaml(..)`.
+    pub fn route(mut self, route: Route) -> Self {
+        self.typed_routes.push(route);
+        self
+    }
+
+    /// A `clusters:` entry, typed (see [`super::conf`]); after those of `.clusters_yaml(..)`.
+    pub fn cluster(mut self, cluster: Cluster) -> Self {
+        self.typed_clusters.push(cluster);
+        self
+    }
+
     /// More keys under `gateway:`, raw (appended last).
     pub fn gateway_yaml(mut self, yaml: &str) -> Self {
         self.extra.push(yaml.to_string());
@@ -186,8 +201,8 @@ impl GatewayBuilder {
             }
         };
         block("resolver", &self.resolver);
-        block("routes", &self.routes);
-        block("clusters", &self.clusters);
+        block("routes", &list(&self.routes, &self.typed_routes));
+        block("clusters", &list(&self.clusters, &self.typed_clusters));
         for extra in &self.extra {
             section.push_str(&indent_yaml(extra, 0));
         }
@@ -560,6 +575,17 @@ fn read_lossy(path: &Path) -> String {
     std::fs::read(path)
         .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
         .unwrap_or_default()
+}
+
+/// A list's items: the raw ones, then the typed ones; `None` when there are none.
+fn list<T: serde::Serialize>(raw: &Option<String>, typed: &[T]) -> Option<String> {
+    if raw.is_none() && typed.is_empty() {
+        return None;
+    }
+    let raw = raw
+        .as_deref()
+        .map_or(String::new(), |raw| indent_yaml(raw, 0));
+    Some(raw + &yaml_items(typed))
 }
 
 /// A YAML double-quoted scalar (JSON strings are valid YAML).

@@ -8,7 +8,9 @@
 //! Each test binary uses only part of this module, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod backend;
+pub mod conf;
 pub mod dns;
 pub mod gateway;
 pub mod http;
@@ -44,6 +46,20 @@ pub fn free_port() -> u16 {
         }
     }
     panic!("free_port: no fresh ephemeral port after 1000 tries");
+}
+
+/// The pods of a headless service: backends on `ips` sharing one free port, each named
+/// `service` (it answers with that name), and a DNS server answering `<service>.test` with `ips`.
+/// Returns the DNS server, the backends (in the order of `ips`) and their port.
+pub fn pods(service: &str, ips: &[&str]) -> (dns::DnsServer, Vec<backend::Backend>, u16) {
+    let dns = dns::DnsServer::start();
+    let port = free_port();
+    let pods = ips
+        .iter()
+        .map(|ip| backend::Backend::start(ip, port, service))
+        .collect();
+    dns.set_a(&format!("{service}.test"), ips);
+    (dns, pods, port)
 }
 
 /// Runs `headway <args>` to completion: (exit code, stdout, stderr). See [`gateway::run_headway`].

@@ -1,0 +1,486 @@
+//! Typed confs: the `routes:` and `clusters:` entries of a test's `gateway:` section, built with
+//! methods named after the conf keys and rendered to YAML by serde, so that a test reads as the
+//! scenario rather than as `format!`ed YAML:
+//!
+//! ```ignore
+//! Gateway::builder()
+//!     .nameserver(dns.addr())
+//!     .route(Route::prefix("/").to("service1"))
+//!     .cluster(
+//!         Cluster::new("service1")
+//!             .dns("service1.test", port)
+//!             .refresh("300ms")
+//!             .retries(2)
+//!             .health_check(HealthCheck::http().interval("200ms").timeout("200ms")),
+//!     )
+//!     .start();
+//! ```
+//!
+//! Only the keys a test sets are written: every other key keeps headway's default, exactly as
+//! when the test wrote the YAML by hand. Durations are conf strings (`"300ms"`, `"30s"`). A key
+//! without a method here can still be set raw with `.key(name, yaml)`.
+
+use serde::Serialize;
+use serde_yaml::{Mapping, Value};
+
+/// One entry of `gateway.clusters`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cluster {
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protocol: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lb_policy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dns_refresh_rate: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dns_failure_refresh_rate: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dns_min_refresh_rate: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    respect_dns_ttl: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connect_timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idle_timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retries: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_on: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    per_try_timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_budget: Option<RetryBudget>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outlier_detection: Option<Outlier>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    circuit_breakers: Option<CircuitBreakers>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    healthy_panic_threshold: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health_check: Option<HealthCheck>,
+    /// Keys set raw with [`Cluster::key`].
+    #[serde(flatten)]
+    more: Mapping,
+}
+
+impl Cluster {
+    /// `name: <name>`; nothing else set.
+    pub fn new(name: &str) -> Cluster {
+        Cluster {
+            name: name.to_owned(),
+            address: None,
+            port: None,
+            protocol: None,
+            lb_policy: None,
+            dns_refresh_rate: None,
+            dns_failure_refresh_rate: None,
+            dns_min_refresh_rate: None,
+            respect_dns_ttl: None,
+            connect_timeout: None,
+            timeout: None,
+            idle_timeout: None,
+            retries: None,
+            retry_on: None,
+            per_try_timeout: None,
+            retry_budget: None,
+            outlier_detection: None,
+            circuit_breakers: None,
+            healthy_panic_threshold: None,
+            health_check: None,
+            more: Mapping::new(),
+        }
+    }
+
+    /// `address: <name>` (found by DNS) and `port: <port>`.
+    pub fn dns(self, name: &str, port: u16) -> Cluster {
+        self.address(name, port)
+    }
+
+    /// `address: <address>` (a DNS name or an IP) and `port: <port>`.
+    pub fn address(mut self, address: &str, port: u16) -> Cluster {
+        self.address = Some(address.to_owned());
+        self.port = Some(port);
+        self
+    }
+
+    /// `protocol: <protocol>` (`http1`, `h2c`, …).
+    pub fn protocol(mut self, protocol: &str) -> Cluster {
+        self.protocol = Some(protocol.to_owned());
+        self
+    }
+
+    /// `lb_policy: <policy>`.
+    pub fn lb_policy(mut self, policy: &str) -> Cluster {
+        self.lb_policy = Some(policy.to_owned());
+        self
+    }
+
+    /// `dns_refresh_rate: <rate>`.
+    pub fn refresh(mut self, rate: &str) -> Cluster {
+        self.dns_refresh_rate = Some(rate.to_owned());
+        self
+    }
+
+    /// `dns_failure_refresh_rate: <rate>`.
+    pub fn failure_refresh(mut self, rate: &str) -> Cluster {
+        self.dns_failure_refresh_rate = Some(rate.to_owned());
+        self
+    }
+
+    /// `dns_min_refresh_rate: <rate>`.
+    pub fn min_refresh(mut self, rate: &str) -> Cluster {
+        self.dns_min_refresh_rate = Some(rate.to_owned());
+        self
+    }
+
+    /// `respect_dns_ttl: <respect>`.
+    pub fn respect_dns_ttl(mut self, respect: bool) -> Cluster {
+        self.respect_dns_ttl = Some(respect);
+        self
+    }
+
+    /// `connect_timeout: <timeout>`.
+    pub fn connect_timeout(mut self, timeout: &str) -> Cluster {
+        self.connect_timeout = Some(timeout.to_owned());
+        self
+    }
+
+    /// `timeout: <timeout>` (the whole request).
+    pub fn timeout(mut self, timeout: &str) -> Cluster {
+        self.timeout = Some(timeout.to_owned());
+        self
+    }
+
+    /// `idle_timeout: <timeout>`.
+    pub fn idle_timeout(mut self, timeout: &str) -> Cluster {
+        self.idle_timeout = Some(timeout.to_owned());
+        self
+    }
+
+    /// `retries: <retries>`.
+    pub fn retries(mut self, retries: u32) -> Cluster {
+        self.retries = Some(retries);
+        self
+    }
+
+    /// `retry_on: [<conditions>]`.
+    pub fn retry_on(mut self, conditions: &[&str]) -> Cluster {
+        self.retry_on = Some(conditions.iter().map(|c| (*c).to_owned()).collect());
+        self
+    }
+
+    /// `per_try_timeout: <timeout>`.
+    pub fn per_try_timeout(mut self, timeout: &str) -> Cluster {
+        self.per_try_timeout = Some(timeout.to_owned());
+        self
+    }
+
+    /// `retry_budget: { budget_percent: <percent>, min_retry_concurrency: <min> }`.
+    pub fn retry_budget(mut self, budget_percent: u32, min_retry_concurrency: u32) -> Cluster {
+        self.retry_budget = Some(RetryBudget {
+            budget_percent,
+            min_retry_concurrency,
+        });
+        self
+    }
+
+    /// `outlier_detection: { .. }`.
+    pub fn outlier(mut self, outlier: Outlier) -> Cluster {
+        self.outlier_detection = Some(outlier);
+        self
+    }
+
+    /// `circuit_breakers: { max_requests: <max> }` (beside the breakers' other keys set here).
+    pub fn max_requests(mut self, max: u32) -> Cluster {
+        self.circuit_breakers
+            .get_or_insert_with(CircuitBreakers::default)
+            .max_requests = Some(max);
+        self
+    }
+
+    /// `circuit_breakers: { max_connections: <max> }` (beside the breakers' other keys set here).
+    pub fn max_connections(mut self, max: u32) -> Cluster {
+        self.circuit_breakers
+            .get_or_insert_with(CircuitBreakers::default)
+            .max_connections = Some(max);
+        self
+    }
+
+    /// `circuit_breakers: { max_pending_requests: <max> }` (beside the breakers' other keys).
+    pub fn max_pending_requests(mut self, max: u32) -> Cluster {
+        self.circuit_breakers
+            .get_or_insert_with(CircuitBreakers::default)
+            .max_pending_requests = Some(max);
+        self
+    }
+
+    /// `healthy_panic_threshold: <percent>`.
+    pub fn healthy_panic_threshold(mut self, percent: u32) -> Cluster {
+        self.healthy_panic_threshold = Some(percent);
+        self
+    }
+
+    /// `health_check: { .. }`.
+    pub fn health_check(mut self, check: HealthCheck) -> Cluster {
+        self.health_check = Some(check);
+        self
+    }
+
+    /// `health_check: { type: http, path: <path>, interval: <interval> }`.
+    pub fn health_http(self, path: &str, interval: &str) -> Cluster {
+        self.health_check(HealthCheck::http().path(path).interval(interval))
+    }
+
+    /// Any other key, its value raw YAML (e.g. `.key("hash_policy", "[{ header: x-user }]")`).
+    pub fn key(mut self, key: &str, yaml: &str) -> Cluster {
+        self.more.insert(Value::from(key), raw(key, yaml));
+        self
+    }
+}
+
+/// A cluster's `health_check`.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthCheck {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interval: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    healthy_threshold: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unhealthy_threshold: Option<u32>,
+}
+
+impl HealthCheck {
+    /// `type: http`, the other keys at their defaults.
+    pub fn http() -> HealthCheck {
+        HealthCheck::of("http")
+    }
+
+    /// `type: tcp`, the other keys at their defaults.
+    pub fn tcp() -> HealthCheck {
+        HealthCheck::of("tcp")
+    }
+
+    fn of(kind: &'static str) -> HealthCheck {
+        HealthCheck {
+            kind,
+            path: None,
+            host: None,
+            interval: None,
+            timeout: None,
+            healthy_threshold: None,
+            unhealthy_threshold: None,
+        }
+    }
+
+    pub fn path(mut self, path: &str) -> HealthCheck {
+        self.path = Some(path.to_owned());
+        self
+    }
+
+    pub fn host(mut self, host: &str) -> HealthCheck {
+        self.host = Some(host.to_owned());
+        self
+    }
+
+    pub fn interval(mut self, interval: &str) -> HealthCheck {
+        self.interval = Some(interval.to_owned());
+        self
+    }
+
+    pub fn timeout(mut self, timeout: &str) -> HealthCheck {
+        self.timeout = Some(timeout.to_owned());
+        self
+    }
+
+    pub fn healthy_threshold(mut self, probes: u32) -> HealthCheck {
+        self.healthy_threshold = Some(probes);
+        self
+    }
+
+    pub fn unhealthy_threshold(mut self, probes: u32) -> HealthCheck {
+        self.unhealthy_threshold = Some(probes);
+        self
+    }
+}
+
+/// A cluster's `outlier_detection`; [`Outlier::new`] sets no key (all defaults).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outlier {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    consecutive_failures: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    base_ejection_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_ejection_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_ejection_percent: Option<u32>,
+}
+
+impl Outlier {
+    pub fn new() -> Outlier {
+        Outlier::default()
+    }
+
+    /// `consecutive_failures: <n>` (0 turns outlier detection off).
+    pub fn consecutive_failures(mut self, n: u32) -> Outlier {
+        self.consecutive_failures = Some(n);
+        self
+    }
+
+    pub fn base_ejection_time(mut self, time: &str) -> Outlier {
+        self.base_ejection_time = Some(time.to_owned());
+        self
+    }
+
+    pub fn max_ejection_time(mut self, time: &str) -> Outlier {
+        self.max_ejection_time = Some(time.to_owned());
+        self
+    }
+
+    pub fn max_ejection_percent(mut self, percent: u32) -> Outlier {
+        self.max_ejection_percent = Some(percent);
+        self
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct RetryBudget {
+    budget_percent: u32,
+    min_retry_concurrency: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+struct CircuitBreakers {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_connections: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_pending_requests: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_requests: Option<u32>,
+}
+
+/// One entry of `gateway.routes`: a match (`Route::prefix`, `Route::path`, `Route::regex`) and
+/// the cluster it goes `to`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Route {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prefix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    regex: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    domains: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prefix_rewrite: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host_rewrite: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeout: Option<String>,
+    /// Keys set raw with [`Route::key`].
+    #[serde(flatten)]
+    more: Mapping,
+}
+
+impl Route {
+    /// `prefix: <prefix>`.
+    pub fn prefix(prefix: &str) -> Route {
+        Route {
+            prefix: Some(prefix.to_owned()),
+            ..Route::none()
+        }
+    }
+
+    /// `path: <path>` (exact match).
+    pub fn path(path: &str) -> Route {
+        Route {
+            path: Some(path.to_owned()),
+            ..Route::none()
+        }
+    }
+
+    /// `regex: <regex>`.
+    pub fn regex(regex: &str) -> Route {
+        Route {
+            regex: Some(regex.to_owned()),
+            ..Route::none()
+        }
+    }
+
+    fn none() -> Route {
+        Route {
+            prefix: None,
+            path: None,
+            regex: None,
+            domains: None,
+            cluster: None,
+            prefix_rewrite: None,
+            host_rewrite: None,
+            timeout: None,
+            more: Mapping::new(),
+        }
+    }
+
+    /// `cluster: <cluster>`.
+    pub fn to(mut self, cluster: &str) -> Route {
+        self.cluster = Some(cluster.to_owned());
+        self
+    }
+
+    /// `domains: [<domains>]`.
+    pub fn domains(mut self, domains: &[&str]) -> Route {
+        self.domains = Some(domains.iter().map(|d| (*d).to_owned()).collect());
+        self
+    }
+
+    pub fn prefix_rewrite(mut self, rewrite: &str) -> Route {
+        self.prefix_rewrite = Some(rewrite.to_owned());
+        self
+    }
+
+    pub fn host_rewrite(mut self, host: &str) -> Route {
+        self.host_rewrite = Some(host.to_owned());
+        self
+    }
+
+    pub fn timeout(mut self, timeout: &str) -> Route {
+        self.timeout = Some(timeout.to_owned());
+        self
+    }
+
+    /// Any other key, its value raw YAML (e.g. `.key("direct_response", "{ status: 204 }")`).
+    pub fn key(mut self, key: &str, yaml: &str) -> Route {
+        self.more.insert(Value::from(key), raw(key, yaml));
+        self
+    }
+}
+
+/// The items of a YAML list (`- ...` lines, flush-left), as serde_yaml writes them.
+pub(crate) fn yaml_items<T: Serialize>(items: &[T]) -> String {
+    if items.is_empty() {
+        return String::new();
+    }
+    serde_yaml::to_string(items)
+        .unwrap_or_else(|e| panic!("conf: cannot render {} items as YAML: {e}", items.len()))
+}
+
+fn raw(key: &str, yaml: &str) -> Value {
+    serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("conf: `{key}: {yaml}` is not YAML: {e}"))
+}
