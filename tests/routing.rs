@@ -8,7 +8,9 @@ mod support;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::admin;
 use support::backend::Backend;
+use support::conf::{Cluster, HashKey, Outlier, Route};
 use support::dns::DnsServer;
 use support::gateway::Gateway;
 use support::http::{self, Client};
@@ -24,18 +26,28 @@ fn routes_rewrite_match_hosts_change_headers_and_answer_directly() {
     dns.set_a("web.test", &["127.0.8.12"]);
     let gateway = Gateway::builder()
         .nameserver(dns.addr())
-        .routes_yaml(
-            r#"- { path: /healthz, direct_response: { status: 200, body: "gateway ok\n" }, response_headers_to_add: [ { key: x-gw, value: direct } ] }
-- { regex: "/users/[0-9]+", cluster: api }
-- { prefix: /api/, domains: [api.example.com], cluster: api, prefix_rewrite: /v2/, host_rewrite: api.internal, request_headers_to_add: [ { key: x-tenant, value: acme } ], request_headers_to_remove: [x-debug], response_headers_to_add: [ { key: x-route, value: api } ], response_headers_to_remove: [x-backend] }
-- { prefix: /slow, cluster: api, timeout: 300ms }
-- { prefix: /gone, direct_response: { status: 410, body: "moved away\n" } }
-- { prefix: /, domains: ["*.example.com"], cluster: web }
-"#,
+        .route(
+            Route::path("/healthz")
+                .direct_response(200, "gateway ok\n")
+                .add_response_header("x-gw", "direct"),
         )
-        .clusters_yaml(&format!(
-            "- {{ name: api, address: api.test, port: {port}, retries: 0 }}\n- {{ name: web, address: web.test, port: {port} }}\n"
-        ))
+        .route(Route::regex("/users/[0-9]+").to("api"))
+        .route(
+            Route::prefix("/api/")
+                .domains(&["api.example.com"])
+                .to("api")
+                .prefix_rewrite("/v2/")
+                .host_rewrite("api.internal")
+                .add_request_header("x-tenant", "acme")
+                .remove_request_header("x-debug")
+                .add_response_header("x-route", "api")
+                .remove_response_header("x-backend"),
+        )
+        .route(Route::prefix("/slow").to("api").timeout("300ms"))
+        .route(Route::prefix("/gone").direct_response(410, "moved away\n"))
+        .route(Route::prefix("/").domains(&["*.example.com"]).to("web"))
+        .cluster(Cluster::new("api").dns("api.test", port).retries(0))
+        .cluster(Cluster::new("web").dns("web.test", port))
         .start();
     let gw = gateway.listen_addr();
 
@@ -90,26 +102,26 @@ fn routes_rewrite_match_hosts_change_headers_and_answer_directly() {
     assert_eq!(web.hits(), 1);
 }
 
-/// Pods of `svc.test` on 127.0.8.<first>… sharing a port.
-fn pods(dns: &DnsServer, first: u8, n: u8) -> (Vec<Backend>, Vec<String>, u16) {
-    let port = free_port();
-    let ips: Vec<String> = (0..n).map(|i| format!("127.0.8.{}", first + i)).collect();
-    let pods = ips
-        .iter()
-        .map(|ip| Backend::start(ip, port, "svc"))
-        .collect();
-    let refs: Vec<&str> = ips.iter().map(String::as_str).collect();
-    dns.set_a("svc.test", &refs);
-    (pods, ips, port)
+/// `n` pod addresses: 127.0.8.<first>, 127.0.8.<first + 1>, …
+fn ips(first: u8, n: u8) -> Vec<String> {
+    (0..n).map(|i| format!("127.0.8.{}", first + i)).collect()
 }
 
-fn policy_gateway(dns: &DnsServer, port: u16, policy: &str) -> Gateway {
+/// The pods of `svc.test` (on `port`) without outlier detection, balanced by `lb_policy`.
+fn svc(port: u16, lb_policy: &str) -> Cluster {
+    Cluster::new("svc")
+        .dns("svc.test", port)
+        .refresh("300ms")
+        .outlier(Outlier::new().consecutive_failures(0))
+        .lb_policy(lb_policy)
+}
+
+/// Everything (`/`) to `cluster`, which must be named `svc`.
+fn policy_gateway(dns: &DnsServer, cluster: Cluster) -> Gateway {
     Gateway::builder()
         .nameserver(dns.addr())
-        .routes_yaml("- { prefix: /, cluster: svc }")
-        .clusters_yaml(&format!(
-            "- name: svc\n  address: svc.test\n  port: {port}\n  dns_refresh_rate: 300ms\n  outlier_detection: {{ consecutive_failures: 0 }}\n  {policy}\n"
-        ))
+        .route(Route::prefix("/").to("svc"))
+        .cluster(cluster)
         .start()
 }
 
@@ -144,13 +156,12 @@ fn slow_share(gateway: &Gateway, pods: &[Backend], clients: usize, secs: u64) ->
 
 #[test]
 fn least_request_sends_clearly_less_to_a_slow_pod_than_round_robin() {
-    let dns = DnsServer::start();
-    let (pods, _, port) = pods(&dns, 21, 3);
+    let (dns, pods, port) = support::pods("svc", &ips(21, 3));
     pods[0].set_delay(Duration::from_millis(100));
-    let rr = policy_gateway(&dns, port, "lb_policy: round_robin");
+    let rr = policy_gateway(&dns, svc(port, "round_robin"));
     let rr_share = slow_share(&rr, &pods, 6, 3);
     drop(rr);
-    let lr = policy_gateway(&dns, port, "lb_policy: least_request");
+    let lr = policy_gateway(&dns, svc(port, "least_request"));
     let lr_share = slow_share(&lr, &pods, 6, 3);
     println!(
         "least_request vs round_robin: the slow pod got {:.1}% of requests under least_request, {:.1}% under round_robin (ratio {:.2})",
@@ -181,12 +192,11 @@ fn owners(gateway: &Gateway, keys: &[String]) -> HashMap<String, String> {
 }
 
 fn consistent_hashing_survives_a_pod_leaving(policy: &str, first: u8) {
-    let dns = DnsServer::start();
-    let (_pods, ips, port) = pods(&dns, first, 10);
+    let ips = ips(first, 10);
+    let (dns, _pods, port) = support::pods("svc", &ips);
     let gateway = policy_gateway(
         &dns,
-        port,
-        &format!("lb_policy: {policy}\n  hash_policy: [ {{ header: x-user }} ]"),
+        svc(port, policy).hash_policy(&[HashKey::header("x-user")]),
     );
     let keys: Vec<String> = (0..500).map(|i| format!("user-{i}")).collect();
     let before = owners(&gateway, &keys);
@@ -210,9 +220,7 @@ fn consistent_hashing_survives_a_pod_leaving(policy: &str, first: u8) {
         .collect();
     dns.set_a("svc.test", &remaining);
     assert!(wait_until(Duration::from_secs(3), || {
-        http::get_json(gateway.admin_addr(), "/clusters")["clusters"][0]["backends"]
-            .as_array()
-            .is_some_and(|b| b.len() == 9)
+        admin::cluster(&gateway, "svc").backends.len() == 9
     }));
     let after = owners(&gateway, &keys);
     let moved: Vec<&String> = keys.iter().filter(|k| before[*k] != after[*k]).collect();
@@ -246,12 +254,10 @@ fn maglev_keeps_keys_when_a_pod_leaves() {
 
 #[test]
 fn cookie_and_source_ip_hashing_stick() {
-    let dns = DnsServer::start();
-    let (_pods, _, port) = pods(&dns, 71, 5);
+    let (dns, _pods, port) = support::pods("svc", &ips(71, 5));
     let gateway = policy_gateway(
         &dns,
-        port,
-        "lb_policy: maglev\n  hash_policy: [ { cookie: sid }, { source_ip: true } ]",
+        svc(port, "maglev").hash_policy(&[HashKey::cookie("sid"), HashKey::source_ip()]),
     );
     let mut client = Client::new(gateway.listen_addr());
     let mut served_by = |headers: &[(&str, &str)]| {

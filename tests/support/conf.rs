@@ -36,6 +36,8 @@ pub struct Cluster {
     #[serde(skip_serializing_if = "Option::is_none")]
     lb_policy: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    hash_policy: Option<Vec<HashKey>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     dns_refresh_rate: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dns_failure_refresh_rate: Option<String>,
@@ -79,6 +81,7 @@ impl Cluster {
             port: None,
             protocol: None,
             lb_policy: None,
+            hash_policy: None,
             dns_refresh_rate: None,
             dns_failure_refresh_rate: None,
             dns_min_refresh_rate: None,
@@ -119,6 +122,12 @@ impl Cluster {
     /// `lb_policy: <policy>`.
     pub fn lb_policy(mut self, policy: &str) -> Cluster {
         self.lb_policy = Some(policy.to_owned());
+        self
+    }
+
+    /// `hash_policy: [<keys>]` (for `ring_hash` and `maglev`).
+    pub fn hash_policy(mut self, keys: &[HashKey]) -> Cluster {
+        self.hash_policy = Some(keys.to_vec());
         self
     }
 
@@ -358,6 +367,42 @@ impl Outlier {
     }
 }
 
+/// One key of a cluster's `hash_policy`: `{ header: <name> }`, `{ cookie: <name> }` or
+/// `{ source_ip: true }`.
+/// (A struct, not an enum: serde_yaml would write an enum's variant as a YAML tag.)
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HashKey {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    header: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cookie: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_ip: Option<bool>,
+}
+
+impl HashKey {
+    pub fn header(name: &str) -> HashKey {
+        HashKey {
+            header: Some(name.to_owned()),
+            ..HashKey::default()
+        }
+    }
+
+    pub fn cookie(name: &str) -> HashKey {
+        HashKey {
+            cookie: Some(name.to_owned()),
+            ..HashKey::default()
+        }
+    }
+
+    pub fn source_ip() -> HashKey {
+        HashKey {
+            source_ip: Some(true),
+            ..HashKey::default()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 struct RetryBudget {
     budget_percent: u32,
@@ -394,6 +439,16 @@ pub struct Route {
     host_rewrite: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     timeout: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    request_headers_to_add: Vec<Header>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    request_headers_to_remove: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    response_headers_to_add: Vec<Header>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    response_headers_to_remove: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    direct_response: Option<DirectResponse>,
     /// Keys set raw with [`Route::key`].
     #[serde(flatten)]
     more: Mapping,
@@ -434,6 +489,11 @@ impl Route {
             prefix_rewrite: None,
             host_rewrite: None,
             timeout: None,
+            request_headers_to_add: Vec::new(),
+            request_headers_to_remove: Vec::new(),
+            response_headers_to_add: Vec::new(),
+            response_headers_to_remove: Vec::new(),
+            direct_response: None,
             more: Mapping::new(),
         }
     }
@@ -465,11 +525,66 @@ impl Route {
         self
     }
 
-    /// Any other key, its value raw YAML (e.g. `.key("direct_response", "{ status: 204 }")`).
+    /// `direct_response: { status: <status>, body: <body> }`: answered by the gateway itself.
+    pub fn direct_response(mut self, status: u16, body: &str) -> Route {
+        self.direct_response = Some(DirectResponse {
+            status,
+            body: Some(body.to_owned()),
+        });
+        self
+    }
+
+    /// One more `request_headers_to_add` entry: `{ key: <name>, value: <value> }`.
+    pub fn add_request_header(mut self, name: &str, value: &str) -> Route {
+        self.request_headers_to_add.push(Header::new(name, value));
+        self
+    }
+
+    /// One more `request_headers_to_remove` entry.
+    pub fn remove_request_header(mut self, name: &str) -> Route {
+        self.request_headers_to_remove.push(name.to_owned());
+        self
+    }
+
+    /// One more `response_headers_to_add` entry: `{ key: <name>, value: <value> }`.
+    pub fn add_response_header(mut self, name: &str, value: &str) -> Route {
+        self.response_headers_to_add.push(Header::new(name, value));
+        self
+    }
+
+    /// One more `response_headers_to_remove` entry.
+    pub fn remove_response_header(mut self, name: &str) -> Route {
+        self.response_headers_to_remove.push(name.to_owned());
+        self
+    }
+
+    /// Any other key, its value raw YAML (e.g. `.key("max_request_body_bytes", "1024")`).
     pub fn key(mut self, key: &str, yaml: &str) -> Route {
         self.more.insert(Value::from(key), raw(key, yaml));
         self
     }
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Header {
+    key: String,
+    value: String,
+}
+
+impl Header {
+    fn new(key: &str, value: &str) -> Header {
+        Header {
+            key: key.to_owned(),
+            value: value.to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct DirectResponse {
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<String>,
 }
 
 /// The items of a YAML list (`- ...` lines, flush-left), as serde_yaml writes them.

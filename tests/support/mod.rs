@@ -51,14 +51,18 @@ pub fn free_port() -> u16 {
 /// The pods of a headless service: backends on `ips` sharing one free port, each named
 /// `service` (it answers with that name), and a DNS server answering `<service>.test` with `ips`.
 /// Returns the DNS server, the backends (in the order of `ips`) and their port.
-pub fn pods(service: &str, ips: &[&str]) -> (dns::DnsServer, Vec<backend::Backend>, u16) {
+pub fn pods<S: AsRef<str>>(
+    service: &str,
+    ips: &[S],
+) -> (dns::DnsServer, Vec<backend::Backend>, u16) {
+    let ips: Vec<&str> = ips.iter().map(AsRef::as_ref).collect();
     let dns = dns::DnsServer::start();
     let port = free_port();
     let pods = ips
         .iter()
         .map(|ip| backend::Backend::start(ip, port, service))
         .collect();
-    dns.set_a(&format!("{service}.test"), ips);
+    dns.set_a(&format!("{service}.test"), &ips);
     (dns, pods, port)
 }
 
