@@ -63,7 +63,7 @@ impl Headway {
     /// Runs the gateway for `config` until it is told to stop (`opt`: pingora's command-line
     /// options: daemon, upgrade).
     pub fn run(&self, config: Config, opt: Opt) -> Result<(), String> {
-        crate::server::run(config, opt, &self.registry)
+        crate::server::run(config, opt, &self.registry, None)
     }
 
     /// The `headway` command line: reads the arguments, loads the conf (every error at once),
@@ -108,7 +108,7 @@ impl Headway {
         }
         // The conf is already loaded; pingora would warn that it ignores the path.
         opt.conf = None;
-        match self.run(config, opt) {
+        match crate::server::run(config, opt, &self.registry, Some(path.clone().into())) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("headway: {path}: {e}");

@@ -45,6 +45,9 @@ pub struct Metrics {
     /// `headway_access_log_dropped_total`: access-log lines dropped because its writer thread
     /// fell behind (see [`crate::proxy::access_log`]).
     pub access_log_dropped: IntCounter,
+    /// `headway_reloads_total{result}`: confs re-read in place (SIGHUP, `POST /reload`), by
+    /// result: `ok` (swapped in) or `error` (refused, the old conf kept serving).
+    pub reloads: IntCounterVec,
     /// `headway_parked_connections`: idle kept-alive client connections parked (see
     /// [`crate::server::client_limits`]).
     pub parked_connections: prometheus::IntGauge,
@@ -249,6 +252,12 @@ impl Metrics {
                     "headway_panics_total",
                     "Panics in the gateway's threads; each one is a bug (a request task's panic drops its client).",
                 )?,
+            )?,
+            reloads: counter_vec(
+                &r,
+                "headway_reloads_total",
+                "Confs re-read in place (SIGHUP, POST /reload), by result: ok or error.",
+                &["result"],
             )?,
             access_log_dropped: register(
                 &r,

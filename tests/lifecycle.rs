@@ -181,7 +181,7 @@ fn a_graceful_upgrade_hands_over_the_listeners_without_failing_a_request() {
 }
 
 /// `systemctl reload` and most operators send SIGHUP; its default action ended the gateway
-/// ("Hangup"). It is logged and serving goes on (reload in place: issue 16).
+/// ("Hangup"). It reloads the conf in place (tests/reload.rs) and serving goes on.
 #[test]
 fn sighup_does_not_end_the_gateway() {
     let p = pods(&["127.0.1.35"]);

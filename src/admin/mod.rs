@@ -1,8 +1,10 @@
-//! The admin listener: `/ready`, `/clusters`, `/metrics`. It reads cluster state, never writes it.
+//! The admin listener: `/ready`, `/clusters`, `/metrics` read cluster state; `POST /reload`,
+//! when the conf turns it on, re-reads the conf — the one endpoint that changes anything.
 
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::upstream::Clusters;
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
@@ -11,13 +13,20 @@ use std::sync::Arc;
 
 /// What admin reads: the clusters, the metrics and the gateway's lifecycle.
 pub struct AdminState {
-    /// Every cluster, for `/clusters`, `/metrics`' per-cluster gauges, and `/ready`.
-    pub clusters: Arc<Clusters>,
+    /// Every cluster (swapped by a reload), for `/clusters`, `/metrics`' per-cluster gauges,
+    /// and `/ready`.
+    pub clusters: Arc<ArcSwap<Clusters>>,
     /// The series `/metrics` encodes.
     pub metrics: Arc<Metrics>,
     /// Listening and draining, for `/ready`.
     pub lifecycle: Arc<Lifecycle>,
+    /// `POST /reload`: set only when `gateway.admin.reload` is on.
+    pub reload: Option<ReloadHook>,
 }
+
+/// Re-reads the conf in place: what changed, or why nothing did.
+pub type ReloadHook =
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<String, String>> + Send + Sync>;
 
 /// The admin listener's application.
 pub struct Admin {
@@ -74,7 +83,8 @@ fn ready(state: &AdminState) -> Reply {
     if state.lifecycle.is_draining() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n");
     }
-    let pending = state.clusters.pending();
+    let clusters = state.clusters.load();
+    let pending = clusters.pending();
     if !pending.is_empty() {
         text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -96,6 +106,7 @@ fn ready(state: &AdminState) -> Reply {
 fn clusters_text(state: &AdminState) -> Reply {
     let body: String = state
         .clusters
+        .load()
         .iter()
         .map(|c| c.snapshot().to_text())
         .collect();
@@ -109,7 +120,7 @@ fn clusters(state: &AdminState) -> Reply {
     struct Body {
         clusters: Vec<crate::upstream::snapshot::ClusterSnapshot>,
     }
-    let clusters = state.clusters.iter().map(|c| c.snapshot()).collect();
+    let clusters = state.clusters.load().iter().map(|c| c.snapshot()).collect();
     match serde_json::to_string_pretty(&Body { clusters }) {
         Ok(body) => Reply {
             status: StatusCode::OK,
@@ -123,7 +134,7 @@ fn clusters(state: &AdminState) -> Reply {
 /// Every series in Prometheus' text format; state-derived gauges are set at scrape time.
 fn metrics(state: &AdminState) -> Reply {
     let m = &state.metrics;
-    for cluster in state.clusters.iter() {
+    for cluster in state.clusters.load().iter() {
         let snapshot = cluster.snapshot();
         let name = [cluster.name()];
         m.backends
@@ -153,12 +164,16 @@ fn metrics(state: &AdminState) -> Reply {
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
-        let reply = handle(
-            &self.state,
-            req.method.as_str(),
-            req.uri.path(),
-            req.uri.query(),
-        );
+        let reply = match (&self.state.reload, req.method.as_str(), req.uri.path()) {
+            (Some(reload), "POST", "/reload") => match reload().await {
+                Ok(summary) => text(StatusCode::OK, format!("reloaded: {summary}\n")),
+                Err(problems) => text(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("not reloaded, the previous conf still serves:\n{problems}\n"),
+                ),
+            },
+            (_, method, path) => handle(&self.state, method, path, req.uri.query()),
+        };
         let body = reply.body.into_bytes();
         Response::builder()
             .status(reply.status)

@@ -12,6 +12,9 @@ pub const LISTEN: &str = "0.0.0.0:8000";
 pub const H2C: bool = false;
 /// `gateway.admin.listen` (Envoy: `admin.address`; loopback so it is never public by accident).
 pub const ADMIN_LISTEN: &str = "127.0.0.1:9901";
+/// `gateway.admin.reload`: `POST /reload` off (a state-changing endpoint on a port the whole
+/// cluster may reach); SIGHUP reloads whatever this says.
+pub const ADMIN_RELOAD: bool = false;
 /// `gateway.drain_time`: after SIGTERM, how long the listeners keep serving while `/ready`
 /// answers 503, so load balancers stop sending before they close (Envoy: `--drain-time-s`).
 pub const DRAIN_TIME: Duration = Duration::from_secs(2);

@@ -35,12 +35,17 @@ pub struct Admin {
     /// `admin.listen`: default `127.0.0.1:9901`; never one of the proxy's listeners (Envoy:
     /// `admin.address`).
     pub listen: SocketAddr,
+    /// `admin.reload`: whether `POST /reload` re-reads the conf in place; default `false`: a
+    /// state-changing endpoint is off unless asked for (the admin port is reachable from the
+    /// whole cluster in k8s/). SIGHUP reloads either way.
+    pub reload: bool,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAdmin {
     listen: Option<ListenAddr>,
+    reload: Option<bool>,
 }
 
 /// `ip:port`, as a listener takes it.
@@ -128,6 +133,10 @@ pub(super) fn admin(
     errors: &mut Errors,
 ) -> Option<Admin> {
     let path = "gateway.admin.listen";
+    let reload = raw
+        .as_ref()
+        .and_then(|a| a.reload)
+        .unwrap_or(defaults::ADMIN_RELOAD);
     let addr = match raw.and_then(|a| a.listen) {
         Some(ListenAddr(addr)) => addr,
         None if errors.at(path) => return None,
@@ -139,7 +148,10 @@ pub(super) fn admin(
             format!("`{addr}` clashes with a proxy listener: the admin endpoints must never be served on the public listener"),
         );
     }
-    Some(Admin { listen: addr })
+    Some(Admin {
+        listen: addr,
+        reload,
+    })
 }
 
 /// Two listeners clash when they share a port and one of them covers the other's IP.

@@ -4,6 +4,7 @@ use super::filter::Chain;
 use super::headers::RequestId;
 use super::retry::{NextAttempt, Outcome};
 use super::router::RouteMatch;
+use super::routing::Routing;
 use crate::upstream::breaker::{AttemptSlot, PendingSlot, RequestSlot, RetrySlot};
 use crate::upstream::cluster::Cluster;
 use log::warn;
@@ -14,6 +15,8 @@ use std::time::{Duration, Instant};
 /// Per-request state. The slots release the request's share of its cluster's limits when the
 /// context is dropped, whatever path the request took.
 pub struct RequestCtx {
+    /// The conf's routing the request started on (a reload does not move it).
+    pub(super) routing: Arc<Routing>,
     pub(super) started: Instant,
     pub(super) request_id: RequestId,
     pub(super) route: Option<RouteMatch>,
@@ -48,8 +51,9 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
-    pub(super) fn new() -> RequestCtx {
+    pub(super) fn new(routing: Arc<Routing>) -> RequestCtx {
         RequestCtx {
+            routing,
             started: Instant::now(),
             request_id: RequestId::default(),
             route: None,

@@ -18,6 +18,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The client's address, for the filters.
@@ -33,7 +34,7 @@ impl ProxyHttp for Proxy {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new()
+        RequestCtx::new(self.current.load_full())
     }
 
     async fn early_request_filter(
@@ -43,7 +44,7 @@ impl ProxyHttp for Proxy {
     ) -> Result<()> {
         crate::connection::mark_headers_read(session.as_downstream());
         // Limits first: they judge what the client sent, not the id added below.
-        let limits = check_limits(session.req_header(), &self.0.limits);
+        let limits = check_limits(session.req_header(), &ctx.routing.limits);
         let normalized = if limits.is_ok() && !session.is_http2() {
             normalize_http1(session.req_header_mut())
         } else {
@@ -55,7 +56,7 @@ impl ProxyHttp for Proxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        if is_self_check(session.req_header(), &self.0.self_check) {
+        if is_self_check(session.req_header(), &self.self_check) {
             ctx.self_check = true;
             let mut resp = ResponseHeader::build(204, Some(1))?;
             resp.insert_header("content-length", "0")?;
@@ -68,17 +69,18 @@ impl ProxyHttp for Proxy {
             .get(http::header::HOST)
             .map(|h| h.as_bytes())
             .or_else(|| req.uri.authority().map(|a| a.as_str().as_bytes()));
-        let matched = self.0.router.route(host, req.uri.path().as_bytes());
+        let routing = Arc::clone(&ctx.routing);
+        let matched = routing.router.route(host, req.uri.path().as_bytes());
         let Some(matched) = matched else {
             let body = format!("no route for {}\n", session.req_header().uri.path());
             respond(session, 404, &body, &ctx.request_id).await?;
             return Ok(true);
         };
         ctx.route = Some(matched);
-        let Some(route) = self.0.router.get(matched.route) else {
+        let Some(route) = routing.router.get(matched.route) else {
             return Err(Error::explain(ErrorType::InternalError, "route vanished"));
         };
-        ctx.filters = self.0.filters.get(matched.route).cloned().flatten();
+        ctx.filters = routing.filters.get(matched.route).cloned().flatten();
         if let Some(chain) = &ctx.filters {
             let client = client_ip(session);
             let mut cx = Context {
@@ -97,7 +99,7 @@ impl ProxyHttp for Proxy {
         }
         let Some(cluster) = matched
             .cluster
-            .and_then(|c| self.0.clusters.get(c))
+            .and_then(|c| routing.clusters.get(c))
             .cloned()
         else {
             return Err(Error::explain(
@@ -257,8 +259,8 @@ impl ProxyHttp for Proxy {
         if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
             // Only a trusted proxy's X-Forwarded-For is kept: anyone else could claim any
             // address, so theirs is replaced by the address we saw.
-            let trusted = self
-                .0
+            let trusted = ctx
+                .routing
                 .trusted_proxies
                 .iter()
                 .any(|c| c.contains(client.ip()));
@@ -337,7 +339,7 @@ impl ProxyHttp for Proxy {
             };
             chain.on_response(upstream_response, &mut cx)?;
         }
-        if self.0.lifecycle.is_draining() {
+        if self.lifecycle.is_draining() {
             // Clients reconnect, and find a gateway that is not going away.
             session.set_keepalive(None);
         }

@@ -11,6 +11,7 @@ use pingora::{Error, ErrorType};
 impl Proxy {
     /// Counts the request, observes its latencies and writes its access-log line.
     pub(super) fn record(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let routing = std::sync::Arc::clone(&ctx.routing);
         ctx.pending = None;
         ctx.attempt = None;
         if ctx.self_check {
@@ -19,8 +20,8 @@ impl Proxy {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.started.elapsed();
         let route_metrics = match ctx.route {
-            Some(m) => self.0.route_metrics.get(m.route),
-            None => Some(&self.0.unrouted),
+            Some(m) => routing.route_metrics.get(m.route),
+            None => Some(&routing.unrouted),
         };
         if let Some(counters) = route_metrics {
             counters.count(status);
@@ -42,7 +43,7 @@ impl Proxy {
             }
         }
 
-        if !self.0.access_log.enabled() {
+        if !routing.access_log.enabled() {
             return;
         }
         let req = session.req_header();
@@ -61,7 +62,7 @@ impl Proxy {
             (ErrorType::HTTPStatus(_), Some(why)) => why.as_str().to_owned(),
             _ => e.etype().as_str().to_owned(),
         });
-        self.0.access_log.write(&Entry {
+        routing.access_log.write(&Entry {
             client: &client,
             method: req.method.as_str(),
             path: req.uri.path(),

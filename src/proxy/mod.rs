@@ -16,16 +16,19 @@ mod http1;
 mod logging;
 mod retry;
 pub mod router;
+mod routing;
 
 pub use context::RequestCtx;
 
-use crate::config::{Cidr, Gateway as GatewayConfig, RequestLimits};
+use crate::config::Gateway as GatewayConfig;
 use crate::lifecycle::Lifecycle;
-use crate::metrics::{Metrics, RouteMetrics};
+use crate::metrics::Metrics;
 use crate::upstream::Clusters;
-use access_log::{AccessLog, Entry};
-use filter::{Chain, Registry};
-use router::Router;
+use access_log::Entry;
+use arc_swap::ArcSwap;
+use filter::Registry;
+pub use routing::filter_chains;
+use routing::Routing;
 use std::sync::Arc;
 
 /// The path of the listener self-check (see [`Proxy::self_check_token`]).
@@ -34,26 +37,15 @@ pub const SELF_CHECK_PATH: &str = "/.well-known/headway/self-check";
 pub const SELF_CHECK_HEADER: &str = "x-headway-self-check";
 
 /// The gateway's `ProxyHttp`. Cheap to clone: the listener keeps one for the answers pingora
-/// gives before the proxy's hooks run.
+/// gives before the proxy's hooks run, the reloader one to swap its routing.
 #[derive(Clone)]
-pub struct Proxy(Arc<Inner>);
-
-struct Inner {
-    clusters: Arc<Clusters>,
-    router: Router,
-    /// Each route's filters, in the router's order; None for a route without any.
-    filters: Vec<Option<Chain>>,
-    /// Request counters per route, in the router's order.
-    route_metrics: Vec<RouteMetrics>,
-    /// Request counters of requests that matched no route.
-    unrouted: RouteMetrics,
-    access_log: AccessLog,
-    limits: RequestLimits,
-    trusted_proxies: Vec<Cidr>,
+pub struct Proxy {
+    /// The routing requests start on now; each request keeps the one it started on.
+    current: Arc<ArcSwap<Routing>>,
     lifecycle: Arc<Lifecycle>,
     /// A per-process secret: the proxy answers a request carrying it with 204, so the
     /// listener check knows it reached this process and not another one on the same port.
-    self_check: String,
+    self_check: Arc<str>,
 }
 
 impl Proxy {
@@ -66,52 +58,46 @@ impl Proxy {
         registry: &Registry,
         lifecycle: Arc<Lifecycle>,
     ) -> Result<Proxy, Vec<String>> {
-        let filters = filter_chains(config, registry)?;
-        let router = Router::new(&config.routes, |name| {
-            config.clusters.iter().position(|c| c.name == name)
-        });
-        let route_metrics = (0..router.len())
-            .map(|i| {
-                let cluster = router
-                    .cluster_of(i)
-                    .and_then(|c| clusters.get(c))
-                    .map_or("direct", |c| c.name());
-                metrics.route(cluster, &router.describe(i))
-            })
-            .collect();
-        let unrouted = metrics.route("none", "none");
-        let access_log = AccessLog::open(&config.access_log)
-            .map_err(|e| vec![e])?
-            .counting_drops_in(metrics.access_log_dropped.clone());
-        Ok(Proxy(Arc::new(Inner {
-            clusters,
-            router,
-            filters,
-            route_metrics,
-            unrouted,
-            access_log,
-            limits: config.limits,
-            trusted_proxies: config.trusted_proxies.clone(),
+        let routing = Routing::new(config, clusters, metrics, registry, None)?;
+        Ok(Proxy {
+            current: Arc::new(ArcSwap::from_pointee(routing)),
             lifecycle,
-            self_check: format!("{:032x}", fastrand::u128(..)),
-        })))
+            self_check: format!("{:032x}", fastrand::u128(..)).into(),
+        })
+    }
+
+    /// Builds the routing of `config` over `clusters` (keeping the access log when its conf is
+    /// unchanged) and makes it the one new requests start on; requests already started finish
+    /// on theirs. Nothing changes when it fails: every problem, each with its path.
+    pub fn reload(
+        &self,
+        config: &GatewayConfig,
+        clusters: Arc<Clusters>,
+        metrics: &Metrics,
+        registry: &Registry,
+    ) -> Result<(), Vec<String>> {
+        let old = self.current.load_full();
+        let routing = Routing::new(config, clusters, metrics, registry, Some(&old))?;
+        self.current.store(Arc::new(routing));
+        Ok(())
     }
 
     /// The token of the listener self-check: a request to [`SELF_CHECK_PATH`] with it in
     /// [`SELF_CHECK_HEADER`] gets 204 from this process only.
     pub fn self_check_token(&self) -> &str {
-        &self.0.self_check
+        &self.self_check
     }
 
     /// Logs and counts an answer given before the proxy's hooks ran (pingora's parser 400, the
     /// listener's 408): no route, method or path is known for it.
     pub fn log_own_answer(&self, status: u16, client: Option<std::net::IpAddr>, why: &str) {
-        self.0.unrouted.count(status);
-        if !self.0.access_log.enabled() {
+        let routing = self.current.load();
+        routing.unrouted.count(status);
+        if !routing.access_log.enabled() {
             return;
         }
         let client = client.map_or_else(|| "-".to_owned(), |ip| ip.to_string());
-        self.0.access_log.write(&Entry {
+        routing.access_log.write(&Entry {
             client: &client,
             method: "-",
             path: "-",
@@ -126,25 +112,5 @@ impl Proxy {
             bytes_sent: 0,
             error: Some(why),
         });
-    }
-}
-
-/// Every route's filters (None for a route without any), or every error of every route.
-pub fn filter_chains(
-    config: &GatewayConfig,
-    registry: &Registry,
-) -> Result<Vec<Option<Chain>>, Vec<String>> {
-    let mut chains = Vec::with_capacity(config.routes.len());
-    let mut errors = Vec::new();
-    for route in &config.routes {
-        match filter::chain(registry, route) {
-            Ok(chain) => chains.push((!chain.is_empty()).then_some(chain)),
-            Err(e) => errors.extend(e),
-        }
-    }
-    if errors.is_empty() {
-        Ok(chains)
-    } else {
-        Err(errors)
     }
 }

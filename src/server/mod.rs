@@ -4,16 +4,18 @@
 pub mod client_limits;
 pub mod preflight;
 pub mod readiness;
+pub mod reload;
 pub mod signals;
 pub mod socket;
 
-use crate::admin::{Admin, AdminState};
+use crate::admin::{Admin, AdminState, ReloadHook};
 use crate::config::Config;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::proxy::filter::Registry;
 use crate::proxy::Proxy;
 use crate::upstream::Clusters;
+use arc_swap::ArcSwap;
 use client_limits::ClientLimits;
 use log::info;
 use pingora::apps::http_app::HttpServer;
@@ -26,6 +28,7 @@ use pingora::server::{RunArgs, Server};
 use pingora::services::background::GenBackgroundService;
 use pingora::services::listening::Service;
 use readiness::ClusterSupervisor;
+use reload::Reloader;
 use signals::SignalWatch;
 use socket::Parking;
 use std::sync::Arc;
@@ -62,7 +65,15 @@ fn raise_open_files_limit() -> u64 {
 
 /// Builds the pingora server for `config`, with the filters `registry` names, and runs it
 /// until it is told to stop.
-pub fn run(config: Config, opt: Opt, registry: &Registry) -> Result<(), String> {
+///
+/// `path` is the conf file `config` was read from: SIGHUP (and `POST /reload` when
+/// `admin.reload` is on) read it again; without one, they say there is nothing to read.
+pub fn run(
+    config: Config,
+    opt: Opt,
+    registry: &Registry,
+    path: Option<std::path::PathBuf>,
+) -> Result<(), String> {
     if !opt.upgrade {
         // pingora would retry a taken port for ~30 s, then run on without that listener.
         let mut addrs: Vec<(String, std::net::SocketAddr)> = config
@@ -83,6 +94,8 @@ pub fn run(config: Config, opt: Opt, registry: &Registry) -> Result<(), String> 
     metrics.count_panics();
     let lifecycle = Arc::new(Lifecycle::default());
     let clusters = Arc::new(Clusters::build(&config.gateway, &metrics)?);
+    let cluster_set = Arc::new(ArcSwap::from(clusters.clone()));
+    let (start, added) = tokio::sync::mpsc::unbounded_channel();
     let proxy = Proxy::new(
         &config.gateway,
         clusters.clone(),
@@ -96,6 +109,8 @@ pub fn run(config: Config, opt: Opt, registry: &Registry) -> Result<(), String> 
         .parking_budget
         .set(i64::try_from(parking.budget()).unwrap_or(i64::MAX));
     let upgrade_sock = config.server.upgrade_sock.clone();
+    let fixed = reload::fixed_part(&config);
+    let admin_reload = config.gateway.admin.reload;
     let mut server = Server::new_with_opt_and_conf(opt, config.server);
     server.bootstrap();
 
@@ -111,10 +126,12 @@ pub fn run(config: Config, opt: Opt, registry: &Registry) -> Result<(), String> 
                 .map(|l| (l.addr, l.tls.is_some()))
                 .collect(),
             self_check: proxy.self_check_token().to_owned(),
+            added: std::sync::Mutex::new(Some(added)),
         }),
     );
     let supervisor = server.add_service(supervisor);
 
+    let proxy_handle = proxy.clone();
     let mut proxy_app = pingora::proxy::http_proxy(&server.configuration, proxy.clone());
     let mut options = HttpServerOptions::default();
     options.h2c = config.gateway.h2c;
@@ -158,10 +175,29 @@ pub fn run(config: Config, opt: Opt, registry: &Registry) -> Result<(), String> 
     let proxy = server.add_service(proxy);
     proxy.add_dependency(&supervisor);
 
+    let reloader = Arc::new(Reloader {
+        path,
+        registry: registry.clone(),
+        metrics: metrics.clone(),
+        proxy: proxy_handle,
+        clusters: cluster_set.clone(),
+        start,
+        fixed,
+        running: tokio::sync::Mutex::new(()),
+    });
+
     let mut admin = Service::new(
         "headway admin".to_owned(),
         HttpServer::new_app(Admin::new(AdminState {
-            clusters,
+            clusters: cluster_set.clone(),
+            reload: admin_reload.then(|| {
+                let reloader = reloader.clone();
+                let hook: ReloadHook = Arc::new(move || {
+                    let reloader = reloader.clone();
+                    Box::pin(async move { reloader.reload("POST /reload").await })
+                });
+                hook
+            }),
             metrics,
             lifecycle: lifecycle.clone(),
         })),
@@ -181,6 +217,7 @@ pub fn run(config: Config, opt: Opt, registry: &Registry) -> Result<(), String> 
         config.gateway.admin.listen
     );
     let signals = SignalWatch {
+        reloader,
         lifecycle,
         drain_time: config.gateway.drain_time,
         upgrade_sock: upgrade_sock.into(),

@@ -3,6 +3,7 @@
 
 use crate::lifecycle::Lifecycle;
 use crate::proxy::{SELF_CHECK_HEADER, SELF_CHECK_PATH};
+use crate::upstream::cluster::Cluster;
 use crate::upstream::Clusters;
 use async_trait::async_trait;
 use log::info;
@@ -24,6 +25,8 @@ pub struct ClusterSupervisor {
     pub listen: Vec<(SocketAddr, bool)>,
     /// The proxy's self-check token.
     pub self_check: String,
+    /// Clusters a reload added, to run beside the others.
+    pub added: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Arc<Cluster>>>>,
 }
 
 impl ClusterSupervisor {
@@ -118,6 +121,27 @@ impl BackgroundService for ClusterSupervisor {
             }
             self.wait_for_listeners().await;
         };
-        tokio::join!(futures::future::join_all(runs), drain, listeners);
+        // Clusters a reload adds run here too, for as long as the server does.
+        let added = crate::lock(&self.added).take();
+        let more = async {
+            let Some(mut added) = added else {
+                return;
+            };
+            let mut running = futures::stream::FuturesUnordered::new();
+            loop {
+                tokio::select! {
+                    cluster = added.recv() => match cluster {
+                        Some(cluster) => {
+                            let shutdown = shutdown.clone();
+                            running.push(async move { cluster.run(shutdown, || {}).await });
+                        }
+                        None => break,
+                    },
+                    Some(()) = futures::StreamExt::next(&mut running), if !running.is_empty() => {}
+                }
+            }
+            while futures::StreamExt::next(&mut running).await.is_some() {}
+        };
+        tokio::join!(futures::future::join_all(runs), drain, listeners, more);
     }
 }

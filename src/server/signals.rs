@@ -9,9 +9,10 @@
 //!   process waits (its conf was bad, it was never started), SIGQUIT is refused and this process
 //!   keeps serving — pingora alone would stop serving with nobody to take over.
 //! - SIGINT: fast shutdown.
-//! - SIGHUP: logged and ignored (its default action would end the process); the conf is not
-//!   re-read: the process hand-over above applies a new one.
+//! - SIGHUP: reload in place (`reload.rs`): the conf file is read again and swapped in, or
+//!   refused whole with every error logged.
 
+use super::reload::Reloader;
 use crate::lifecycle::Lifecycle;
 use async_trait::async_trait;
 use log::{error, info};
@@ -24,6 +25,8 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// The server's shutdown-signal watch: SIGTERM, SIGQUIT and SIGINT as the module doc says.
 pub struct SignalWatch {
+    /// SIGHUP re-reads the conf with it.
+    pub reloader: Arc<Reloader>,
     /// Marked draining on SIGTERM and on an accepted SIGQUIT, so `/ready` answers 503 and
     /// responses ask clients to close their connections.
     pub lifecycle: Arc<Lifecycle>,
@@ -63,14 +66,13 @@ impl ShutdownSignalWatch for SignalWatch {
         let mut quit = listen(SignalKind::quit(), "SIGQUIT");
         let mut term = listen(SignalKind::terminate(), "SIGTERM");
         let mut int = listen(SignalKind::interrupt(), "SIGINT");
-        // SIGHUP's default action ends the process: what `systemctl reload` sends must not.
+        // SIGHUP re-reads the conf (its default action would end the process).
         let mut hup = listen(SignalKind::hangup(), "SIGHUP");
         loop {
             tokio::select! {
                 _ = next(&mut hup) => {
-                    error!(
-                        "SIGHUP: reloading the conf in place is not supported yet: still serving the conf loaded at start; to apply a new conf, start `headway -u -c <conf>` and send this process SIGQUIT"
-                    );
+                    // Logged and counted by the reloader, whatever the outcome.
+                    let _ = self.reloader.reload("SIGHUP").await;
                 }
                 _ = next(&mut quit) => {
                     if self.successor_waiting() {

@@ -23,7 +23,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Instant;
 use tokio::sync::Notify;
 
 /// Lets the load balancer own a discovery that the cluster also reads for `/clusters`.
@@ -52,9 +51,13 @@ pub struct Cluster {
     /// None for an IP-literal address: its one backend is fixed.
     pub(super) dns: Option<Arc<DnsDiscovery>>,
     /// The first discovery (and, with health checks, the first round of probes) has run.
-    ready: AtomicBool,
+    pub(super) ready: AtomicBool,
     /// Wakes the probe loop when discovery finds new addresses, so they enter rotation fast.
-    probe_now: Notify,
+    pub(super) probe_now: Notify,
+    /// Its conf and the resolver's, as `Clusters::rebuild` compares them.
+    conf_key: std::sync::OnceLock<String>,
+    /// Flipped when a reload removes the cluster: its discovery and probes stop.
+    pub(super) retired: tokio::sync::watch::Sender<bool>,
 }
 
 impl Cluster {
@@ -118,7 +121,19 @@ impl Cluster {
             dns,
             ready: AtomicBool::new(false),
             probe_now: Notify::new(),
+            retired: tokio::sync::watch::channel(false).0,
+            conf_key: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Records what the cluster was built from (see `Clusters::rebuild`).
+    pub(super) fn set_conf_key(&self, key: String) {
+        let _ = self.conf_key.set(key);
+    }
+
+    /// Whether the cluster was built from this conf.
+    pub(super) fn same_conf(&self, key: &str) -> bool {
+        self.conf_key.get().is_some_and(|k| k == key)
     }
 
     /// The cluster's name, as routes name it.
@@ -319,7 +334,7 @@ impl Cluster {
     /// traffic goes to all of them rather than to the few left or to none. Backends that never
     /// passed a probe stay out: they may not be listening yet.
     /// Returns whether the cluster is now in panic mode.
-    fn update_panic(&self) -> bool {
+    pub(super) fn update_panic(&self) -> bool {
         let threshold = self.config.healthy_panic_threshold as usize;
         let backends = self.balancer.backends();
         let table = self.table.map.load();
@@ -357,78 +372,6 @@ impl Cluster {
         }
         self.metrics.panic.set(i64::from(panic));
         panic
-    }
-
-    /// One discovery round. Returns whether new addresses appeared.
-    async fn refresh(&self) -> bool {
-        if let Err(e) = self.balancer.update().await {
-            // DnsDiscovery has logged and counted it; the last known backends stay.
-            log::debug!("cluster={} discovery failed: {e}", self.config.name);
-        }
-        let current = self.balancer.backends().get_backend();
-        let added = self
-            .table
-            .sync(current.iter().filter_map(|b| b.addr.as_inet().copied()));
-        self.update_panic();
-        added
-    }
-
-    async fn probe(&self) {
-        self.balancer.backends().run_health_check(true).await;
-        self.update_panic();
-    }
-
-    /// Runs discovery and probes until `shutdown` flips. Calls `on_ready` once the first round is
-    /// done, whatever its outcome, so a DNS outage at start-up does not keep the gateway closed.
-    pub async fn run(
-        &self,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
-        on_ready: impl FnOnce(),
-    ) {
-        self.refresh().await;
-        if self.config.health_check.is_some() {
-            self.probe().await;
-        }
-        self.ready.store(true, Relaxed);
-        on_ready();
-
-        let discovery = async {
-            let Some(dns) = &self.dns else {
-                return std::future::pending::<()>().await;
-            };
-            loop {
-                let delay = dns.next_refresh_delay();
-                dns.set_next_refresh(Instant::now() + delay);
-                tokio::time::sleep(delay).await;
-                if self.refresh().await {
-                    self.probe_now.notify_one();
-                }
-            }
-        };
-        let probes = async {
-            let Some(hc) = &self.config.health_check else {
-                return std::future::pending::<()>().await;
-            };
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(hc.interval) => {}
-                    _ = self.probe_now.notified() => {}
-                }
-                self.probe().await;
-            }
-        };
-        let stopped = async {
-            while !*shutdown.borrow() {
-                if shutdown.changed().await.is_err() {
-                    // The server is gone without a shutdown signal: keep serving what we have.
-                    std::future::pending::<()>().await;
-                }
-            }
-        };
-        tokio::select! {
-            _ = async { tokio::join!(discovery, probes) } => {}
-            _ = stopped => {}
-        }
     }
 }
 

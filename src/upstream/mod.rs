@@ -4,6 +4,7 @@ pub mod backends;
 pub mod breaker;
 pub mod cluster;
 pub mod discovery;
+mod driver;
 pub mod health;
 pub mod lb;
 pub mod outlier;
@@ -16,6 +17,16 @@ use cluster::Cluster;
 use resolver::build_resolver;
 use std::sync::Arc;
 
+/// What [`Clusters::rebuild`] made of a new conf.
+pub struct Rebuilt {
+    /// The new set, in the conf's order.
+    pub clusters: Clusters,
+    /// Clusters made for it: to start (they have run no discovery yet).
+    pub added: Vec<Arc<Cluster>>,
+    /// Clusters it no longer has: to retire.
+    pub removed: Vec<Arc<Cluster>>,
+}
+
 /// Every cluster of the conf, in its order (routes refer to them by index).
 pub struct Clusters(Vec<Arc<Cluster>>);
 
@@ -23,23 +34,66 @@ impl Clusters {
     /// Builds every cluster and its resolver. Fails on what the conf cannot express, such as a
     /// missing resolv.conf when no nameservers are configured.
     pub fn build(config: &GatewayConfig, metrics: &Metrics) -> Result<Clusters, String> {
-        let mut clusters = Vec::with_capacity(config.clusters.len());
-        for c in &config.clusters {
-            let resolver = match c.address {
-                Address::Name(_) => Some(
-                    build_resolver(&config.resolver, c.dns.lookup_family)
-                        .map_err(|e| format!("gateway.resolver: {e}"))?,
-                ),
-                Address::Ip(_) => None,
-            };
-            let cluster_metrics = metrics.cluster(&c.name);
-            clusters.push(Arc::new(Cluster::new(
-                c.clone(),
-                resolver,
-                cluster_metrics,
-            )?));
-        }
+        let clusters = config
+            .clusters
+            .iter()
+            .map(|c| Clusters::build_one(config, c, metrics))
+            .collect::<Result<_, _>>()?;
         Ok(Clusters(clusters))
+    }
+
+    fn build_one(
+        config: &GatewayConfig,
+        c: &crate::config::ClusterConfig,
+        metrics: &Metrics,
+    ) -> Result<Arc<Cluster>, String> {
+        let resolver = match c.address {
+            Address::Name(_) => Some(
+                build_resolver(&config.resolver, c.dns.lookup_family)
+                    .map_err(|e| format!("gateway.resolver: {e}"))?,
+            ),
+            Address::Ip(_) => None,
+        };
+        let cluster = Cluster::new(c.clone(), resolver, metrics.cluster(&c.name))?;
+        cluster.set_conf_key(format!("{c:?} {:?}", config.resolver));
+        Ok(Arc::new(cluster))
+    }
+
+    /// The clusters of `config`, keeping each of these whose conf (and the resolver's) did not
+    /// change: its backends, health, ejections and counters stay. Returns the new set, the
+    /// clusters made for it (to start: they have run no discovery yet) and those it no longer
+    /// has (to retire once requests on them end).
+    pub fn rebuild(&self, config: &GatewayConfig, metrics: &Metrics) -> Result<Rebuilt, String> {
+        // The conf types hold durations, addresses and names only: their Debug form is a
+        // faithful key for "unchanged".
+        let key = |c: &crate::config::ClusterConfig| format!("{c:?} {:?}", config.resolver);
+        let mut kept = Vec::with_capacity(config.clusters.len());
+        let mut added = Vec::new();
+        for c in &config.clusters {
+            let same = self
+                .0
+                .iter()
+                .find(|old| old.config.name == c.name && old.same_conf(&key(c)));
+            match same {
+                Some(old) => kept.push(old.clone()),
+                None => {
+                    let fresh = Clusters::build_one(config, c, metrics)?;
+                    added.push(fresh.clone());
+                    kept.push(fresh);
+                }
+            }
+        }
+        let removed = self
+            .0
+            .iter()
+            .filter(|old| !kept.iter().any(|k| Arc::ptr_eq(k, old)))
+            .cloned()
+            .collect();
+        Ok(Rebuilt {
+            clusters: Clusters(kept),
+            added,
+            removed,
+        })
     }
 
     /// The cluster at `index` in the conf's order.

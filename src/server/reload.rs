@@ -1,0 +1,147 @@
+//! Reload in place (SIGHUP, `POST /reload`): the conf file is read again; a conf that fails
+//! changes nothing, a valid one is swapped in while requests already routed finish on theirs.
+//!
+//! Clusters whose conf did not change keep their backends, health, ejections and pooled
+//! connections; a new cluster is started and waited for (its first discovery and probes) before
+//! any route sends to it; a removed one stops discovering and probing. Listeners, the admin
+//! listener, pingora's keys (threads, …) and the client timeouts cannot change in place: the log
+//! and the answer say so, and the process hand-over (`headway -u`, SIGQUIT) applies them.
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::proxy::filter::Registry;
+use crate::proxy::Proxy;
+use crate::upstream::cluster::Cluster;
+use crate::upstream::{Clusters, Rebuilt};
+use arc_swap::ArcSwap;
+use log::{error, info, warn};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// How long a reload waits for a new cluster's first discovery and probes.
+const NEW_CLUSTER_WAIT: Duration = Duration::from_secs(10);
+
+/// Re-reads the conf file and swaps what can be swapped.
+pub struct Reloader {
+    /// The conf file; None when the gateway was given a `Config` by a program, not a file.
+    pub path: Option<PathBuf>,
+    /// The filters routes may name.
+    pub registry: Registry,
+    /// Where `headway_reloads_total` is counted, and new series are made.
+    pub metrics: Arc<Metrics>,
+    /// The proxy whose routing is swapped.
+    pub proxy: Proxy,
+    /// The clusters admin shows (swapped with the proxy's).
+    pub clusters: Arc<ArcSwap<Clusters>>,
+    /// Starts a new cluster's discovery and probes.
+    pub start: UnboundedSender<Arc<Cluster>>,
+    /// What cannot change in place, as the running process was started with.
+    pub fixed: String,
+    /// One reload at a time.
+    pub running: tokio::sync::Mutex<()>,
+}
+
+/// What cannot change in place: the listeners, the admin listener, the client timeouts,
+/// pingora's keys.
+pub fn fixed_part(config: &Config) -> String {
+    let g = &config.gateway;
+    format!(
+        "listen {:?}\nh2c {}\nadmin.listen {}\nrequest_headers_timeout {:?}\nidle_timeout {:?}\ndrain_time {:?}\nthreads {}\nwork_stealing {}\nupgrade_sock {}\npid_file {}",
+        g.listen,
+        g.h2c,
+        g.admin.listen,
+        g.request_headers_timeout,
+        g.idle_timeout,
+        g.drain_time,
+        config.server.threads,
+        config.server.work_stealing,
+        config.server.upgrade_sock,
+        config.server.pid_file,
+    )
+}
+
+impl Reloader {
+    /// Reads the conf again and swaps it in. `Ok`: what changed (and what could not); `Err`:
+    /// why nothing did, every problem with its path. Both are logged and counted.
+    pub async fn reload(&self, why: &str) -> Result<String, String> {
+        let _one = self.running.lock().await;
+        let outcome = self.reload_now().await;
+        match &outcome {
+            Ok(summary) => {
+                self.metrics.reloads.with_label_values(&["ok"]).inc();
+                info!("{why}: conf reloaded: {summary}");
+            }
+            Err(problems) => {
+                self.metrics.reloads.with_label_values(&["error"]).inc();
+                for line in problems.lines() {
+                    error!("{why}: conf not reloaded, still serving the previous one: {line}");
+                }
+            }
+        }
+        outcome
+    }
+
+    async fn reload_now(&self) -> Result<String, String> {
+        let Some(path) = &self.path else {
+            return Err("no conf file to read: this gateway was started from a Config".into());
+        };
+        let config = Config::load(path).map_err(|e| e.to_string().trim_end().to_owned())?;
+        crate::proxy::filter_chains(&config.gateway, &self.registry).map_err(|e| e.join("\n"))?;
+        let current = self.clusters.load_full();
+        let Rebuilt {
+            clusters,
+            added,
+            removed,
+        } = current.rebuild(&config.gateway, &self.metrics)?;
+        for cluster in &added {
+            // The supervisor runs it; it has gone only when the server is stopping.
+            let _ = self.start.send(cluster.clone());
+        }
+        let deadline = Instant::now() + NEW_CLUSTER_WAIT;
+        while added.iter().any(|c| !c.is_ready()) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Some(slow) = added.iter().find(|c| !c.is_ready()) {
+            warn!(
+                "reload: cluster={} has not finished its first discovery after {NEW_CLUSTER_WAIT:?}: swapping in anyway",
+                slow.name()
+            );
+        }
+        let clusters = Arc::new(clusters);
+        if let Err(problems) = self.proxy.reload(
+            &config.gateway,
+            clusters.clone(),
+            &self.metrics,
+            &self.registry,
+        ) {
+            added.iter().for_each(|c| c.retire());
+            return Err(problems.join("\n"));
+        }
+        self.clusters.store(clusters.clone());
+        removed.iter().for_each(|c| c.retire());
+        let mut summary = format!(
+            "{} route(s), {} cluster(s): {} kept, {} new, {} removed",
+            config.gateway.routes.len(),
+            clusters.len(),
+            clusters.len() - added.len(),
+            added.len(),
+            removed.len()
+        );
+        let fixed = fixed_part(&config);
+        if fixed != self.fixed {
+            let changed: Vec<&str> = fixed
+                .lines()
+                .zip(self.fixed.lines())
+                .filter(|(new, old)| new != old)
+                .filter_map(|(new, _)| new.split(' ').next())
+                .collect();
+            summary.push_str(&format!(
+                "; not applied in place (start `headway -u -c <conf>` and send SIGQUIT for them): {}",
+                changed.join(", ")
+            ));
+        }
+        Ok(summary)
+    }
+}
