@@ -33,7 +33,9 @@ use std::sync::{Arc, Barrier, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use support::admin;
 use support::backend::{Backend, Close, Fault};
+use support::conf::{Cluster, HealthCheck, Route};
 use support::dns::DnsServer;
 use support::gateway::{Gateway, GatewayBuilder};
 use support::nginx::{self, Nginx};
@@ -384,20 +386,30 @@ fn control(addr: SocketAddr, clients: usize, total: u64) -> Tally {
 // The gateway, and what its log and metrics say.
 // ---------------------------------------------------------------------------------------------
 
-/// One cluster `pods` (`pods.test`, found by DNS) behind `/`; `extra` is more cluster keys,
-/// indented two spaces.
-fn gateway(dns: &DnsServer, port: u16, extra: &str) -> GatewayBuilder {
+/// The cluster `pods`: the pods of `pods.test`, found by DNS every second, 2 retries.
+fn pods_cluster(port: u16) -> Cluster {
+    Cluster::new("pods")
+        .dns("pods.test", port)
+        .refresh("1s")
+        .connect_timeout("250ms")
+        .retries(2)
+}
+
+/// Everything (`/`) to `cluster`, which must be named `pods`.
+fn gateway(dns: &DnsServer, cluster: Cluster) -> GatewayBuilder {
     Gateway::builder()
         .nameserver(dns.addr())
-        .routes_yaml("- { prefix: /, cluster: pods }")
-        .clusters_yaml(&format!(
-            "- name: pods\n  address: pods.test\n  port: {port}\n  dns_refresh_rate: 1s\n  connect_timeout: 250ms\n  retries: 2\n{extra}"
-        ))
+        .route(Route::prefix("/").to("pods"))
+        .cluster(cluster)
 }
 
 /// Health checks as the brief's pods have them: every second.
-const HEALTH_1S: &str =
-    "  health_check: { type: http, interval: 1s, timeout: 500ms, unhealthy_threshold: 2 }\n";
+fn health_1s() -> HealthCheck {
+    HealthCheck::http()
+        .interval("1s")
+        .timeout("500ms")
+        .unhealthy_threshold(2)
+}
 
 /// Lines of the gateway's log worth reporting: panics, exhausted retry budgets, and the
 /// gateway's own 5xx answers. Counts and a sample of each.
@@ -449,12 +461,9 @@ fn assert_gateway_sound(gw: &mut Gateway) {
 
 /// What `/clusters` says of backend `addr`'s health (`None`: not listed).
 fn backend_healthy(gw: &Gateway, addr: SocketAddr) -> Option<bool> {
-    let clusters = http::get_json(gw.admin_addr(), "/clusters");
-    clusters["clusters"][0]["backends"]
-        .as_array()?
-        .iter()
-        .find(|b| b["address"] == addr.to_string())?["healthy"]
-        .as_bool()
+    admin::cluster(gw, "pods")
+        .backend(&addr.to_string())
+        .map(|b| b.healthy)
 }
 
 /// Brings a killed pod back as a kubelet would, once probes have seen it down (a restart
@@ -520,14 +529,16 @@ fn one_of_three_nginx_pods_dies_under_load(test: &str, ips: [&str; 3], death: De
     let port = free_port();
     let mut pods: Vec<Nginx> = ips.iter().map(|ip| Nginx::start(ip, port)).collect();
     dns.set_a("pods.test", &ips);
-    let extra = match death {
+    let cluster = match death {
         // Within one per-try timeout nearly every client lands on the hung pod, so nearly all
         // need a failover at once: beyond any retry budget, which is why failover away from a
         // pod that fails alone is not rationed by it (the default budget refused 7 of ~5,800).
-        Death::Hang => format!("  per_try_timeout: 500ms\n{HEALTH_1S}"),
-        Death::Term | Death::Kill => HEALTH_1S.to_string(),
+        Death::Hang => pods_cluster(port)
+            .per_try_timeout("500ms")
+            .health_check(health_1s()),
+        Death::Term | Death::Kill => pods_cluster(port).health_check(health_1s()),
     };
-    let mut gw = gateway(&dns, port, &extra).start();
+    let mut gw = gateway(&dns, cluster).start();
 
     let stop = Arc::new(AtomicBool::new(false));
     let clients = load(
@@ -632,7 +643,7 @@ fn all_nginx_pods_stopped_by_sigterm_and_restarted_on_the_same_ips_serve_again_w
     let port = free_port();
     let mut pods: Vec<Nginx> = ips.iter().map(|ip| Nginx::start(ip, port)).collect();
     dns.set_a("pods.test", &ips);
-    let mut gw = gateway(&dns, port, HEALTH_1S).start();
+    let mut gw = gateway(&dns, pods_cluster(port).health_check(health_1s())).start();
     let (dns_refresh, health_interval) = (Duration::from_secs(1), Duration::from_secs(1));
 
     // Pooled connections to every pod.
@@ -808,16 +819,16 @@ fn node_pods_close_pooled_connections(test: &str, ips: [&str; 3], pool_longer: b
         probe.idle_close_after()
     });
     dns.set_a("pods.test", &ips[..2]);
-    let mut extra = HEALTH_1S.to_string();
+    let mut cluster = pods_cluster(port).health_check(health_1s());
     let pooling = if !pool_longer {
         "the gateway's default upstream pooling".to_string()
     } else if cluster_accepts_idle_timeout() {
-        extra.push_str("  idle_timeout: 30s\n");
+        cluster = cluster.idle_timeout("30s");
         "cluster idle_timeout 30 s (pooled longer than Node keeps them)".to_string()
     } else {
         "no cluster idle_timeout in this headway: its default pooling".to_string()
     };
-    let mut gw = gateway(&dns, port, &extra).start();
+    let mut gw = gateway(&dns, cluster).start();
     let node_closes_after = measuring
         .join()
         .unwrap()
@@ -985,8 +996,12 @@ fn own_pod_closes_pooled_connection_on_next_request(test: &str, ip: &str, h2c: b
     };
     pod.set_fault(Fault::CloseOnNextRequest { after: 1, close });
     dns.set_a("pods.test", &[ip]);
-    let protocol = if h2c { "  protocol: http2\n" } else { "" };
-    let mut gw = gateway(&dns, port, protocol).start();
+    let cluster = if h2c {
+        pods_cluster(port).protocol("http2")
+    } else {
+        pods_cluster(port)
+    };
+    let mut gw = gateway(&dns, cluster).start();
 
     let mut client = KeepAlive::new(gw.listen_addr());
     let mut tallies: BTreeMap<&str, Tally> = BTreeMap::new();
@@ -1147,7 +1162,7 @@ fn own_pod_closing_connections_idle_200ms_as_the_next_request_arrives_fails_no_g
         close: Close::Fin,
     });
     dns.set_a("pods.test", &["127.0.13.55"]);
-    let mut gw = gateway(&dns, port, "").start();
+    let mut gw = gateway(&dns, pods_cluster(port)).start();
     let mut client = KeepAlive::new(gw.listen_addr());
     let mut tally = Tally::default();
     for method in ["GET", "HEAD"] {
@@ -1190,7 +1205,7 @@ fn own_pod_dies_mid_response(test: &str, ips: [&str; 2], fault: Fault) {
     pods[0].set_fault(fault);
     dns.set_a("pods.test", &ips);
     // Probes un-eject the pod once it is back (passive health ejects it while it is dead).
-    let mut gw = gateway(&dns, port, HEALTH_1S).start();
+    let mut gw = gateway(&dns, pods_cluster(port).health_check(health_1s())).start();
 
     let mut client = KeepAlive::new(gw.listen_addr());
     let mut cut = Tally::default();
@@ -1280,7 +1295,7 @@ fn own_pod_killed_with_pooled_connections(test: &str, ips: [&str; 2], reset: boo
     }
     dns.set_a("pods.test", &ips);
     // Probes un-eject the pod once it is back (passive health ejects it while it is dead).
-    let mut gw = gateway(&dns, port, HEALTH_1S).start();
+    let mut gw = gateway(&dns, pods_cluster(port).health_check(health_1s())).start();
     let mut client = KeepAlive::new(gw.listen_addr());
     let mut warm = Tally::default();
     for _ in 0..10 {
