@@ -315,3 +315,66 @@ fn post_reload_is_off_unless_the_conf_turns_it_on_and_says_what_it_could_not_app
     assert!(r.body.contains("gateway.listen"), "{}", r.body);
     assert_eq!(http::get(on.listen_addr(), "/ok").unwrap().status, 200);
 }
+
+/// `watch_conf: true`, and the conf updated as the kubelet updates a mounted ConfigMap: the file
+/// is a symlink through `..data`, and `..data` is swapped atomically to a new directory.
+#[test]
+fn watch_conf_reloads_when_a_mounted_configmap_swaps_its_data_symlink() {
+    use std::os::unix::fs::symlink;
+    let dns = DnsServer::start();
+    let port = free_port();
+    let _pod = Backend::start("127.0.13.61", port, "service1");
+    dns.set_a("service1.test", &["127.0.13.61"]);
+    let mut gateway = Gateway::builder()
+        .nameserver(dns.addr())
+        .routes_yaml(SERVICE1)
+        .clusters_yaml(&cluster("service1", port))
+        .gateway_yaml("watch_conf: true\n")
+        .start();
+    assert_eq!(http::get(gateway.listen_addr(), "/ok").unwrap().status, 404);
+    // Turn the conf file into the kubelet's layout, same content: no reload.
+    let conf = gateway.conf_path().to_path_buf();
+    let dir = conf.parent().unwrap().to_path_buf();
+    let swap = |version: &str, content: &str| {
+        let data = dir.join(format!("..{version}"));
+        std::fs::create_dir(&data).unwrap();
+        std::fs::write(data.join("headway.yaml"), content).unwrap();
+        let tmp = dir.join("..data_tmp");
+        symlink(format!("..{version}"), &tmp).unwrap();
+        std::fs::rename(&tmp, dir.join("..data")).unwrap(); // atomic, as the kubelet does
+    };
+    swap("v1", &gateway.conf());
+    let link = dir.join("headway.yaml.link");
+    symlink("..data/headway.yaml", &link).unwrap();
+    std::fs::rename(&link, &conf).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        !gateway.stderr_log().contains("conf reloaded"),
+        "same content reloaded"
+    );
+
+    // The update: a new route.
+    let mut next = Gateway::builder()
+        .nameserver(dns.addr())
+        .listen(gateway.listen_addr())
+        .admin(gateway.admin_addr())
+        .routes_yaml(&format!(
+            "{SERVICE1}\n- {{ prefix: /ok, direct_response: {{ status: 200, body: ok }} }}"
+        ))
+        .clusters_yaml(&cluster("service1", port))
+        .gateway_yaml("watch_conf: true\n");
+    let old = gateway.conf();
+    let top = &old[..old.find("gateway:").unwrap()];
+    swap(
+        "v2",
+        &format!("{top}gateway:\n{}", indent_yaml(&next.gateway_section(), 2)),
+    );
+    assert!(
+        gateway.wait_for_log("conf file changed: conf reloaded", Duration::from_secs(10)),
+        "{}",
+        gateway.stderr_log()
+    );
+    assert_eq!(http::get(gateway.listen_addr(), "/ok").unwrap().status, 200);
+    assert_eq!(reloads(&gateway, "ok"), 1);
+    assert!(gateway.is_running());
+}

@@ -15,6 +15,8 @@ pub const ADMIN_LISTEN: &str = "127.0.0.1:9901";
 /// `gateway.admin.reload`: `POST /reload` off (a state-changing endpoint on a port the whole
 /// cluster may reach); SIGHUP reloads whatever this says.
 pub const ADMIN_RELOAD: bool = false;
+/// `gateway.watch_conf`: off; on, a change of the conf file's content reloads it in place.
+pub const WATCH_CONF: bool = false;
 /// `gateway.drain_time`: after SIGTERM, how long the listeners keep serving while `/ready`
 /// answers 503, so load balancers stop sending before they close (Envoy: `--drain-time-s`).
 pub const DRAIN_TIME: Duration = Duration::from_secs(2);

@@ -24,6 +24,9 @@ pub struct Gateway {
     /// `h2c`: accept HTTP/2 with prior knowledge on plain listeners, beside HTTP/1.1; default
     /// `false` (Envoy: `codec_type: AUTO`).
     pub h2c: bool,
+    /// `watch_conf`: reload in place when the conf file's content changes (checked every
+    /// second, through symlinks: a mounted ConfigMap's update is seen); default `false`.
+    pub watch_conf: bool,
     /// `admin`: where `/ready`, `/clusters` and `/metrics` are served.
     pub admin: Admin,
     /// `resolver`: the DNS servers and settings every cluster's lookups use.
@@ -70,6 +73,7 @@ struct RawGateway {
     /// Listeners, routes and clusters are read entry by entry, so each keeps its index.
     listen: Option<Vec<Value>>,
     h2c: Option<bool>,
+    watch_conf: Option<bool>,
     admin: Option<RawAdmin>,
     resolver: Option<RawResolver>,
     drain_time: Option<ConfDuration>,
@@ -141,6 +145,7 @@ pub(super) fn gateway(value: &Value, errors: &mut Errors) -> Option<Gateway> {
     Some(Gateway {
         listen,
         h2c: raw.h2c.unwrap_or(defaults::H2C),
+        watch_conf: raw.watch_conf.unwrap_or(defaults::WATCH_CONF),
         admin: admin?,
         resolver: resolver?,
         drain_time,

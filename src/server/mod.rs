@@ -7,6 +7,7 @@ pub mod readiness;
 pub mod reload;
 pub mod signals;
 pub mod socket;
+pub mod watch;
 
 use crate::admin::{Admin, AdminState, ReloadHook};
 use crate::config::Config;
@@ -111,6 +112,7 @@ pub fn run(
     let upgrade_sock = config.server.upgrade_sock.clone();
     let fixed = reload::fixed_part(&config);
     let admin_reload = config.gateway.admin.reload;
+    let watch_conf = config.gateway.watch_conf;
     let mut server = Server::new_with_opt_and_conf(opt, config.server);
     server.bootstrap();
 
@@ -185,6 +187,19 @@ pub fn run(
         fixed,
         running: tokio::sync::Mutex::new(()),
     });
+
+    if let (true, Some(path)) = (watch_conf, reloader.path.clone()) {
+        // The content loaded is the baseline: an edit made between loading and now is seen.
+        let loaded = std::fs::read(&path).unwrap_or_default();
+        server.add_service(GenBackgroundService::new(
+            "conf watch".to_owned(),
+            Arc::new(watch::ConfWatch {
+                path,
+                reloader: reloader.clone(),
+                loaded,
+            }),
+        ));
+    }
 
     let mut admin = Service::new(
         "headway admin".to_owned(),
