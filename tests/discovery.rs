@@ -5,27 +5,33 @@
 
 mod support;
 
-use serde_json::Value;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+use support::admin::{self, BackendView};
 use support::backend::Backend;
+use support::conf::{Cluster, HealthCheck, Route};
 use support::dns::{DnsMode, DnsServer};
 use support::gateway::Gateway;
 use support::http::{self, Client};
-use support::{free_port, wait_until};
+use support::{free_port, pods_at, wait_until};
 
-/// Pods of one service: one backend per IP, all on `port`.
-fn pods(name: &str, ips: &[&str], port: u16) -> Vec<Backend> {
-    ips.iter()
-        .map(|ip| Backend::start(ip, port, name))
-        .collect()
-}
-
-/// A cluster entry for `name` resolving `address`, with fast refreshes and probes for tests.
-fn cluster(name: &str, address: &str, port: u16, extra: &str) -> String {
-    format!(
-        "- name: {name}\n  address: {address}\n  port: {port}\n  dns_refresh_rate: 300ms\n  dns_failure_refresh_rate: 200ms\n  connect_timeout: 250ms\n  timeout: 5s\n  retries: 2\n  health_check: {{ type: http, path: /healthz, interval: 200ms, timeout: 200ms, healthy_threshold: 1, unhealthy_threshold: 2 }}\n{extra}"
-    )
+/// Cluster `name` resolving `address`, with fast refreshes and probes for tests.
+fn cluster(name: &str, address: &str, port: u16) -> Cluster {
+    Cluster::new(name)
+        .dns(address, port)
+        .refresh("300ms")
+        .failure_refresh("200ms")
+        .connect_timeout("250ms")
+        .timeout("5s")
+        .retries(2)
+        .health_check(
+            HealthCheck::http()
+                .path("/healthz")
+                .interval("200ms")
+                .timeout("200ms")
+                .healthy_threshold(1)
+                .unhealthy_threshold(2),
+        )
 }
 
 /// Sends `n` keep-alive GETs and returns (hits per `x-served-by` address, failures).
@@ -45,20 +51,16 @@ fn send(client: &mut Client, path: &str, n: usize) -> (HashMap<String, usize>, V
     (hits, failures)
 }
 
-fn backend_json(gateway: &Gateway, cluster: &str) -> Vec<Value> {
-    let clusters = http::get_json(gateway.admin_addr(), "/clusters");
-    clusters["clusters"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["name"] == cluster))
-        .and_then(|c| c["backends"].as_array().cloned())
-        .unwrap_or_default()
+/// The backends of `cluster` in `/clusters` now.
+fn backends(gateway: &Gateway, cluster: &str) -> Vec<BackendView> {
+    admin::cluster(gateway, cluster).backends
 }
 
 fn healthy_set(gateway: &Gateway, cluster: &str) -> Vec<String> {
-    let mut set: Vec<String> = backend_json(gateway, cluster)
-        .iter()
-        .filter(|b| b["healthy"] == true)
-        .filter_map(|b| b["address"].as_str().map(str::to_owned))
+    let mut set: Vec<String> = backends(gateway, cluster)
+        .into_iter()
+        .filter(|b| b.healthy)
+        .map(|b| b.address)
         .collect();
     set.sort();
     set
@@ -68,22 +70,20 @@ fn healthy_set(gateway: &Gateway, cluster: &str) -> Vec<String> {
 fn requests_spread_evenly_over_every_pod_and_each_prefix_has_its_pool() {
     let dns = DnsServer::start();
     let port = free_port();
-    let s1 = pods(
+    let s1 = pods_at(
         "service1",
         &["127.0.0.11", "127.0.0.12", "127.0.0.13"],
         port,
     );
-    let s2 = pods("service2", &["127.0.0.21", "127.0.0.22"], port);
+    let s2 = pods_at("service2", &["127.0.0.21", "127.0.0.22"], port);
     dns.set_a("service1.test", &["127.0.0.11", "127.0.0.12", "127.0.0.13"]);
     dns.set_a("service2.test", &["127.0.0.21", "127.0.0.22"]);
     let gateway = Gateway::builder()
         .nameserver(dns.addr())
-        .routes_yaml("- { prefix: /service/1, cluster: service1 }\n- { prefix: /service/2, cluster: service2 }")
-        .clusters_yaml(&format!(
-            "{}{}",
-            cluster("service1", "service1.test", port, ""),
-            cluster("service2", "service2.test", port, "")
-        ))
+        .route(Route::prefix("/service/1").to("service1"))
+        .route(Route::prefix("/service/2").to("service2"))
+        .cluster(cluster("service1", "service1.test", port))
+        .cluster(cluster("service2", "service2.test", port))
         .start();
     let mut client = Client::new(gateway.listen_addr());
 
@@ -129,16 +129,19 @@ fn dns_changes_are_followed_within_one_refresh_and_one_probe() {
         "127.0.0.34",
         "127.0.0.35",
     ];
-    let _pods = pods("service1", &all, port);
+    let _pods = pods_at("service1", &all, port);
     dns.set_a("service1.test", &all[..3]);
     let refresh = Duration::from_millis(500);
     let probe = Duration::from_millis(200);
     let gateway = Gateway::builder()
         .nameserver(dns.addr())
-        .routes_yaml("- { prefix: /, cluster: service1 }")
-        .clusters_yaml(&format!(
-            "- name: service1\n  address: service1.test\n  port: {port}\n  dns_refresh_rate: 500ms\n  health_check: {{ type: http, interval: 200ms, timeout: 200ms }}\n"
-        ))
+        .route(Route::prefix("/").to("service1"))
+        .cluster(
+            Cluster::new("service1")
+                .dns("service1.test", port)
+                .refresh("500ms")
+                .health_check(HealthCheck::http().interval("200ms").timeout("200ms")),
+        )
         .start();
     let addr = |ip: &str| format!("{ip}:{port}");
     assert_eq!(
@@ -183,12 +186,12 @@ fn a_killed_pod_costs_no_request_is_marked_down_and_comes_back() {
     let dns = DnsServer::start();
     let port = free_port();
     let ips = ["127.0.0.41", "127.0.0.42", "127.0.0.43"];
-    let mut pods = pods("service1", &ips, port);
+    let mut pods = pods_at("service1", &ips, port);
     dns.set_a("service1.test", &ips);
     let gateway = Gateway::builder()
         .nameserver(dns.addr())
-        .routes_yaml("- { prefix: /service/1, cluster: service1 }")
-        .clusters_yaml(&cluster("service1", "service1.test", port, ""))
+        .route(Route::prefix("/service/1").to("service1"))
+        .cluster(cluster("service1", "service1.test", port))
         .start();
     let mut client = Client::new(gateway.listen_addr());
     let (_, failures) = send(&mut client, "/service/1", 30);
@@ -222,12 +225,12 @@ fn a_killed_pod_costs_no_request_is_marked_down_and_comes_back() {
         down < Duration::from_millis(1200),
         "marked down only after {down:?}"
     );
-    let entry = backend_json(&gateway, "service1")
+    let entry = backends(&gateway, "service1")
         .into_iter()
-        .find(|b| b["address"] == victim.as_str())
+        .find(|b| b.address == victim)
         .expect("the pod is still in DNS, so it is still listed");
-    assert_eq!(entry["healthy"], false);
-    assert!(entry["last_error"].is_string(), "{entry}");
+    assert!(!entry.healthy);
+    assert!(entry.last_error.is_some(), "{entry:?}");
 
     pods[1].restart();
     assert!(
@@ -246,7 +249,7 @@ fn a_dns_outage_keeps_the_last_pods_and_nxdomain_empties_the_cluster() {
     let mut dns = DnsServer::start();
     let port = free_port();
     let ips = ["127.0.0.51", "127.0.0.52"];
-    let _pods = pods("service1", &ips, port);
+    let _pods = pods_at("service1", &ips, port);
     dns.set_a("service1.test", &ips);
     let gateway = Gateway::builder()
         .nameserver(dns.addr())
@@ -254,18 +257,17 @@ fn a_dns_outage_keeps_the_last_pods_and_nxdomain_empties_the_cluster() {
             "nameservers: [\"{}\"]\ntimeout: 200ms\nattempts: 1",
             dns.addr()
         ))
-        .routes_yaml("- { prefix: /service/1, cluster: service1 }")
-        .clusters_yaml(&cluster("service1", "service1.test", port, ""))
+        .route(Route::prefix("/service/1").to("service1"))
+        .cluster(cluster("service1", "service1.test", port))
         .start();
     let mut client = Client::new(gateway.listen_addr());
 
     // The DNS server goes away: several refreshes fail, traffic keeps flowing to the last set.
     dns.stop();
     let errors_seen = wait_until(Duration::from_secs(5), || {
-        let c = http::get_json(gateway.admin_addr(), "/clusters");
-        c["clusters"][0]["dns"]["refreshes_error"]
-            .as_u64()
-            .unwrap_or(0)
+        admin::cluster(&gateway, "service1")
+            .dns
+            .map_or(0, |dns| dns.refreshes_error)
             >= 3
     });
     assert!(errors_seen, "refreshes did not fail while DNS was down");
@@ -275,9 +277,12 @@ fn a_dns_outage_keeps_the_last_pods_and_nxdomain_empties_the_cluster() {
         "requests failed while DNS was down: {failures:?}"
     );
     assert_eq!(hits.len(), 2, "both last known pods keep serving: {hits:?}");
-    let c = http::get_json(gateway.admin_addr(), "/clusters");
-    assert!(c["clusters"][0]["dns"]["last_error"].is_array(), "{c}");
-    assert_eq!(c["clusters"][0]["dns"]["last_outcome"], "error");
+    let dns_view = admin::cluster(&gateway, "service1").dns;
+    assert!(
+        dns_view.as_ref().is_some_and(|d| d.last_error.is_some()),
+        "{dns_view:?}"
+    );
+    assert_eq!(dns_view.map(|d| d.last_outcome).as_deref(), Some("error"));
 
     // SERVFAIL says nothing about the pods either.
     dns.restart();
@@ -294,10 +299,8 @@ fn a_dns_outage_keeps_the_last_pods_and_nxdomain_empties_the_cluster() {
     // NXDOMAIN is an answer: the service has no pods, so the cluster has no backends.
     dns.remove("service1.test");
     assert!(
-        wait_until(Duration::from_secs(3), || backend_json(
-            &gateway, "service1"
-        )
-        .is_empty()),
+        wait_until(Duration::from_secs(3), || backends(&gateway, "service1")
+            .is_empty()),
         "NXDOMAIN did not empty the cluster"
     );
     let r = http::get(gateway.listen_addr(), "/service/1").unwrap();
@@ -326,10 +329,10 @@ fn a_name_with_300_records_is_fully_discovered() {
     // No health check: DNS alone decides, so no pods need to exist for discovery to be seen.
     let gateway = Gateway::builder()
         .nameserver(dns.addr())
-        .routes_yaml("- { prefix: /, cluster: big }")
-        .clusters_yaml("- { name: big, address: big.test, port: 8080, dns_refresh_rate: 1s }")
+        .route(Route::prefix("/").to("big"))
+        .cluster(Cluster::new("big").dns("big.test", 8080).refresh("1s"))
         .start();
-    let backends = backend_json(&gateway, "big");
+    let backends = backends(&gateway, "big");
     assert_eq!(backends.len(), 300, "discovered {} of 300", backends.len());
     assert!(
         dns.tcp_queries() > 0,
@@ -342,7 +345,7 @@ fn a_short_name_resolves_through_the_pods_search_domains() {
     let dns = DnsServer::start();
     let port = free_port();
     let ips = ["127.0.0.61", "127.0.0.62"];
-    let _pods = pods("service1", &ips, port);
+    let _pods = pods_at("service1", &ips, port);
     dns.set_a("service1.default.svc.cluster.local", &ips);
     let dir = tempfile::tempdir().unwrap();
     let resolv = dir.path().join("resolv.conf");
@@ -357,8 +360,8 @@ fn a_short_name_resolves_through_the_pods_search_domains() {
             resolv.display(),
             dns.addr()
         ))
-        .routes_yaml("- { prefix: /service/1, cluster: service1 }")
-        .clusters_yaml(&cluster("service1", "service1", port, ""))
+        .route(Route::prefix("/service/1").to("service1"))
+        .cluster(cluster("service1", "service1", port))
         .start();
     let mut client = Client::new(gateway.listen_addr());
     let (hits, failures) = send(&mut client, "/service/1", 20);
@@ -371,16 +374,16 @@ fn a_new_address_gets_no_traffic_until_its_first_probe_passes() {
     let dns = DnsServer::start();
     let port = free_port();
     let ips = ["127.0.0.71", "127.0.0.72"];
-    let pods = pods("service1", &ips, port);
+    let pods = pods_at("service1", &ips, port);
     pods[1].set_healthy(false);
     dns.set_a("service1.test", &ips[..1]);
     let gateway = Gateway::builder()
         .nameserver(dns.addr())
-        .routes_yaml("- { prefix: /service/1, cluster: service1 }")
-        .clusters_yaml(&cluster("service1", "service1.test", port, ""))
+        .route(Route::prefix("/service/1").to("service1"))
+        .cluster(cluster("service1", "service1.test", port))
         .start();
     dns.set_a("service1.test", &ips);
-    assert!(wait_until(Duration::from_secs(3), || backend_json(
+    assert!(wait_until(Duration::from_secs(3), || backends(
         &gateway, "service1"
     )
     .len()
@@ -416,10 +419,12 @@ fn without_health_checks_dns_alone_decides_and_connect_failures_go_elsewhere() {
     dns.set_a("service1.test", &["127.0.0.81", "127.0.0.82"]);
     let gateway = Gateway::builder()
         .nameserver(dns.addr())
-        .routes_yaml("- { prefix: /service/1, cluster: service1 }")
-        .clusters_yaml(&format!(
-            "- {{ name: service1, address: service1.test, port: {port}, retries: 1 }}"
-        ))
+        .route(Route::prefix("/service/1").to("service1"))
+        .cluster(
+            Cluster::new("service1")
+                .dns("service1.test", port)
+                .retries(1),
+        )
         .start();
     assert_eq!(
         healthy_set(&gateway, "service1").len(),
@@ -443,10 +448,8 @@ fn an_ip_literal_address_needs_no_dns() {
     let port = free_port();
     let sidecar = Backend::start("127.0.0.91", port, "sidecar");
     let gateway = Gateway::builder()
-        .routes_yaml("- { prefix: /, cluster: local }")
-        .clusters_yaml(&format!(
-            "- {{ name: local, address: 127.0.0.91, port: {port} }}"
-        ))
+        .route(Route::prefix("/").to("local"))
+        .cluster(Cluster::new("local").address("127.0.0.91", port))
         .start();
     let r = http::get(gateway.listen_addr(), "/anything").unwrap();
     assert_eq!(r.status, 200);
@@ -454,6 +457,6 @@ fn an_ip_literal_address_needs_no_dns() {
         r.header("x-served-by"),
         Some(sidecar.addr_string().as_str())
     );
-    let c = http::get_json(gateway.admin_addr(), "/clusters");
-    assert!(c["clusters"][0]["dns"].is_null(), "{c}");
+    let local = admin::cluster(&gateway, "local");
+    assert!(local.dns.is_none(), "{local:?}");
 }

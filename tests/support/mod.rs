@@ -58,12 +58,17 @@ pub fn pods<S: AsRef<str>>(
     let ips: Vec<&str> = ips.iter().map(AsRef::as_ref).collect();
     let dns = dns::DnsServer::start();
     let port = free_port();
-    let pods = ips
-        .iter()
-        .map(|ip| backend::Backend::start(ip, port, service))
-        .collect();
+    let pods = pods_at(service, &ips, port);
     dns.set_a(&format!("{service}.test"), &ips);
     (dns, pods, port)
+}
+
+/// [`pods`] for a test that answers DNS itself (several services on one DNS server, records
+/// that list only some pods): backends on `ips`, all on `port`, each named `service`.
+pub fn pods_at<S: AsRef<str>>(service: &str, ips: &[S], port: u16) -> Vec<backend::Backend> {
+    ips.iter()
+        .map(|ip| backend::Backend::start(ip.as_ref(), port, service))
+        .collect()
 }
 
 /// Runs `headway <args>` to completion: (exit code, stdout, stderr). See [`gateway::run_headway`].
