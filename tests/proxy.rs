@@ -5,30 +5,28 @@
 mod support;
 
 use std::time::{Duration, Instant};
+use support::admin;
 use support::backend::Backend;
+use support::conf::{Cluster, HealthCheck, Outlier, Route};
 use support::dns::DnsServer;
-use support::free_port;
 use support::gateway::Gateway;
 use support::http;
+use support::{free_port, pods};
 
-fn one_pod_gateway(extra: &str) -> (DnsServer, Backend, Gateway) {
-    let dns = DnsServer::start();
-    let port = free_port();
-    let pod = Backend::start("127.0.0.101", port, "service1");
-    dns.set_a("service1.test", &["127.0.0.101"]);
+/// One pod of `service1.test` behind `/service/1`; `tune` sets the cluster's other keys.
+fn one_pod_gateway(tune: impl FnOnce(Cluster) -> Cluster) -> (DnsServer, Backend, Gateway) {
+    let (dns, mut pods, port) = pods("service1", &["127.0.0.101"]);
     let gateway = Gateway::builder()
         .nameserver(dns.addr())
-        .routes_yaml("- { prefix: /service/1, cluster: service1 }")
-        .clusters_yaml(&format!(
-            "- name: service1\n  address: service1.test\n  port: {port}\n{extra}"
-        ))
+        .route(Route::prefix("/service/1").to("service1"))
+        .cluster(tune(Cluster::new("service1").dns("service1.test", port)))
         .start();
-    (dns, pod, gateway)
+    (dns, pods.remove(0), gateway)
 }
 
 #[test]
 fn host_is_kept_and_forwarding_headers_and_request_id_are_set() {
-    let (_dns, _pod, gateway) = one_pod_gateway("");
+    let (_dns, _pod, gateway) = one_pod_gateway(|service1| service1);
     let r = http::get_with_headers(
         gateway.listen_addr(),
         "/service/1/x?q=1",
@@ -72,7 +70,7 @@ fn host_is_kept_and_forwarding_headers_and_request_id_are_set() {
 
 #[test]
 fn a_slow_upstream_gets_a_504_naming_the_cluster_in_time() {
-    let (_dns, pod, gateway) = one_pod_gateway("  timeout: 400ms\n  retries: 0\n");
+    let (_dns, pod, gateway) = one_pod_gateway(|service1| service1.timeout("400ms").retries(0));
     pod.set_delay(Duration::from_secs(3));
     let started = Instant::now();
     let r = http::get(gateway.listen_addr(), "/service/1").unwrap();
@@ -93,10 +91,12 @@ fn when_every_attempt_fails_the_client_gets_a_503_fast() {
     dns.set_a("service1.test", &["127.0.0.111", "127.0.0.112"]);
     let gateway = Gateway::builder()
         .nameserver(dns.addr())
-        .routes_yaml("- { prefix: /service/1, cluster: service1 }")
-        .clusters_yaml(&format!(
-            "- {{ name: service1, address: service1.test, port: {port}, retries: 1 }}"
-        ))
+        .route(Route::prefix("/service/1").to("service1"))
+        .cluster(
+            Cluster::new("service1")
+                .dns("service1.test", port)
+                .retries(1),
+        )
         .start();
     let started = Instant::now();
     let r = http::get(gateway.listen_addr(), "/service/1").unwrap();
@@ -117,9 +117,11 @@ fn when_every_attempt_fails_the_client_gets_a_503_fast() {
 #[test]
 fn a_cluster_whose_pods_all_fail_probes_answers_no_healthy_upstream() {
     // Panic mode off: with it (the default) a lone pod failing only its probes keeps serving.
-    let (_dns, pod, gateway) = one_pod_gateway(
-        "  healthy_panic_threshold: 0\n  health_check: { type: http, interval: 200ms, unhealthy_threshold: 1 }\n",
-    );
+    let (_dns, pod, gateway) = one_pod_gateway(|service1| {
+        service1
+            .healthy_panic_threshold(0)
+            .health_check(HealthCheck::http().interval("200ms").unhealthy_threshold(1))
+    });
     pod.set_healthy(false);
     assert!(support::wait_until(Duration::from_secs(3), || {
         http::get(gateway.listen_addr(), "/service/1").is_ok_and(|r| r.status == 503)
@@ -131,17 +133,12 @@ fn a_cluster_whose_pods_all_fail_probes_answers_no_healthy_upstream() {
 
 #[test]
 fn a_trusted_proxys_forwarded_for_is_appended_to() {
-    let dns = DnsServer::start();
-    let port = free_port();
-    let _pod = Backend::start("127.0.0.102", port, "service1");
-    dns.set_a("service1.test", &["127.0.0.102"]);
+    let (dns, _pods, port) = pods("service1", &["127.0.0.102"]);
     let gateway = Gateway::builder()
         .nameserver(dns.addr())
         .gateway_yaml("trusted_proxies: [\"127.0.0.0/8\"]")
-        .routes_yaml("- { prefix: /, cluster: service1 }")
-        .clusters_yaml(&format!(
-            "- {{ name: service1, address: service1.test, port: {port} }}"
-        ))
+        .route(Route::prefix("/").to("service1"))
+        .cluster(Cluster::new("service1").dns("service1.test", port))
         .start();
     let r = http::get_with_headers(
         gateway.listen_addr(),
@@ -157,15 +154,18 @@ fn a_trusted_proxys_forwarded_for_is_appended_to() {
 
 #[test]
 fn oversized_requests_get_their_own_status() {
-    let dns = DnsServer::start();
-    let port = free_port();
-    let pod = Backend::start("127.0.0.103", port, "service1");
-    dns.set_a("service1.test", &["127.0.0.103"]);
+    let (dns, pods, port) = pods("service1", &["127.0.0.103"]);
+    let pod = &pods[0];
     let gateway = Gateway::builder()
         .nameserver(dns.addr())
         .gateway_yaml("max_uri_length: 100\nmax_headers_count: 20\nmax_request_headers_kb: 2")
-        .routes_yaml("- { prefix: /upload, cluster: service1, max_request_body_bytes: 1000 }\n- { prefix: /, cluster: service1 }")
-        .clusters_yaml(&format!("- {{ name: service1, address: service1.test, port: {port} }}"))
+        .route(
+            Route::prefix("/upload")
+                .to("service1")
+                .max_request_body_bytes(1000),
+        )
+        .route(Route::prefix("/").to("service1"))
+        .cluster(Cluster::new("service1").dns("service1.test", port))
         .start();
     let gw = gateway.listen_addr();
     let long = format!("/{}", "a".repeat(120));
@@ -234,7 +234,7 @@ fn oversized_requests_get_their_own_status() {
 #[test]
 fn clients_hanging_up_do_not_count_against_the_backend() {
     let (_dns, pod, gateway) =
-        one_pod_gateway("  outlier_detection: { consecutive_failures: 2 }\n");
+        one_pod_gateway(|service1| service1.outlier(Outlier::new().consecutive_failures(2)));
     pod.set_delay(Duration::from_millis(300));
     use std::io::Write;
     for _ in 0..6 {
@@ -245,11 +245,11 @@ fn clients_hanging_up_do_not_count_against_the_backend() {
         drop(s); // the client gives up before the answer
     }
     std::thread::sleep(Duration::from_millis(400));
-    let c = http::get_json(gateway.admin_addr(), "/clusters");
-    let backend = &c["clusters"][0]["backends"][0];
-    assert_eq!(backend["times_ejected"], 0, "{backend}");
-    assert_eq!(backend["consecutive_failures"], 0, "{backend}");
-    assert_eq!(c["clusters"][0]["panic_mode"], false);
+    let service1 = admin::cluster(&gateway, "service1");
+    let backend = &service1.backends[0];
+    assert_eq!(backend.times_ejected, 0, "{backend:?}");
+    assert_eq!(backend.consecutive_failures, 0, "{backend:?}");
+    assert!(!service1.panic_mode);
     pod.set_delay(Duration::ZERO);
     assert_eq!(
         http::get(gateway.listen_addr(), "/service/1")
@@ -270,11 +270,8 @@ fn a_proxy_port_another_process_holds_is_refused_at_start_not_waited_for() {
     let pod = Backend::start("127.0.0.104", free_port(), "service1");
     let (code, stderr) = Gateway::builder()
         .listen(format!("127.0.0.1:{port}"))
-        .routes_yaml("- { prefix: /, cluster: local }")
-        .clusters_yaml(&format!(
-            "- {{ name: local, address: 127.0.0.104, port: {} }}",
-            pod.port()
-        ))
+        .route(Route::prefix("/").to("local"))
+        .cluster(Cluster::new("local").address("127.0.0.104", pod.port()))
         .start_expect_exit();
     assert_ne!(code, 0, "{stderr}");
     assert!(
@@ -290,7 +287,7 @@ fn a_proxy_port_another_process_holds_is_refused_at_start_not_waited_for() {
 fn a_request_shorter_than_the_http2_preface_is_answered() {
     // 22 bytes, as HAProxy's default health check sends it. With h2c on, pingora would wait for
     // 24 bytes (the HTTP/2 preface's length) and never answer.
-    let (_dns, _pod, gateway) = one_pod_gateway("");
+    let (_dns, _pod, gateway) = one_pod_gateway(|service1| service1);
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(gateway.listen_addr()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
@@ -314,11 +311,8 @@ fn ready_waits_when_the_proxy_port_is_taken_after_the_start_up_check() {
     let mut gateway = Gateway::builder()
         .nameserver(dns.addr())
         .listen(format!("127.0.0.1:{port}"))
-        .routes_yaml("- { prefix: /, cluster: local }")
-        .clusters_yaml(&format!(
-            "- {{ name: local, address: local.test, port: {} }}",
-            pod.port()
-        ))
+        .route(Route::prefix("/").to("local"))
+        .cluster(Cluster::new("local").dns("local.test", pod.port()))
         .spawn();
     let admin = gateway.admin_addr();
     assert!(support::wait_until(Duration::from_secs(5), || http::get(

@@ -449,6 +449,8 @@ pub struct Route {
     response_headers_to_remove: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     direct_response: Option<DirectResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_request_body_bytes: Option<u64>,
     /// Keys set raw with [`Route::key`].
     #[serde(flatten)]
     more: Mapping,
@@ -494,6 +496,7 @@ impl Route {
             response_headers_to_add: Vec::new(),
             response_headers_to_remove: Vec::new(),
             direct_response: None,
+            max_request_body_bytes: None,
             more: Mapping::new(),
         }
     }
@@ -558,7 +561,13 @@ impl Route {
         self
     }
 
-    /// Any other key, its value raw YAML (e.g. `.key("max_request_body_bytes", "1024")`).
+    /// `max_request_body_bytes: <bytes>`.
+    pub fn max_request_body_bytes(mut self, bytes: u64) -> Route {
+        self.max_request_body_bytes = Some(bytes);
+        self
+    }
+
+    /// Any other key, its value raw YAML (e.g. `.key("filters", "[{ name: .. }]")`).
     pub fn key(mut self, key: &str, yaml: &str) -> Route {
         self.more.insert(Value::from(key), raw(key, yaml));
         self
