@@ -1,7 +1,29 @@
-//! Where the gateway is in its life: listening yet, draining yet. Set by the server, read by
-//! the proxy (a draining gateway asks clients to close) and by admin (`/ready`).
+//! Where the gateway is in its life: listening yet, draining yet, on which conf. Set by the
+//! server, read by the proxy (a draining gateway asks clients to close) and by admin.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+/// The conf the gateway serves: what was loaded, and when.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ActiveConf {
+    /// XXH3-64 of the conf file's bytes, in hex: the same file gives the same hash on every
+    /// replica.
+    pub hash: String,
+    /// When it was loaded (RFC 3339, UTC).
+    pub loaded_at: String,
+}
+
+impl ActiveConf {
+    /// The conf read from `bytes`, loaded now.
+    pub fn of(bytes: &[u8]) -> ActiveConf {
+        ActiveConf {
+            hash: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes)),
+            loaded_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        }
+    }
+}
 
 /// The gateway's lifecycle flags.
 #[derive(Debug, Default)]
@@ -11,6 +33,8 @@ pub struct Lifecycle {
     /// The proxy listeners accept connections: pingora binds them only after the first
     /// discovery, so `/ready` must wait for them too.
     listening: AtomicBool,
+    /// The conf being served (swapped by a reload).
+    conf: Mutex<Option<ActiveConf>>,
 }
 
 impl Lifecycle {
@@ -27,6 +51,16 @@ impl Lifecycle {
     /// Whether the proxy listeners accept connections.
     pub fn is_listening(&self) -> bool {
         self.listening.load(Relaxed)
+    }
+
+    /// The conf now served.
+    pub fn conf(&self) -> Option<ActiveConf> {
+        crate::lock(&self.conf).clone()
+    }
+
+    /// A conf was loaded (at start, or by a reload).
+    pub fn set_conf(&self, conf: ActiveConf) {
+        *crate::lock(&self.conf) = Some(conf);
     }
 
     /// The proxy listeners were seen to accept connections.

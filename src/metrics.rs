@@ -48,6 +48,8 @@ pub struct Metrics {
     /// `headway_reloads_total{result}`: confs re-read in place (SIGHUP, `POST /reload`), by
     /// result: `ok` (swapped in) or `error` (refused, the old conf kept serving).
     pub reloads: IntCounterVec,
+    /// `headway_conf_info{hash}`: 1 for the conf served (its XXH3-64), set at scrape time.
+    pub conf_info: IntGaugeVec,
     /// `headway_parked_connections`: idle kept-alive client connections parked (see
     /// [`crate::server::client_limits`]).
     pub parked_connections: prometheus::IntGauge,
@@ -252,6 +254,12 @@ impl Metrics {
                     "headway_panics_total",
                     "Panics in the gateway's threads; each one is a bug (a request task's panic drops its client).",
                 )?,
+            )?,
+            conf_info: gauge_vec(
+                &r,
+                "headway_conf_info",
+                "1 for the conf the gateway serves, by the hash of its file (XXH3-64).",
+                &["hash"],
             )?,
             reloads: counter_vec(
                 &r,

@@ -119,6 +119,11 @@ fn sighup_swaps_in_a_new_route_and_cluster_and_an_unchanged_cluster_keeps_its_st
     );
     let (before, since_before) = requests_of(&gateway, "service1");
     assert_eq!(before, 10);
+    let hash_before = http::get_json(gateway.admin_addr(), "/clusters")["conf"]["hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let hash_before = hash_before.as_str();
 
     rewrite(
         &gateway,
@@ -158,6 +163,17 @@ fn sighup_swaps_in_a_new_route_and_cluster_and_an_unchanged_cluster_keeps_its_st
     );
     assert_eq!(reloads(&gateway, "ok"), 1);
     assert!(gateway.is_running());
+    // /clusters and /metrics name the conf served.
+    let conf = &http::get_json(gateway.admin_addr(), "/clusters")["conf"];
+    let hash = conf["hash"].as_str().unwrap();
+    assert_ne!(hash, hash_before, "the conf hash did not follow the reload");
+    assert!(conf["loaded_at"].as_str().is_some_and(|t| t.ends_with('Z')));
+    let metrics = http::get(gateway.admin_addr(), "/metrics").unwrap().body;
+    assert!(
+        metrics.contains(&format!("headway_conf_info{{hash=\"{hash}\"}} 1")),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(&format!("headway_conf_info{{hash=\"{hash_before}\"}}")));
 }
 
 #[test]
@@ -365,16 +381,164 @@ fn watch_conf_reloads_when_a_mounted_configmap_swaps_its_data_symlink() {
         .gateway_yaml("watch_conf: true\n");
     let old = gateway.conf();
     let top = &old[..old.find("gateway:").unwrap()];
+    let swapped = std::time::Instant::now();
     swap(
         "v2",
         &format!("{top}gateway:\n{}", indent_yaml(&next.gateway_section(), 2)),
     );
+    // Applied within a second of the swap.
     assert!(
-        gateway.wait_for_log("conf file changed: conf reloaded", Duration::from_secs(10)),
-        "{}",
+        wait_until(Duration::from_secs(1), || http::get(
+            gateway.listen_addr(),
+            "/ok"
+        )
+        .is_ok_and(|r| r.status == 200)),
+        "not applied {:?} after the swap:\n{}",
+        swapped.elapsed(),
         gateway.stderr_log()
     );
+    assert!(gateway
+        .stderr_log()
+        .contains("conf file changed: conf reloaded"));
     assert_eq!(http::get(gateway.listen_addr(), "/ok").unwrap().status, 200);
     assert_eq!(reloads(&gateway, "ok"), 1);
     assert!(gateway.is_running());
+}
+
+/// 20 reloads that add, change and remove routes and clusters — one of them an invalid conf —
+/// under a bounded keep-alive load on a route whose cluster never changes: no request fails,
+/// and that cluster's pods are never re-probed into rotation (their `since` stays).
+#[test]
+fn twenty_reloads_under_load_fail_no_request_and_keep_an_unchanged_clusters_health() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dns = DnsServer::start();
+    let port = free_port();
+    let _pods = [
+        Backend::start("127.0.13.71", port, "service1"),
+        Backend::start("127.0.13.72", port, "service1"),
+        Backend::start("127.0.13.73", port, "service2"),
+        Backend::start("127.0.13.74", port, "service3"),
+    ];
+    dns.set_a("service1.test", &["127.0.13.71", "127.0.13.72"]);
+    dns.set_a("service2.test", &["127.0.13.73"]);
+    dns.set_a("service3.test", &["127.0.13.74"]);
+    let mut gateway = Gateway::builder()
+        .nameserver(dns.addr())
+        .routes_yaml(SERVICE1)
+        .clusters_yaml(&cluster("service1", port))
+        .start();
+    let (_, since_before) = requests_of(&gateway, "service1");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let addr = gateway.listen_addr();
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut client = http::Client::new(addr);
+                let started = std::time::Instant::now();
+                let (mut sent, mut failed) = (0u64, Vec::new());
+                while !stop.load(Ordering::Relaxed)
+                    && started.elapsed() < Duration::from_secs(60)
+                    && sent < 100_000
+                {
+                    sent += 1;
+                    match client.get("/service/1") {
+                        Ok(r) if r.status == 200 => {}
+                        Ok(r) => failed.push(format!("{} {}", r.status, r.body.trim())),
+                        Err(e) => failed.push(format!("io: {e}")),
+                    }
+                }
+                (sent, failed)
+            })
+        })
+        .collect();
+
+    let variants = |i: usize| -> (String, String) {
+        let timeout = format!("  timeout: {}s\n", 5 + i % 3);
+        match i % 4 {
+            // add service2 and its route
+            0 => (
+                format!("{SERVICE1}\n- {{ prefix: /service/2, cluster: service2 }}"),
+                format!("{}{}", cluster("service1", port), cluster("service2", port)),
+            ),
+            // change service2 (a new cluster object) and add service3
+            1 => (
+                format!("{SERVICE1}\n- {{ prefix: /service/2, cluster: service2 }}\n- {{ prefix: /service/3, cluster: service3 }}"),
+                format!(
+                    "{}{}{timeout}{}",
+                    cluster("service1", port),
+                    cluster("service2", port),
+                    cluster("service3", port)
+                ),
+            ),
+            // remove service2
+            2 => (
+                format!("{SERVICE1}\n- {{ prefix: /service/3, cluster: service3 }}"),
+                format!("{}{}", cluster("service1", port), cluster("service3", port)),
+            ),
+            // back to service1 alone, with a direct response
+            _ => (
+                format!("{SERVICE1}\n- {{ prefix: /ok, direct_response: {{ status: 200, body: ok }} }}"),
+                cluster("service1", port),
+            ),
+        }
+    };
+    for i in 0..20 {
+        if i == 10 {
+            std::fs::write(
+                gateway.conf_path(),
+                "gateway: { routes: [ { prefix: x } ] }\n",
+            )
+            .unwrap();
+        } else {
+            let (routes, clusters) = variants(i);
+            rewrite(
+                &gateway,
+                Gateway::builder()
+                    .nameserver(dns.addr())
+                    .routes_yaml(&routes)
+                    .clusters_yaml(&clusters),
+            );
+        }
+        gateway.signal("HUP");
+        let done = i + 1;
+        assert!(
+            wait_until(Duration::from_secs(15), || {
+                let log = gateway.stderr_log();
+                log.matches("SIGHUP: conf reloaded").count()
+                    + log.matches("conf not reloaded").count().min(1)
+                    >= done
+            }),
+            "reload {done} did not end:\n{}",
+            gateway.stderr_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (mut sent, mut failed) = (0, Vec::new());
+    for c in clients {
+        let (s, f) = c.join().unwrap();
+        sent += s;
+        failed.extend(f);
+    }
+    println!(
+        "reload | 20 reloads (1 invalid) under 4 keep-alive clients | sent {sent} | failed {}",
+        failed.len()
+    );
+    assert!(sent > 100, "the load hardly ran: {sent}");
+    assert!(
+        failed.is_empty(),
+        "{} of {sent} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert_eq!(reloads(&gateway, "ok"), 19);
+    assert_eq!(reloads(&gateway, "error"), 1);
+    let (_, since_after) = requests_of(&gateway, "service1");
+    assert_eq!(
+        since_after, since_before,
+        "service1's pods were re-probed into rotation"
+    );
 }

@@ -118,10 +118,13 @@ fn clusters(state: &AdminState) -> Reply {
     /// (a `serde_json::Value` would sort the keys).
     #[derive(serde::Serialize)]
     struct Body {
+        /// The conf served: its hash and when it was loaded.
+        conf: Option<crate::lifecycle::ActiveConf>,
         clusters: Vec<crate::upstream::snapshot::ClusterSnapshot>,
     }
     let clusters = state.clusters.load().iter().map(|c| c.snapshot()).collect();
-    match serde_json::to_string_pretty(&Body { clusters }) {
+    let conf = state.lifecycle.conf();
+    match serde_json::to_string_pretty(&Body { conf, clusters }) {
         Ok(body) => Reply {
             status: StatusCode::OK,
             content_type: "application/json",
@@ -134,6 +137,10 @@ fn clusters(state: &AdminState) -> Reply {
 /// Every series in Prometheus' text format; state-derived gauges are set at scrape time.
 fn metrics(state: &AdminState) -> Reply {
     let m = &state.metrics;
+    if let Some(conf) = state.lifecycle.conf() {
+        m.conf_info.reset();
+        m.conf_info.with_label_values(&[&conf.hash]).set(1);
+    }
     for cluster in state.clusters.load().iter() {
         let snapshot = cluster.snapshot();
         let name = [cluster.name()];

@@ -24,8 +24,8 @@ pub struct Gateway {
     /// `h2c`: accept HTTP/2 with prior knowledge on plain listeners, beside HTTP/1.1; default
     /// `false` (Envoy: `codec_type: AUTO`).
     pub h2c: bool,
-    /// `watch_conf`: reload in place when the conf file's content changes (checked every
-    /// second, through symlinks: a mounted ConfigMap's update is seen); default `false`.
+    /// `watch_conf`: reload in place when the conf file's content changes (checked four
+    /// times a second, through symlinks: a mounted ConfigMap's update is seen); default `false`.
     pub watch_conf: bool,
     /// `admin`: where `/ready`, `/clusters` and `/metrics` are served.
     pub admin: Admin,

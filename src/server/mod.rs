@@ -11,7 +11,7 @@ pub mod watch;
 
 use crate::admin::{Admin, AdminState, ReloadHook};
 use crate::config::Config;
-use crate::lifecycle::Lifecycle;
+use crate::lifecycle::{ActiveConf, Lifecycle};
 use crate::metrics::Metrics;
 use crate::proxy::filter::Registry;
 use crate::proxy::Proxy;
@@ -94,6 +94,11 @@ pub fn run(
     let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
     metrics.count_panics();
     let lifecycle = Arc::new(Lifecycle::default());
+    lifecycle.set_conf(ActiveConf::of(&match &path {
+        Some(path) => std::fs::read(path).unwrap_or_default(),
+        // A program's own Config: its Debug form stands for the file.
+        None => format!("{:?}", config.gateway).into_bytes(),
+    }));
     let clusters = Arc::new(Clusters::build(&config.gateway, &metrics)?);
     let cluster_set = Arc::new(ArcSwap::from(clusters.clone()));
     let (start, added) = tokio::sync::mpsc::unbounded_channel();
@@ -185,6 +190,7 @@ pub fn run(
         clusters: cluster_set.clone(),
         start,
         fixed,
+        lifecycle: lifecycle.clone(),
         running: tokio::sync::Mutex::new(()),
     });
 

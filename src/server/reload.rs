@@ -8,6 +8,7 @@
 //! and the answer say so, and the process hand-over (`headway -u`, SIGQUIT) applies them.
 
 use crate::config::Config;
+use crate::lifecycle::{ActiveConf, Lifecycle};
 use crate::metrics::Metrics;
 use crate::proxy::filter::Registry;
 use crate::proxy::Proxy;
@@ -39,6 +40,8 @@ pub struct Reloader {
     pub start: UnboundedSender<Arc<Cluster>>,
     /// What cannot change in place, as the running process was started with.
     pub fixed: String,
+    /// Where the conf now served is recorded.
+    pub lifecycle: Arc<Lifecycle>,
     /// One reload at a time.
     pub running: tokio::sync::Mutex<()>,
 }
@@ -87,7 +90,10 @@ impl Reloader {
         let Some(path) = &self.path else {
             return Err("no conf file to read: this gateway was started from a Config".into());
         };
-        let config = Config::load(path).map_err(|e| e.to_string().trim_end().to_owned())?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| format!("{}: cannot read conf file: {e}", path.display()))?;
+        let text = String::from_utf8_lossy(&bytes);
+        let config = Config::from_yaml(&text).map_err(|e| e.to_string().trim_end().to_owned())?;
         crate::proxy::filter_chains(&config.gateway, &self.registry).map_err(|e| e.join("\n"))?;
         let current = self.clusters.load_full();
         let Rebuilt {
@@ -120,6 +126,7 @@ impl Reloader {
             return Err(problems.join("\n"));
         }
         self.clusters.store(clusters.clone());
+        self.lifecycle.set_conf(ActiveConf::of(&bytes));
         removed.iter().for_each(|c| c.retire());
         let mut summary = format!(
             "{} route(s), {} cluster(s): {} kept, {} new, {} removed",
