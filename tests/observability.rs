@@ -5,11 +5,12 @@
 mod support;
 
 use std::time::Duration;
-use support::backend::Backend;
+use support::admin;
+use support::conf::{Cluster, HealthCheck, Route};
 use support::dns::DnsServer;
 use support::gateway::Gateway;
 use support::http::{self, Client};
-use support::{free_port, wait_until};
+use support::{free_port, pods, pods_at, wait_until};
 
 fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
@@ -22,20 +23,22 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 fn metrics_access_log_and_clusters_show_what_happened() {
     let dns = DnsServer::start();
     let port = free_port();
-    let mut pods: Vec<Backend> = ["127.0.2.11", "127.0.2.12"]
-        .iter()
-        .map(|ip| Backend::start(ip, port, "service1"))
-        .collect();
+    let mut pods = pods_at("service1", &["127.0.2.11", "127.0.2.12"], port);
     // 127.0.2.13 is in DNS with nothing listening: its probes fail and it never gets traffic.
     dns.set_a("service1.test", &["127.0.2.11", "127.0.2.12", "127.0.2.13"]);
     let dir = tempfile::tempdir().unwrap();
     let access = dir.path().join("access.log");
     let gateway = Gateway::builder()
         .nameserver(dns.addr())
-        .routes_yaml("- { prefix: /service/1, cluster: service1 }\n- { prefix: /other, cluster: other }")
-        .clusters_yaml(&format!(
-            "- name: service1\n  address: service1.test\n  port: {port}\n  dns_refresh_rate: 300ms\n  health_check: {{ type: http, interval: 200ms, unhealthy_threshold: 1 }}\n- {{ name: other, address: 127.0.2.99, port: {port}, retries: 0 }}\n"
-        ))
+        .route(Route::prefix("/service/1").to("service1"))
+        .route(Route::prefix("/other").to("other"))
+        .cluster(
+            Cluster::new("service1")
+                .dns("service1.test", port)
+                .refresh("300ms")
+                .health_check(HealthCheck::http().interval("200ms").unhealthy_threshold(1)),
+        )
+        .cluster(Cluster::new("other").address("127.0.2.99", port).retries(0))
         .gateway_yaml(&format!(
             "access_log: {{ format: json, path: \"{}\" }}",
             access.display()
@@ -164,10 +167,9 @@ fn metrics_access_log_and_clusters_show_what_happened() {
         raw.find("\"backends\"").unwrap(),
     );
     assert!(name < backends_at, "name after backends:\n{raw}");
-    let c = http::get_json(gateway.admin_addr(), "/clusters");
-    let backends = c["clusters"][0]["backends"].as_array().unwrap().clone();
+    let backends = admin::cluster(&gateway, "service1").backends;
     for b in &backends {
-        let since = b["since"].as_str().unwrap_or_else(|| panic!("since: {b}"));
+        let since = b.since.as_deref().unwrap_or_else(|| panic!("since: {b:?}"));
         assert!(
             since.len() == 24 && since.ends_with('Z') && since.as_bytes()[10] == b'T',
             "since is not RFC 3339: {since}"
@@ -175,15 +177,15 @@ fn metrics_access_log_and_clusters_show_what_happened() {
     }
     let dead = backends
         .iter()
-        .find(|b| b["address"] == format!("127.0.2.13:{port}"))
+        .find(|b| b.address == format!("127.0.2.13:{port}"))
         .unwrap();
-    assert_eq!(dead["healthy"], false);
-    assert_eq!(dead["probed"], false);
+    assert!(!dead.healthy);
+    assert!(!dead.probed);
     assert!(
-        dead["last_error"].as_str().is_some_and(|e| !e.is_empty()),
-        "{dead}"
+        dead.last_error.as_ref().is_some_and(|e| !e.is_empty()),
+        "{dead:?}"
     );
-    assert_eq!(dead["requests"], 0);
+    assert_eq!(dead.requests, 0);
     let text = http::get(gateway.admin_addr(), "/clusters?format=text")
         .unwrap()
         .body;
@@ -203,36 +205,29 @@ fn metrics_access_log_and_clusters_show_what_happened() {
     let slow = std::thread::spawn(move || http::get(addr, "/service/1").map(|r| r.status));
     assert!(
         wait_until(Duration::from_millis(700), || {
-            let c = http::get_json(gateway.admin_addr(), "/clusters");
-            c["clusters"][0]["backends"]
-                .as_array()
-                .unwrap()
+            admin::cluster(&gateway, "service1")
+                .backends
                 .iter()
-                .any(|b| b["in_flight"] == 1)
+                .any(|b| b.in_flight == 1)
         }),
         "in_flight never showed the slow request"
     );
     assert_eq!(slow.join().unwrap().unwrap(), 200);
-    let after = http::get_json(gateway.admin_addr(), "/clusters");
-    assert!(after["clusters"][0]["backends"]
-        .as_array()
-        .unwrap()
+    assert!(admin::cluster(&gateway, "service1")
+        .backends
         .iter()
-        .all(|b| b["in_flight"] == 0));
+        .all(|b| b.in_flight == 0));
 }
 
 #[test]
 fn logs_never_print_secrets() {
-    let dns = DnsServer::start();
-    let port = free_port();
-    let _pod = Backend::start("127.0.2.31", port, "service1");
-    dns.set_a("service1.test", &["127.0.2.31"]);
+    let (dns, _pods, port) = pods("service1", &["127.0.2.31"]);
     let gateway = Gateway::builder()
         .nameserver(dns.addr())
-        .routes_yaml("- { prefix: /ok, cluster: service1 }\n- { prefix: /down, cluster: down }")
-        .clusters_yaml(&format!(
-            "- {{ name: service1, address: service1.test, port: {port} }}\n- {{ name: down, address: 127.0.2.32, port: {port}, retries: 0 }}\n"
-        ))
+        .route(Route::prefix("/ok").to("service1"))
+        .route(Route::prefix("/down").to("down"))
+        .cluster(Cluster::new("service1").dns("service1.test", port))
+        .cluster(Cluster::new("down").address("127.0.2.32", port).retries(0))
         .start();
     let secrets = [
         ("Authorization", "Bearer s3cr3t-bearer"),
@@ -328,7 +323,7 @@ fn logfmt_fields(line: &str) -> Vec<(String, String)> {
 #[test]
 fn a_client_cannot_forge_fields_in_the_plain_access_log() {
     let gateway = Gateway::builder()
-        .routes_yaml(r#"- { prefix: /ok, direct_response: { status: 200, body: "ok\n" } }"#)
+        .route(Route::prefix("/ok").direct_response(200, "ok\n"))
         .start();
     let forged = [
         ("/ok/1", "a status=200 client=1.2.3.4"),
@@ -411,7 +406,7 @@ fn every_access_log_line_is_written_before_the_gateway_exits() {
         .open(&fifo)
         .unwrap();
     let mut gateway = Gateway::builder()
-        .routes_yaml(r#"- { prefix: /ok, direct_response: { status: 200, body: "ok\n" } }"#)
+        .route(Route::prefix("/ok").direct_response(200, "ok\n"))
         .gateway_yaml(&format!(
             "drain_time: 0s\naccess_log: {{ path: \"{}\" }}",
             fifo.display()
@@ -478,7 +473,7 @@ fn an_access_log_nobody_reads_never_holds_up_requests() {
         .open(&fifo)
         .unwrap();
     let gateway = Gateway::builder()
-        .routes_yaml(r#"- { prefix: /ok, direct_response: { status: 200, body: "ok\n" } }"#)
+        .route(Route::prefix("/ok").direct_response(200, "ok\n"))
         .gateway_yaml(&format!("access_log: {{ path: \"{}\" }}", fifo.display()))
         .start();
     let mut client = Client::new(gateway.listen_addr());
@@ -509,7 +504,7 @@ fn dropped_access_log_lines_are_counted_in_metrics() {
         .open(&fifo)
         .unwrap();
     let gateway = Gateway::builder()
-        .routes_yaml(r#"- { prefix: /ok, direct_response: { status: 200, body: "ok\n" } }"#)
+        .route(Route::prefix("/ok").direct_response(200, "ok\n"))
         .gateway_yaml(&format!("access_log: {{ path: \"{}\" }}", fifo.display()))
         .start();
     let m = http::get(gateway.admin_addr(), "/metrics").unwrap().body;
@@ -544,7 +539,7 @@ fn the_readme_access_log_example_is_a_line_the_gateway_writes() {
         .and_then(|block| block.lines().next())
         .unwrap();
     let gateway = Gateway::builder()
-        .routes_yaml(r#"- { prefix: /service/1, direct_response: { status: 200, body: "ok\n" } }"#)
+        .route(Route::prefix("/service/1").direct_response(200, "ok\n"))
         .start();
     assert_eq!(
         http::get(gateway.listen_addr(), "/service/1")
