@@ -477,28 +477,31 @@ fn the_gateway_conf_passes_dash_t_and_names_the_headless_services() {
             service["spec"]["clusterIP"], "None",
             "Service {name} must be headless"
         );
+        // The Service's named port as cluster DNS publishes it: SRV records carry the pods' port.
+        let address = str_of(&cluster["address"], "address");
+        let suffix = format!("._tcp.{name}.{namespace}.svc.cluster.local.");
+        let port_name = address
+            .strip_prefix('_')
+            .and_then(|a| a.strip_suffix(&suffix))
+            .unwrap_or_else(|| {
+                panic!("{what}: the address must be _<port name>{suffix} (Service {name}'s named port, final dot included), not {address}")
+            });
         assert_eq!(
-            str_of(&cluster["address"], "address"),
-            format!("{name}.{namespace}.svc.cluster.local."),
-            "{what}: the address must be Service {name}'s fully qualified name, final dot included"
+            cluster["discovery"], "srv",
+            "{what}: an SRV name needs discovery: srv"
         );
-        // A headless Service maps no ports: the gateway connects to the pods' own port.
-        let port = cluster["port"].as_u64().unwrap();
+        assert!(
+            cluster["port"].is_null(),
+            "{what}: the port comes from the SRV records"
+        );
         let service_port = seq(&service["spec"]["ports"], "ports")
             .iter()
-            .find(|p| p["port"].as_u64() == Some(port))
-            .unwrap_or_else(|| panic!("{what}: Service {name} has no port {port}"));
-        assert!(
-            service_port["name"].as_str().is_some_and(|n| !n.is_empty()),
-            "Service {name}: ports must be named"
-        );
+            .find(|p| p["name"] == port_name)
+            .unwrap_or_else(|| panic!("{what}: Service {name} has no port named {port_name}"));
         let deployment = rendered.deployment_selected_by(&service["spec"]["selector"], &what);
         let container = only_container(deployment);
-        assert_eq!(
-            u64::from(target_port(service_port, container, &what)),
-            port,
-            "{what}: the pods must listen on the conf's port"
-        );
+        // The SRV records carry the port the Service's targetPort lands on in the pods.
+        target_port(service_port, container, &what);
         // The kubelet (which decides what DNS lists) and the gateway probe the same thing.
         assert_eq!(
             cluster["health_check"]["path"], container["readinessProbe"]["httpGet"]["path"],
@@ -735,14 +738,11 @@ fn every_pod_runs_non_root_unprivileged_and_read_only() {
     }
 }
 
-/// What cluster DNS publishes for a headless service: one A record per ready pod, and NXDOMAIN
-/// once none is ready (CoreDNS's answer for a Service scaled to zero).
-fn publish(dns: &DnsServer, fqdn: &str, ready: &[&str]) {
-    if ready.is_empty() {
-        dns.remove(fqdn);
-    } else {
-        dns.set_a(fqdn, ready);
-    }
+/// What cluster DNS publishes for a headless Service's named port: one SRV record per ready pod
+/// (the pods' port, the pod's address in the additional section), and NXDOMAIN once none is
+/// ready (CoreDNS's answer for a Service scaled to zero).
+fn publish(dns: &DnsServer, srv_name: &str, port: u16, ready: &[&str]) {
+    dns.set_headless_srv(srv_name, port, ready);
 }
 
 /// Sends `n` keep-alive GETs; returns hits per `x-served-by` address. Panics on any non-200.
@@ -781,17 +781,6 @@ fn addrs(ips: &[&str], port: u16) -> Vec<String> {
     addrs
 }
 
-/// Sum of `headway_dns_refreshes_total` over clusters and results.
-fn dns_refreshes(gateway: &Gateway) -> f64 {
-    http::get(gateway.admin_addr(), "/metrics")
-        .unwrap()
-        .body
-        .lines()
-        .filter(|l| l.starts_with("headway_dns_refreshes_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[test]
 fn the_gateway_follows_headless_services_with_a_pods_view_of_dns() {
     if !have_kubectl() {
@@ -801,7 +790,7 @@ fn the_gateway_follows_headless_services_with_a_pods_view_of_dns() {
     let namespace = rendered.namespace();
     let (_, conf_text) = rendered.gateway_conf();
     let conf: Value = serde_yaml::from_str(&conf_text).unwrap();
-    let fqdn = |service: &str| format!("{service}.{namespace}.svc.cluster.local.");
+    let fqdn = |service: &str| format!("_http._tcp.{service}.{namespace}.svc.cluster.local.");
 
     // The pod's resolver: kubelet's resolv.conf (search list, ndots:5). The test's DNS server
     // cannot listen on port 53, so the conf names it as well; search and ndots come from the file.
@@ -830,14 +819,12 @@ fn the_gateway_follows_headless_services_with_a_pods_view_of_dns() {
     for ip in service2.iter().chain([&not_ready]) {
         pods.push(Backend::start(ip, port, "service2"));
     }
-    publish(&dns, &fqdn("service1"), &service1);
-    publish(&dns, &fqdn("service2"), &service2);
+    publish(&dns, &fqdn("service1"), port, &service1);
+    publish(&dns, &fqdn("service2"), port, &service2);
 
-    // The rendered conf, with only listen, admin, resolver and the pods' port replaced.
-    let mut clusters = conf["gateway"]["clusters"].clone();
-    for cluster in clusters.as_sequence_mut().unwrap() {
-        cluster["port"] = Value::from(port);
-    }
+    // The rendered conf, with only listen, admin and resolver replaced: the pods' port comes
+    // from the SRV records.
+    let clusters = conf["gateway"]["clusters"].clone();
     let mut rest = conf["gateway"].as_mapping().unwrap().clone();
     for key in ["listen", "admin", "resolver", "routes", "clusters"] {
         rest.remove(key);
@@ -877,7 +864,7 @@ fn the_gateway_follows_headless_services_with_a_pods_view_of_dns() {
 
     // `kubectl scale deploy/service1 --replicas=5`: two more pods become ready.
     let five: Vec<&str> = service1.iter().chain(&scaled_up).copied().collect();
-    publish(&dns, &fqdn("service1"), &five);
+    publish(&dns, &fqdn("service1"), port, &five);
     assert!(
         wait_until(Duration::from_secs(15), || healthy(&gateway, "service1")
             == addrs(&five, port)),
@@ -888,7 +875,7 @@ fn the_gateway_follows_headless_services_with_a_pods_view_of_dns() {
     assert_eq!(hits.keys().cloned().collect::<Vec<_>>(), addrs(&five, port));
 
     // `kubectl scale deploy/service2 --replicas=0`: NXDOMAIN, and the gateway says so.
-    publish(&dns, &fqdn("service2"), &[]);
+    publish(&dns, &fqdn("service2"), port, &[]);
     assert!(
         wait_until(Duration::from_secs(15), || healthy(&gateway, "service2")
             .is_empty()),
@@ -912,7 +899,7 @@ fn the_gateway_follows_headless_services_with_a_pods_view_of_dns() {
     );
 
     // Back to one pod, the one that was not ready before.
-    publish(&dns, &fqdn("service2"), &[not_ready]);
+    publish(&dns, &fqdn("service2"), port, &[not_ready]);
     assert!(wait_until(Duration::from_secs(15), || healthy(
         &gateway, "service2"
     ) == addrs(
@@ -925,14 +912,19 @@ fn the_gateway_follows_headless_services_with_a_pods_view_of_dns() {
         addrs(&[not_ready], port)
     );
 
-    // The final dot pays off: under ndots:5 each refresh is one query for the name itself, not
-    // three NXDOMAIN lookups through the search list first. (Queries are read before refreshes,
-    // so at most one refresh per cluster is in flight between the two.)
-    let queries = dns.queries() as f64;
-    let refreshes = dns_refreshes(&gateway);
-    assert!(refreshes >= 4.0, "too few refreshes to judge: {refreshes}");
-    assert!(
-        queries <= refreshes + 2.0,
-        "{queries} DNS queries for {refreshes} refreshes: the names went through the search list"
-    );
+    // The final dot pays off: under ndots:5 every name asked is one the gateway meant — the SRV
+    // names and their targets, which cluster DNS writes fully qualified — never one with a
+    // search domain appended (three NXDOMAIN lookups per refresh before the real one).
+    let published: BTreeSet<String> = ["service1", "service2"].iter().map(|s| fqdn(s)).collect();
+    let asked = dns.zone().asked();
+    assert!(asked.len() >= 4, "too few queries to judge: {asked:?}");
+    for name in &asked {
+        let meant = published.contains(name)
+            || name.ends_with(&format!(".service1.{namespace}.svc.cluster.local."))
+            || name.ends_with(&format!(".service2.{namespace}.svc.cluster.local."));
+        assert!(
+            meant && name.matches(".svc.cluster.local").count() == 1,
+            "{name} was asked: a name went through the search list"
+        );
+    }
 }

@@ -1,5 +1,5 @@
-//! The closed sets of names the conf offers (`lb_policy`, `protocol`, `dns_lookup_family`,
-//! `access_log.format`): each written once, as the enum serde reads; errors list its names.
+//! The closed sets of names the conf offers (`lb_policy`, `protocol`, `discovery`,
+//! `dns_lookup_family`, `access_log.format`): each written once, as the enum serde reads; errors list its names.
 
 use super::names::name_of;
 use serde::Deserialize;
@@ -70,4 +70,16 @@ pub enum AccessLogFormat {
     Plain,
     /// One JSON object per line.
     Json,
+}
+
+/// A cluster's `discovery`: what its `address` names in DNS; default `dns`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Discovery {
+    /// A/AAAA records: one backend per address, on the cluster's `port` (Envoy's STRICT_DNS).
+    Dns,
+    /// SRV records (RFC 2782), as Kubernetes publishes a headless Service's named port
+    /// (`_http._tcp.<service>.<namespace>.svc.cluster.local.`): one backend per record's target
+    /// address, on the record's port; the cluster has no `port` of its own.
+    Srv,
 }

@@ -2,7 +2,7 @@
 
 use super::balancing::{hash_policy, HashKey};
 use super::breakers::{circuit_breakers, CircuitBreakers, RawCircuitBreakers};
-use super::choices::{LbPolicy, LookupFamily, UpstreamProtocol};
+use super::choices::{Discovery, LbPolicy, LookupFamily, UpstreamProtocol};
 use super::defaults;
 use super::dns::{dns, DnsSettings, RawDns};
 use super::duration::{positive_or, ConfDuration};
@@ -23,8 +23,12 @@ pub struct ClusterConfig {
     pub name: String,
     /// `address`: the DNS name resolved for backends (a headless service), or one IP.
     pub address: Address,
-    /// `port`: the backends' port, 1–65535 (Envoy: `socket_address.port_value`).
+    /// `port`: the backends' port, 1–65535 (Envoy: `socket_address.port_value`); 0 with
+    /// `discovery: srv`, where each backend's port is its SRV record's.
     pub port: u16,
+    /// `discovery`: what `address` names: A/AAAA records (`dns`, the default) or SRV records
+    /// (`srv`).
+    pub discovery: Discovery,
     /// `protocol`: `http1` (the default) or `http2` (h2c).
     pub protocol: UpstreamProtocol,
     /// `lb_policy`: default `round_robin`.
@@ -128,6 +132,7 @@ pub(super) struct RawCluster {
     pub name: Option<String>,
     address: Option<Address>,
     port: Option<u32>,
+    discovery: Option<Discovery>,
     lb_policy: Option<LbPolicy>,
     hash_policy: Option<Vec<HashKey>>,
     protocol: Option<UpstreamProtocol>,
@@ -179,16 +184,33 @@ pub(super) fn cluster(raw: RawCluster, path: &str, errors: &mut Errors) -> Optio
         }
     }
     let address = errors.required(raw.address, path, "address");
-    let port = errors.required(raw.port, path, "port").and_then(|port| {
-        let valid = u16::try_from(port).ok().filter(|p| *p != 0);
-        if valid.is_none() {
+    let discovery = raw.discovery.unwrap_or(defaults::DISCOVERY);
+    let port = match (discovery, raw.port) {
+        (Discovery::Srv, None) => Some(0),
+        (Discovery::Srv, Some(_)) => {
             errors.push(
                 format!("{path}.port"),
-                format!("{port} is not a port (1 to 65535)"),
+                "not with discovery: srv: each backend's port is its SRV record's",
             );
+            None
         }
-        valid
-    });
+        (Discovery::Dns, port) => errors.required(port, path, "port").and_then(|port| {
+            let valid = u16::try_from(port).ok().filter(|p| *p != 0);
+            if valid.is_none() {
+                errors.push(
+                    format!("{path}.port"),
+                    format!("{port} is not a port (1 to 65535)"),
+                );
+            }
+            valid
+        }),
+    };
+    if discovery == Discovery::Srv && matches!(address, Some(Address::Ip(_))) {
+        errors.push(
+            format!("{path}.address"),
+            "discovery: srv needs a DNS name (e.g. _http._tcp.service1.default.svc.cluster.local.)",
+        );
+    }
     let hash_policy = hash_policy(raw.lb_policy, raw.hash_policy, path, errors);
     let mut positive = |value: Option<ConfDuration>, default: Duration, key: &str| {
         positive_or(value, default, &format!("{path}.{key}"), errors)
@@ -248,6 +270,7 @@ pub(super) fn cluster(raw: RawCluster, path: &str, errors: &mut Errors) -> Optio
         name: name?,
         address: address?,
         port: port?,
+        discovery,
         protocol: raw.protocol.unwrap_or(defaults::PROTOCOL),
         lb_policy: raw.lb_policy.unwrap_or(defaults::LB_POLICY),
         hash_policy,

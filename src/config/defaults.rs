@@ -1,6 +1,6 @@
 //! Every default of the conf file, with the Envoy setting it corresponds to: the one place they live.
 
-use super::choices::{AccessLogFormat, LbPolicy, LookupFamily, UpstreamProtocol};
+use super::choices::{AccessLogFormat, Discovery, LbPolicy, LookupFamily, UpstreamProtocol};
 use std::time::Duration;
 
 /// `gateway.listen` (Envoy: listener `socket_address`).
@@ -46,6 +46,8 @@ pub const RESOLV_CONF: &str = "/etc/resolv.conf";
 pub const RESOLVER_TIMEOUT: Duration = Duration::from_secs(2);
 /// `gateway.resolver.attempts`: query attempts per lookup before it counts as a failure.
 pub const RESOLVER_ATTEMPTS: u32 = 2;
+/// `discovery`: A/AAAA records of `address`, on `port` (Envoy: STRICT_DNS).
+pub const DISCOVERY: Discovery = Discovery::Dns;
 /// `protocol` to the backends (Envoy: HTTP/1.1 unless `http2_protocol_options`).
 pub const PROTOCOL: UpstreamProtocol = UpstreamProtocol::Http1;
 /// `lb_policy` (Envoy: same name, `ROUND_ROBIN`).

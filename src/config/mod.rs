@@ -32,7 +32,7 @@ mod server;
 pub use access_log::AccessLogConfig;
 pub use balancing::HashKey;
 pub use breakers::CircuitBreakers;
-pub use choices::{AccessLogFormat, LbPolicy, LookupFamily, UpstreamProtocol};
+pub use choices::{AccessLogFormat, Discovery, LbPolicy, LookupFamily, UpstreamProtocol};
 pub use cidr::{Cidr, CidrError};
 pub use cluster::{Address, AddressError, ClusterConfig};
 pub use dns::DnsSettings;

@@ -5,7 +5,7 @@
 //! pingora's background loop, whose fixed period cannot follow TTLs or back off on DNS errors,
 //! and which probes only after discovery in the same sequential loop.
 
-use crate::config::{duration, Address, ClusterConfig, LbPolicy};
+use crate::config::{duration, Address, ClusterConfig, Discovery, LbPolicy};
 use crate::metrics::ClusterMetrics;
 use crate::upstream::backends::{BackendState, BackendTable};
 use crate::upstream::breaker::ClusterLoad;
@@ -85,14 +85,18 @@ impl Cluster {
                     empty: metrics.dns_empty.clone(),
                     error: metrics.dns_error.clone(),
                 };
-                let dns = Arc::new(DnsDiscovery::new(
+                let dns = DnsDiscovery::new(
                     &config.name,
                     name,
                     config.port,
                     config.dns,
                     resolver,
                     refreshes,
-                ));
+                );
+                let dns = Arc::new(match config.discovery {
+                    Discovery::Srv => dns.srv(),
+                    Discovery::Dns => dns,
+                });
                 (Box::new(SharedDns(dns.clone())), Some(dns))
             }
         };

@@ -7,15 +7,14 @@
 //! - a resolver failure (timeout, SERVFAIL, REFUSED, no network) keeps the last known set, is
 //!   logged and counted, and the next attempt comes sooner, backing off as failures repeat.
 
+use super::lookup::classify;
+pub use super::lookup::Lookup;
 /// Kept here too: callers built the resolver from this module before it had a file of its own.
 pub use super::resolver::build_resolver;
 use crate::config::{duration, DnsSettings};
 use crate::{lock, unix_seconds};
 use async_trait::async_trait;
-use hickory_resolver::lookup_ip::LookupIp;
-use hickory_resolver::proto::op::ResponseCode;
-use hickory_resolver::proto::ProtoErrorKind;
-use hickory_resolver::{ResolveError, TokioResolver};
+use hickory_resolver::TokioResolver;
 use log::{info, warn};
 use pingora::lb::discovery::ServiceDiscovery;
 use pingora::lb::Backend;
@@ -50,6 +49,10 @@ pub struct DnsSnapshot {
     pub last_success: Option<f64>,
     /// The addresses of the last answer, sorted, each once; empty after an empty answer.
     pub last_answer: Vec<IpAddr>,
+    /// For `discovery: srv`: the SRV records behind the backends (`priority weight port
+    /// target`), sorted; absent for A/AAAA discovery.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub srv_records: Option<Vec<String>>,
     /// Smallest TTL in the last answer, seconds.
     pub last_ttl_seconds: Option<u64>,
     /// Unix seconds and message of the last resolver failure.
@@ -74,6 +77,9 @@ struct DnsState {
     last_outcome: Outcome,
     last_success: Option<SystemTime>,
     last_answer: Vec<IpAddr>,
+    /// SRV discovery: the records of the last answer, and which one each backend came from.
+    last_srv: Vec<String>,
+    srv_of: HashMap<SocketAddr, String>,
     last_ttl: Option<Duration>,
     last_error: Option<(SystemTime, String)>,
     consecutive_failures: u32,
@@ -102,6 +108,8 @@ pub struct DnsDiscovery {
     cluster: String,
     name: String,
     port: u16,
+    /// SRV records instead of A/AAAA (see `srv.rs`).
+    srv: bool,
     settings: DnsSettings,
     resolver: TokioResolver,
     state: Mutex<DnsState>,
@@ -116,41 +124,6 @@ pub struct RefreshCounters {
     pub empty: IntCounter,
     /// `headway_dns_refreshes_total{result="error"}`.
     pub error: IntCounter,
-}
-
-/// A lookup's result, reduced to what discovery acts on.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Lookup {
-    /// Every address of the answer (as the resolver gave them: unsorted, maybe repeated), and
-    /// how long the answer stays valid.
-    Answer(Vec<IpAddr>, Duration),
-    /// NXDOMAIN or an answer without addresses: the name has no pods.
-    Empty(&'static str),
-    /// Anything else: says nothing about the pods.
-    Failed(String),
-}
-
-impl Lookup {
-    /// Reduces what hickory returned at `now`: the addresses of an answer and its remaining
-    /// TTL; NXDOMAIN and NOERROR-without-records as empty; any other failure (SERVFAIL,
-    /// REFUSED, timeouts, I/O) as a failure.
-    pub fn from_resolver(
-        result: std::result::Result<LookupIp, ResolveError>,
-        now: Instant,
-    ) -> Lookup {
-        match result {
-            Ok(answer) => {
-                let ttl = answer.valid_until().saturating_duration_since(now);
-                let ips: Vec<IpAddr> = answer.iter().collect();
-                if ips.is_empty() {
-                    Lookup::Empty("empty answer")
-                } else {
-                    Lookup::Answer(ips, ttl)
-                }
-            }
-            Err(e) => classify(&e),
-        }
-    }
 }
 
 impl DnsDiscovery {
@@ -169,12 +142,15 @@ impl DnsDiscovery {
             cluster: cluster.to_owned(),
             name: name.to_owned(),
             port,
+            srv: false,
             settings,
             resolver,
             state: Mutex::new(DnsState {
                 last_outcome: Outcome::Pending,
                 last_success: None,
                 last_answer: Vec::new(),
+                last_srv: Vec::new(),
+                srv_of: HashMap::new(),
                 last_ttl: None,
                 last_error: None,
                 consecutive_failures: 0,
@@ -185,9 +161,24 @@ impl DnsDiscovery {
         }
     }
 
+    /// The same discovery of SRV records: `name` is an SRV name, each backend's port its
+    /// record's (`port` is not used).
+    pub fn srv(mut self) -> DnsDiscovery {
+        self.srv = true;
+        self
+    }
+
     async fn lookup(&self) -> Lookup {
+        let now = Instant::now();
+        if self.srv {
+            return match super::srv::lookup(&self.resolver, &self.name, now).await {
+                Ok(Some((endpoints, ttl))) => Lookup::Srv(endpoints, ttl),
+                Ok(None) => Lookup::Empty("no SRV records"),
+                Err(e) => classify(&e),
+            };
+        }
         let result = self.resolver.lookup_ip(self.name.as_str()).await;
-        Lookup::from_resolver(result, Instant::now())
+        Lookup::from_resolver(result, now)
     }
 
     /// How long to wait before the next refresh, given how the last one ended: the TTL (never
@@ -235,6 +226,11 @@ impl DnsDiscovery {
         )
     }
 
+    /// The SRV record a backend came from (SRV discovery only).
+    pub fn srv_record(&self, addr: &SocketAddr) -> Option<String> {
+        lock(&self.state).srv_of.get(addr).cloned()
+    }
+
     /// The DNS state as `/clusters` shows it.
     pub fn snapshot(&self) -> DnsSnapshot {
         let state = lock(&self.state);
@@ -242,6 +238,7 @@ impl DnsDiscovery {
             last_outcome: state.last_outcome,
             last_success: state.last_success.map(unix_seconds),
             last_answer: state.last_answer.clone(),
+            srv_records: self.srv.then(|| state.last_srv.clone()),
             last_ttl_seconds: state.last_ttl.map(|t| t.as_secs()),
             last_error: state
                 .last_error
@@ -318,6 +315,47 @@ impl DnsDiscovery {
                 state.failing_since = None;
                 Ok((backends, HashMap::new()))
             }
+            Lookup::Srv(mut endpoints, ttl) => {
+                endpoints.sort_by(|a, b| (a.addr, &a.record).cmp(&(b.addr, &b.record)));
+                endpoints.dedup_by(|a, b| a.addr == b.addr);
+                let mut records: Vec<String> = endpoints.iter().map(|e| e.record.clone()).collect();
+                records.sort();
+                records.dedup();
+                self.refreshes.answer.inc();
+                if state.last_outcome != Outcome::Answer || state.last_srv != records {
+                    info!(
+                        "dns cluster={} srv={} records={} backends={} ttl={}",
+                        self.cluster,
+                        self.name,
+                        records.len(),
+                        endpoints.len(),
+                        duration::display(ttl)
+                    );
+                }
+                let backends = endpoints
+                    .iter()
+                    .map(|e| Backend {
+                        addr: PingoraAddr::Inet(e.addr),
+                        weight: 1,
+                        ext: Default::default(),
+                    })
+                    .collect();
+                let mut ips: Vec<IpAddr> = endpoints.iter().map(|e| e.addr.ip()).collect();
+                ips.sort_unstable();
+                ips.dedup();
+                state.last_outcome = Outcome::Answer;
+                state.last_success = Some(now);
+                state.last_answer = ips;
+                state.last_srv = records;
+                state.srv_of = endpoints
+                    .iter()
+                    .map(|e| (e.addr, e.record.clone()))
+                    .collect();
+                state.last_ttl = Some(ttl);
+                state.consecutive_failures = 0;
+                state.failing_since = None;
+                Ok((backends, HashMap::new()))
+            }
             Lookup::Empty(why) => {
                 self.refreshes.empty.inc();
                 if state.last_outcome != Outcome::Empty {
@@ -329,6 +367,8 @@ impl DnsDiscovery {
                 state.last_outcome = Outcome::Empty;
                 state.last_success = Some(now);
                 state.last_answer.clear();
+                state.last_srv.clear();
+                state.srv_of.clear();
                 state.last_ttl = None;
                 state.consecutive_failures = 0;
                 state.failing_since = None;
@@ -367,19 +407,4 @@ impl DnsDiscovery {
             }
         }
     }
-}
-
-/// NXDOMAIN and NOERROR-without-records are answers (the name has no pods); anything else —
-/// SERVFAIL, REFUSED, timeouts, I/O — says nothing about the pods and must not empty the cluster.
-fn classify(e: &ResolveError) -> Lookup {
-    if let Some(proto) = e.proto() {
-        if let ProtoErrorKind::NoRecordsFound { response_code, .. } = proto.kind() {
-            match *response_code {
-                ResponseCode::NXDomain => return Lookup::Empty("NXDOMAIN"),
-                ResponseCode::NoError => return Lookup::Empty("no records"),
-                code => return Lookup::Failed(format!("server answered {code}")),
-            }
-        }
-    }
-    Lookup::Failed(e.to_string())
 }

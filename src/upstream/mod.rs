@@ -7,9 +7,11 @@ pub mod discovery;
 mod driver;
 pub mod health;
 pub mod lb;
+mod lookup;
 pub mod outlier;
 pub mod resolver;
 pub mod snapshot;
+pub mod srv;
 
 use crate::config::{Address, Gateway as GatewayConfig};
 use crate::metrics::Metrics;

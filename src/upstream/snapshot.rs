@@ -20,6 +20,7 @@ impl Cluster {
                 let state = table.get(&addr);
                 let admitted = self.table.admitted(&addr);
                 Some(BackendSnapshot {
+                    srv_record: self.dns.as_ref().and_then(|d| d.srv_record(&addr)),
                     address: addr.to_string(),
                     healthy: admitted && backends.ready(b),
                     probed: admitted,
@@ -169,4 +170,8 @@ pub struct BackendSnapshot {
     pub times_ejected: u32,
     /// Failed requests in a row (passive health).
     pub consecutive_failures: u32,
+    /// The SRV record the backend came from (`priority weight port target`), for a cluster
+    /// with `discovery: srv`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub srv_record: Option<String>,
 }

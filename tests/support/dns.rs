@@ -96,6 +96,24 @@ impl DnsServer {
         self.zone.set_a(name, ips);
     }
 
+    /// The zone behind the server, for records the helpers here do not make (SRV by hand).
+    #[allow(dead_code)] // not every test target uses it
+    pub fn zone(&self) -> &Zone {
+        &self.zone
+    }
+
+    /// A headless Service's named port, as cluster DNS publishes it: `srv_name`
+    /// (`_http._tcp.<service>`) answers one SRV record per pod in `ips` on `port`, with each
+    /// target's A record in the additional section; NXDOMAIN for no pod.
+    #[allow(dead_code)] // not every test target uses it
+    pub fn set_headless_srv(&self, srv_name: &str, port: u16, ips: &[&str]) {
+        let ips: Vec<Ipv4Addr> = ips
+            .iter()
+            .map(|ip| Ipv4Addr::from_str(ip).unwrap_or_else(|e| panic!("bad IPv4 {ip:?}: {e}")))
+            .collect();
+        self.zone.set_headless_srv(srv_name, port, &ips);
+    }
+
     /// Replaces the AAAA records of `name`; see [`DnsServer::set_a`].
     pub fn set_aaaa(&self, name: &str, ips: &[&str]) {
         let ips: Vec<Ipv6Addr> = ips
@@ -233,5 +251,44 @@ pub fn resolve_with_timeout(
             .lookup_ip(name)
             .await
             .map(|lookup| lookup.iter().collect())
+    })
+}
+
+/// An SRV answer: each record as (port, target), and the addresses it carried.
+pub type SrvAnswer = (Vec<(u16, String)>, Vec<IpAddr>);
+
+/// Asks `server` for the SRV records of `name` once: each record as (port, target), and the
+/// addresses the answer carried (its additional section), as a client of cluster DNS sees them.
+#[allow(dead_code)] // not every test target uses it
+pub fn resolve_srv(
+    server: SocketAddr,
+    name: &str,
+) -> Result<SrvAnswer, hickory_resolver::ResolveError> {
+    use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
+    use hickory_resolver::name_server::TokioConnectionProvider;
+    use hickory_resolver::Resolver;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("cannot build a tokio runtime for resolve_srv: {e}"));
+    runtime.block_on(async {
+        let config = ResolverConfig::from_parts(
+            None,
+            Vec::new(),
+            NameServerConfigGroup::from_ips_clear(&[server.ip()], server.port(), true),
+        );
+        let mut options = ResolverOpts::default();
+        options.cache_size = 0;
+        options.attempts = 1;
+        let resolver = Resolver::builder_with_config(config, TokioConnectionProvider::default())
+            .with_options(options)
+            .build();
+        let answer = resolver.srv_lookup(name).await?;
+        let records = answer
+            .iter()
+            .map(|r| (r.port(), r.target().to_string()))
+            .collect();
+        Ok((records, answer.ip_iter().collect()))
     })
 }

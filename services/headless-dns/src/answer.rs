@@ -2,7 +2,7 @@
 //! with an SOA for negative caching, and UDP truncation so that resolvers retry over TCP.
 
 use hickory_proto::op::{Edns, Header, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, SOA};
+use hickory_proto::rr::rdata::{A, AAAA, SOA, SRV};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::BinEncoder;
 use hickory_proto::xfer::Protocol;
@@ -29,6 +29,8 @@ struct Answer {
     code: ResponseCode,
     answers: Vec<Record>,
     authority: Vec<Record>,
+    /// The A/AAAA records of SRV targets, as cluster DNS adds them.
+    additionals: Vec<Record>,
 }
 
 impl Answer {
@@ -37,6 +39,7 @@ impl Answer {
             code,
             answers: Vec::new(),
             authority: Vec::new(),
+            additionals: Vec::new(),
         }
     }
 }
@@ -62,6 +65,7 @@ impl ZoneHandler {
                 code: ResponseCode::NXDomain,
                 answers: Vec::new(),
                 authority: vec![soa(ttl)],
+                additionals: Vec::new(),
             };
         };
         let answers: Vec<Record> = match query.query_type() {
@@ -75,7 +79,41 @@ impl ZoneHandler {
                 .iter()
                 .map(|ip| Record::from_rdata(owner.clone(), ttl, RData::AAAA(AAAA(*ip))))
                 .collect(),
+            RecordType::SRV => records
+                .srv
+                .iter()
+                .filter_map(|r| {
+                    let target = fqdn(&r.target)?;
+                    let srv = SRV::new(r.priority, r.weight, r.port, target);
+                    Some(Record::from_rdata(owner.clone(), ttl, RData::SRV(srv)))
+                })
+                .collect(),
             _ => Vec::new(),
+        };
+        let additionals: Vec<Record> = if query.query_type() == RecordType::SRV {
+            records
+                .srv
+                .iter()
+                .filter_map(|r| {
+                    Some((
+                        Name::from_ascii(&r.target).ok()?,
+                        self.zone.records(&r.target)?,
+                    ))
+                })
+                .flat_map(|(name, target)| {
+                    let v4 = target
+                        .a
+                        .into_iter()
+                        .map(|ip| Record::from_rdata(name.clone(), ttl, RData::A(A(ip))));
+                    let v6 = target
+                        .aaaa
+                        .into_iter()
+                        .map(|ip| Record::from_rdata(name.clone(), ttl, RData::AAAA(AAAA(ip))));
+                    v4.chain(v6).collect::<Vec<_>>()
+                })
+                .collect()
+        } else {
+            Vec::new()
         };
         let authority = if answers.is_empty() {
             vec![soa(ttl)]
@@ -86,8 +124,16 @@ impl ZoneHandler {
             code: ResponseCode::NoError,
             answers,
             authority,
+            additionals,
         }
     }
+}
+
+/// `name` as a fully qualified DNS name (a final dot added if it has none).
+fn fqdn(name: &str) -> Option<Name> {
+    let mut name = Name::from_ascii(name).ok()?;
+    name.set_fqdn(true);
+    Some(name)
 }
 
 /// The SOA of the root zone, whose TTL and minimum bound negative caching to `ttl`.
@@ -162,6 +208,9 @@ impl RequestHandler for ZoneHandler {
         mut response_handle: R,
     ) -> ResponseInfo {
         self.zone.count_query(request.protocol() == Protocol::Tcp);
+        if let [query] = request.queries() {
+            self.zone.record_asked(&query.name().to_string());
+        }
         let mode = self.zone.mode();
         let mut header = Header::response_from_request(request.header());
         header.set_authoritative(true);
@@ -175,6 +224,7 @@ impl RequestHandler for ZoneHandler {
             code,
             mut answers,
             mut authority,
+            mut additionals,
         } = self.answer(request, mode);
         header.set_response_code(code);
 
@@ -196,6 +246,7 @@ impl RequestHandler for ZoneHandler {
                 header.set_truncated(true);
                 answers.truncate(fit);
                 authority.clear();
+                additionals.clear();
             }
         }
 
@@ -208,7 +259,7 @@ impl RequestHandler for ZoneHandler {
             answers.iter(),
             std::iter::empty(),
             authority.iter(),
-            std::iter::empty(),
+            additionals.iter(),
         );
         match response_handle.send_response(response).await {
             Ok(info) => info,

@@ -24,4 +24,4 @@ mod server;
 mod zone;
 
 pub use server::{bound_tcp_socket, DnsServer};
-pub use zone::{DnsMode, NameRecords, Zone};
+pub use zone::{DnsMode, NameRecords, Srv, Zone};

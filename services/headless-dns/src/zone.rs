@@ -44,6 +44,17 @@ impl DnsMode {
 pub struct NameRecords {
     pub a: Vec<Ipv4Addr>,
     pub aaaa: Vec<Ipv6Addr>,
+    pub srv: Vec<Srv>,
+}
+
+/// One SRV record (RFC 2782): a target host and its port, with priority and weight.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Srv {
+    pub priority: u16,
+    pub weight: u16,
+    pub port: u16,
+    /// A name of the zone (its A records go in the answer's additional section).
+    pub target: String,
 }
 
 /// The names a server knows, their records, TTL and [`DnsMode`], and query counters.
@@ -65,7 +76,12 @@ struct ZoneState {
     mode: AtomicU8,
     queries: AtomicU64,
     tcp_queries: AtomicU64,
+    /// The last names asked (lowercase, as asked: with the final dot), at most `ASKED_KEPT`.
+    asked: Mutex<std::collections::VecDeque<String>>,
 }
+
+/// How many asked names [`Zone::asked`] keeps.
+const ASKED_KEPT: usize = 10_000;
 
 impl Default for Zone {
     fn default() -> Self {
@@ -83,6 +99,7 @@ impl Zone {
                 mode: AtomicU8::new(DnsMode::Normal.as_u8()),
                 queries: AtomicU64::new(0),
                 tcp_queries: AtomicU64::new(0),
+                asked: Mutex::new(std::collections::VecDeque::new()),
             }),
         }
     }
@@ -110,10 +127,65 @@ impl Zone {
                 normalize(name),
                 NameRecords {
                     a,
-                    aaaa: Vec::new(),
+                    ..NameRecords::default()
                 },
             );
         }
+    }
+
+    /// Sets the SRV records of a headless service's named port as cluster DNS does:
+    /// `_<port>._<proto>.<service>` answers one SRV record per ready pod (priority 0, equal
+    /// weights, `port`, target `<ip with dashes>.<service>`), and each target answers its A
+    /// record; NXDOMAIN when no pod is ready. `srv_name` is the full `_http._tcp.<service>` name.
+    pub fn set_headless_srv(&self, srv_name: &str, port: u16, ready_pods: &[Ipv4Addr]) {
+        let service = normalize(srv_name)
+            .splitn(3, '.')
+            .nth(2)
+            .unwrap_or_default()
+            .to_owned();
+        let mut names = self.names();
+        if let Some(old) = names.remove(&normalize(srv_name)) {
+            for srv in old.srv {
+                names.remove(&normalize(&srv.target));
+            }
+        }
+        if ready_pods.is_empty() {
+            return;
+        }
+        let weight = u16::try_from(100 / ready_pods.len()).unwrap_or(1).max(1);
+        let srv = ready_pods
+            .iter()
+            .map(|ip| {
+                // Fully qualified, as cluster DNS writes targets: no resolver appends a search
+                // domain to it.
+                let target = format!("{}.{service}.", ip.to_string().replace('.', "-"));
+                names.insert(
+                    normalize(&target),
+                    NameRecords {
+                        a: vec![*ip],
+                        ..NameRecords::default()
+                    },
+                );
+                Srv {
+                    priority: 0,
+                    weight,
+                    port,
+                    target,
+                }
+            })
+            .collect();
+        names.insert(
+            normalize(srv_name),
+            NameRecords {
+                srv,
+                ..NameRecords::default()
+            },
+        );
+    }
+
+    /// Replaces the SRV records of `name` (targets are not touched).
+    pub fn set_srv(&self, name: &str, records: Vec<Srv>) {
+        self.names().entry(normalize(name)).or_default().srv = records;
     }
 
     /// Makes `name` not exist any more: queries for it get NXDOMAIN.
@@ -152,6 +224,25 @@ impl Zone {
     /// Queries received over TCP (e.g. retries after a truncated UDP answer).
     pub fn tcp_queries(&self) -> u64 {
         self.state.tcp_queries.load(Ordering::SeqCst)
+    }
+
+    /// The names asked, oldest first (the last 10,000).
+    pub fn asked(&self) -> Vec<String> {
+        self.state
+            .asked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) fn record_asked(&self, name: &str) {
+        let mut asked = self.state.asked.lock().unwrap_or_else(|p| p.into_inner());
+        if asked.len() == ASKED_KEPT {
+            asked.pop_front();
+        }
+        asked.push_back(name.to_ascii_lowercase());
     }
 
     pub(crate) fn count_query(&self, over_tcp: bool) {
