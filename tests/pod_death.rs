@@ -38,9 +38,10 @@ use support::backend::{Backend, Close, Fault};
 use support::conf::{Cluster, HealthCheck, Route};
 use support::dns::DnsServer;
 use support::gateway::{Gateway, GatewayBuilder};
+use support::http::{self, Response};
 use support::nginx::{self, Nginx};
 use support::node::{self, NodePod};
-use support::{free_port, http, wait_until};
+use support::{free_port, wait_until};
 
 // ---------------------------------------------------------------------------------------------
 // A keep-alive client that tells failures apart.
@@ -48,31 +49,6 @@ use support::{free_port, http, wait_until};
 
 /// Connect, read and write timeout.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
-
-#[derive(Debug, Clone)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
-    }
-
-    fn closes(&self) -> bool {
-        self.headers.iter().any(|(key, value)| {
-            key.eq_ignore_ascii_case("connection")
-                && value
-                    .split(',')
-                    .any(|token| token.trim().eq_ignore_ascii_case("close"))
-        })
-    }
-}
 
 #[derive(Debug, Clone)]
 enum Failure {
@@ -105,7 +81,7 @@ impl KeepAlive {
         }
     }
 
-    fn request(&mut self, method: &str, path: &str, body: &[u8]) -> Result<Reply, Failure> {
+    fn request(&mut self, method: &str, path: &str, body: &[u8]) -> Result<Response, Failure> {
         let reused = self.conn.is_some();
         match self.attempt(method, path, body) {
             Err(Failure::NoResponse(reason)) if reused => {
@@ -117,7 +93,7 @@ impl KeepAlive {
         }
     }
 
-    fn attempt(&mut self, method: &str, path: &str, body: &[u8]) -> Result<Reply, Failure> {
+    fn attempt(&mut self, method: &str, path: &str, body: &[u8]) -> Result<Response, Failure> {
         let mut conn = match self.conn.take() {
             Some(conn) => conn,
             None => {
@@ -152,89 +128,12 @@ impl KeepAlive {
             Err(e) => return Err(Failure::NoResponse(format!("read: {e}"))),
             Ok(_) => {}
         }
-        let reply = read_reply(&mut conn, method)
+        let reply = http::read_response(&mut conn, method)
             .map_err(|e| Failure::Truncated(format!("response cut: {e}")))?;
-        if !reply.closes() {
+        if !reply.closes_connection() && !reply.ran_to_close() {
             self.conn = Some(conn);
         }
         Ok(reply)
-    }
-}
-
-fn read_line(reader: &mut impl BufRead) -> std::io::Result<String> {
-    let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "EOF in the response head",
-        ));
-    }
-    Ok(line.trim_end_matches(['\r', '\n']).to_string())
-}
-
-fn read_reply(reader: &mut impl BufRead, method: &str) -> std::io::Result<Reply> {
-    let bad = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
-    loop {
-        let status_line = read_line(reader)?;
-        let status: u16 = status_line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| bad(format!("bad status line {status_line:?}")))?;
-        let mut headers = Vec::new();
-        loop {
-            let line = read_line(reader)?;
-            if line.is_empty() {
-                break;
-            }
-            let (key, value) = line
-                .split_once(':')
-                .ok_or_else(|| bad(format!("bad header {line:?}")))?;
-            headers.push((key.trim().to_string(), value.trim().to_string()));
-        }
-        if (100..200).contains(&status) {
-            continue;
-        }
-        let mut reply = Reply {
-            status,
-            headers,
-            body: String::new(),
-        };
-        if method == "HEAD" || status == 204 || status == 304 {
-            return Ok(reply);
-        }
-        let chunked = reply
-            .header("transfer-encoding")
-            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-        let mut body = Vec::new();
-        if chunked {
-            loop {
-                let size_line = read_line(reader)?;
-                let size = usize::from_str_radix(size_line.split(';').next().unwrap().trim(), 16)
-                    .map_err(|_| bad(format!("bad chunk size {size_line:?}")))?;
-                if size == 0 {
-                    while !read_line(reader)?.is_empty() {}
-                    break;
-                }
-                let start = body.len();
-                body.resize(start + size, 0);
-                reader.read_exact(&mut body[start..])?;
-                read_line(reader)?;
-            }
-        } else if let Some(length) = reply.header("content-length") {
-            let length: usize = length
-                .parse()
-                .map_err(|_| bad(format!("bad content-length {length:?}")))?;
-            body.resize(length, 0);
-            reader.read_exact(&mut body)?;
-        } else {
-            reader.read_to_end(&mut body)?;
-            reply
-                .headers
-                .push(("connection".to_string(), "close".to_string()));
-        }
-        reply.body = String::from_utf8_lossy(&body).into_owned();
-        return Ok(reply);
     }
 }
 
@@ -259,7 +158,7 @@ struct Tally {
 }
 
 impl Tally {
-    fn record(&mut self, result: &Result<Reply, Failure>) {
+    fn record(&mut self, result: &Result<Response, Failure>) {
         self.sent += 1;
         match result {
             Ok(reply) if reply.status == 200 => self.ok += 1,

@@ -16,6 +16,8 @@ pub struct Response {
     /// In the order received; names as sent by the server.
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// The body had no length and ran until the server closed the connection.
+    ran_to_close: bool,
 }
 
 impl Response {
@@ -36,11 +38,20 @@ impl Response {
             .collect()
     }
 
-    fn closes_connection(&self) -> bool {
+    /// Whether the server said `Connection: close`.
+    pub fn closes_connection(&self) -> bool {
         self.header_all("connection")
             .iter()
             .flat_map(|value| value.split(','))
             .any(|token| token.trim().eq_ignore_ascii_case("close"))
+    }
+}
+
+impl Response {
+    /// Whether the body had neither a length nor chunks and so ended with the connection: the
+    /// connection cannot carry another request, `Connection: close` or not.
+    pub fn ran_to_close(&self) -> bool {
+        self.ran_to_close
     }
 }
 
@@ -244,7 +255,10 @@ fn read_line(reader: &mut impl BufRead) -> io::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
-fn read_response(reader: &mut impl BufRead, method: &str) -> io::Result<Response> {
+/// Reads one response to a `method` request (interim 1xx responses skipped), its body in full:
+/// by `Content-Length`, by chunks, or to the end of the connection. For tests that write their
+/// own requests on their own connections.
+pub fn read_response(reader: &mut impl BufRead, method: &str) -> io::Result<Response> {
     loop {
         let response = read_one_response(reader, method)?;
         // 1xx are interim: the real response follows.
@@ -281,6 +295,7 @@ fn read_one_response(reader: &mut impl BufRead, method: &str) -> io::Result<Resp
         status,
         headers,
         body: String::new(),
+        ran_to_close: false,
     };
     let no_body =
         method == "HEAD" || (100..200).contains(&status) || status == 204 || status == 304;
@@ -303,6 +318,7 @@ fn read_one_response(reader: &mut impl BufRead, method: &str) -> io::Result<Resp
     } else {
         let mut body = Vec::new();
         reader.read_to_end(&mut body)?;
+        response.ran_to_close = true;
         body
     };
     response.body = String::from_utf8_lossy(&body).into_owned();
