@@ -13,14 +13,19 @@ pub struct ActiveConf {
     pub hash: String,
     /// When it was loaded (RFC 3339, UTC).
     pub loaded_at: String,
+    /// The same, in seconds since the Unix epoch (for `/metrics`).
+    #[serde(skip)]
+    pub loaded_at_seconds: f64,
 }
 
 impl ActiveConf {
     /// The conf read from `bytes`, loaded now.
     pub fn of(bytes: &[u8]) -> ActiveConf {
+        let now = SystemTime::now();
         ActiveConf {
             hash: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes)),
-            loaded_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            loaded_at: humantime::format_rfc3339_seconds(now).to_string(),
+            loaded_at_seconds: crate::unix_seconds(now),
         }
     }
 }

@@ -50,6 +50,8 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     /// `headway_conf_info{hash}`: 1 for the conf served (its XXH3-64), set at scrape time.
     pub conf_info: IntGaugeVec,
+    /// `headway_conf_loaded_timestamp_seconds`: when the conf served was loaded.
+    pub conf_loaded: prometheus::Gauge,
     /// `headway_parked_connections`: idle kept-alive client connections parked (see
     /// [`crate::server::client_limits`]).
     pub parked_connections: prometheus::IntGauge,
@@ -260,6 +262,13 @@ impl Metrics {
                 "headway_conf_info",
                 "1 for the conf the gateway serves, by the hash of its file (XXH3-64).",
                 &["hash"],
+            )?,
+            conf_loaded: register(
+                &r,
+                prometheus::Gauge::new(
+                    "headway_conf_loaded_timestamp_seconds",
+                    "When the conf the gateway serves was loaded (at start or by a reload).",
+                )?,
             )?,
             reloads: counter_vec(
                 &r,

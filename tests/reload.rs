@@ -174,6 +174,10 @@ fn sighup_swaps_in_a_new_route_and_cluster_and_an_unchanged_cluster_keeps_its_st
         "{metrics}"
     );
     assert!(!metrics.contains(&format!("headway_conf_info{{hash=\"{hash_before}\"}}")));
+    assert!(
+        metrics.contains("headway_conf_loaded_timestamp_seconds 1"),
+        "{metrics}"
+    );
 }
 
 #[test]

@@ -140,6 +140,7 @@ fn metrics(state: &AdminState) -> Reply {
     if let Some(conf) = state.lifecycle.conf() {
         m.conf_info.reset();
         m.conf_info.with_label_values(&[&conf.hash]).set(1);
+        m.conf_loaded.set(conf.loaded_at_seconds);
     }
     for cluster in state.clusters.load().iter() {
         let snapshot = cluster.snapshot();
