@@ -3,9 +3,10 @@
 //!
 //! Clusters whose conf did not change keep their backends, health, ejections and pooled
 //! connections; a new cluster is started and waited for (its first discovery and probes) before
-//! any route sends to it; a removed one stops discovering and probing. Listeners, the admin
-//! listener, pingora's keys (threads, …) and the client timeouts cannot change in place: the log
-//! and the answer say so, and the process hand-over (`headway -u`, SIGQUIT) applies them.
+//! any route sends to it; a removed one stops discovering and probing once its last request
+//! ends. Listeners, the admin listener, pingora's keys (threads, …) and the client timeouts
+//! cannot change in place: the log and the answer say so, and the process hand-over
+//! (`headway -u`, SIGQUIT) applies them.
 
 use crate::config::Config;
 use crate::lifecycle::{ActiveConf, Lifecycle};
@@ -20,6 +21,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
+
+/// How long a removed cluster's discovery and probes go on for its requests in flight, at most.
+const RETIRE_WAIT: Duration = Duration::from_secs(3600);
 
 /// How long a reload waits for a new cluster's first discovery and probes.
 const NEW_CLUSTER_WAIT: Duration = Duration::from_secs(10);
@@ -127,7 +131,16 @@ impl Reloader {
         }
         self.clusters.store(clusters.clone());
         self.lifecycle.set_conf(ActiveConf::of(&bytes));
-        removed.iter().for_each(|c| c.retire());
+        for cluster in removed.iter().cloned() {
+            // Its requests in flight finish first, with discovery and probes still running.
+            tokio::spawn(async move {
+                let since = Instant::now();
+                while cluster.load.requests() > 0 && since.elapsed() < RETIRE_WAIT {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                cluster.retire();
+            });
+        }
         let mut summary = format!(
             "{} route(s), {} cluster(s): {} kept, {} new, {} removed",
             config.gateway.routes.len(),
