@@ -219,13 +219,14 @@ pub fn resolve(
     resolve_with_timeout(server, name, Duration::from_secs(2))
 }
 
-/// [`resolve`] with another per-query timeout. A silent server costs several timeouts (A and
-/// AAAA, UDP and TCP): keep it short in tests of [`DnsMode::Drop`] or of a stopped server.
-pub fn resolve_with_timeout(
+/// One lookup through a resolver that asks `server` only (no cache, one attempt).
+fn with_resolver<T>(
     server: SocketAddr,
-    name: &str,
     timeout: Duration,
-) -> Result<Vec<IpAddr>, hickory_resolver::ResolveError> {
+    lookup: impl AsyncFnOnce(
+        &hickory_resolver::Resolver<hickory_resolver::name_server::TokioConnectionProvider>,
+    ) -> T,
+) -> T {
     use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
     use hickory_resolver::name_server::TokioConnectionProvider;
     use hickory_resolver::Resolver;
@@ -233,7 +234,7 @@ pub fn resolve_with_timeout(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap_or_else(|e| panic!("cannot build a tokio runtime for resolve: {e}"));
+        .unwrap_or_else(|e| panic!("cannot build a tokio runtime to resolve: {e}"));
     runtime.block_on(async {
         let config = ResolverConfig::from_parts(
             None,
@@ -247,6 +248,18 @@ pub fn resolve_with_timeout(
         let resolver = Resolver::builder_with_config(config, TokioConnectionProvider::default())
             .with_options(options)
             .build();
+        lookup(&resolver).await
+    })
+}
+
+/// [`resolve`] with another per-query timeout. A silent server costs several timeouts (A and
+/// AAAA, UDP and TCP): keep it short in tests of [`DnsMode::Drop`] or of a stopped server.
+pub fn resolve_with_timeout(
+    server: SocketAddr,
+    name: &str,
+    timeout: Duration,
+) -> Result<Vec<IpAddr>, hickory_resolver::ResolveError> {
+    with_resolver(server, timeout, async |resolver| {
         resolver
             .lookup_ip(name)
             .await
@@ -264,26 +277,7 @@ pub fn resolve_srv(
     server: SocketAddr,
     name: &str,
 ) -> Result<SrvAnswer, hickory_resolver::ResolveError> {
-    use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
-    use hickory_resolver::name_server::TokioConnectionProvider;
-    use hickory_resolver::Resolver;
-
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("cannot build a tokio runtime for resolve_srv: {e}"));
-    runtime.block_on(async {
-        let config = ResolverConfig::from_parts(
-            None,
-            Vec::new(),
-            NameServerConfigGroup::from_ips_clear(&[server.ip()], server.port(), true),
-        );
-        let mut options = ResolverOpts::default();
-        options.cache_size = 0;
-        options.attempts = 1;
-        let resolver = Resolver::builder_with_config(config, TokioConnectionProvider::default())
-            .with_options(options)
-            .build();
+    with_resolver(server, Duration::from_secs(2), async |resolver| {
         let answer = resolver.srv_lookup(name).await?;
         let records = answer
             .iter()
