@@ -82,6 +82,11 @@ impl Proxy {
         Ok(())
     }
 
+    /// Writes every queued access-log line (waiting for the log's writer, 2 s at most): at exit.
+    pub fn flush_access_log(&self) {
+        self.current.load().access_log.flush();
+    }
+
     /// The token of the listener self-check: a request to [`SELF_CHECK_PATH`] with it in
     /// [`SELF_CHECK_HEADER`] gets 204 from this process only.
     pub fn self_check_token(&self) -> &str {

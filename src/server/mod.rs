@@ -139,6 +139,7 @@ pub fn run(
     let supervisor = server.add_service(supervisor);
 
     let proxy_handle = proxy.clone();
+    let at_exit = proxy.clone();
     let mut proxy_app = pingora::proxy::http_proxy(&server.configuration, proxy.clone());
     let mut options = HttpServerOptions::default();
     options.h2c = config.gateway.h2c;
@@ -246,5 +247,9 @@ pub fn run(
     server.run(RunArgs {
         shutdown_signal: Box::new(signals),
     });
+    // pingora gives each service runtime `graceful_shutdown_timeout_seconds` to exit and then
+    // moves on, so the access log's own flush (when its last holder drops it) may come too late:
+    // its queued lines are written here, before the process exits.
+    at_exit.flush_access_log();
     Ok(())
 }

@@ -128,8 +128,11 @@ impl BackgroundService for ClusterSupervisor {
                 return;
             };
             let mut running = futures::stream::FuturesUnordered::new();
+            let mut stopping = shutdown.clone();
             loop {
                 tokio::select! {
+                    // No cluster starts once the server stops; those running see it too.
+                    _ = stopping.wait_for(|stop| *stop) => break,
                     cluster = added.recv() => match cluster {
                         Some(cluster) => {
                             let shutdown = shutdown.clone();
