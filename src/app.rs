@@ -57,7 +57,7 @@ impl Headway {
     /// Checks `config` as `-t` does: the conf itself was checked when it loaded; this builds
     /// every route's filters. Every error, each with its path.
     pub fn check(&self, config: &Config) -> Result<(), Vec<String>> {
-        crate::proxy::filter_chains(&config.gateway, &self.registry).map(|_| ())
+        crate::proxy::filter_chains(&config.gateway, &self.registry, None).map(|_| ())
     }
 
     /// Runs the gateway for `config` until it is told to stop (`opt`: pingora's command-line

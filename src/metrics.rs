@@ -45,6 +45,10 @@ pub struct Metrics {
     /// `headway_access_log_dropped_total`: access-log lines dropped because its writer thread
     /// fell behind (see [`crate::proxy::access_log`]).
     pub access_log_dropped: IntCounter,
+    /// `headway_filter_events_total{route, filter, event}`: what filters counted (a rate limit's
+    /// `limited`, an auth filter's `denied`, …); filters get theirs from
+    /// [`crate::filter::FilterSetup::counter`].
+    pub filter_events: IntCounterVec,
     /// `headway_reloads_total{result}`: confs re-read in place (SIGHUP, `POST /reload`), by
     /// result: `ok` (swapped in) or `error` (refused, the old conf kept serving).
     pub reloads: IntCounterVec,
@@ -249,6 +253,12 @@ impl Metrics {
                     "headway_client_header_timeouts_total",
                     "Client connections closed for not sending complete request headers in time.",
                 )?,
+            )?,
+            filter_events: counter_vec(
+                &r,
+                "headway_filter_events_total",
+                "Events counted by route filters (requests limited, denied, compressed, ...).",
+                &["route", "filter", "event"],
             )?,
             panics: register(
                 &r,

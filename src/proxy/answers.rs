@@ -115,12 +115,12 @@ pub(super) async fn respond(
 }
 
 /// The response head of a filter's answer (before the route's response filters see it).
-pub(super) fn answer_head(answer: &Answer, request_id: &RequestId) -> Result<ResponseHeader> {
+pub(super) fn answer_head(answer: &Answer, request_id: &str) -> Result<ResponseHeader> {
     let mut resp = ResponseHeader::build(answer.status, Some(4 + answer.headers.len()))?;
     resp.insert_header("content-type", answer.content_type)?;
     resp.insert_header("content-length", answer.body.len().to_string())?;
-    if !request_id.header().is_empty() {
-        resp.insert_header(X_REQUEST_ID, request_id.header().clone())?;
+    if !request_id.is_empty() {
+        resp.insert_header(X_REQUEST_ID, request_id)?;
     }
     for (name, value) in &answer.headers {
         resp.append_header(name.clone(), value.clone())?;

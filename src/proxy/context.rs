@@ -1,6 +1,6 @@
 //! What the proxy keeps for one request from hook to hook.
 
-use super::filter::Chain;
+use super::filter::{Chain, Context};
 use super::headers::RequestId;
 use super::retry::{NextAttempt, Outcome};
 use super::router::RouteMatch;
@@ -8,7 +8,7 @@ use super::routing::Routing;
 use crate::upstream::breaker::{AttemptSlot, PendingSlot, RequestSlot, RetrySlot};
 use crate::upstream::cluster::Cluster;
 use log::warn;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,10 @@ pub struct RequestCtx {
     pub(super) filters: Option<Chain>,
     /// The filters' per-request values.
     pub(super) vars: http::Extensions,
+    /// The connection's peer, and the client behind it (see `filter::Context`); set when the
+    /// route has filters.
+    pub(super) peer: Option<IpAddr>,
+    pub(super) client: Option<IpAddr>,
     pub(super) cluster: Option<Arc<Cluster>>,
     /// The request's whole budget (the cluster's `timeout`), retries included.
     pub(super) deadline: Option<Instant>,
@@ -59,6 +63,8 @@ impl RequestCtx {
             route: None,
             filters: None,
             vars: http::Extensions::new(),
+            peer: None,
+            client: None,
             cluster: None,
             deadline: None,
             tried: Vec::new(),
@@ -75,6 +81,20 @@ impl RequestCtx {
             attempt: None,
             retry_slot: None,
         }
+    }
+
+    /// The route's filters, if any, and what they see of the request besides its headers.
+    pub(super) fn filters(&mut self) -> Option<(&Chain, Context<'_>)> {
+        let chain = self.filters.as_ref()?;
+        Some((
+            chain,
+            Context {
+                client: self.client,
+                peer: self.peer,
+                request_id: self.request_id.as_str(),
+                vars: &mut self.vars,
+            },
+        ))
     }
 
     /// The name of the request's cluster, `-` when it has none.

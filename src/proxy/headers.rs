@@ -45,6 +45,41 @@ pub(super) fn forwarded_for(earlier: Option<&[u8]>, client: std::net::IpAddr) ->
         .unwrap_or_else(|_| http::HeaderValue::from_static(""))
 }
 
+/// The address of the client a request came from: the connection's `peer`, unless the peer is
+/// one of `trusted` proxies; then the right-most `X-Forwarded-For` entry that is not itself a
+/// trusted proxy (entries left of it could be forged by the client). An entry that is not an
+/// address ends the walk at the last address before it.
+pub(super) fn client_address(
+    peer: std::net::IpAddr,
+    req: &RequestHeader,
+    trusted: &[crate::config::Cidr],
+) -> std::net::IpAddr {
+    let is_trusted = |ip: std::net::IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let mut client = peer;
+    let lists: Vec<&[u8]> = req
+        .headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    for entry in lists.iter().rev().flat_map(|l| l.rsplit(|b| *b == b',')) {
+        let Some(ip) = std::str::from_utf8(entry.trim_ascii())
+            .ok()
+            .and_then(|e| e.parse::<std::net::IpAddr>().ok())
+        else {
+            break;
+        };
+        client = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    client
+}
+
 /// A request's id: the client's `x-request-id`, or a UUID the gateway made. Kept as the header
 /// value it is sent as, so that it is copied into no `String` and parsed once.
 #[derive(Clone, Debug)]
@@ -150,6 +185,38 @@ mod tests {
         assert_eq!(&id[14..15], "4");
         assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
         assert_ne!(id, new_request_id().to_str().unwrap());
+    }
+
+    #[test]
+    fn the_client_is_the_right_most_untrusted_forwarded_address_behind_a_trusted_peer() {
+        use crate::config::Cidr;
+        let trusted = [Cidr::parse("10.0.0.0/8").unwrap()];
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let req = |xff: &[&str]| {
+            let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+            for v in xff {
+                r.append_header("x-forwarded-for", *v).unwrap();
+            }
+            r
+        };
+        // An untrusted peer's header is ignored: anyone could write it.
+        let forged = req(&["1.2.3.4"]);
+        assert_eq!(
+            client_address(ip("9.9.9.9"), &forged, &trusted),
+            ip("9.9.9.9")
+        );
+        // Behind a trusted proxy: the right-most address that is not a proxy of ours.
+        let r = req(&["6.6.6.6, 5.5.5.5", "10.0.0.2"]);
+        assert_eq!(client_address(ip("10.0.0.1"), &r, &trusted), ip("5.5.5.5"));
+        // All trusted: the left-most; none: the peer; garbage stops the walk.
+        let r = req(&["10.0.0.3, 10.0.0.2"]);
+        assert_eq!(client_address(ip("10.0.0.1"), &r, &trusted), ip("10.0.0.3"));
+        assert_eq!(
+            client_address(ip("10.0.0.1"), &req(&[]), &trusted),
+            ip("10.0.0.1")
+        );
+        let r = req(&["5.5.5.5, junk, 10.0.0.2"]);
+        assert_eq!(client_address(ip("10.0.0.1"), &r, &trusted), ip("10.0.0.2"));
     }
 
     #[test]

@@ -4,8 +4,8 @@
 use super::answers::{answer_head, client_gone, failure_response, respond, send_answer};
 use super::context::RequestCtx;
 use super::failures::{attempt_failed, connect_failed};
-use super::filter::{Context, Flow};
-use super::headers::{forwarded_for, hash_key, request_id, X_FORWARDED_FOR};
+use super::filter::Flow;
+use super::headers::{client_address, forwarded_for, hash_key, request_id, X_FORWARDED_FOR};
 use super::http1::{check_limits, is_self_check, normalize_http1};
 use super::retry::{self, replayable, NextAttempt, Outcome};
 use super::Proxy;
@@ -81,17 +81,17 @@ impl ProxyHttp for Proxy {
             return Err(Error::explain(ErrorType::InternalError, "route vanished"));
         };
         ctx.filters = routing.filters.get(matched.route).cloned().flatten();
-        if let Some(chain) = &ctx.filters {
-            let client = client_ip(session);
-            let mut cx = Context {
-                client,
-                request_id: ctx.request_id.as_str(),
-                vars: &mut ctx.vars,
-            };
+        if ctx.filters.is_some() {
+            ctx.peer = client_ip(session);
+            ctx.client = ctx
+                .peer
+                .map(|peer| client_address(peer, session.req_header(), &routing.trusted_proxies));
+        }
+        if let Some((chain, mut cx)) = ctx.filters() {
             if let Flow::Respond(answer) =
                 chain.on_request(session.req_header_mut(), &mut cx).await?
             {
-                let mut head = answer_head(&answer, &ctx.request_id)?;
+                let mut head = answer_head(&answer, cx.request_id)?;
                 chain.on_response(&mut head, &mut cx)?;
                 send_answer(session, head, answer.body).await?;
                 return Ok(true);
@@ -125,7 +125,7 @@ impl ProxyHttp for Proxy {
 
     async fn request_body_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut RequestCtx,
@@ -139,12 +139,7 @@ impl ProxyHttp for Proxy {
             // out empty pieces mid-body too, which it skips itself.
             *body = None;
         }
-        if let Some(chain) = &ctx.filters {
-            let mut cx = Context {
-                client: client_ip(session),
-                request_id: ctx.request_id.as_str(),
-                vars: &mut ctx.vars,
-            };
+        if let Some((chain, mut cx)) = ctx.filters() {
             chain.on_request_body(body, end_of_stream, &mut cx)?;
         }
         Ok(())
@@ -278,12 +273,7 @@ impl ProxyHttp for Proxy {
             .is_some();
         let proto = http::HeaderValue::from_static(if tls { "https" } else { "http" });
         upstream_request.insert_header("x-forwarded-proto", proto)?;
-        if let Some(chain) = &ctx.filters {
-            let mut cx = Context {
-                client: client_ip(session),
-                request_id: ctx.request_id.as_str(),
-                vars: &mut ctx.vars,
-            };
+        if let Some((chain, mut cx)) = ctx.filters() {
             chain.on_upstream_request(upstream_request, &mut cx)?;
         }
         Ok(())
@@ -331,12 +321,7 @@ impl ProxyHttp for Proxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(chain) = &ctx.filters {
-            let mut cx = Context {
-                client: client_ip(session),
-                request_id: ctx.request_id.as_str(),
-                vars: &mut ctx.vars,
-            };
+        if let Some((chain, mut cx)) = ctx.filters() {
             chain.on_response(upstream_response, &mut cx)?;
         }
         if self.lifecycle.is_draining() {
@@ -348,17 +333,12 @@ impl ProxyHttp for Proxy {
 
     fn response_body_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
-        if let Some(chain) = &ctx.filters {
-            let mut cx = Context {
-                client: client_ip(session),
-                request_id: ctx.request_id.as_str(),
-                vars: &mut ctx.vars,
-            };
+        if let Some((chain, mut cx)) = ctx.filters() {
             chain.on_response_body(body, end_of_stream, &mut cx)?;
         }
         Ok(None)

@@ -35,7 +35,7 @@ impl Routing {
         registry: &Registry,
         previous: Option<&Routing>,
     ) -> Result<Routing, Vec<String>> {
-        let filters = filter_chains(config, registry)?;
+        let filters = filter_chains(config, registry, Some(metrics))?;
         let router = Router::new(&config.routes, |name| {
             config.clusters.iter().position(|c| c.name == name)
         });
@@ -72,14 +72,16 @@ impl Routing {
 }
 
 /// Every route's filters (None for a route without any), or every error of every route.
+/// `metrics` gets the filters' counters; None when the conf is only being checked.
 pub fn filter_chains(
     config: &GatewayConfig,
     registry: &Registry,
+    metrics: Option<&Metrics>,
 ) -> Result<Vec<Option<Chain>>, Vec<String>> {
     let mut chains = Vec::with_capacity(config.routes.len());
     let mut errors = Vec::new();
     for route in &config.routes {
-        match super::filter::chain(registry, route) {
+        match super::filter::chain(registry, route, metrics.map(|m| &m.filter_events)) {
             Ok(chain) => chains.push((!chain.is_empty()).then_some(chain)),
             Err(e) => errors.extend(e),
         }

@@ -98,7 +98,8 @@ impl Reloader {
             .map_err(|e| format!("{}: cannot read conf file: {e}", path.display()))?;
         let text = String::from_utf8_lossy(&bytes);
         let config = Config::from_yaml(&text).map_err(|e| e.to_string().trim_end().to_owned())?;
-        crate::proxy::filter_chains(&config.gateway, &self.registry).map_err(|e| e.join("\n"))?;
+        crate::proxy::filter_chains(&config.gateway, &self.registry, None)
+            .map_err(|e| e.join("\n"))?;
         let current = self.clusters.load_full();
         let Rebuilt {
             clusters,

@@ -2,6 +2,7 @@
 
 use super::stages::Filter;
 use crate::config::Route;
+use prometheus::{IntCounter, IntCounterVec};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -12,9 +13,27 @@ pub struct FilterSetup<'a> {
     pub config: &'a serde_yaml::Value,
     /// The route the filter is for.
     pub route: &'a Route,
+    /// The name the conf gave the filter (`filters[].name`).
+    pub name: &'a str,
+    /// Where the filter's events are counted; None when the conf is only being checked.
+    events: Option<&'a IntCounterVec>,
 }
 
 impl FilterSetup<'_> {
+    /// The counter `headway_filter_events_total{route, filter, event}` for this route and
+    /// filter: `route` as the route's match is written (`/service/1`, `=/exact`, `~regex`),
+    /// `filter` the filter's name. Take counters here, once, and keep them: counting is then
+    /// one atomic add. The series survives a reload (a rebuilt filter gets the same one).
+    pub fn counter(&self, event: &str) -> IntCounter {
+        let route = self.route.matcher.describe();
+        match self.events {
+            Some(vec) => vec.with_label_values(&[route.as_str(), self.name, event]),
+            // Checking a conf: a counter that no one reads.
+            None => IntCounter::new("headway_filter_event_unregistered", "unregistered")
+                .expect("a constant, valid metric name"),
+        }
+    }
+
     /// The filter's keys read into `T` (a `serde::Deserialize` type; `#[serde(deny_unknown_fields)]`
     /// makes a misspelt key an error). Null reads as an empty mapping.
     pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
@@ -58,13 +77,15 @@ impl Registry {
         self.factories.keys().map(String::as_str)
     }
 
-    /// Builds the filter a `filters:` entry names. `path` is the entry's, for the error.
+    /// Builds the filter a `filters:` entry names. `path` is the entry's, for the error;
+    /// `events` is where its counters go (None when the conf is only being checked).
     pub fn build(
         &self,
         name: &str,
         config: &serde_yaml::Value,
         route: &Route,
         path: &str,
+        events: Option<&IntCounterVec>,
     ) -> Result<Arc<dyn Filter>, String> {
         let Some(factory) = self.factories.get(name) else {
             let closest = self
@@ -80,6 +101,12 @@ impl Registry {
                 known.join(", ")
             ));
         };
-        factory(&FilterSetup { config, route }).map_err(|e| format!("{path}: {e}"))
+        let setup = FilterSetup {
+            config,
+            route,
+            name,
+            events,
+        };
+        factory(&setup).map_err(|e| format!("{path}: {e}"))
     }
 }

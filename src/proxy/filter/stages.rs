@@ -52,8 +52,11 @@ impl Answer {
 /// What a filter knows of the request besides its headers, and a place for its own state from
 /// one stage of the request to the next.
 pub struct Context<'a> {
-    /// The client's address (the peer of the connection).
+    /// The client's address: the connection's peer, or, when the peer is one of
+    /// `gateway.trusted_proxies`, the right-most `X-Forwarded-For` address that is not.
     pub client: Option<IpAddr>,
+    /// The address of the connection's peer (a load balancer's, behind one).
+    pub peer: Option<IpAddr>,
     /// The request's `x-request-id` (the client's, or one the gateway made).
     pub request_id: &'a str,
     /// Per-request values by type, shared by the route's filters (`vars.insert(MyState(…))`).
