@@ -6,17 +6,29 @@
 mod support;
 
 use std::time::Duration;
+use support::admin;
 use support::backend::Backend;
+use support::conf::{Cluster, HealthCheck, Route};
 use support::dns::DnsServer;
 use support::gateway::{Gateway, GatewayBuilder};
 use support::{free_port, http, indent_yaml, wait_until};
 
-const SERVICE1: &str = "- { prefix: /service/1, cluster: service1 }";
+/// `/service/<n>` → cluster `service<n>`.
+fn service(n: u32) -> Route {
+    Route::prefix(&format!("/service/{n}")).to(&format!("service{n}"))
+}
 
-fn cluster(name: &str, port: u16) -> String {
-    format!(
-        "- name: {name}\n  address: {name}.test\n  port: {port}\n  dns_refresh_rate: 300ms\n  health_check: {{ type: http, interval: 200ms, timeout: 200ms }}\n"
-    )
+/// `/ok`, answered by the gateway itself.
+fn ok_route() -> Route {
+    Route::prefix("/ok").direct_response(200, "ok")
+}
+
+/// Cluster `name` at `<name>.test:<port>`, refreshed every 300 ms, probed every 200 ms.
+fn cluster(name: &str, port: u16) -> Cluster {
+    Cluster::new(name)
+        .dns(&format!("{name}.test"), port)
+        .refresh("300ms")
+        .health_check(HealthCheck::http().interval("200ms").timeout("200ms"))
 }
 
 /// `section` with `admin.reload: true`.
@@ -65,25 +77,11 @@ fn reloads(gateway: &Gateway, result: &str) -> u64 {
         .map_or(0, |n| n.trim().parse().unwrap())
 }
 
-fn requests_of(gateway: &Gateway, cluster: &str) -> (u64, Vec<String>) {
-    let c = http::get_json(gateway.admin_addr(), "/clusters");
-    let cluster = c["clusters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == cluster)
-        .unwrap_or_else(|| panic!("no cluster {cluster} in {c}"))
-        .clone();
-    let backends = cluster["backends"].as_array().unwrap();
+fn requests_of(gateway: &Gateway, cluster: &str) -> (u64, Vec<Option<String>>) {
+    let backends = admin::cluster(gateway, cluster).backends;
     (
-        backends
-            .iter()
-            .map(|b| b["requests"].as_u64().unwrap())
-            .sum(),
-        backends
-            .iter()
-            .map(|b| b["since"].as_str().unwrap().to_owned())
-            .collect(),
+        backends.iter().map(|b| b.requests).sum(),
+        backends.iter().map(|b| b.since.clone()).collect(),
     )
 }
 
@@ -100,8 +98,8 @@ fn sighup_swaps_in_a_new_route_and_cluster_and_an_unchanged_cluster_keeps_its_st
     dns.set_a("service2.test", &["127.0.13.21"]);
     let mut gateway = Gateway::builder()
         .nameserver(dns.addr())
-        .routes_yaml(SERVICE1)
-        .clusters_yaml(&cluster("service1", port))
+        .route(service(1))
+        .cluster(cluster("service1", port))
         .start();
     for _ in 0..10 {
         assert_eq!(
@@ -129,14 +127,10 @@ fn sighup_swaps_in_a_new_route_and_cluster_and_an_unchanged_cluster_keeps_its_st
         &gateway,
         Gateway::builder()
             .nameserver(dns.addr())
-            .routes_yaml(&format!(
-                "{SERVICE1}\n- {{ prefix: /service/2, cluster: service2 }}"
-            ))
-            .clusters_yaml(&format!(
-                "{}{}",
-                cluster("service1", port),
-                cluster("service2", port)
-            )),
+            .route(service(1))
+            .route(service(2))
+            .cluster(cluster("service1", port))
+            .cluster(cluster("service2", port)),
     );
     gateway.signal("HUP");
     assert!(
@@ -188,15 +182,19 @@ fn a_bad_conf_changes_nothing_and_every_error_is_logged_with_its_path() {
     dns.set_a("service1.test", &["127.0.13.31"]);
     let mut gateway = Gateway::builder()
         .nameserver(dns.addr())
-        .routes_yaml(SERVICE1)
-        .clusters_yaml(&cluster("service1", port))
+        .route(service(1))
+        .cluster(cluster("service1", port))
         .start();
     rewrite(
         &gateway,
         Gateway::builder()
             .nameserver(dns.addr())
-            .routes_yaml("- { prefix: /other, cluster: nowhere }")
-            .clusters_yaml("- { name: service1, address: service1.test, port: 0, retrys: 2 }"),
+            .route(Route::prefix("/other").to("nowhere"))
+            .cluster(
+                Cluster::new("service1")
+                    .address("service1.test", 0)
+                    .key("retrys", "2"),
+            ),
     );
     gateway.signal("HUP");
     assert!(
@@ -238,8 +236,8 @@ fn a_request_in_flight_finishes_on_the_cluster_a_reload_removes() {
     dns.set_a("service2.test", &["127.0.13.42"]);
     let mut gateway = Gateway::builder()
         .nameserver(dns.addr())
-        .routes_yaml(SERVICE1)
-        .clusters_yaml(&cluster("service1", port))
+        .route(service(1))
+        .cluster(cluster("service1", port))
         .start();
     let addr = gateway.listen_addr();
     let in_flight = std::thread::spawn(move || http::get(addr, "/service/1").unwrap());
@@ -248,8 +246,8 @@ fn a_request_in_flight_finishes_on_the_cluster_a_reload_removes() {
         &gateway,
         Gateway::builder()
             .nameserver(dns.addr())
-            .routes_yaml("- { prefix: /service/2, cluster: service2 }")
-            .clusters_yaml(&cluster("service2", port)),
+            .route(service(2))
+            .cluster(cluster("service2", port)),
     );
     gateway.signal("HUP");
     assert!(
@@ -285,8 +283,8 @@ fn post_reload_is_off_unless_the_conf_turns_it_on_and_says_what_it_could_not_app
     dns.set_a("service1.test", &["127.0.13.51"]);
     let off = Gateway::builder()
         .nameserver(dns.addr())
-        .routes_yaml(SERVICE1)
-        .clusters_yaml(&cluster("service1", port))
+        .route(service(1))
+        .cluster(cluster("service1", port))
         .start();
     let r = http::request(off.admin_addr(), "POST", "/reload", &[], b"").unwrap();
     assert_eq!(r.status, 405, "{}", r.body);
@@ -298,8 +296,8 @@ fn post_reload_is_off_unless_the_conf_turns_it_on_and_says_what_it_could_not_app
     let on = Gateway::start(&with_admin_reload(
         &Gateway::builder()
             .nameserver(dns.addr())
-            .routes_yaml(SERVICE1)
-            .clusters_yaml(&cluster("service1", port))
+            .route(service(1))
+            .cluster(cluster("service1", port))
             .gateway_section(),
     ));
     let r = http::request(on.admin_addr(), "POST", "/reload", &[], b"").unwrap();
@@ -316,10 +314,9 @@ fn post_reload_is_off_unless_the_conf_turns_it_on_and_says_what_it_could_not_app
         &on,
         Gateway::builder()
             .nameserver(dns.addr())
-            .routes_yaml(&format!(
-                "{SERVICE1}\n- {{ prefix: /ok, direct_response: {{ status: 200, body: ok }} }}"
-            ))
-            .clusters_yaml(&cluster("service1", port))
+            .route(service(1))
+            .route(ok_route())
+            .cluster(cluster("service1", port))
             .gateway_yaml("h2c: true\n"),
         with_admin_reload,
     );
@@ -347,8 +344,8 @@ fn watch_conf_reloads_when_a_mounted_configmap_swaps_its_data_symlink() {
     dns.set_a("service1.test", &["127.0.13.61"]);
     let mut gateway = Gateway::builder()
         .nameserver(dns.addr())
-        .routes_yaml(SERVICE1)
-        .clusters_yaml(&cluster("service1", port))
+        .route(service(1))
+        .cluster(cluster("service1", port))
         .gateway_yaml("watch_conf: true\n")
         .start();
     assert_eq!(http::get(gateway.listen_addr(), "/ok").unwrap().status, 404);
@@ -378,10 +375,9 @@ fn watch_conf_reloads_when_a_mounted_configmap_swaps_its_data_symlink() {
         .nameserver(dns.addr())
         .listen(gateway.listen_addr())
         .admin(gateway.admin_addr())
-        .routes_yaml(&format!(
-            "{SERVICE1}\n- {{ prefix: /ok, direct_response: {{ status: 200, body: ok }} }}"
-        ))
-        .clusters_yaml(&cluster("service1", port))
+        .route(service(1))
+        .route(ok_route())
+        .cluster(cluster("service1", port))
         .gateway_yaml("watch_conf: true\n");
     let old = gateway.conf();
     let top = &old[..old.find("gateway:").unwrap()];
@@ -429,8 +425,8 @@ fn twenty_reloads_under_load_fail_no_request_and_keep_an_unchanged_clusters_heal
     dns.set_a("service3.test", &["127.0.13.74"]);
     let mut gateway = Gateway::builder()
         .nameserver(dns.addr())
-        .routes_yaml(SERVICE1)
-        .clusters_yaml(&cluster("service1", port))
+        .route(service(1))
+        .cluster(cluster("service1", port))
         .start();
     let (_, since_before) = requests_of(&gateway, "service1");
 
@@ -459,33 +455,31 @@ fn twenty_reloads_under_load_fail_no_request_and_keep_an_unchanged_clusters_heal
         })
         .collect();
 
-    let variants = |i: usize| -> (String, String) {
-        let timeout = format!("  timeout: {}s\n", 5 + i % 3);
+    let variants = |i: usize| -> (Vec<Route>, Vec<Cluster>) {
         match i % 4 {
             // add service2 and its route
             0 => (
-                format!("{SERVICE1}\n- {{ prefix: /service/2, cluster: service2 }}"),
-                format!("{}{}", cluster("service1", port), cluster("service2", port)),
+                vec![service(1), service(2)],
+                vec![cluster("service1", port), cluster("service2", port)],
             ),
             // change service2 (a new cluster object) and add service3
             1 => (
-                format!("{SERVICE1}\n- {{ prefix: /service/2, cluster: service2 }}\n- {{ prefix: /service/3, cluster: service3 }}"),
-                format!(
-                    "{}{}{timeout}{}",
+                vec![service(1), service(2), service(3)],
+                vec![
                     cluster("service1", port),
-                    cluster("service2", port),
-                    cluster("service3", port)
-                ),
+                    cluster("service2", port).timeout(&format!("{}s", 5 + i % 3)),
+                    cluster("service3", port),
+                ],
             ),
             // remove service2
             2 => (
-                format!("{SERVICE1}\n- {{ prefix: /service/3, cluster: service3 }}"),
-                format!("{}{}", cluster("service1", port), cluster("service3", port)),
+                vec![service(1), service(3)],
+                vec![cluster("service1", port), cluster("service3", port)],
             ),
             // back to service1 alone, with a direct response
             _ => (
-                format!("{SERVICE1}\n- {{ prefix: /ok, direct_response: {{ status: 200, body: ok }} }}"),
-                cluster("service1", port),
+                vec![service(1), ok_route()],
+                vec![cluster("service1", port)],
             ),
         }
     };
@@ -498,13 +492,15 @@ fn twenty_reloads_under_load_fail_no_request_and_keep_an_unchanged_clusters_heal
             .unwrap();
         } else {
             let (routes, clusters) = variants(i);
-            rewrite(
-                &gateway,
-                Gateway::builder()
-                    .nameserver(dns.addr())
-                    .routes_yaml(&routes)
-                    .clusters_yaml(&clusters),
+            let section = routes.into_iter().fold(
+                clusters
+                    .into_iter()
+                    .fold(Gateway::builder().nameserver(dns.addr()), |g, c| {
+                        g.cluster(c)
+                    }),
+                |g, r| g.route(r),
             );
+            rewrite(&gateway, section);
         }
         gateway.signal("HUP");
         let done = i + 1;
