@@ -5,6 +5,7 @@
 mod support;
 
 use std::path::Path;
+use support::conf::{Cluster, Route};
 use support::gateway::Gateway;
 use support::run_headway;
 
@@ -63,7 +64,7 @@ fn bad_confs_exit_non_zero_naming_every_bad_key() {
 #[test]
 fn the_daemon_refuses_a_bad_conf_before_binding() {
     let (code, stderr) = Gateway::builder()
-        .clusters_yaml("- { name: a, address: a.test, port: 80, retries: 99 }")
+        .cluster(Cluster::new("a").dns("a.test", 80).retries(99))
         .start_expect_exit();
     assert_ne!(code, 0);
     assert!(stderr.contains("gateway.clusters[0].retries"), "{stderr}");
@@ -77,8 +78,8 @@ fn the_daemon_refuses_a_bad_conf_before_binding() {
 fn a_missing_resolv_conf_without_nameservers_is_a_clear_start_error() {
     let (code, stderr) = Gateway::builder()
         .resolver_yaml("resolv_conf: /nonexistent/resolv.conf")
-        .routes_yaml("- { prefix: /, cluster: a }")
-        .clusters_yaml("- { name: a, address: a.test, port: 80 }")
+        .route(Route::prefix("/").to("a"))
+        .cluster(Cluster::new("a").dns("a.test", 80))
         .start_expect_exit();
     assert_ne!(code, 0);
     assert!(

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use support::backend::Backend;
+use support::conf::{Cluster, HealthCheck, Route};
 use support::dns::DnsServer;
 use support::gateway::Gateway;
 use support::http::{self, Client};
@@ -34,11 +35,14 @@ fn pods(ips: &[&str]) -> Pods {
 fn builder(p: &Pods) -> support::gateway::GatewayBuilder {
     Gateway::builder()
         .nameserver(p.dns.addr())
-        .routes_yaml("- { prefix: /service/1, cluster: service1 }")
-        .clusters_yaml(&format!(
-            "- name: service1\n  address: service1.test\n  port: {}\n  dns_refresh_rate: 500ms\n  retries: 2\n  health_check: {{ type: http, interval: 300ms }}\n",
-            p.port
-        ))
+        .route(Route::prefix("/service/1").to("service1"))
+        .cluster(
+            Cluster::new("service1")
+                .dns("service1.test", p.port)
+                .refresh("500ms")
+                .retries(2)
+                .health_check(HealthCheck::http().interval("300ms")),
+        )
 }
 
 /// A client sending keep-alive GETs until told to stop (at most 60 s or 100 000 requests).

@@ -8,6 +8,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 use support::backend::Backend;
+use support::conf::{Cluster, HealthCheck, Route};
 use support::dns::{resolve_srv, DnsServer};
 use support::gateway::Gateway;
 use support::{free_port, http, wait_until};
@@ -45,10 +46,13 @@ fn srv_clusters_take_their_ports_from_the_records_scale_and_empty_on_nxdomain() 
     dns.set_headless_srv(SRV, p1, &["127.0.14.11"]);
     let gateway = Gateway::builder()
         .nameserver(dns.addr())
-        .routes_yaml("- { prefix: /, cluster: service1 }")
-        .clusters_yaml(&format!(
-            "- name: service1\n  address: {SRV}.\n  discovery: srv\n  dns_refresh_rate: 200ms\n  health_check: {{ type: http, interval: 200ms, timeout: 200ms }}\n"
-        ))
+        .route(Route::prefix("/").to("service1"))
+        .cluster(
+            Cluster::new("service1")
+                .srv(&format!("{SRV}."))
+                .refresh("200ms")
+                .health_check(HealthCheck::http().interval("200ms").timeout("200ms")),
+        )
         .start();
     let r = http::get(gateway.listen_addr(), "/").unwrap();
     assert_eq!(r.status, 200);
@@ -127,10 +131,14 @@ fn srv_clusters_take_their_ports_from_the_records_scale_and_empty_on_nxdomain() 
 #[test]
 fn an_srv_cluster_with_a_port_or_an_ip_address_is_a_conf_error() {
     let (code, stderr) = Gateway::builder()
-        .routes_yaml("- { prefix: /, cluster: a }\n- { prefix: /b, cluster: b }")
-        .clusters_yaml(
-            "- { name: a, address: _http._tcp.a.test., discovery: srv, port: 80 }\n- { name: b, address: 127.0.0.1, discovery: srv }",
+        .route(Route::prefix("/").to("a"))
+        .route(Route::prefix("/b").to("b"))
+        .cluster(
+            Cluster::new("a")
+                .srv("_http._tcp.a.test.")
+                .key("port", "80"),
         )
+        .cluster(Cluster::new("b").srv("127.0.0.1"))
         .start_expect_exit();
     assert_ne!(code, 0);
     assert!(

@@ -113,6 +113,13 @@ impl Cluster {
         self
     }
 
+    /// `address: <name>` and `discovery: srv`: backends and their ports from the SRV records
+    /// of `name` (no `port`).
+    pub fn srv(mut self, name: &str) -> Cluster {
+        self.address = Some(name.to_owned());
+        self.key("discovery", "srv")
+    }
+
     /// `protocol: <protocol>` (`http1`, `h2c`, …).
     pub fn protocol(mut self, protocol: &str) -> Cluster {
         self.protocol = Some(protocol.to_owned());
