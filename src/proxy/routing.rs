@@ -78,10 +78,18 @@ pub fn filter_chains(
     registry: &Registry,
     metrics: Option<&Metrics>,
 ) -> Result<Vec<Option<Chain>>, Vec<String>> {
+    let scratch;
+    let events = match metrics {
+        Some(m) => &m.filter_events,
+        None => {
+            scratch = crate::metrics::filter_events().map_err(|e| vec![e.to_string()])?;
+            &scratch
+        }
+    };
     let mut chains = Vec::with_capacity(config.routes.len());
     let mut errors = Vec::new();
     for route in &config.routes {
-        match super::filter::chain(registry, route, metrics.map(|m| &m.filter_events)) {
+        match super::filter::chain(registry, route, events) {
             Ok(chain) => chains.push((!chain.is_empty()).then_some(chain)),
             Err(e) => errors.extend(e),
         }

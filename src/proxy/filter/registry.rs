@@ -15,8 +15,8 @@ pub struct FilterSetup<'a> {
     pub route: &'a Route,
     /// The name the conf gave the filter (`filters[].name`).
     pub name: &'a str,
-    /// Where the filter's events are counted; None when the conf is only being checked.
-    events: Option<&'a IntCounterVec>,
+    /// Where the filter's events are counted.
+    events: &'a IntCounterVec,
 }
 
 impl FilterSetup<'_> {
@@ -26,12 +26,8 @@ impl FilterSetup<'_> {
     /// one atomic add. The series survives a reload (a rebuilt filter gets the same one).
     pub fn counter(&self, event: &str) -> IntCounter {
         let route = self.route.matcher.describe();
-        match self.events {
-            Some(vec) => vec.with_label_values(&[route.as_str(), self.name, event]),
-            // Checking a conf: a counter that no one reads.
-            None => IntCounter::new("headway_filter_event_unregistered", "unregistered")
-                .expect("a constant, valid metric name"),
-        }
+        self.events
+            .with_label_values(&[route.as_str(), self.name, event])
     }
 
     /// The filter's keys read into `T` (a `serde::Deserialize` type; `#[serde(deny_unknown_fields)]`
@@ -78,14 +74,14 @@ impl Registry {
     }
 
     /// Builds the filter a `filters:` entry names. `path` is the entry's, for the error;
-    /// `events` is where its counters go (None when the conf is only being checked).
+    /// `events` is where its counters go.
     pub fn build(
         &self,
         name: &str,
         config: &serde_yaml::Value,
         route: &Route,
         path: &str,
-        events: Option<&IntCounterVec>,
+        events: &IntCounterVec,
     ) -> Result<Arc<dyn Filter>, String> {
         let Some(factory) = self.factories.get(name) else {
             let closest = self

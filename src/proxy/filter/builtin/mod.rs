@@ -79,11 +79,11 @@ fn direct_response(route: &Route) -> Option<Arc<dyn Filter>> {
 /// The filters of `route`, in the order they run: the route's own keys
 /// (`max_request_body_bytes`, rewrites, header changes) as built-in filters, then its
 /// `filters:` list as `registry` builds them, then its `direct_response`. Every error, each
-/// with its path. `events` is where the filters' counters go (None when only checking).
+/// with its path. `events` is where the filters' counters go.
 pub fn chain(
     registry: &Registry,
     route: &Route,
-    events: Option<&prometheus::IntCounterVec>,
+    events: &prometheus::IntCounterVec,
 ) -> Result<Chain, Vec<String>> {
     let mut filters = from_route_keys(route);
     let mut errors = Vec::new();
