@@ -8,7 +8,10 @@
 //!   `upgrade_sock`; the listening sockets are handed to it and this process drains. When no new
 //!   process waits (its conf was bad, it was never started), SIGQUIT is refused and this process
 //!   keeps serving — pingora alone would stop serving with nobody to take over.
-//! - SIGINT: fast shutdown.
+//! - SIGINT: fast shutdown: the access log is written out and the process exits at once
+//!   (requests in flight are dropped). pingora's own fast shutdown stops the worker runtimes
+//!   under their accept loops, which can then spin on "Accept() failed … being shutdown"
+//!   for ever, never exiting (tests/lifecycle.rs).
 //! - SIGHUP: reload in place (`reload.rs`): the conf file is read again and swapped in, or
 //!   refused whole with every error logged.
 
@@ -93,11 +96,19 @@ impl ShutdownSignalWatch for SignalWatch {
                     self.lifecycle.start_draining();
                     tokio::select! {
                         _ = tokio::time::sleep(self.drain_time) => {}
-                        _ = next(&mut int) => return ShutdownSignal::FastShutdown,
+                        _ = next(&mut int) => {
+                    info!("SIGINT: fast shutdown, exiting now (requests in flight are dropped)");
+                    self.reloader.proxy.flush_access_log();
+                    std::process::exit(0);
+                }
                     }
                     return ShutdownSignal::GracefulTerminate;
                 }
-                _ = next(&mut int) => return ShutdownSignal::FastShutdown,
+                _ = next(&mut int) => {
+                    info!("SIGINT: fast shutdown, exiting now (requests in flight are dropped)");
+                    self.reloader.proxy.flush_access_log();
+                    std::process::exit(0);
+                }
             }
         }
     }
