@@ -213,6 +213,65 @@ fn the_page_without_javascript_shows_every_backend_and_only_on_the_admin_listene
     assert!(!r.body.contains("<html"), "{}", r.body);
 }
 
+#[test]
+fn a_pod_that_left_dns_shows_draining_until_its_request_ends() {
+    let ips = ["127.0.0.61", "127.0.0.62"];
+    let dns = DnsServer::start();
+    let port = free_port();
+    let pods = pods_at("service1", &ips, port);
+    dns.set_a("service1.test", &ips);
+    let gateway = Gateway::builder()
+        .nameserver(dns.addr())
+        .route(Route::prefix("/").to("service1"))
+        .cluster(cluster("service1", "service1.test", port).lb_policy("least_request"))
+        .start();
+    let ready = || {
+        let s = stats(&gateway);
+        s["clusters"][0]["healthy_backends"] == 2
+    };
+    assert!(wait_until(Duration::from_secs(10), ready));
+    pods[0].set_delay(Duration::from_secs(3));
+    pods[1].set_delay(Duration::from_secs(3));
+    let addr = gateway.listen_addr();
+    let slow: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(move || http::get(addr, "/slow").map(|r| r.status)))
+        .collect();
+    let leaving = pods[0].addr_string();
+    let busy = || backend(&stats(&gateway), "service1", &leaving)["in_flight"] == 1;
+    assert!(wait_until(Duration::from_secs(2), busy), "a request on {leaving}");
+    dns.set_a("service1.test", &ips[1..]);
+    let draining = || {
+        let s = stats(&gateway);
+        let c = &s["clusters"][0];
+        c["backends"].as_array().unwrap().iter().any(|b| {
+            b["address"] == leaving.as_str() && b["draining"] == true && b["in_flight"] == 1
+        }) && c["healthy_backends"] == 1
+    };
+    assert!(
+        wait_until(Duration::from_secs(2), draining),
+        "{:#}",
+        stats(&gateway)
+    );
+    let page = http::get(gateway.admin_addr(), "/").unwrap().body;
+    assert!(
+        page.contains(&format!(
+            "data-backend=\"{leaving}\" data-health=\"draining\""
+        )),
+        "{page}"
+    );
+    for t in slow {
+        assert_eq!(t.join().unwrap().unwrap(), 200);
+    }
+    let gone = || {
+        !stats(&gateway)["clusters"][0]["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["address"] == leaving.as_str())
+    };
+    assert!(wait_until(Duration::from_secs(2), gone), "gone once its request ended");
+}
+
 /// What the browser needs: python3 with Selenium, Debian's chromium and chromedriver.
 fn browser_missing() -> Option<String> {
     let ok = |cmd: &str, args: &[&str]| {
