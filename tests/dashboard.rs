@@ -153,8 +153,11 @@ fn the_page_without_javascript_shows_every_backend_and_only_on_the_admin_listene
     let port = free_port();
     let pods = pods_at("service1", &ips, port);
     dns.set_a("service1.test", &ips);
+    // A route whose text is markup: the page shows it as text, never runs it.
+    let hostile = "^/x<script>alert\\(1\\)</script>\"'&";
     let gateway = Gateway::builder()
         .nameserver(dns.addr())
+        .route(Route::regex(hostile).to("service1"))
         .route(Route::prefix("/").to("service1"))
         .cluster(cluster("service1", "service1.test", port))
         .start();
@@ -184,6 +187,11 @@ fn the_page_without_javascript_shows_every_backend_and_only_on_the_admin_listene
             "the DNS records list {ip}"
         );
     }
+    assert!(
+        page.contains("&lt;script&gt;alert\\(1\\)&lt;/script&gt;&quot;&#39;&amp;"),
+        "the route's text, escaped: {page}"
+    );
+    assert_eq!(page.matches("<script>").count(), 1, "only the page's own script");
     // Self-contained: no external script, style, font or image.
     for outside in ["src=", "href=", "http://", "https://", "@import", "url("] {
         assert!(
@@ -319,6 +327,8 @@ fn the_dashboard_follows_scaling_and_a_dying_pod_in_a_browser() {
     let gateway = Gateway::builder()
         .nameserver(dns.addr())
         .route(Route::prefix("/service/1").to("service1"))
+        // Markup in a route's text: the script must show it as text too.
+        .route(Route::regex("^/x<img src=x onerror=window.hacked=1>").to("service1"))
         .cluster(cluster("service1", "service1.test", port))
         .start();
 

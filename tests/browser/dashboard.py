@@ -106,6 +106,13 @@ def main():
         foreign = [u for u in origins if not u.startswith(admin)]
         if foreign:
             fail(f"the page fetched from elsewhere: {foreign}")
+        # Rendered by the script (the page was live above), markup in a route stays text.
+        shown = driver.execute_script(
+            "return window.hacked === undefined && [...document.querySelectorAll('tr[data-route]')]"
+            ".some(r => r.textContent.includes('<img src=x onerror'))"
+        )
+        if not shown:
+            fail("a route's markup was not shown as text by the script")
         driver.save_screenshot(f"{artifacts}/1-three-pods.png")
         say("STEP 3")
 
