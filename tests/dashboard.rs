@@ -191,7 +191,11 @@ fn the_page_without_javascript_shows_every_backend_and_only_on_the_admin_listene
         page.contains("&lt;script&gt;alert\\(1\\)&lt;/script&gt;&quot;&#39;&amp;"),
         "the route's text, escaped: {page}"
     );
-    assert_eq!(page.matches("<script>").count(), 1, "only the page's own script");
+    assert_eq!(
+        page.matches("<script>").count(),
+        1,
+        "only the page's own script"
+    );
     // Self-contained: no external script, style, font or image.
     for outside in ["src=", "href=", "http://", "https://", "@import", "url("] {
         assert!(
@@ -246,7 +250,10 @@ fn a_pod_that_left_dns_shows_draining_until_its_request_ends() {
         .collect();
     let leaving = pods[0].addr_string();
     let busy = || backend(&stats(&gateway), "service1", &leaving)["in_flight"] == 1;
-    assert!(wait_until(Duration::from_secs(2), busy), "a request on {leaving}");
+    assert!(
+        wait_until(Duration::from_secs(2), busy),
+        "a request on {leaving}"
+    );
     dns.set_a("service1.test", &ips[1..]);
     let draining = || {
         let s = stats(&gateway);
@@ -277,7 +284,10 @@ fn a_pod_that_left_dns_shows_draining_until_its_request_ends() {
             .iter()
             .any(|b| b["address"] == leaving.as_str())
     };
-    assert!(wait_until(Duration::from_secs(2), gone), "gone once its request ended");
+    assert!(
+        wait_until(Duration::from_secs(2), gone),
+        "gone once its request ended"
+    );
 }
 
 /// What the browser needs: python3 with Selenium, Debian's chromium and chromedriver.
