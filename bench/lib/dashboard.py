@@ -98,6 +98,20 @@ def start_headway(d: Path, binary: Path) -> Proc:
     return p
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of the process's live threads by name (/proc/PID/task/*/schedstat): pingora
+    runs each service on threads of its own, `headway proxy` and `headway admin`."""
+    out: dict[str, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+            ns = int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        out[name] = out.get(name, 0.0) + ns / 1e9
+    return out
+
+
 def measure(case: str, d: Path, binary: Path, args) -> dict:
     gw = start_headway(d, binary)
     try:
@@ -106,24 +120,34 @@ def measure(case: str, d: Path, binary: Path, args) -> dict:
         with pollers:
             time.sleep(1.0 if case == "pollers" else 0)  # every page loaded before measuring
             polls0 = pollers.polls
-            cpu0 = cpu_seconds(gw.pids())
+            cpu0, th0 = cpu_seconds(gw.pids()), thread_cpu(gw.pid)
             w = wrk(args.duration, d / "wrk.txt")
-            cpu1 = cpu_seconds(gw.pids())
+            cpu1, th1 = cpu_seconds(gw.pids()), thread_cpu(gw.pid)
             polls = pollers.polls - polls0
         errors = sum(w[k] for k in w if k.startswith("errors_"))
         rec = {"case": case, "requests": w["requests"], "rps": w["requests"] / (w["duration_us"] / 1e6),
                "cpu_s": cpu1 - cpu0, "cpu_ms_per_1k": (cpu1 - cpu0) * 1e6 / w["requests"],
                "polls": polls, "poll_failures": pollers.failures, "wrk_errors": errors,
-               "p99_us": w["p99_us"]}
+               "p99_us": w["p99_us"],
+               "proxy_ms_per_1k": (th1.get("headway proxy", 0) - th0.get("headway proxy", 0))
+               * 1e6 / w["requests"],
+               "admin_ms": (th1.get("headway admin", 0) - th0.get("headway admin", 0)) * 1e3}
         if case == "quiet":
             # One poll's cost, alone: 500 GET /stats on one connection, nothing else running.
             conn = http.client.HTTPConnection(*ADMIN, timeout=5)
-            c0 = cpu_seconds(gw.pids())
+            c0 = sum(thread_cpu(gw.pid).values())
             for _ in range(500):
                 conn.request("GET", "/stats")
                 r = conn.getresponse()
                 r.read()
-            rec["stats_cpu_ms_each"] = (cpu_seconds(gw.pids()) - c0) * 1000 / 500
+            rec["stats_cpu_ms_each"] = (sum(thread_cpu(gw.pid).values()) - c0) * 1000 / 500
+            # One page load (server-rendered HTML), alone too.
+            c0 = sum(thread_cpu(gw.pid).values())
+            for _ in range(100):
+                conn.request("GET", "/")
+                r = conn.getresponse()
+                r.read()
+            rec["page_cpu_ms_each"] = (sum(thread_cpu(gw.pid).values()) - c0) * 1000 / 100
             rec["stats_bytes"] = len(json.dumps(json.loads(http_get(*ADMIN, "/stats")[1])))
             conn.close()
         return rec
@@ -166,8 +190,11 @@ def main() -> None:
         return statistics.median(r[key] for r in records if r["case"] == case and key in r)
 
     q, p = med("quiet", "cpu_ms_per_1k"), med("pollers", "cpu_ms_per_1k")
+    pq, pp = med("quiet", "proxy_ms_per_1k"), med("pollers", "proxy_ms_per_1k")
     spread = {c: [round(r["cpu_ms_per_1k"], 1) for r in records if r["case"] == c]
               for c in ("quiet", "pollers")}
+    pspread = {c: [round(r["proxy_ms_per_1k"], 1) for r in records if r["case"] == c]
+               for c in ("quiet", "pollers")}
     each = med("quiet", "stats_cpu_ms_each")
     lines = [
         ("**SMOKE RUN — not results**\n\n" if args.smoke else "")
@@ -177,17 +204,23 @@ def main() -> None:
         f"- load: `wrk -t1 -c16 -d{args.duration}` keep-alive GET / through headway "
         f"({binary.parent.name} build, 1 worker) to nginx; pollers: {args.pollers} × (GET / once, then GET /stats every 1 s)",
         "",
-        "| case | req/s | gateway CPU ms per 1k requests | rounds | polls during the run |",
-        "|---|---:|---:|---|---:|",
-        f"| no dashboard open | {med('quiet', 'rps'):,.0f} | **{q:.1f}** | {spread['quiet']} | 0 |",
-        f"| {args.pollers} dashboards polling | {med('pollers', 'rps'):,.0f} | **{p:.1f}** | "
-        f"{spread['pollers']} | {med('pollers', 'polls'):.0f} |",
-        f"| difference | | {p - q:+.1f} ({(p - q) / q * 100:+.1f}%) | | |",
+        "| case | req/s | gateway CPU ms per 1k requests (rounds) | proxy thread CPU ms per 1k (rounds) "
+        "| admin thread CPU ms in the run | polls in the run |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| no dashboard open | {med('quiet', 'rps'):,.0f} | **{q:.1f}** {spread['quiet']} | "
+        f"**{pq:.1f}** {pspread['quiet']} | {med('quiet', 'admin_ms'):.1f} | 0 |",
+        f"| {args.pollers} dashboards polling | {med('pollers', 'rps'):,.0f} | **{p:.1f}** "
+        f"{spread['pollers']} | **{pp:.1f}** {pspread['pollers']} | {med('pollers', 'admin_ms'):.1f} | "
+        f"{med('pollers', 'polls'):.0f} |",
+        f"| difference | | {p - q:+.1f} ({(p - q) / q * 100:+.1f}%) | {pp - pq:+.1f} "
+        f"({(pp - pq) / pq * 100:+.1f}%) | | |",
         "",
-        f"One `GET /stats` alone costs the gateway **{each:.2f} ms** of CPU "
-        f"({med('quiet', 'stats_bytes'):,.0f} bytes of JSON, one cluster, one backend): "
-        f"{args.pollers} pollers at 1/s take {args.pollers * each:.1f} ms of CPU per second, "
-        f"{args.pollers * each / 10:.2f}% of one core, whatever the traffic.",
+        f"Alone (one kept-alive connection, nothing else running), one `GET /stats` costs the "
+        f"gateway **{each * 1000:.0f} µs** of CPU ({med('quiet', 'stats_bytes'):,.0f} bytes of JSON, "
+        f"one cluster, one backend) and one `GET /` (the page) **{med('quiet', 'page_cpu_ms_each') * 1000:.0f} µs**. "
+        f"Under load, the admin thread used {med('pollers', 'admin_ms'):.1f} ms of CPU for "
+        f"{med('pollers', 'polls'):.0f} polls in {args.duration} (a poll then also pays the "
+        f"admin thread's wake-up).",
     ]
     text = "\n".join(lines) + "\n"
     (out / "results.md").write_text(text)
