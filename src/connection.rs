@@ -235,13 +235,24 @@ impl Peek for ClientStream {
     }
 }
 
-/// A listener's application with every accepted stream wrapped in a [`ClientStream`].
-pub struct ClientStreams<A>(Arc<A>);
+/// A listener's application with every accepted stream wrapped in a [`ClientStream`], and
+/// the connections open counted in a gauge.
+pub struct ClientStreams<A>(Arc<A>, prometheus::IntGauge);
 
 impl<A> ClientStreams<A> {
-    /// Wraps `app`, the application the proxy listeners' service runs.
-    pub fn new(app: A) -> ClientStreams<A> {
-        ClientStreams(Arc::new(app))
+    /// Wraps `app`, the application the proxy listeners' service runs; `open` counts the
+    /// connections it serves now.
+    pub fn new(app: A, open: prometheus::IntGauge) -> ClientStreams<A> {
+        ClientStreams(Arc::new(app), open)
+    }
+}
+
+/// Counts one open connection while it lives (whatever way `process_new` ends).
+struct Open(prometheus::IntGauge);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -255,6 +266,8 @@ where
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        self.1.inc();
+        let _open = Open(self.1.clone());
         // pingora hands back a stream only for protocols it cannot serve itself; none here.
         self.0
             .process_new(Box::new(ClientStream::new(stream)), shutdown)

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod server;
 pub mod upstream;
+pub mod window;
 
 /// Locks a mutex, going on with the data if a panicking thread poisoned it: every value guarded
 /// here is a plain status record that stays consistent field by field.

@@ -1,6 +1,7 @@
 //! Prometheus metrics. Series are created once, at start-up, per cluster and per route, so the
 //! request path only increments counters it already holds (no label lookups, no locks).
 
+use crate::window::{RouteWindow, RouteWindows};
 use prometheus::core::Collector;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
@@ -59,6 +60,10 @@ pub struct Metrics {
     /// `headway_parked_connections`: idle kept-alive client connections parked (see
     /// [`crate::server::client_limits`]).
     pub parked_connections: prometheus::IntGauge,
+    /// `headway_open_connections`: client connections open on the proxy listeners.
+    pub open_connections: prometheus::IntGauge,
+    /// The routes of the conf served and their last minute, for the dashboard (not a series).
+    pub route_windows: RouteWindows,
     /// `headway_parking_budget`: how many idle connections may be parked, a quarter of the
     /// open-files limit.
     pub parking_budget: prometheus::IntGauge,
@@ -114,19 +119,24 @@ pub struct ClusterMetrics {
     pub panic: prometheus::IntGauge,
 }
 
-/// Requests of one (cluster, route), by status class.
+/// Requests of one (cluster, route), by status class, and its last minute for the dashboard.
 pub struct RouteMetrics {
     by_class: [IntCounter; 6],
+    /// The route's last minute (see [`crate::window`]).
+    pub window: RouteWindow,
 }
 
 impl RouteMetrics {
-    /// Counts one request that ended with `status` (0: no response was sent).
-    pub fn count(&self, status: u16) {
+    /// Counts one request that ended with `status` (0: no response was sent) after `latency`
+    /// (None: an answer given before the proxy's hooks ran); a 5xx or no response is an
+    /// error in the route's window.
+    pub fn count(&self, status: u16, latency: Option<std::time::Duration>) {
         let class = match status {
             100..=599 => usize::from(status / 100 - 1),
             _ => 5,
         };
         self.by_class[class].inc();
+        self.window.window.record(1, u32::from(class >= 4), latency);
     }
 }
 
@@ -307,6 +317,14 @@ impl Metrics {
                     "Idle kept-alive client connections waiting without a request state.",
                 )?,
             )?,
+            open_connections: register(
+                &r,
+                prometheus::IntGauge::new(
+                    "headway_open_connections",
+                    "Client connections open on the proxy listeners.",
+                )?,
+            )?,
+            route_windows: RouteWindows::default(),
             parking_budget: register(
                 &r,
                 prometheus::IntGauge::new(
@@ -389,6 +407,7 @@ impl Metrics {
         RouteMetrics {
             by_class: CLASSES
                 .map(|class| self.requests.with_label_values(&[cluster, route, class])),
+            window: self.route_windows.window(cluster, route),
         }
     }
 
@@ -414,9 +433,10 @@ mod tests {
         let c = m.cluster("service1");
         c.retries.inc();
         c.upstream_duration.observe(0.002);
-        m.route("service1", "/service/1").count(200);
-        m.route("service1", "/service/1").count(503);
-        m.route("none", "none").count(0);
+        let tick = Some(std::time::Duration::from_millis(1));
+        m.route("service1", "/service/1").count(200, tick);
+        m.route("service1", "/service/1").count(503, tick);
+        m.route("none", "none").count(0, tick);
         let text = m.encode();
         for line in [
             "headway_requests_total{cluster=\"service1\",code=\"2xx\",route=\"/service/1\"} 1",

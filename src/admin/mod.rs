@@ -1,5 +1,9 @@
-//! The admin listener: `/ready`, `/clusters`, `/metrics` read cluster state; `POST /reload`,
-//! when the conf turns it on, re-reads the conf — the one endpoint that changes anything.
+//! The admin listener: `/` (the dashboard), `/stats`, `/ready`, `/clusters`, `/metrics` read
+//! the gateway's state; `POST /reload`, when the conf turns it on, re-reads the conf — the one
+//! endpoint that changes anything.
+
+pub mod page;
+pub mod stats;
 
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
@@ -10,6 +14,7 @@ use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// What admin reads: the clusters, the metrics and the gateway's lifecycle.
 pub struct AdminState {
@@ -31,12 +36,22 @@ pub type ReloadHook =
 /// The admin listener's application.
 pub struct Admin {
     state: AdminState,
+    /// When the gateway started (the admin application is made at start-up), for the uptime.
+    started: Instant,
 }
 
 impl Admin {
     /// The application to serve on `gateway.admin.listen`.
     pub fn new(state: AdminState) -> Admin {
-        Admin { state }
+        Admin {
+            state,
+            started: Instant::now(),
+        }
+    }
+
+    /// Answers one admin request (every one but `POST /reload`).
+    pub fn handle(&self, method: &str, path: &str, query: Option<&str>) -> Reply {
+        handle(&self.state, self.started, method, path, query)
     }
 }
 
@@ -59,8 +74,13 @@ fn text(status: StatusCode, body: impl Into<String>) -> Reply {
     }
 }
 
-/// Answers one admin request.
-pub fn handle(state: &AdminState, method: &str, path: &str, query: Option<&str>) -> Reply {
+fn handle(
+    state: &AdminState,
+    started: Instant,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+) -> Reply {
     if method != "GET" && method != "HEAD" {
         return text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -72,9 +92,15 @@ pub fn handle(state: &AdminState, method: &str, path: &str, query: Option<&str>)
         "/clusters" if query == Some("format=text") => clusters_text(state),
         "/clusters" => clusters(state),
         "/metrics" => metrics(state),
+        "/" => Reply {
+            status: StatusCode::OK,
+            content_type: "text/html; charset=utf-8",
+            body: page::page(&stats::stats(state, started)),
+        },
+        "/stats" => json(&stats::stats(state, started)),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /ready, /clusters or /metrics\n",
+            "not found: try /, /stats, /ready, /clusters or /metrics\n",
         ),
     }
 }
@@ -124,7 +150,11 @@ fn clusters(state: &AdminState) -> Reply {
     }
     let clusters = state.clusters.load().iter().map(|c| c.snapshot()).collect();
     let conf = state.lifecycle.conf();
-    match serde_json::to_string_pretty(&Body { conf, clusters }) {
+    json(&Body { conf, clusters })
+}
+
+fn json(value: &impl serde::Serialize) -> Reply {
+    match serde_json::to_string_pretty(value) {
         Ok(body) => Reply {
             status: StatusCode::OK,
             content_type: "application/json",
@@ -180,7 +210,7 @@ impl ServeHttp for Admin {
                     format!("not reloaded, the previous conf still serves:\n{problems}\n"),
                 ),
             },
-            (_, method, path) => handle(&self.state, method, path, req.uri.query()),
+            (_, method, path) => self.handle(method, path, req.uri.query()),
         };
         let body = reply.body.into_bytes();
         Response::builder()

@@ -24,7 +24,7 @@ impl Proxy {
             None => Some(&routing.unrouted),
         };
         if let Some(counters) = route_metrics {
-            counters.count(status);
+            counters.count(status, Some(elapsed));
         }
         let tunnel_timed_out = status == 101
             && e.is_some_and(|e| {

@@ -97,7 +97,7 @@ impl Proxy {
     /// listener's 408): no route, method or path is known for it.
     pub fn log_own_answer(&self, status: u16, client: Option<std::net::IpAddr>, why: &str) {
         let routing = self.current.load();
-        routing.unrouted.count(status);
+        routing.unrouted.count(status, None);
         if !routing.access_log.enabled() {
             return;
         }

@@ -39,7 +39,7 @@ impl Routing {
         let router = Router::new(&config.routes, |name| {
             config.clusters.iter().position(|c| c.name == name)
         });
-        let route_metrics = (0..router.len())
+        let route_metrics: Vec<RouteMetrics> = (0..router.len())
             .map(|i| {
                 let cluster = router
                     .cluster_of(i)
@@ -57,6 +57,14 @@ impl Routing {
                     .counting_drops_in(metrics.access_log_dropped.clone()),
             ),
         };
+        // The dashboard shows the routes served from now on, the unrouted requests last.
+        metrics.route_windows.publish(
+            route_metrics
+                .iter()
+                .chain([&unrouted])
+                .map(|m| m.window.clone())
+                .collect(),
+        );
         Ok(Routing {
             clusters,
             router,

@@ -154,7 +154,7 @@ pub fn run(
     );
     let mut proxy = Service::new(
         "headway proxy".to_owned(),
-        crate::connection::ClientStreams::new(proxy_app),
+        crate::connection::ClientStreams::new(proxy_app, metrics.open_connections.clone()),
     );
     for (i, listener) in config.gateway.listen.iter().enumerate() {
         let addr = listener.addr.to_string();

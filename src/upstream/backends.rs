@@ -3,6 +3,7 @@
 
 use crate::lock;
 use crate::upstream::outlier::Ejection;
+use crate::window::Window;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,6 +29,8 @@ pub struct BackendState {
     pub ejection: Ejection,
     /// The last request sent here failed (see `Cluster::fails_alone`).
     pub(super) last_failed: AtomicBool,
+    /// The last minute's attempts and failures, for the dashboard.
+    pub window: Window,
 }
 
 impl BackendState {
@@ -41,6 +44,7 @@ impl BackendState {
             in_flight: AtomicI64::new(0),
             ejection: Ejection::default(),
             last_failed: AtomicBool::new(false),
+            window: Window::default(),
         }
     }
 }
@@ -51,6 +55,8 @@ pub struct BackendTable {
     /// Whether backends must pass a probe before they get traffic.
     pub(super) gated: bool,
     pub(super) map: ArcSwap<HashMap<SocketAddr, Arc<BackendState>>>,
+    /// Backends that left DNS with requests still in flight (draining), until those end.
+    departed: Mutex<Vec<(SocketAddr, Arc<BackendState>)>>,
 }
 
 impl BackendTable {
@@ -60,7 +66,15 @@ impl BackendTable {
         BackendTable {
             gated,
             map: ArcSwap::from_pointee(HashMap::new()),
+            departed: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Backends that left DNS and still serve requests sent to them before: draining.
+    pub fn draining(&self) -> Vec<(SocketAddr, Arc<BackendState>)> {
+        let mut departed = lock(&self.departed);
+        departed.retain(|(_, s)| s.in_flight.load(Relaxed) > 0);
+        departed.clone()
     }
 
     /// Makes the table match `addrs`, keeping the state of addresses already known. Returns
@@ -87,6 +101,13 @@ impl BackendTable {
             })
             .collect();
         if added || new.len() != old.len() {
+            let mut departed = lock(&self.departed);
+            departed.retain(|(a, s)| s.in_flight.load(Relaxed) > 0 && !new.contains_key(a));
+            departed.extend(
+                old.iter()
+                    .filter(|(a, s)| !new.contains_key(*a) && s.in_flight.load(Relaxed) > 0)
+                    .map(|(a, s)| (*a, s.clone())),
+            );
             self.map.store(Arc::new(new));
         }
         added

@@ -122,6 +122,7 @@ impl AttemptSlot {
         if let Some(b) = &backend {
             b.in_flight.fetch_add(1, Relaxed);
             b.requests.fetch_add(1, Relaxed);
+            b.window.record(1, 0, None);
         }
         Ok(AttemptSlot {
             load: load.clone(),

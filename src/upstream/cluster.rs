@@ -308,6 +308,7 @@ impl Cluster {
     /// A request to `addr` failed (5xx, connect failure, reset, timeout): maybe eject it.
     pub fn report_failure(&self, addr: SocketAddr, state: &BackendState, refused: bool) {
         state.last_failed.store(true, Relaxed);
+        state.window.record(0, 1, None);
         if !self.outlier.enabled() {
             return;
         }

@@ -10,6 +10,16 @@ use std::sync::atomic::Ordering::Relaxed;
 impl Cluster {
     /// The cluster as `/clusters` shows it.
     pub fn snapshot(&self) -> ClusterSnapshot {
+        self.snapshot_of(false)
+    }
+
+    /// The cluster as `/stats` shows it: [`Cluster::snapshot`] with each backend's last minute,
+    /// and the backends that left DNS but still serve requests (draining).
+    pub fn stats(&self) -> ClusterSnapshot {
+        self.snapshot_of(true)
+    }
+
+    fn snapshot_of(&self, stats: bool) -> ClusterSnapshot {
         let backends = self.balancer.backends();
         let table = self.table.map.load();
         let mut list: Vec<BackendSnapshot> = backends
@@ -20,6 +30,10 @@ impl Cluster {
                 let state = table.get(&addr);
                 let admitted = self.table.admitted(&addr);
                 Some(BackendSnapshot {
+                    draining: false,
+                    last_minute: stats
+                        .then(|| state.as_ref().map(|s| s.window.summary()))
+                        .flatten(),
                     srv_record: self.dns.as_ref().and_then(|d| d.srv_record(&addr)),
                     address: addr.to_string(),
                     healthy: admitted && backends.ready(b),
@@ -42,6 +56,28 @@ impl Cluster {
                 })
             })
             .collect();
+        if stats {
+            list.extend(
+                self.table
+                    .draining()
+                    .into_iter()
+                    .map(|(addr, s)| BackendSnapshot {
+                        address: addr.to_string(),
+                        healthy: false,
+                        probed: s.admitted.load(Relaxed),
+                        since: None,
+                        last_error: None,
+                        requests: s.requests.load(Relaxed),
+                        in_flight: s.in_flight.load(Relaxed),
+                        ejected_for_seconds: None,
+                        times_ejected: s.ejection.times_ejected(),
+                        consecutive_failures: s.ejection.consecutive_failures(),
+                        srv_record: None,
+                        draining: true,
+                        last_minute: Some(s.window.summary()),
+                    }),
+            );
+        }
         list.sort_by(|a, b| a.address.cmp(&b.address));
         ClusterSnapshot {
             name: self.config.name.clone(),
@@ -174,4 +210,11 @@ pub struct BackendSnapshot {
     /// with `discovery: srv`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub srv_record: Option<String>,
+    /// Left DNS; still serving the requests sent to it before (`/stats` only).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub draining: bool,
+    /// Attempts and failures (5xx, resets, timeouts, failed connects) of the last minute
+    /// (`/stats` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_minute: Option<crate::window::Summary>,
 }

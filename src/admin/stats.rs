@@ -1,0 +1,82 @@
+//! `/stats`: everything the dashboard shows, as one JSON document — the gateway, each route's
+//! last minute, each cluster's DNS state and backends with theirs.
+
+use super::AdminState;
+use crate::lifecycle::ActiveConf;
+use crate::upstream::snapshot::ClusterSnapshot;
+use crate::window::Summary;
+use serde::Serialize;
+use std::time::Instant;
+
+/// The `/stats` document. Keys in this order: the gateway, its routes, its clusters.
+#[derive(Debug, Serialize)]
+pub struct Stats {
+    /// The process.
+    pub gateway: GatewayStats,
+    /// Every route of the conf served, in its order, then `none` (requests that matched no
+    /// route).
+    pub routes: Vec<RouteStats>,
+    /// Every cluster as `/clusters` shows it, plus each backend's `last_minute` and the
+    /// backends draining after they left DNS.
+    pub clusters: Vec<ClusterSnapshot>,
+}
+
+/// The gateway process as `/stats` shows it.
+#[derive(Debug, Serialize)]
+pub struct GatewayStats {
+    /// headway's version.
+    pub version: &'static str,
+    /// When this document was made (RFC 3339, UTC).
+    pub now: String,
+    /// Seconds since the gateway started.
+    pub uptime_seconds: u64,
+    /// The conf served: its hash and when it was loaded.
+    pub conf: Option<ActiveConf>,
+    /// Going away (SIGTERM / SIGQUIT): `/ready` answers 503.
+    pub draining: bool,
+    /// Client connections open on the proxy listeners.
+    pub connections: i64,
+    /// Of those, idle kept-alive connections parked without a request state.
+    pub parked_connections: i64,
+    /// How many may be parked.
+    pub parking_budget: i64,
+}
+
+/// One route's last minute.
+#[derive(Debug, Serialize)]
+pub struct RouteStats {
+    /// The route as `/metrics` labels it.
+    pub route: String,
+    /// Its cluster (`direct`: the route answers itself; `none`: no route matched).
+    pub cluster: String,
+    /// Requests, errors (5xx or no response), rate and latency quantiles of the last 60 s.
+    pub last_minute: Summary,
+}
+
+/// Everything the dashboard shows, now.
+pub fn stats(state: &AdminState, started: Instant) -> Stats {
+    let m = &state.metrics;
+    Stats {
+        gateway: GatewayStats {
+            version: env!("CARGO_PKG_VERSION"),
+            now: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            uptime_seconds: started.elapsed().as_secs(),
+            conf: state.lifecycle.conf(),
+            draining: state.lifecycle.is_draining(),
+            connections: m.open_connections.get(),
+            parked_connections: m.parked_connections.get(),
+            parking_budget: m.parking_budget.get(),
+        },
+        routes: m
+            .route_windows
+            .summaries()
+            .into_iter()
+            .map(|(route, cluster, last_minute)| RouteStats {
+                route,
+                cluster,
+                last_minute,
+            })
+            .collect(),
+        clusters: state.clusters.load().iter().map(|c| c.stats()).collect(),
+    }
+}
