@@ -56,10 +56,10 @@ enum KeyKind {
 #[serde(deny_unknown_fields)]
 struct Conf {
     requests_per_unit: u64,
-    #[serde(default = "second")]
+    #[serde(default = "second", deserialize_with = "unit_key")]
     unit: Unit,
     burst: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "key_key")]
     key: KeyKind,
     header: Option<String>,
     max_keys: Option<u64>,
@@ -70,6 +70,15 @@ struct Conf {
 
 fn second() -> Unit {
     Unit::Second
+}
+
+// serde_yaml reads a filter's keys from a `Value`, which keeps no path: these name the key.
+fn unit_key<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Unit, D::Error> {
+    Unit::deserialize(d).map_err(|e| serde::de::Error::custom(format!("unit: {e}")))
+}
+
+fn key_key<'de, D: serde::Deserializer<'de>>(d: D) -> Result<KeyKind, D::Error> {
+    KeyKind::deserialize(d).map_err(|e| serde::de::Error::custom(format!("key: {e}")))
 }
 
 /// A bucket's key. Header values are kept as a keyed hash, so a long value costs no memory
