@@ -23,9 +23,7 @@ fn get_from(source: &str, to: SocketAddr, path: &str, headers: &[(&str, &str)]) 
         .unwrap();
     let stream = runtime.block_on(async {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket
-            .bind(format!("{source}:0").parse().unwrap())
-            .unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
         socket.connect(to).await.unwrap()
     });
     let mut stream = stream.into_std().unwrap();
@@ -101,11 +99,13 @@ fn events(gateway: &Gateway, route: &str, filter: &str, event: &str) -> u64 {
 }
 
 fn gateway(backend: &Backend, routes: &str, extra: &str) -> Gateway {
-    let mut builder = Gateway::builder().routes_yaml(routes).clusters_yaml(&format!(
-        "- {{ name: api, address: {}, port: {} }}",
-        backend.ip(),
-        backend.port()
-    ));
+    let mut builder = Gateway::builder()
+        .routes_yaml(routes)
+        .clusters_yaml(&format!(
+            "- {{ name: api, address: {}, port: {} }}",
+            backend.ip(),
+            backend.port()
+        ));
     if !extra.is_empty() {
         builder = builder.gateway_yaml(extra);
     }
@@ -154,7 +154,11 @@ fn a_route_bucket_gives_its_burst_then_429_with_retry_after_and_refills() {
     assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
     assert_eq!(r.header("x-ratelimit-reset"), Some("2"), "1.5 s to full");
     assert!(r.header("x-request-id").is_some());
-    assert_eq!(backend.hits(), 3, "a refused request never reaches the backend");
+    assert_eq!(
+        backend.hits(),
+        3,
+        "a refused request never reaches the backend"
+    );
 
     // One token every 500 ms: one more after it, not two.
     std::thread::sleep(Duration::from_millis(600).saturating_sub(started.elapsed()));
@@ -236,7 +240,10 @@ fn behind_a_trusted_proxy_the_forwarded_client_is_the_key_and_a_forged_one_is_no
         curl("127.0.0.1", &url, &[xff.as_str()]).status
     };
     // The proxy (127.0.0.1) forwards two clients: each has its own bucket.
-    assert_eq!([via_proxy("203.0.113.7"), via_proxy("203.0.113.7")], [200, 200]);
+    assert_eq!(
+        [via_proxy("203.0.113.7"), via_proxy("203.0.113.7")],
+        [200, 200]
+    );
     assert_eq!(via_proxy("203.0.113.7"), 429);
     assert_eq!(via_proxy("203.0.113.8"), 200);
     // An untrusted peer's X-Forwarded-For is ignored: a new value each time does not help.
@@ -274,7 +281,10 @@ fn a_header_key_counts_each_value_and_requests_without_it_share_one_bucket() {
             .unwrap()
             .status
     };
-    assert_eq!([with("alpha"), with("alpha"), with("beta")], [200, 429, 200]);
+    assert_eq!(
+        [with("alpha"), with("alpha"), with("beta")],
+        [200, 429, 200]
+    );
     // A long value is a key like any other.
     let long = "k".repeat(4000);
     assert_eq!([with(&long), with(&long)], [200, 429]);
@@ -389,7 +399,9 @@ fn bad_policy_keys_are_conf_errors_with_their_paths() {
         format!("{f}[8]: unknown field `brust`"),
         format!("{f}[9]: header: `bad name` is not a header name"),
         format!("{f}[10]: max_keys: `key: route` has a single bucket"),
-        format!("{f}[11]: key: unknown variant `cookie`, expected one of `client`, `header`, `route`"),
+        format!(
+            "{f}[11]: key: unknown variant `cookie`, expected one of `client`, `header`, `route`"
+        ),
     ] {
         assert!(stderr.contains(&expected), "{expected}\nnot in:\n{stderr}");
     }

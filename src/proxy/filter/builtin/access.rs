@@ -97,7 +97,10 @@ mod tests {
         assert!(!both.permits(ip("10.0.0.66")));
         assert!(!both.permits(ip("192.0.2.1")));
         assert!(!both.permits(None));
-        assert!(both.permits(ip("::ffff:10.9.9.9")), "v4-mapped counts as v4");
+        assert!(
+            both.permits(ip("::ffff:10.9.9.9")),
+            "v4-mapped counts as v4"
+        );
 
         let deny_only = control(&[], &["192.0.2.0/24", "2001:db8::/32"]);
         assert!(!deny_only.permits(ip("192.0.2.200")));

@@ -239,7 +239,8 @@ mod tests {
     #[test]
     fn rotating_keys_stay_within_max_keys_and_do_not_free_a_limited_key() {
         let max_keys = 1_000;
-        let buckets = Buckets::<u64>::keyed(Rate::new(1, Duration::from_secs(60), 5).unwrap(), max_keys);
+        let buckets =
+            Buckets::<u64>::keyed(Rate::new(1, Duration::from_secs(60), 5).unwrap(), max_keys);
         let at = S;
         for _ in 0..5 {
             assert!(matches!(buckets.take_at(0, at), Decision::Allowed { .. }));

@@ -150,9 +150,7 @@ pub fn factory(setup: &FilterSetup<'_>) -> Result<Arc<dyn Filter>, String> {
         (_, Some(_)) => return Err("ipv6_prefix: only with `key: client`".into()),
     }
     let buckets = match (&key, conf.max_keys) {
-        (KeyBy::Route, Some(_)) => {
-            return Err("max_keys: `key: route` has a single bucket".into())
-        }
+        (KeyBy::Route, Some(_)) => return Err("max_keys: `key: route` has a single bucket".into()),
         (KeyBy::Route, None) => Buckets::single(rate),
         (_, Some(0)) => return Err("max_keys: must be at least 1".into()),
         (_, max) => Buckets::keyed(rate, max.unwrap_or(DEFAULT_MAX_KEYS)),
@@ -255,8 +253,12 @@ mod tests {
 
     #[test]
     fn ipv6_clients_count_by_their_block_and_mapped_ipv4_as_ipv4() {
-        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap_or(IpAddr::V4(0.into()));
-        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap_or(IpAddr::V4(0.into()));
+        let a: IpAddr = "2001:db8:1:2:aaaa::1"
+            .parse()
+            .unwrap_or(IpAddr::V4(0.into()));
+        let b: IpAddr = "2001:db8:1:2:bbbb::2"
+            .parse()
+            .unwrap_or(IpAddr::V4(0.into()));
         assert_eq!(masked(a, 64), masked(b, 64));
         assert_ne!(masked(a, 128), masked(b, 128));
         let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap_or(a);
