@@ -166,7 +166,7 @@ fn unknown_or_misconfigured_filters_are_conf_errors_with_their_paths() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("unknown filter `api_key`"), "{stderr}");
     assert!(
-        stderr.contains("known filters: direct_response, host_rewrite"),
+        stderr.contains("known filters: access_control, direct_response, host_rewrite"),
         "{stderr}"
     );
 }

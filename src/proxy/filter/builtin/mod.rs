@@ -1,9 +1,12 @@
 //! headway's own filters. Each is one file; `register` names them for the conf's `filters:`,
 //! and `from_route_keys` builds them from a route's own keys (`request_headers_to_add`, …).
 
+mod access;
 mod body_limit;
+mod buckets;
 mod direct;
 mod headers;
+mod rate_limit;
 mod rewrite;
 
 use super::registry::Registry;
@@ -34,7 +37,9 @@ fn register(registry: &mut Registry) {
         .register("response_headers", headers::response_factory)
         .register("prefix_rewrite", rewrite::prefix_factory)
         .register("host_rewrite", rewrite::host_factory)
-        .register("direct_response", direct::factory);
+        .register("direct_response", direct::factory)
+        .register("rate_limit", rate_limit::factory)
+        .register("access_control", access::factory);
 }
 
 /// The filters a route's own keys ask for, in the order they run (before its `filters:`).

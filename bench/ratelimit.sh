@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# rate_limit measured (issue 17): the allowed rate against the configured one under a bounded
+# load, and the gateway's RSS under 100,000 distinct keys with max_keys at its default and at
+# 10,000. Writes bench/results/<timestamp>-ratelimit/ratelimit.md and .json (≈ 3 min).
+#
+#   bench/ratelimit.sh                                   release build, then measure
+#   bench/ratelimit.sh --no-build --headway-bin target/debug/headway
+#   bench/ratelimit.sh --help                            every option of bench/lib/ratelimit.py
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(dirname "$here")
+# shellcheck source=lib/install.sh
+source "$here/lib/install.sh"
+
+install=1 build=1 args=()
+for a in "$@"; do
+    case "$a" in
+        --no-install) install= ;;
+        --no-build) build= ;;
+        -h|--help) exec python3 "$here/lib/ratelimit.py" --help ;;
+        *) args+=("$a") ;;
+    esac
+done
+
+if [ -n "$install" ]; then
+    bench_need_cmd python3 python3
+    bench_need_cmd nginx nginx
+fi
+[ -n "$build" ] && bench_build "$repo"
+exec python3 "$here/lib/ratelimit.py" "${args[@]}"
