@@ -1,9 +1,13 @@
 //! headway's own filters. Each is one file; `register` names them for the conf's `filters:`,
 //! and `from_route_keys` builds them from a route's own keys (`request_headers_to_add`, …).
 
+mod api_key;
 mod body_limit;
+mod cors;
 mod direct;
 mod headers;
+mod jwt;
+mod jwt_keys;
 mod rewrite;
 
 use super::registry::Registry;
@@ -34,7 +38,10 @@ fn register(registry: &mut Registry) {
         .register("response_headers", headers::response_factory)
         .register("prefix_rewrite", rewrite::prefix_factory)
         .register("host_rewrite", rewrite::host_factory)
-        .register("direct_response", direct::factory);
+        .register("direct_response", direct::factory)
+        .register("cors", cors::factory)
+        .register("api_key", api_key::factory)
+        .register("jwt", jwt::factory);
 }
 
 /// The filters a route's own keys ask for, in the order they run (before its `filters:`).
