@@ -108,7 +108,12 @@ const CORS_ROUTES: &str = r#"- prefix: /cors
       max_age: 10m
 - prefix: /public
   cluster: api
-  filters: [{ name: cors, allow_origins: ["*"] }]"#;
+  filters: [{ name: cors, allow_origins: ["*"] }]
+- prefix: /guarded
+  cluster: api
+  filters:
+    - { name: cors, allow_origins: [https://app.example.com], allow_headers: [x-api-key] }
+    - { name: api_key, keys: [ak-guarded-1] }"#;
 
 fn preflight(url: &str, origin: &str, method: &str, headers: &str) -> Reply {
     let mut args = vec![
@@ -229,8 +234,17 @@ fn cors_preflights_stop_at_the_gateway_and_forged_origins_get_no_cors_headers() 
     assert_eq!(r.status, 204);
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
 
+    // `cors` before `api_key`: the preflight needs no key, and the 401 is readable by the page.
+    let guarded = gw.url("/guarded/x");
+    let r = preflight(&guarded, "https://app.example.com", "GET", "x-api-key");
+    assert_eq!(r.status, 204);
+    let r = curl(&["-H", "Origin: https://app.example.com", &guarded]);
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example.com"));
+    assert_eq!(backend.hits(), 9, "only the two /public requests went further");
+
     assert_eq!(events(&gw, "cors", "denied"), 11);
-    assert_eq!(events(&gw, "cors", "preflight"), 3);
+    assert_eq!(events(&gw, "cors", "preflight"), 4);
     assert!(!gw.stderr_log().contains("panicked"));
 }
 
@@ -486,6 +500,13 @@ fn jwt_tokens_of_the_issuer_pass_with_their_claims_and_every_bad_one_gets_401() 
     // The rotated set has no EC key: ES256 tokens now find none.
     let r = curl(&["-H", &bearer(&token("es256")), &url]);
     assert_eq!(r.status, 401);
+    // A broken JWKS file is refused at reload: the previous keys go on serving.
+    std::fs::write(dir.path().join("jwks.json"), "{ not json").unwrap();
+    gw.signal("HUP");
+    assert!(gw.wait_for_log("conf not reloaded", Duration::from_secs(15)));
+    assert!(gw.stderr_log().contains("is not a JWKS"), "{}", gw.stderr_log());
+    let r = curl(&["-H", &bearer(&token("rs256_new_key")), &url]);
+    assert_eq!(r.status, 200, "{}", r.body);
     let logs = gw.stderr_log();
     assert!(!logs.contains("panicked"));
     assert!(

@@ -308,14 +308,12 @@ impl Filter for Cors {
 
     fn on_response(&self, resp: &mut ResponseHeader, cx: &mut Context<'_>) -> Result<()> {
         match cx.vars.get::<Seen>() {
-            // Not seen: an earlier filter answered before this one ran.
-            None => {}
-            Some(Seen::Preflight) => {
-                if resp.status == 204 {
-                    resp.remove_header(&header::CONTENT_TYPE);
-                    resp.remove_header(&header::CONTENT_LENGTH);
-                }
+            Some(Seen::Preflight) if resp.status == 204 => {
+                resp.remove_header(&header::CONTENT_TYPE);
+                resp.remove_header(&header::CONTENT_LENGTH);
             }
+            // A refused preflight; or not seen: an earlier filter answered before this one ran.
+            Some(Seen::Preflight) | None => {}
             Some(Seen::Actual(allow)) => {
                 for name in [
                     header::ACCESS_CONTROL_ALLOW_ORIGIN,
