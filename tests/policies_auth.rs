@@ -240,8 +240,15 @@ fn cors_preflights_stop_at_the_gateway_and_forged_origins_get_no_cors_headers() 
     assert_eq!(r.status, 204);
     let r = curl(&["-H", "Origin: https://app.example.com", &guarded]);
     assert_eq!(r.status, 401);
-    assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example.com"));
-    assert_eq!(backend.hits(), 9, "only the two /public requests went further");
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert_eq!(
+        backend.hits(),
+        9,
+        "only the two /public requests went further"
+    );
 
     assert_eq!(events(&gw, "cors", "denied"), 11);
     assert_eq!(events(&gw, "cors", "preflight"), 4);
@@ -504,7 +511,11 @@ fn jwt_tokens_of_the_issuer_pass_with_their_claims_and_every_bad_one_gets_401() 
     std::fs::write(dir.path().join("jwks.json"), "{ not json").unwrap();
     gw.signal("HUP");
     assert!(gw.wait_for_log("conf not reloaded", Duration::from_secs(15)));
-    assert!(gw.stderr_log().contains("is not a JWKS"), "{}", gw.stderr_log());
+    assert!(
+        gw.stderr_log().contains("is not a JWKS"),
+        "{}",
+        gw.stderr_log()
+    );
     let r = curl(&["-H", &bearer(&token("rs256_new_key")), &url]);
     assert_eq!(r.status, 200, "{}", r.body);
     let logs = gw.stderr_log();
