@@ -246,8 +246,8 @@ fn cors_preflights_stop_at_the_gateway_and_forged_origins_get_no_cors_headers() 
     );
     assert_eq!(
         backend.hits(),
-        9,
-        "only the two /public requests went further"
+        8,
+        "only the /public GET went further"
     );
 
     assert_eq!(events(&gw, "cors", "denied"), 11);
