@@ -4,7 +4,7 @@
 # HS256, RS256 and ES256 tokens (minted by tests/interop/mint_jwt.py: needs PyJWT and
 # cryptography). Prints a table; writes bench/results/<timestamp>-auth/.
 #
-#   bench/auth.sh [--headway-bin PATH] [--small 100] [--large 600] [--rounds 1] [--cases …]
+#   bench/auth.sh [--headway-bin PATH] [--small 100] [--large 600] [--rounds 3] [--cases …]
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib/install.sh
