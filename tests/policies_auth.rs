@@ -244,11 +244,7 @@ fn cors_preflights_stop_at_the_gateway_and_forged_origins_get_no_cors_headers() 
         r.header("access-control-allow-origin"),
         Some("https://app.example.com")
     );
-    assert_eq!(
-        backend.hits(),
-        8,
-        "only the /public GET went further"
-    );
+    assert_eq!(backend.hits(), 8, "only the /public GET went further");
 
     assert_eq!(events(&gw, "cors", "denied"), 11);
     assert_eq!(events(&gw, "cors", "preflight"), 4);
