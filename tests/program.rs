@@ -161,12 +161,13 @@ fn unknown_or_misconfigured_filters_are_conf_errors_with_their_paths() {
     );
     assert!(stderr.contains("3 errors in conf"), "{stderr}");
 
-    // `headway` itself has no `api_key`: the same conf is refused there, naming what it has.
+    // `headway` itself has no `tenant`: the same conf is refused there, naming what it has
+    // (its own `api_key` is a built-in, which the program's replaces).
     let (code, _, stderr) = support::run_headway(&["-t", "-c", &conf(routes())]);
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("unknown filter `api_key`"), "{stderr}");
+    assert!(stderr.contains("unknown filter `tenant`"), "{stderr}");
     assert!(
-        stderr.contains("known filters: access_control, direct_response, host_rewrite"),
+        stderr.contains("known filters: access_control, api_key, cors, direct_response, host_rewrite"),
         "{stderr}"
     );
 }

@@ -2,10 +2,14 @@
 //! and `from_route_keys` builds them from a route's own keys (`request_headers_to_add`, …).
 
 mod access;
+mod api_key;
 mod body_limit;
 mod buckets;
+mod cors;
 mod direct;
 mod headers;
+mod jwt;
+mod jwt_keys;
 mod rate_limit;
 mod rewrite;
 
@@ -39,7 +43,10 @@ fn register(registry: &mut Registry) {
         .register("host_rewrite", rewrite::host_factory)
         .register("direct_response", direct::factory)
         .register("rate_limit", rate_limit::factory)
-        .register("access_control", access::factory);
+        .register("access_control", access::factory)
+        .register("cors", cors::factory)
+        .register("api_key", api_key::factory)
+        .register("jwt", jwt::factory);
 }
 
 /// The filters a route's own keys ask for, in the order they run (before its `filters:`).

@@ -1,0 +1,240 @@
+//! `jwt`: a request must carry `Authorization: Bearer <JWT>` signed by one of the route's keys,
+//! from the right issuer, for the right audience, within its time, or gets `401` (Envoy's
+//! `jwt_authn` filter; nginx Plus's `auth_jwt`).
+//!
+//! Verification is the `jsonwebtoken` crate's: signature by the key the token's `kid` and
+//! `alg` select (see `jwt_keys`: a key verifies only its own algorithm; `alg: none` is no
+//! algorithm at all), then `exp` (required), `nbf`, `iss` and `aud`, with `leeway` for clocks.
+//! Answers follow RFC 6750 §3: no token, `Bearer realm="…"`; a bad one, `Bearer realm="…",
+//! error="invalid_token", error_description="…"` with a fixed text, never a piece of the token.
+//!
+//! On success, chosen claims go to the backend as headers (`claims_to_headers`); the client's
+//! own headers of those names are removed first, whatever the outcome, so none can be forged.
+//! The `Authorization` header is removed too unless `forward: true` (Envoy's `forward`).
+
+use super::jwt_keys::{self, InlineKey, Key};
+use crate::config::duration;
+use crate::proxy::filter::{Answer, Context, Filter, FilterSetup, Flow};
+use async_trait::async_trait;
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use pingora::http::RequestHeader;
+use pingora::Result;
+use prometheus::IntCounter;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// `{ name: jwt, jwks_file, keys, issuer, audiences, leeway, claims_to_headers, forward, realm }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Conf {
+    #[serde(default)]
+    jwks_file: Option<PathBuf>,
+    #[serde(default)]
+    keys: Vec<InlineKey>,
+    #[serde(default)]
+    issuer: Option<String>,
+    #[serde(default)]
+    audiences: Vec<String>,
+    #[serde(default = "default_leeway")]
+    leeway: String,
+    #[serde(default)]
+    claims_to_headers: Vec<ClaimHeader>,
+    #[serde(default)]
+    forward: bool,
+    #[serde(default = "default_realm")]
+    realm: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimHeader {
+    claim: String,
+    header: String,
+}
+
+fn default_leeway() -> String {
+    "60s".into()
+}
+
+fn default_realm() -> String {
+    "headway".into()
+}
+
+/// Verifies bearer tokens; forwards chosen claims.
+pub struct Jwt {
+    keys: Vec<Key>,
+    /// One validation per algorithm some key uses (`jsonwebtoken` checks `alg` against it).
+    validations: Vec<(Algorithm, Validation)>,
+    claims: Vec<(String, HeaderName)>,
+    forward: bool,
+    realm: String,
+    denied: IntCounter,
+}
+
+pub fn factory(setup: &FilterSetup<'_>) -> Result<Arc<dyn Filter>, String> {
+    let conf: Conf = setup.parse()?;
+    let keys = jwt_keys::load(conf.jwks_file.as_deref(), &conf.keys)?;
+    let leeway = duration::parse(&conf.leeway).map_err(|e| format!("leeway: {e}"))?;
+    if conf.realm.contains(['"', '\\']) || HeaderValue::from_str(&conf.realm).is_err() {
+        return Err("realm: printable text without `\"` or `\\`".into());
+    }
+    if conf.issuer.as_deref() == Some("") {
+        return Err("issuer: empty".into());
+    }
+    let mut claims = Vec::new();
+    for (i, c) in conf.claims_to_headers.iter().enumerate() {
+        let header = HeaderName::from_bytes(c.header.as_bytes()).map_err(|_| {
+            format!(
+                "claims_to_headers[{i}].header: `{}` is not a header name",
+                c.header
+            )
+        })?;
+        claims.push((c.claim.clone(), header));
+    }
+    let mut validations: Vec<(Algorithm, Validation)> = Vec::new();
+    for key in &keys {
+        if validations.iter().any(|(alg, _)| *alg == key.alg) {
+            continue;
+        }
+        let mut v = Validation::new(key.alg);
+        v.leeway = leeway.as_secs();
+        v.validate_nbf = true;
+        let mut required = vec!["exp"];
+        if let Some(iss) = &conf.issuer {
+            v.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        if conf.audiences.is_empty() {
+            v.validate_aud = false;
+        } else {
+            v.set_audience(&conf.audiences);
+            required.push("aud");
+        }
+        v.set_required_spec_claims(&required);
+        validations.push((key.alg, v));
+    }
+    Ok(Arc::new(Jwt {
+        keys,
+        validations,
+        claims,
+        forward: conf.forward,
+        realm: conf.realm,
+        denied: setup.counter("denied"),
+    }))
+}
+
+/// Why a token was refused: the `error_description`, fixed texts only.
+fn description(kind: &ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::ExpiredSignature => "the token has expired",
+        ErrorKind::ImmatureSignature => "the token is not valid yet",
+        ErrorKind::InvalidAudience => "the token is for another audience",
+        ErrorKind::InvalidIssuer => "the token is from another issuer",
+        ErrorKind::InvalidSignature => "the signature does not verify",
+        ErrorKind::MissingRequiredClaim(_) => "a required claim is missing",
+        ErrorKind::InvalidClaimFormat(_) => "a claim has the wrong type",
+        _ => "the token is malformed",
+    }
+}
+
+impl Jwt {
+    /// The claims of a valid token, or the `error_description` of an invalid one.
+    fn verify(&self, token: &str) -> Result<Map<String, Value>, &'static str> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| "the token is malformed")?;
+        let Some((_, validation)) = self.validations.iter().find(|(a, _)| *a == header.alg) else {
+            return Err("no key of this route verifies the token's algorithm");
+        };
+        let mut outcome = Err("no key of this route has the token's kid");
+        let candidates = self.keys.iter().filter(|k| {
+            k.alg == header.alg && (k.kid.is_none() || header.kid.is_none() || k.kid == header.kid)
+        });
+        for key in candidates {
+            match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation) {
+                Ok(data) => return Ok(data.claims),
+                // A later key may be the one that signed it.
+                Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => {
+                    outcome = Err(description(e.kind()));
+                }
+                // The signature verified: what is wrong is the token, not the key.
+                Err(e) => return Err(description(e.kind())),
+            }
+        }
+        outcome
+    }
+
+    fn refuse(&self, error: Option<&str>) -> Flow {
+        self.denied.inc();
+        let (challenge, body) = match error {
+            None => (
+                format!("Bearer realm=\"{}\"", self.realm),
+                "a bearer token is required\n".to_owned(),
+            ),
+            Some(why) => (
+                format!(
+                    "Bearer realm=\"{}\", error=\"invalid_token\", error_description=\"{why}\"",
+                    self.realm
+                ),
+                format!("invalid token: {why}\n"),
+            ),
+        };
+        let mut answer = Answer::new(401, body);
+        // Both texts are checked or fixed: this cannot fail, and if it did the 401 stands.
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            answer = answer.header(WWW_AUTHENTICATE, v);
+        }
+        Flow::Respond(answer)
+    }
+}
+
+/// The token of `Authorization: Bearer <token>` (the scheme is case-insensitive).
+fn bearer(req: &RequestHeader) -> Option<&str> {
+    let mut values = req.headers.get_all(AUTHORIZATION).iter();
+    let value = values.next()?.to_str().ok()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// A claim as a header value: strings as they are, numbers and booleans as JSON writes them;
+/// arrays and objects are not forwarded.
+fn claim_value(v: &Value) -> Option<HeaderValue> {
+    match v {
+        Value::String(s) => HeaderValue::from_str(s).ok(),
+        Value::Number(_) | Value::Bool(_) => HeaderValue::from_str(&v.to_string()).ok(),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl Filter for Jwt {
+    async fn on_request(&self, req: &mut RequestHeader, _cx: &mut Context<'_>) -> Result<Flow> {
+        for (_, header) in &self.claims {
+            req.remove_header(header);
+        }
+        let Some(token) = bearer(req) else {
+            return Ok(self.refuse(None));
+        };
+        let claims = match self.verify(token) {
+            Ok(claims) => claims,
+            Err(why) => return Ok(self.refuse(Some(why))),
+        };
+        for (claim, header) in &self.claims {
+            if let Some(v) = claims.get(claim).and_then(claim_value) {
+                req.insert_header(header.clone(), v)?;
+            }
+        }
+        if !self.forward {
+            req.remove_header(&AUTHORIZATION);
+        }
+        Ok(Flow::Continue)
+    }
+}
