@@ -2,6 +2,7 @@
 //! and `from_route_keys` builds them from a route's own keys (`request_headers_to_add`, …).
 
 mod body_limit;
+mod compress;
 mod direct;
 mod headers;
 mod rewrite;
@@ -34,7 +35,8 @@ fn register(registry: &mut Registry) {
         .register("response_headers", headers::response_factory)
         .register("prefix_rewrite", rewrite::prefix_factory)
         .register("host_rewrite", rewrite::host_factory)
-        .register("direct_response", direct::factory);
+        .register("direct_response", direct::factory)
+        .register("compression", compress::factory);
 }
 
 /// The filters a route's own keys ask for, in the order they run (before its `filters:`).
