@@ -199,7 +199,11 @@ mod tests {
         assert_eq!(pick("*;q=0"), None);
         assert_eq!(pick("*"), Some(Zstd));
         assert_eq!(pick("*;q=0.5, zstd;q=0"), Some(Brotli));
-        assert_eq!(pick("gzip;q=0.5, identity"), None, "identity weighed higher");
+        assert_eq!(
+            pick("gzip;q=0.5, identity"),
+            None,
+            "identity weighed higher"
+        );
         assert_eq!(pick("gzip, identity"), Some(Gzip), "a tie: compress");
         assert_eq!(pick("gzip, identity;q=0"), Some(Gzip));
         assert_eq!(pick("gzip;q=0"), None);
@@ -210,14 +214,29 @@ mod tests {
         assert_eq!(pick(";;q=x,,gzip;q="), None);
         assert_eq!(pick(";;q=x,,gzip;q=, br"), Some(Brotli));
         for bad in [
-            "gzip;q=2", "gzip;q=1.5", "gzip;q=0.1234", "gzip;q=-1", "gzip;q", "gzip;q=.5",
-            "gz ip", "gzip;q=0.5x", "\"gzip\"", "gzip;q=1.001",
+            "gzip;q=2",
+            "gzip;q=1.5",
+            "gzip;q=0.1234",
+            "gzip;q=-1",
+            "gzip;q",
+            "gzip;q=.5",
+            "gz ip",
+            "gzip;q=0.5x",
+            "\"gzip\"",
+            "gzip;q=1.001",
         ] {
             assert_eq!(pick(bad), None, "{bad}");
         }
-        assert_eq!(pick("gzip;level=9"), Some(Gzip), "unknown parameters are ignored");
+        assert_eq!(
+            pick("gzip;level=9"),
+            Some(Gzip),
+            "unknown parameters are ignored"
+        );
         assert_eq!(pick(",,, ,\t,"), None);
-        assert_eq!(choose(std::iter::once(&b"\xff\xfe, br"[..]), &ORDER), Some(Brotli));
+        assert_eq!(
+            choose(std::iter::once(&b"\xff\xfe, br"[..]), &ORDER),
+            Some(Brotli)
+        );
         let long = "x,".repeat(10_000) + "gzip";
         assert_eq!(pick(&long), Some(Gzip));
     }

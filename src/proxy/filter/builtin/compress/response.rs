@@ -49,7 +49,11 @@ impl MediaRange {
             "*" => Subtype::Any,
             s if s.starts_with("*+") && valid(&s[2..]) => Subtype::Suffix(s[1..].to_owned()),
             s if valid(s) && !s.contains('/') => Subtype::Exact(s.to_owned()),
-            _ => return Err(format!("`{text}`: the subtype is `name`, `*` or `*+suffix`")),
+            _ => {
+                return Err(format!(
+                    "`{text}`: the subtype is `name`, `*` or `*+suffix`"
+                ))
+            }
         };
         if !valid(kind) {
             return Err(format!("`{text}`: the type is a name (no `*`)"));
@@ -96,11 +100,9 @@ pub fn left_alone(resp: &ResponseHeader, min_length: u64) -> bool {
         return true;
     }
     let no_transform = headers.get_all(CACHE_CONTROL).iter().any(|v| {
-        v.as_bytes().split(|b| *b == b',').any(|directive| {
-            directive
-                .trim_ascii()
-                .eq_ignore_ascii_case(b"no-transform")
-        })
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|directive| directive.trim_ascii().eq_ignore_ascii_case(b"no-transform"))
     });
     if no_transform {
         return true;
@@ -184,7 +186,10 @@ mod tests {
             "image/svg+xml",
             "text/event-stream",
         ] {
-            assert!(type_listed(&resp(&[("content-type", yes)]), &types), "{yes}");
+            assert!(
+                type_listed(&resp(&[("content-type", yes)]), &types),
+                "{yes}"
+            );
         }
         for no in [
             "image/png",
