@@ -257,6 +257,20 @@ fn curl(url: &str, args: &[&str]) -> Got {
     }
 }
 
+/// Whether this curl decodes `coding` (`curl -V`'s features: libz, brotli, zstd).
+fn curl_decodes(coding: &str) -> bool {
+    let out = Command::new("curl").arg("-V").output().expect("curl");
+    let features = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    let feature = match coding {
+        "gzip" => "libz",
+        "br" => "brotli",
+        other => other,
+    };
+    features
+        .lines()
+        .any(|l| l.starts_with("features:") && l.split_whitespace().any(|f| f == feature))
+}
+
 fn decode(coding: &str, data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     match coding {
@@ -288,13 +302,18 @@ fn curl_decodes_every_coding_to_the_origins_body_over_http1_and_h2c() {
     assert_eq!(control.body, big);
 
     let url = gateway.url("/c/big.json");
-    // curl's own Accept-Encoding (deflate, gzip, br, zstd): the server's order picks zstd.
+    // curl's own Accept-Encoding (deflate, gzip, br, zstd as built): the server's order
+    // (zstd, br, gzip) picks the first that this curl decodes.
+    let preferred = ["zstd", "br", "gzip"]
+        .into_iter()
+        .find(|c| curl_decodes(c))
+        .expect("a curl with zlib");
     let got = curl(&url, &["--compressed"]);
     assert_eq!(got.status, 200);
-    assert_eq!(got.header("content-encoding"), Some("zstd"));
+    assert_eq!(got.header("content-encoding"), Some(preferred));
     assert_eq!(
         got.body, big,
-        "curl decodes the gateway's zstd to the origin's body"
+        "curl decodes the gateway's {preferred} to the origin's body"
     );
     for (coding, http2) in [
         ("gzip", false),
@@ -308,14 +327,18 @@ fn curl_decodes_every_coding_to_the_origins_body_over_http1_and_h2c() {
         if http2 {
             args.push("--http2-prior-knowledge");
         }
-        // Decoded by curl (libcurl's zlib, brotli and zstd)…
-        let decoded = curl(&url, &[&args[..], &["--compressed"]].concat());
-        assert_eq!(
-            decoded.header("content-encoding"),
-            Some(coding),
-            "{coding} h2={http2}"
-        );
-        assert_eq!(decoded.body, big, "{coding} h2={http2}: curl's decoding");
+        // Decoded by curl (libcurl's zlib, brotli and zstd, when it was built with them)…
+        if curl_decodes(coding) {
+            let decoded = curl(&url, &[&args[..], &["--compressed"]].concat());
+            assert_eq!(
+                decoded.header("content-encoding"),
+                Some(coding),
+                "{coding} h2={http2}"
+            );
+            assert_eq!(decoded.body, big, "{coding} h2={http2}: curl's decoding");
+        } else {
+            eprintln!("this curl does not decode {coding}: checked by the Rust decoders only");
+        }
         // …and raw, by the Rust crates: the wire says what it is.
         let raw = curl(&url, &args);
         assert_eq!(raw.status, 200);
