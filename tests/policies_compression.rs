@@ -726,3 +726,49 @@ fn bad_confs_are_refused_naming_the_key() {
         );
     }
 }
+
+#[test]
+fn tls_clients_on_http2_by_alpn_get_compressed_bodies_too() {
+    let origin = Origin::start();
+    let dir = tempfile::tempdir().unwrap();
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_pem, key_pem) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_pem, cert.pem()).unwrap();
+    std::fs::write(&key_pem, signing_key.serialize_pem()).unwrap();
+    let (plain, tls, admin) = (
+        support::free_port(),
+        support::free_port(),
+        support::free_port(),
+    );
+    let indent = |yaml: &str| yaml.replace('\n', "\n  ");
+    let gateway = Gateway::start(&format!(
+        "listen:\n  - \"127.0.0.1:{plain}\"\n  - address: \"127.0.0.1:{tls}\"\n    tls: {{ cert: \"{}\", key: \"{}\" }}\nadmin: {{ listen: \"127.0.0.1:{admin}\" }}\nroutes:\n  {}\nclusters:\n  - {{ name: origin, address: 127.0.0.1, port: {} }}\n",
+        cert_pem.display(),
+        key_pem.display(),
+        indent(routes()),
+        origin.port
+    ));
+    let url = format!("https://localhost:{tls}/c/big.json");
+    let resolve = format!("localhost:{tls}:127.0.0.1");
+    let base = [
+        "--http2",
+        "--cacert",
+        cert_pem.to_str().unwrap(),
+        "--resolve",
+        &resolve,
+    ];
+    for coding in ["gzip", "br", "zstd"] {
+        let ae = format!("accept-encoding: {coding}");
+        let raw = curl(&url, &[&base[..], &["-H", &ae]].concat());
+        assert_eq!(raw.version, "HTTP/2", "ALPN chose h2");
+        assert_eq!(raw.header("content-encoding"), Some(coding));
+        assert_eq!(raw.header("content-length"), None);
+        assert_eq!(
+            decode(coding, &raw.body),
+            big_json(),
+            "{coding} over TLS h2"
+        );
+    }
+    drop(gateway);
+}
