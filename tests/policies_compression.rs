@@ -772,3 +772,28 @@ fn tls_clients_on_http2_by_alpn_get_compressed_bodies_too() {
     }
     drop(gateway);
 }
+
+#[test]
+fn an_http_1_0_client_gets_the_body_plain_it_could_not_read_chunks() {
+    let (_origin, gateway) = start();
+    let mut socket = TcpStream::connect(gateway.listen_addr()).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(
+        socket,
+        "GET /c/big.json HTTP/1.0\r\nhost: x\r\naccept-encoding: gzip\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    socket.read_to_end(&mut response).unwrap();
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&response[..split]).to_ascii_lowercase();
+    assert!(!head.contains("content-encoding"), "{head}");
+    assert!(!head.contains("transfer-encoding"), "{head}");
+    assert!(head.contains("vary: accept-encoding"), "{head}");
+    assert_eq!(&response[split + 4..], big_json().as_slice());
+}
