@@ -303,8 +303,8 @@ fn curl_decodes_every_coding_to_the_origins_body_over_http1_and_h2c() {
 
     let url = gateway.url("/c/big.json");
     // curl's own Accept-Encoding (deflate, gzip, br, zstd as built): the server's order
-    // (zstd, br, gzip) picks the first that this curl decodes.
-    let preferred = ["zstd", "br", "gzip"]
+    // (zstd, gzip, br) picks the first that this curl decodes.
+    let preferred = ["zstd", "gzip", "br"]
         .into_iter()
         .find(|c| curl_decodes(c))
         .expect("a curl with zlib");
@@ -429,6 +429,7 @@ fn q_values_identity_and_malformed_headers() {
     let url = gateway.url("/c/big.json");
     for (accept, expect) in [
         ("gzip;q=0, br", Some("br")),
+        ("br, gzip", Some("gzip")),
         ("gzip;q=0.9, br;q=0.8, zstd;q=0.1", Some("gzip")),
         ("identity", None),
         ("*;q=0", None),
