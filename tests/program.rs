@@ -167,7 +167,7 @@ fn unknown_or_misconfigured_filters_are_conf_errors_with_their_paths() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("unknown filter `tenant`"), "{stderr}");
     assert!(
-        stderr.contains("known filters: access_control, api_key, cors, direct_response, host_rewrite"),
+        stderr.contains("known filters: access_control, api_key, compression, cors, direct_response, host_rewrite"),
         "{stderr}"
     );
 }

@@ -5,6 +5,7 @@ mod access;
 mod api_key;
 mod body_limit;
 mod buckets;
+mod compress;
 mod cors;
 mod direct;
 mod headers;
@@ -46,7 +47,8 @@ fn register(registry: &mut Registry) {
         .register("access_control", access::factory)
         .register("cors", cors::factory)
         .register("api_key", api_key::factory)
-        .register("jwt", jwt::factory);
+        .register("jwt", jwt::factory)
+        .register("compression", compress::factory);
 }
 
 /// The filters a route's own keys ask for, in the order they run (before its `filters:`).
