@@ -402,6 +402,55 @@ fn jwt_routes(dir: &Path) -> String {
     )
 }
 
+/// A verified token is cached (an RS256 signature costs ~1M instructions to check): the cached
+/// path still forwards the token's claims, not the client's, and a token that expires while
+/// cached is refused as an uncached one would be.
+#[test]
+fn a_cached_token_keeps_its_claims_and_is_refused_once_it_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(tokens) = mint(dir.path()) else {
+        return;
+    };
+    let token = tokens["short_lived"].as_str().unwrap().to_owned();
+    let exp = tokens["short_lived_exp"].as_u64().unwrap();
+    let backend = Backend::start("127.0.41.4", free_port(), "api");
+    let routes = format!(
+        "- prefix: /orders\n  cluster: api\n  filters:\n    - {{ name: jwt, jwks_file: {}/jwks.json, issuer: https://issuer.test, audiences: [orders], leeway: 0s, claims_to_headers: [{{ claim: sub, header: x-user }}] }}",
+        dir.path().display()
+    );
+    let gw = gateway(&backend, &routes);
+    let url = gw.url("/orders");
+    let bearer = format!("Authorization: Bearer {token}");
+    for forged in ["x-user: root", "x-user: admin", "x-user: root"] {
+        let r = curl(&["-H", &bearer, "-H", forged, &url]);
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.header("x-echo-x-user"), Some("erin"));
+    }
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    assert!(
+        now() < exp,
+        "the machine took over 6 s to get here: nothing was tested"
+    );
+    while now() <= exp {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let hits = backend.hits();
+    let r = curl(&["-H", &bearer, &url]);
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(
+        r.header("www-authenticate")
+            .is_some_and(|h| h.contains("the token has expired")),
+        "{:?}",
+        r.header("www-authenticate")
+    );
+    assert_eq!(backend.hits(), hits, "an expired token reached the backend");
+}
+
 #[test]
 fn jwt_tokens_of_the_issuer_pass_with_their_claims_and_every_bad_one_gets_401() {
     let dir = tempfile::tempdir().unwrap();

@@ -99,5 +99,8 @@ tokens = {
     "alg_none": unsigned({"alg": "none", "typ": "JWT", "kid": "rsa-1"}, claims()),
     "hs256_with_rsa_public_key": unsigned({"alg": "HS256", "typ": "JWT", "kid": "rsa-1"}, claims()),
     "garbage": "not.a.token",
+    # Verified, cached by the gateway, then expired while in its cache.
+    "short_lived": rs(claims(sub="erin", exp=now + 6)),
+    "short_lived_exp": now + 6,
 }
 write("tokens.json", json.dumps(tokens))

@@ -12,6 +12,7 @@
 //! own headers of those names are removed first, whatever the outcome, so none can be forged.
 //! The `Authorization` header is removed too unless `forward: true` (Envoy's `forward`).
 
+use super::jwt_cache::{Lookup, TokenCache};
 use super::jwt_keys::{self, InlineKey, Key};
 use crate::config::duration;
 use crate::proxy::filter::{Answer, Context, Filter, FilterSetup, Flow};
@@ -47,6 +48,12 @@ struct Conf {
     forward: bool,
     #[serde(default = "default_realm")]
     realm: String,
+    #[serde(default = "default_cache_size")]
+    cache_size: u64,
+}
+
+fn default_cache_size() -> u64 {
+    10_000
 }
 
 #[derive(Deserialize)]
@@ -73,6 +80,8 @@ pub struct Jwt {
     forward: bool,
     realm: String,
     denied: IntCounter,
+    /// Tokens verified already (`cache_size: 0`: none kept).
+    cache: Option<TokenCache>,
 }
 
 pub fn factory(setup: &FilterSetup<'_>) -> Result<Arc<dyn Filter>, String> {
@@ -124,6 +133,7 @@ pub fn factory(setup: &FilterSetup<'_>) -> Result<Arc<dyn Filter>, String> {
         forward: conf.forward,
         realm: conf.realm,
         denied: setup.counter("denied"),
+        cache: (conf.cache_size > 0).then(|| TokenCache::new(conf.cache_size, leeway)),
     }))
 }
 
@@ -223,14 +233,36 @@ impl Filter for Jwt {
         let Some(token) = bearer(req) else {
             return Ok(self.refuse(None));
         };
-        let claims = match self.verify(token) {
-            Ok(claims) => claims,
-            Err(why) => return Ok(self.refuse(Some(why))),
-        };
-        for (claim, header) in &self.claims {
-            if let Some(v) = claims.get(claim).and_then(claim_value) {
-                req.insert_header(header.clone(), v)?;
+        let cached = self.cache.as_ref().map(|c| c.get(token));
+        let fresh;
+        let headers: &[(HeaderName, HeaderValue)] = match &cached {
+            Some(Lookup::Valid(verified)) => &verified.headers,
+            Some(Lookup::Expired) => return Ok(self.refuse(Some("the token has expired"))),
+            Some(Lookup::Unknown) | None => {
+                let claims = match self.verify(token) {
+                    Ok(claims) => claims,
+                    Err(why) => return Ok(self.refuse(Some(why))),
+                };
+                let headers: Vec<(HeaderName, HeaderValue)> = self
+                    .claims
+                    .iter()
+                    .filter_map(|(claim, header)| {
+                        Some((header.clone(), claims.get(claim).and_then(claim_value)?))
+                    })
+                    .collect();
+                let exp = claims.get("exp").and_then(|e| {
+                    e.as_u64()
+                        .or_else(|| e.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+                });
+                if let (Some(cache), Some(exp)) = (&self.cache, exp) {
+                    cache.insert(token, exp, headers.clone());
+                }
+                fresh = headers;
+                &fresh
             }
+        };
+        for (header, value) in headers {
+            req.insert_header(header.clone(), value.clone())?;
         }
         if !self.forward {
             req.remove_header(&AUTHORIZATION);

@@ -10,6 +10,7 @@ mod cors;
 mod direct;
 mod headers;
 mod jwt;
+mod jwt_cache;
 mod jwt_keys;
 mod rate_limit;
 mod rewrite;
