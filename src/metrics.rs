@@ -152,13 +152,9 @@ fn counter_vec(
 /// `headway_filter_events_total`, not yet registered: [`Metrics`] registers it; a conf being
 /// checked builds its filters with one that nobody reads.
 pub fn filter_events() -> prometheus::Result<IntCounterVec> {
-    IntCounterVec::new(
-        Opts::new(
-            "headway_filter_events_total",
-            "Events counted by route filters (requests limited, denied, compressed, ...).",
-        ),
-        &["route", "filter", "event"],
-    )
+    let help = "Events counted by route filters (requests limited, denied, compressed, ...).";
+    let labels = ["route", "filter", "event"];
+    IntCounterVec::new(Opts::new("headway_filter_events_total", help), &labels)
 }
 
 fn gauge_vec(
