@@ -8,6 +8,7 @@ use super::routing::Routing;
 use crate::upstream::breaker::{AttemptSlot, PendingSlot, RequestSlot, RetrySlot};
 use crate::upstream::cluster::Cluster;
 use log::warn;
+use smallvec::SmallVec;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,7 +33,8 @@ pub struct RequestCtx {
     /// The request's whole budget (the cluster's `timeout`), retries included.
     pub(super) deadline: Option<Instant>,
     /// Backends this request was sent to, in order.
-    pub(super) tried: Vec<SocketAddr>,
+    /// (Inline up to four: no allocation for a request and its retries.)
+    pub(super) tried: SmallVec<[SocketAddr; 4]>,
     /// Attempts that count against `retries` (see [`NextAttempt`] for those that do not).
     pub(super) counted_attempts: u32,
     /// What the next attempt is, after a failed one.
@@ -67,7 +69,7 @@ impl RequestCtx {
             client: None,
             cluster: None,
             deadline: None,
-            tried: Vec::new(),
+            tried: SmallVec::new(),
             counted_attempts: 0,
             next_attempt: NextAttempt::Counted,
             last_failure: None,

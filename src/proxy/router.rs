@@ -19,9 +19,9 @@ pub struct RouteMatch {
     pub cluster: Option<usize>,
 }
 
-/// The host part of a Host header or authority, lowercased, without its port.
-fn host_of(host: &[u8]) -> Vec<u8> {
-    let host = if host.starts_with(b"[") {
+/// The host part of a Host header or authority, without its port (compared ignoring case).
+fn host_of(host: &[u8]) -> &[u8] {
+    if host.starts_with(b"[") {
         // [v6]:port → [v6]
         match host.iter().position(|&b| b == b']') {
             Some(end) => &host[..=end],
@@ -32,18 +32,18 @@ fn host_of(host: &[u8]) -> Vec<u8> {
             Some(colon) => &host[..colon],
             None => host,
         }
-    };
-    host.to_ascii_lowercase()
+    }
 }
 
-/// Envoy's domain matching: exact, `*.suffix`, `prefix.*`.
+/// Whether `host` (any case) matches `pattern` (lowercase, as the conf loader keeps it).
 fn domain_matches(pattern: &str, host: &[u8]) -> bool {
-    if let Some(suffix) = pattern.strip_prefix('*') {
-        host.len() > suffix.len() && host.ends_with(suffix.as_bytes())
-    } else if let Some(prefix) = pattern.strip_suffix('*') {
-        host.len() > prefix.len() && host.starts_with(prefix.as_bytes())
+    let pattern = pattern.as_bytes();
+    if let Some(suffix) = pattern.strip_prefix(b"*") {
+        host.len() > suffix.len() && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+    } else if let Some(prefix) = pattern.strip_suffix(b"*") {
+        host.len() > prefix.len() && host[..prefix.len()].eq_ignore_ascii_case(prefix)
     } else {
-        host == pattern.as_bytes()
+        host.eq_ignore_ascii_case(pattern)
     }
 }
 
@@ -71,9 +71,7 @@ impl Router {
             .iter()
             .position(|(r, _)| {
                 let host_ok = r.domains.is_empty()
-                    || host
-                        .as_deref()
-                        .is_some_and(|h| r.domains.iter().any(|d| domain_matches(d, h)));
+                    || host.is_some_and(|h| r.domains.iter().any(|d| domain_matches(d, h)));
                 host_ok && r.matcher.matches(path)
             })
             .map(|route| RouteMatch {
@@ -201,7 +199,8 @@ mod tests {
         );
         assert_eq!(cluster(&r, Some("www.other.org"), "/"), Some(2));
         assert_eq!(cluster(&r, None, "/"), None, "no Host, no domain route");
-        assert_eq!(host_of(b"[::1]:8080"), b"[::1]".to_vec());
+        assert_eq!(host_of(b"[::1]:8080"), b"[::1]");
+        assert_eq!(cluster(&r, Some("SHOP.Example.COM:443"), "/"), Some(1));
     }
 
     #[test]

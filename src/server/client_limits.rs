@@ -27,7 +27,9 @@ use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use prometheus::IntCounter;
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 /// Told of each answer given before any of the proxy's hooks ran — pingora's 400 to a request
@@ -162,31 +164,36 @@ where
 
         let work = self.inner.process_new_http(session, shutdown);
         tokio::pin!(work);
-        tokio::select! {
-            biased;
-            done = &mut work => {
-                if done.is_none()
-                    && !connection.headers_read()
-                    && connection.written() > written_before
-                {
-                    (self.on_own_answer)(400, client, "request refused by the HTTP/1 parser");
-                }
-                done
-            }
-            _ = tokio::time::sleep(limit) => {
-                if connection.headers_read() {
-                    work.await
-                } else {
-                    self.timeouts.inc();
-                    debug!("client sent no complete request headers within {limit:?}: closing");
-                    // `work` still owns the stream, so the descriptor is open.
-                    if plain_fd.is_some_and(answer_request_timeout) {
-                        (self.on_own_answer)(408, client, "request headers not complete in time");
+        // The request's own bytes are usually in the socket already (a parked connection is
+        // woken by them): then the first poll reads the headers, and no deadline needs arming.
+        let first = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await;
+        let done = match first {
+            Poll::Ready(done) => done,
+            Poll::Pending if connection.headers_read() => work.await,
+            Poll::Pending => {
+                tokio::select! {
+                    biased;
+                    done = &mut work => done,
+                    _ = tokio::time::sleep(limit) => {
+                        if connection.headers_read() {
+                            work.await
+                        } else {
+                            self.timeouts.inc();
+                            debug!("client sent no complete request headers within {limit:?}: closing");
+                            // `work` still owns the stream, so the descriptor is open.
+                            if plain_fd.is_some_and(answer_request_timeout) {
+                                (self.on_own_answer)(408, client, "request headers not complete in time");
+                            }
+                            return None;
+                        }
                     }
-                    None
                 }
             }
+        };
+        if done.is_none() && !connection.headers_read() && connection.written() > written_before {
+            (self.on_own_answer)(400, client, "request refused by the HTTP/1 parser");
         }
+        done
     }
 
     fn h2_options(&self) -> Option<pingora::protocols::http::v2::server::H2Options> {

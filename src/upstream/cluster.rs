@@ -184,7 +184,7 @@ impl Cluster {
         healthy: bool,
         exclude: &[SocketAddr],
         panic: bool,
-        table: &HashMap<SocketAddr, Arc<BackendState>>,
+        table: &super::backends::StateMap,
     ) -> bool {
         let Some(addr) = b.addr.as_inet() else {
             return false;
