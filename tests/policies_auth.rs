@@ -10,66 +10,16 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::backend::Backend;
+use support::curl::{curl, Curled};
 use support::gateway::Gateway;
 use support::{free_port, http, wait_until};
 
-/// What curl got: status, headers (names lowercased), body.
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn cors_headers(&self) -> Vec<&(String, String)> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.starts_with("access-control-"))
-            .collect()
-    }
-}
-
-/// `curl -i <args>`: fails the test (rather than skipping) when curl is missing: .ci/run
-/// installs it.
-fn curl(args: &[&str]) -> Reply {
-    let out = Command::new("curl")
-        .args(["-sS", "-i", "--max-time", "10", "--noproxy", "*"])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("curl is installed (apt-get install curl, as .ci/run does)");
-    assert!(
-        out.status.success(),
-        "curl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Reply {
-        status,
-        headers,
-        body: body.to_owned(),
-    }
+/// The `access-control-*` headers of a reply.
+fn cors_headers(r: &Curled) -> Vec<&(String, String)> {
+    r.headers
+        .iter()
+        .filter(|(k, _)| k.starts_with("access-control-"))
+        .collect()
 }
 
 /// `headway_filter_events_total` for a filter and event, summed over routes.
@@ -115,7 +65,7 @@ const CORS_ROUTES: &str = r#"- prefix: /cors
     - { name: cors, allow_origins: [https://app.example.com], allow_headers: [x-api-key] }
     - { name: api_key, keys: [ak-guarded-1] }"#;
 
-fn preflight(url: &str, origin: &str, method: &str, headers: &str) -> Reply {
+fn preflight(url: &str, origin: &str, method: &str, headers: &str) -> Curled {
     let mut args = vec![
         "-X".to_owned(),
         "OPTIONS".to_owned(),
@@ -141,7 +91,7 @@ fn cors_preflights_stop_at_the_gateway_and_forged_origins_get_no_cors_headers() 
     let direct = format!("http://{}/cors/items", backend.addr_string());
     let r = preflight(&direct, "https://app.example.com", "PUT", "");
     assert_eq!(
-        (r.status, r.cors_headers().len()),
+        (r.status, cors_headers(&r).len()),
         (200, 0),
         "{:?}",
         r.headers
@@ -152,7 +102,7 @@ fn cors_preflights_stop_at_the_gateway_and_forged_origins_get_no_cors_headers() 
     let url = gw.url("/cors/items");
     for origin in ["https://app.example.com", "https://a.b.example.org"] {
         let r = preflight(&url, origin, "PUT", "Content-Type, X-Token");
-        assert_eq!(r.status, 204, "{origin}: {}", r.body);
+        assert_eq!(r.status, 204, "{origin}: {}", r.text());
         assert_eq!(r.header("access-control-allow-origin"), Some(origin));
         assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
         assert_eq!(
@@ -183,7 +133,7 @@ fn cors_preflights_stop_at_the_gateway_and_forged_origins_get_no_cors_headers() 
     ] {
         let r = preflight(&url, origin, method, headers);
         assert_eq!(r.status, 403, "{origin} {method} {headers}");
-        assert!(r.cors_headers().is_empty(), "{origin}: {:?}", r.headers);
+        assert!(cors_headers(&r).is_empty(), "{origin}: {:?}", r.headers);
     }
     assert_eq!(backend.hits(), 1, "no preflight reached the backend");
 
@@ -205,7 +155,7 @@ fn cors_preflights_stop_at_the_gateway_and_forged_origins_get_no_cors_headers() 
     ] {
         let r = curl(&["-H", &format!("Origin: {origin}"), &url]);
         assert_eq!(r.status, 200);
-        assert!(r.cors_headers().is_empty(), "{origin}: {:?}", r.headers);
+        assert!(cors_headers(&r).is_empty(), "{origin}: {:?}", r.headers);
         assert_eq!(
             r.header("vary"),
             Some("Origin"),
@@ -213,7 +163,7 @@ fn cors_preflights_stop_at_the_gateway_and_forged_origins_get_no_cors_headers() 
         );
     }
     let r = curl(&[&url]);
-    assert!(r.cors_headers().is_empty());
+    assert!(cors_headers(&r).is_empty());
     assert_eq!(r.header("vary"), Some("Origin"));
     // An OPTIONS without Access-Control-Request-Method is no preflight: the backend's.
     let r = curl(&[
@@ -284,7 +234,7 @@ fn api_keys_in_a_header_or_the_query_pass_and_never_reach_the_backend_or_the_log
         "x-client: admin",
         &gw.url("/k/items"),
     ]);
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
         r.header("x-echo-x-client"),
         Some("alice"),
@@ -300,7 +250,7 @@ fn api_keys_in_a_header_or_the_query_pass_and_never_reach_the_backend_or_the_log
         "x-client: admin",
         &gw.url("/k/items?x=1&api_key=ak-anon-91xzp2&y=2"),
     ]);
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-request-target"), Some("/k/items?x=1&y=2"));
     assert_eq!(
         r.header("x-echo-x-client"),
@@ -338,7 +288,7 @@ fn api_keys_in_a_header_or_the_query_pass_and_never_reach_the_backend_or_the_log
             r.header("www-authenticate"),
             Some("ApiKey realm=\"headway\"")
         );
-        assert_eq!(r.body, "a valid API key is required\n");
+        assert_eq!(r.text(), "a valid API key is required\n");
     }
     assert_eq!(
         backend.hits(),
@@ -423,7 +373,7 @@ fn a_cached_token_keeps_its_claims_and_is_refused_once_it_expires() {
     let bearer = format!("Authorization: Bearer {token}");
     for forged in ["x-user: root", "x-user: admin", "x-user: root"] {
         let r = curl(&["-H", &bearer, "-H", forged, &url]);
-        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(r.header("x-echo-x-user"), Some("erin"));
     }
     let now = || {
@@ -441,7 +391,7 @@ fn a_cached_token_keeps_its_claims_and_is_refused_once_it_expires() {
     }
     let hits = backend.hits();
     let r = curl(&["-H", &bearer, &url]);
-    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(r.status, 401, "{}", r.text());
     assert!(
         r.header("www-authenticate")
             .is_some_and(|h| h.contains("the token has expired")),
@@ -475,7 +425,7 @@ fn jwt_tokens_of_the_issuer_pass_with_their_claims_and_every_bad_one_gets_401() 
     let bearer = |t: &str| format!("Authorization: Bearer {t}");
     for (name, user) in [("rs256", "alice"), ("es256", "bob"), ("hs256", "carol")] {
         let r = curl(&["-H", &bearer(&token(name)), "-H", "x-user: root", &url]);
-        assert_eq!(r.status, 200, "{name}: {}", r.body);
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
         assert_eq!(
             r.header("x-echo-x-user"),
             Some(user),
@@ -512,7 +462,7 @@ fn jwt_tokens_of_the_issuer_pass_with_their_claims_and_every_bad_one_gets_401() 
         ("garbage", "the token is malformed"),
     ] {
         let r = curl(&["-H", &bearer(&token(name)), "-H", "x-user: root", &url]);
-        assert_eq!(r.status, 401, "{name}: {}", r.body);
+        assert_eq!(r.status, 401, "{name}: {}", r.text());
         assert_eq!(
             r.header("www-authenticate"),
             Some(invalid(why).as_str()),
@@ -547,7 +497,7 @@ fn jwt_tokens_of_the_issuer_pass_with_their_claims_and_every_bad_one_gets_401() 
         gw.stderr_log()
     );
     let r = curl(&["-H", &bearer(&token("rs256_new_key")), &url]);
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-echo-x-user"), Some("dave"));
     // The rotated set has no EC key: ES256 tokens now find none.
     let r = curl(&["-H", &bearer(&token("es256")), &url]);
@@ -562,7 +512,7 @@ fn jwt_tokens_of_the_issuer_pass_with_their_claims_and_every_bad_one_gets_401() 
         gw.stderr_log()
     );
     let r = curl(&["-H", &bearer(&token("rs256_new_key")), &url]);
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 200, "{}", r.text());
     let logs = gw.stderr_log();
     assert!(!logs.contains("panicked"));
     assert!(

@@ -10,6 +10,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use support::curl::Curled;
 use support::gateway::Gateway;
 
 /// The large JSON body: ~60 KB of an API's list answer.
@@ -192,69 +193,11 @@ fn start() -> (Origin, Gateway) {
     (origin, gateway)
 }
 
-/// What curl got: status, headers (names lowercased), body as received.
-struct Got {
-    version: String,
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Got {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-    fn all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-}
-
-/// `curl -s` with `args`; the body is written to a file, the last response's head read back.
-fn curl(url: &str, args: &[&str]) -> Got {
-    let dir = tempfile::tempdir().unwrap();
-    let body = dir.path().join("body");
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "10", "-D", "-", "-o"])
-        .arg(&body)
-        .args(args)
-        .arg(url)
-        .output()
-        .expect("curl");
-    assert!(
-        out.status.success(),
-        "curl {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let head = String::from_utf8_lossy(&out.stdout).into_owned();
-    // The last head (an HTTP/2 or 100-continue exchange may print more than one).
-    let last = head
-        .trim_end()
-        .rsplit("\r\n\r\n")
-        .next()
-        .unwrap_or("")
-        .to_owned();
-    let mut lines = last.lines();
-    let status_line = lines.next().unwrap_or("").to_owned();
-    let mut words = status_line.split_whitespace();
-    let version = words.next().unwrap_or("").to_owned();
-    let status = words.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Got {
-        version,
-        status,
-        headers,
-        body: std::fs::read(&body).unwrap_or_default(),
-    }
+/// curl at `url` with `args` (support::curl).
+fn curl(url: &str, args: &[&str]) -> Curled {
+    let mut args = args.to_vec();
+    args.push(url);
+    support::curl::curl(&args)
 }
 
 /// Whether this curl decodes `coding` (`curl -V`'s features: libz, brotli, zstd).

@@ -8,9 +8,9 @@ mod support;
 
 use std::io::{BufReader, Write};
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use support::backend::Backend;
+use support::curl::Curled;
 use support::gateway::Gateway;
 use support::http::{self, Response};
 use support::{free_port, wait_until};
@@ -38,48 +38,13 @@ fn get_from(source: &str, to: SocketAddr, path: &str, headers: &[(&str, &str)]) 
     http::read_response(&mut BufReader::new(stream), "GET").unwrap()
 }
 
-/// What curl got: status, headers (names lowercased), body.
-struct Curled {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Curled {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// `curl -i url` from `source` (`--interface`), with extra `-H` headers.
+/// `curl url` from `source` (`--interface`), with extra `-H` headers (support::curl).
 fn curl(source: &str, url: &str, headers: &[&str]) -> Curled {
-    let mut command = Command::new("curl");
-    command.args(["-s", "-i", "--max-time", "5", "--interface", source, url]);
+    let mut args = vec!["--interface", source, url];
     for h in headers {
-        command.args(["-H", h]);
+        args.extend(["-H", h]);
     }
-    let out = command.output().expect("curl runs (apt-get install curl)");
-    assert!(out.status.success(), "curl {url}: {out:?}");
-    let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
-    let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Curled {
-        status,
-        headers,
-        body: body.to_owned(),
-    }
+    support::curl::curl(&args)
 }
 
 /// The value of `headway_filter_events_total` for this route, filter and event.
@@ -175,7 +140,7 @@ fn a_route_bucket_gives_its_burst_then_429_with_retry_after_and_refills() {
     // curl sees the same; straight to the backend (the control) it is never refused.
     let r = curl("127.0.0.1", &gateway.url("/hourly"), &[]);
     assert_eq!((r.status, r.header("retry-after")), (429, Some("60")));
-    assert_eq!(r.body, "rate limit exceeded: retry in 60 s\n");
+    assert_eq!(r.text(), "rate limit exceeded: retry in 60 s\n");
     for _ in 0..3 {
         let direct = format!("http://{}/hourly", backend.addr_string());
         assert_eq!(curl("127.0.0.1", &direct, &[]).status, 200);
@@ -331,7 +296,7 @@ fn access_control_allows_and_denies_addresses_and_blocks() {
     let r = curl("127.0.0.21", &gateway.url("/lan/x"), &[]);
     assert_eq!(r.status, 403);
     assert_eq!(
-        r.body,
+        r.text(),
         "forbidden: this route does not accept requests from your address\n"
     );
     assert_eq!(backend.hits(), hits, "a refused request never reaches it");

@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod backend;
 pub mod conf;
+pub mod curl;
 pub mod dns;
 pub mod gateway;
 pub mod http;
