@@ -39,7 +39,7 @@ impl Curled {
 /// `curl -sS --max-time 10 --noproxy '*' <args>`: the heads to stdout, the body to a file (it
 /// may be binary). Fails the test when curl fails.
 pub fn curl(args: &[&str]) -> Curled {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"));
     let body = dir.path().join("body");
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "10", "--noproxy", "*", "-D", "-", "-o"])
@@ -47,7 +47,7 @@ pub fn curl(args: &[&str]) -> Curled {
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .expect("curl is installed (apt-get install curl, as .ci/run does)");
+        .unwrap_or_else(|e| panic!("curl: {e} (apt-get install curl, as .ci/run does)"));
     assert!(
         out.status.success(),
         "curl {args:?}: {}",
