@@ -59,13 +59,8 @@ pub(super) fn client_address(
         return peer;
     }
     let mut client = peer;
-    let lists: Vec<&[u8]> = req
-        .headers
-        .get_all(X_FORWARDED_FOR)
-        .iter()
-        .map(|v| v.as_bytes())
-        .collect();
-    for entry in lists.iter().rev().flat_map(|l| l.rsplit(|b| *b == b',')) {
+    let lists = req.headers.get_all(X_FORWARDED_FOR).iter().rev();
+    for entry in lists.flat_map(|l| l.as_bytes().rsplit(|b| *b == b',')) {
         let Some(ip) = std::str::from_utf8(entry.trim_ascii())
             .ok()
             .and_then(|e| e.parse::<std::net::IpAddr>().ok())
