@@ -10,6 +10,13 @@ pub(super) const X_FORWARDED_FOR: http::HeaderName =
     http::HeaderName::from_static("x-forwarded-for");
 pub(super) const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
+/// The names of the headers added to every upstream request, as pingora's inserts take them:
+/// given as static bytes, no copy of the name is made for the case it is written in.
+pub(super) const X_FORWARDED_FOR_CASE: bytes::Bytes = bytes::Bytes::from_static(b"x-forwarded-for");
+pub(super) const X_FORWARDED_PROTO_CASE: bytes::Bytes =
+    bytes::Bytes::from_static(b"x-forwarded-proto");
+pub(super) const X_REQUEST_ID_CASE: bytes::Bytes = bytes::Bytes::from_static(b"x-request-id");
+
 /// `X-Forwarded-For` for a request from `client`: the trusted list it came with, if any, and
 /// the client's address appended. Formats an IPv4 address by hand: through `Display` it cost
 /// more than the rest of this filter (bench/README.md, callgrind).
@@ -78,40 +85,57 @@ pub(super) fn client_address(
 /// A request's id: the client's `x-request-id`, or a UUID the gateway made. Kept as the header
 /// value it is sent as, so that it is copied into no `String` and parsed once.
 #[derive(Clone, Debug)]
-pub(super) struct RequestId(http::HeaderValue);
+pub(super) struct RequestId {
+    value: http::HeaderValue,
+    /// Made by the gateway: the upstream request needs it added (the client's own is there).
+    made: bool,
+}
 
 impl Default for RequestId {
     fn default() -> RequestId {
-        RequestId(http::HeaderValue::from_static(""))
+        RequestId {
+            value: http::HeaderValue::from_static(""),
+            made: false,
+        }
     }
 }
 
 impl RequestId {
     /// The id as text (visible ASCII: checked when it was taken).
     pub(super) fn as_str(&self) -> &str {
-        self.0.to_str().unwrap_or_default()
+        self.value.to_str().unwrap_or_default()
     }
 
     /// The id as a header value.
     pub(super) fn header(&self) -> &http::HeaderValue {
-        &self.0
+        &self.value
+    }
+
+    /// The id to add to the upstream request, when the client's request does not carry it.
+    pub(super) fn to_add(&self) -> Option<&http::HeaderValue> {
+        self.made.then_some(&self.value)
     }
 }
 
-/// The request's `x-request-id`, generated and set on the request when the client sent none
-/// (or one that is not visible ASCII).
-pub(super) fn request_id(req: &mut RequestHeader) -> RequestId {
-    if let Some(id) = req
+/// The request's `x-request-id`: the client's, or a new one when the client sent none (or one
+/// that is not visible ASCII). A new one is added to the upstream request only
+/// ([`RequestId::to_add`]): pingora copies the client's request for the upstream one, and
+/// every header added before is copied with it.
+pub(super) fn request_id(req: &RequestHeader) -> RequestId {
+    match req
         .headers
         .get(X_REQUEST_ID)
         .filter(|v| !v.is_empty() && v.to_str().is_ok())
     {
-        return RequestId(id.clone());
+        Some(id) => RequestId {
+            value: id.clone(),
+            made: false,
+        },
+        None => RequestId {
+            value: new_request_id(),
+            made: true,
+        },
     }
-    let id = RequestId(new_request_id());
-    // A valid header value: inserting it cannot fail.
-    let _ = req.insert_header(X_REQUEST_ID, id.0.clone());
-    id
 }
 
 /// A random version-4 UUID, formatted as usual, as a header value (one allocation: this runs

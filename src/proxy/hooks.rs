@@ -5,7 +5,10 @@ use super::answers::{answer_head, client_gone, failure_response, respond, send_a
 use super::context::RequestCtx;
 use super::failures::{attempt_failed, connect_failed};
 use super::filter::Flow;
-use super::headers::{client_address, forwarded_for, hash_key, request_id, X_FORWARDED_FOR};
+use super::headers::{
+    client_address, forwarded_for, hash_key, request_id, X_FORWARDED_FOR, X_FORWARDED_FOR_CASE,
+    X_FORWARDED_PROTO_CASE, X_REQUEST_ID_CASE,
+};
 use super::http1::{check_limits, is_self_check, normalize_http1};
 use super::retry::{self, replayable, NextAttempt, Outcome};
 use super::Proxy;
@@ -51,7 +54,7 @@ impl ProxyHttp for Proxy {
             Ok(())
         };
         // Every answer carries the id, refusals included.
-        ctx.request_id = request_id(session.req_header_mut());
+        ctx.request_id = request_id(session.req_header());
         limits.and(normalized)
     }
 
@@ -162,7 +165,7 @@ impl ProxyHttp for Proxy {
                 .then(|| cluster.select(&[], key))
                 .flatten()
         });
-        let Some(addr) = selected else {
+        let Some((addr, backend)) = selected else {
             let message = match &ctx.last_failure {
                 None => format!("no healthy upstream for cluster {name}"),
                 Some(failure) => format!(
@@ -186,7 +189,6 @@ impl ProxyHttp for Proxy {
         ctx.pending = Some(
             PendingSlot::take(&cluster.load, limits).map_err(|o| retry::overflow(&cluster, o))?,
         );
-        let backend = cluster.table().get(&addr);
         ctx.attempt = Some(
             AttemptSlot::take(&cluster.load, limits, backend)
                 .map_err(|o| retry::overflow(&cluster, o))?,
@@ -251,6 +253,9 @@ impl ProxyHttp for Proxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(id) = ctx.request_id.to_add() {
+            upstream_request.insert_header(X_REQUEST_ID_CASE, id.clone())?;
+        }
         if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
             // Only a trusted proxy's X-Forwarded-For is kept: anyone else could claim any
             // address, so theirs is replaced by the address we saw.
@@ -265,14 +270,14 @@ impl ProxyHttp for Proxy {
                 .map(|v| v.as_bytes().trim_ascii())
                 .filter(|v| trusted && !v.is_empty());
             upstream_request
-                .insert_header("x-forwarded-for", forwarded_for(earlier, client.ip()))?;
+                .insert_header(X_FORWARDED_FOR_CASE, forwarded_for(earlier, client.ip()))?;
         }
         let tls = session
             .digest()
             .and_then(|d| d.ssl_digest.as_ref())
             .is_some();
         let proto = http::HeaderValue::from_static(if tls { "https" } else { "http" });
-        upstream_request.insert_header("x-forwarded-proto", proto)?;
+        upstream_request.insert_header(X_FORWARDED_PROTO_CASE, proto)?;
         if let Some((chain, mut cx)) = ctx.filters() {
             chain.on_upstream_request(upstream_request, &mut cx)?;
         }

@@ -18,6 +18,9 @@ pub struct BackendState {
     pub(super) admitted: AtomicBool,
     /// Health as last reported: admitted and not marked down by the thresholds.
     pub(super) healthy: AtomicBool,
+    /// pingora's verdict by the thresholds alone (it starts every backend up), whether or not
+    /// a probe has admitted the backend yet: `healthy` is `admitted && up`.
+    up: AtomicBool,
     /// When `healthy` last changed, or when the address was discovered.
     pub(super) since: Mutex<SystemTime>,
     pub(super) last_error: Mutex<Option<String>>,
@@ -34,10 +37,17 @@ pub struct BackendState {
 }
 
 impl BackendState {
+    /// A backend in rotation, as a cluster without health checks has them.
+    #[cfg(test)]
+    pub(super) fn for_tests() -> BackendState {
+        BackendState::new(true)
+    }
+
     fn new(admitted: bool) -> BackendState {
         BackendState {
             admitted: AtomicBool::new(admitted),
             healthy: AtomicBool::new(admitted),
+            up: AtomicBool::new(true),
             since: Mutex::new(SystemTime::now()),
             last_error: Mutex::new(None),
             requests: AtomicU64::new(0),
@@ -49,17 +59,47 @@ impl BackendState {
     }
 }
 
-/// Backend states by address, hashed with foldhash: looked up on every request, keyed by
-/// addresses from DNS (not by anything a client sends), so SipHash's flood resistance buys
-/// nothing here and costs a few hundred instructions a lookup.
+/// Backend states by address, hashed with foldhash: keyed by addresses from DNS (not by
+/// anything a client sends), so SipHash's flood resistance buys nothing here and costs a few
+/// hundred instructions a lookup.
 pub type StateMap = HashMap<SocketAddr, Arc<BackendState>, foldhash::fast::RandomState>;
+
+/// The backends of one DNS answer: by address, and in address order (the order round robin
+/// walks, as pingora's sorted set had it), each with its state, so that selection reads the
+/// state of the backend it considers without a lookup.
+#[derive(Default)]
+pub struct Members {
+    by_addr: StateMap,
+    order: Vec<(SocketAddr, Arc<BackendState>)>,
+}
+
+impl Members {
+    fn new(by_addr: StateMap) -> Members {
+        let mut order: Vec<_> = by_addr.iter().map(|(a, s)| (*a, s.clone())).collect();
+        order.sort_unstable_by_key(|(a, _)| *a);
+        Members { by_addr, order }
+    }
+
+    /// The backends in address order.
+    pub fn in_order(&self) -> &[(SocketAddr, Arc<BackendState>)] {
+        &self.order
+    }
+}
+
+impl std::ops::Deref for Members {
+    type Target = StateMap;
+
+    fn deref(&self) -> &StateMap {
+        &self.by_addr
+    }
+}
 
 /// The current backends of a cluster, keyed by address. Replaced whole on membership changes,
 /// so the request path reads it without a lock.
 pub struct BackendTable {
     /// Whether backends must pass a probe before they get traffic.
     pub(super) gated: bool,
-    pub(super) map: ArcSwap<StateMap>,
+    pub(super) map: ArcSwap<Members>,
     /// Backends that left DNS with requests still in flight (draining), until those end.
     departed: Mutex<Vec<(SocketAddr, Arc<BackendState>)>>,
 }
@@ -70,7 +110,7 @@ impl BackendTable {
     pub fn new(gated: bool) -> BackendTable {
         BackendTable {
             gated,
-            map: ArcSwap::from_pointee(StateMap::default()),
+            map: ArcSwap::from_pointee(Members::default()),
             departed: Mutex::new(Vec::new()),
         }
     }
@@ -113,7 +153,7 @@ impl BackendTable {
                     .filter(|(a, s)| !new.contains_key(*a) && s.in_flight.load(Relaxed) > 0)
                     .map(|(a, s)| (*a, s.clone())),
             );
-            self.map.store(Arc::new(new));
+            self.map.store(Arc::new(Members::new(new)));
         }
         added
     }
@@ -144,9 +184,12 @@ impl BackendTable {
             state.ejection.probe_passed();
         }
         if passed && !state.admitted.swap(true, Relaxed) {
-            state.healthy.store(true, Relaxed);
+            // Into rotation, unless pingora's thresholds hold it down after earlier failures:
+            // then its next transition up puts it there.
+            let up = state.up.load(Relaxed);
+            state.healthy.store(up, Relaxed);
             *lock(&state.since) = SystemTime::now();
-            return true;
+            return up;
         }
         false
     }
@@ -158,6 +201,7 @@ impl BackendTable {
         let Some(state) = self.get(&addr) else {
             return false;
         };
+        state.up.store(healthy, Relaxed);
         if healthy && !state.admitted.load(Relaxed) {
             return false;
         }

@@ -11,6 +11,7 @@ use crate::upstream::backends::{BackendState, BackendTable};
 use crate::upstream::breaker::ClusterLoad;
 use crate::upstream::discovery::{DnsDiscovery, RefreshCounters};
 use crate::upstream::health::RecordedHealthCheck;
+use crate::upstream::lb::rotation::Rotation;
 use crate::upstream::lb::{self, Balancer};
 use crate::upstream::outlier::OutlierDetector;
 use async_trait::async_trait;
@@ -35,6 +36,9 @@ impl ServiceDiscovery for SharedDns {
     }
 }
 
+/// A picked backend: its address, and its state while it is a current backend.
+pub type Picked = (SocketAddr, Option<Arc<BackendState>>);
+
 /// One upstream cluster.
 pub struct Cluster {
     /// The cluster's conf (`gateway.clusters[]`).
@@ -46,7 +50,10 @@ pub struct Cluster {
     pub(super) outlier: OutlierDetector,
     /// Too few backends are healthy: health and ejections are ignored (see `update_panic`).
     pub(super) panic: AtomicBool,
+    /// Discovery and active health checks, and the pick for keyed policies.
     pub(super) balancer: Box<dyn Balancer>,
+    /// The pick for rotation policies (round robin, random, least request).
+    rotation: Option<Rotation>,
     pub(super) table: Arc<BackendTable>,
     /// None for an IP-literal address: its one backend is fixed.
     pub(super) dns: Option<Arc<DnsDiscovery>>,
@@ -118,6 +125,7 @@ impl Cluster {
             outlier: OutlierDetector::new(config.outlier),
             load: Arc::default(),
             panic: AtomicBool::new(false),
+            rotation: lb::rotation_for(config.lb_policy),
             config,
             metrics,
             balancer,
@@ -156,11 +164,12 @@ impl Cluster {
     }
 
     /// Picks a ready backend by the cluster's policy, skipping `exclude` (backends this request
-    /// already tried). A backend is ready when it is in the current DNS answer, has passed its
-    /// first probe, is not marked down and is not ejected. In panic mode (too few are ready)
-    /// every backend that ever passed a probe is a candidate. `key` is the request's hash key
-    /// for `ring_hash` and `maglev` (None: a random one).
-    pub fn select(&self, exclude: &[SocketAddr], key: Option<&[u8]>) -> Option<SocketAddr> {
+    /// already tried): its address, and its state when it is still a current backend. A
+    /// backend is ready when it is in the current DNS answer, has passed its first probe, is
+    /// not marked down and is not ejected. In panic mode (too few are ready) every backend that
+    /// ever passed a probe is a candidate. `key` is the request's hash key for `ring_hash` and
+    /// `maglev` (None: a random one).
+    pub fn select(&self, exclude: &[SocketAddr], key: Option<&[u8]>) -> Option<Picked> {
         if self.config.lb_policy == LbPolicy::LeastRequest {
             return self.select_least_request(exclude);
         }
@@ -176,37 +185,18 @@ impl Cluster {
         self.select_one(exclude, key)
     }
 
-    /// Whether `b` may get this request: not in `exclude`, past its first probe, and healthy
+    /// Whether a backend with this state may get a request: past its first probe, and healthy
     /// and not ejected (or, in panic mode, whatever its health).
-    fn accepts(
-        &self,
-        b: &Backend,
-        healthy: bool,
-        exclude: &[SocketAddr],
-        panic: bool,
-        table: &super::backends::StateMap,
-    ) -> bool {
-        let Some(addr) = b.addr.as_inet() else {
-            return false;
-        };
-        if exclude.contains(addr) {
-            return false;
-        }
-        let outlier = self.outlier.enabled();
-        if !self.table.gated && !outlier {
-            // Nothing per backend to look up: no probe gate, no ejections.
-            return panic || healthy;
-        }
-        let state = table.get(addr);
-        if self.table.gated && !state.is_some_and(|s| s.admitted.load(Relaxed)) {
+    fn eligible(&self, state: &BackendState, panic: bool) -> bool {
+        if self.table.gated && !state.admitted.load(Relaxed) {
             return false;
         }
         panic
-            || (healthy
-                && !(outlier && state.is_some_and(|s| self.outlier.is_ejected(&s.ejection))))
+            || (state.healthy.load(Relaxed)
+                && !(self.outlier.enabled() && self.outlier.is_ejected(&state.ejection)))
     }
 
-    fn select_one(&self, exclude: &[SocketAddr], key: &[u8]) -> Option<SocketAddr> {
+    fn select_one(&self, exclude: &[SocketAddr], key: &[u8]) -> Option<Picked> {
         self.select_one_in(exclude, key, self.panic.load(Relaxed))
             // Probes flip backends one at a time and panic mode is decided once the round is
             // done: in between, every backend may be down while panic mode is still off. A miss
@@ -222,23 +212,35 @@ impl Cluster {
         !self.panic.load(Relaxed) && self.update_panic()
     }
 
-    fn select_one_in(&self, exclude: &[SocketAddr], key: &[u8], panic: bool) -> Option<SocketAddr> {
-        let table = self.table.map.load();
-        let accept = |b: &Backend, healthy: bool| self.accepts(b, healthy, exclude, panic, &table);
-        let backends = self.balancer.backends();
-        let count = backends.get_backend().len();
-        self.balancer
+    fn select_one_in(&self, exclude: &[SocketAddr], key: &[u8], panic: bool) -> Option<Picked> {
+        let members = self.table.map.load();
+        let eligible = |addr: &SocketAddr, state: &BackendState| {
+            !exclude.contains(addr) && self.eligible(state, panic)
+        };
+        if let Some(rotation) = &self.rotation {
+            return rotation
+                .pick(members.in_order(), |(a, s)| eligible(a, s))
+                .map(|(addr, state)| (*addr, Some(state.clone())));
+        }
+        // pingora's own health flag is mirrored in the state (`BackendState::healthy`).
+        let accept = |b: &Backend, _: bool| {
+            b.addr
+                .as_inet()
+                .and_then(|a| members.get_key_value(a))
+                .is_some_and(|(a, s)| eligible(a, s))
+        };
+        let count = members.len();
+        let picked = self
+            .balancer
             .select_with(key, count * 2 + 8, &accept)
+            .and_then(|b| b.addr.as_inet().copied())
             // The policy's iterator is bounded; when it gives up, a scan makes sure that a lone
             // ready backend among hundreds is still found.
             .or_else(|| {
-                backends
-                    .get_backend()
-                    .iter()
-                    .find(|b| accept(b, backends.ready(b)))
-                    .cloned()
-            })
-            .and_then(|b| b.addr.as_inet().copied())
+                let mut all = members.in_order().iter();
+                all.find(|(a, s)| eligible(a, s)).map(|m| m.0)
+            })?;
+        Some((picked, members.get(&picked).cloned()))
     }
 
     /// Whether a ready backend outside `exclude` exists. Unlike [`Cluster::select`] it picks
@@ -251,9 +253,7 @@ impl Cluster {
     /// Moving a request off a lone failing backend (a hung or dying pod) is failover, not the
     /// retry storm a retry budget is for: that is failures spread over the cluster.
     pub fn fails_alone(&self, addr: &SocketAddr) -> bool {
-        !self.any_in_rotation(&[*addr], |state| {
-            state.is_some_and(|s| s.last_failed.load(Relaxed))
-        })
+        !self.any_in_rotation(&[*addr], |state| state.last_failed.load(Relaxed))
     }
 
     /// Whether `test` holds for the state of any backend in rotation outside `exclude` (ready
@@ -261,7 +261,7 @@ impl Cluster {
     fn any_in_rotation(
         &self,
         exclude: &[SocketAddr],
-        mut test: impl FnMut(Option<&Arc<BackendState>>) -> bool,
+        mut test: impl FnMut(&BackendState) -> bool,
     ) -> bool {
         self.any_in_rotation_in(exclude, &mut test, self.panic.load(Relaxed))
             || (self.panic_now() && self.any_in_rotation_in(exclude, &mut test, true))
@@ -270,28 +270,28 @@ impl Cluster {
     fn any_in_rotation_in(
         &self,
         exclude: &[SocketAddr],
-        test: &mut impl FnMut(Option<&Arc<BackendState>>) -> bool,
+        test: &mut impl FnMut(&BackendState) -> bool,
         panic: bool,
     ) -> bool {
-        let table = self.table.map.load();
-        let backends = self.balancer.backends();
-        let found = backends
-            .get_backend()
+        let members = self.table.map.load();
+        let found = members
+            .in_order()
             .iter()
-            .filter(|b| self.accepts(b, backends.ready(b), exclude, panic, &table))
-            .any(|b| test(b.addr.as_inet().and_then(|a| table.get(a))));
+            .filter(|(a, s)| !exclude.contains(a) && self.eligible(s, panic))
+            .any(|(_, s)| test(s));
         found
     }
 
-    /// Power of two choices: two random ready backends, the one with fewer requests in flight.
-    fn select_least_request(&self, exclude: &[SocketAddr]) -> Option<SocketAddr> {
+    /// Least request (Envoy's default: power of two choices): of two random ready backends,
+    /// the one with fewer requests in flight.
+    fn select_least_request(&self, exclude: &[SocketAddr]) -> Option<Picked> {
         let first = self.select_one(exclude, b"")?;
         let mut without_first = exclude.to_vec();
-        without_first.push(first);
+        without_first.push(first.0);
         let Some(second) = self.select_one(&without_first, b"") else {
             return Some(first);
         };
-        let load = |a: &SocketAddr| self.table.get(a).map_or(0, |s| s.in_flight.load(Relaxed));
+        let load = |p: &Picked| p.1.as_ref().map_or(0, |s| s.in_flight.load(Relaxed));
         Some(if load(&second) < load(&first) {
             second
         } else {
@@ -341,23 +341,14 @@ impl Cluster {
     /// Returns whether the cluster is now in panic mode.
     pub(super) fn update_panic(&self) -> bool {
         let threshold = self.config.healthy_panic_threshold as usize;
-        let backends = self.balancer.backends();
-        let table = self.table.map.load();
+        let members = self.table.map.load();
         let (mut admitted, mut healthy) = (0usize, 0usize);
-        for b in backends.get_backend().iter() {
-            let Some(addr) = b.addr.as_inet() else {
-                continue;
-            };
-            let admitted_here =
-                !self.table.gated || table.get(addr).is_some_and(|s| s.admitted.load(Relaxed));
-            if !admitted_here {
+        for (_, state) in members.in_order() {
+            if self.table.gated && !state.admitted.load(Relaxed) {
                 continue;
             }
             admitted += 1;
-            let ejected = table
-                .get(addr)
-                .is_some_and(|s| self.outlier.is_ejected(&s.ejection));
-            if backends.ready(b) && !ejected {
+            if state.healthy.load(Relaxed) && !self.outlier.is_ejected(&state.ejection) {
                 healthy += 1;
             }
         }

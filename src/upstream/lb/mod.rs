@@ -1,10 +1,14 @@
 //! Load-balancing policies: how a cluster picks one backend among the ready ones.
 //!
-//! A policy is a pingora `BackendSelection` (round robin, random and ring hash are pingora's;
-//! maglev is [`maglev`]). Adding one: a file here implementing `BackendSelection`, a variant of
-//! `config::LbPolicy`, and its arm in [`balancer`].
+//! Two kinds. Round robin and random walk the members in the backend table themselves
+//! ([`rotation`]): no hashing per request. Ring hash and maglev pick by the request's key
+//! through a pingora `BackendSelection` (ring hash is pingora's, maglev is [`maglev`]). Adding
+//! a keyed policy: a file here implementing `BackendSelection`, a variant of
+//! `config::LbPolicy`, and its arm in [`balancer`]; a rotation: a variant of
+//! [`rotation::Rotation`] and its arm in [`rotation_for`].
 
 pub mod maglev;
+pub mod rotation;
 
 use crate::config::LbPolicy;
 use async_trait::async_trait;
@@ -61,8 +65,18 @@ where
     }
 }
 
-/// The balancer for `policy` over what `discovery` finds. `least_request` draws its two
-/// candidates from a random balancer and compares them itself.
+/// The rotation `policy` picks with, if it is one (least request draws its two candidates at
+/// random); None for the keyed policies.
+pub fn rotation_for(policy: LbPolicy) -> Option<rotation::Rotation> {
+    match policy {
+        LbPolicy::RoundRobin => Some(rotation::Rotation::RoundRobin(Default::default())),
+        LbPolicy::Random | LbPolicy::LeastRequest => Some(rotation::Rotation::Random),
+        LbPolicy::RingHash | LbPolicy::Maglev => None,
+    }
+}
+
+/// The balancer for `policy` over what `discovery` finds: discovery and active health checks
+/// for every policy, and the pick itself for the keyed ones.
 pub fn balancer(
     policy: LbPolicy,
     discovery: Box<dyn ServiceDiscovery + Send + Sync>,
