@@ -1,6 +1,6 @@
 //! The client's connection as the gateway holds it: pingora's stream, wrapped with what the
 //! listener and the proxy share about the connection (bytes written, request headers read,
-//! requests served, the listener's own per-connection state).
+//! requests served).
 //!
 //! pingora answers a request its HTTP/1 parser refuses with `400` and closes before any of the
 //! proxy's hooks run; nothing in its API tells. Every accepted stream (plaintext or TLS, after
@@ -18,11 +18,10 @@ use pingora::protocols::{
     TimingDigest, UniqueID, UniqueIDType,
 };
 use pingora::server::ShutdownWatch;
-use std::any::Any;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -42,7 +41,6 @@ pub struct Connection {
     written: AtomicU64,
     headers_read: AtomicBool,
     requests: AtomicU64,
-    listener_state: OnceLock<Box<dyn Any + Send + Sync>>,
 }
 
 impl Connection {
@@ -66,16 +64,6 @@ impl Connection {
     /// Whether the current request's headers are complete.
     pub fn headers_read(&self) -> bool {
         self.headers_read.load(Relaxed)
-    }
-
-    /// The listener's own state for this connection, set once (e.g. its parking registration).
-    pub fn listener_state<T: Any + Send + Sync>(&self) -> Option<&T> {
-        self.listener_state.get()?.downcast_ref()
-    }
-
-    /// Sets the listener's state; false when it was already set.
-    pub fn set_listener_state<T: Any + Send + Sync>(&self, state: T) -> bool {
-        self.listener_state.set(Box::new(state)).is_ok()
     }
 }
 

@@ -10,32 +10,38 @@
 //! answers); one that sent nothing, or a kept-alive one waiting for its next request, is closed
 //! without a word (as nginx does), since a client may be about to reuse it.
 //!
-//! A kept-alive plaintext HTTP/1 connection waiting for its next request is *parked*: it waits
-//! for its socket to become readable before pingora's request future (14 kB) and its header
-//! buffer (4 kB) exist, so thousands of idle clients cost a fraction of the memory. The wait
-//! goes through a duplicate of the socket registered once per connection (the original is
-//! pingora's, already registered with the runtime). Duplicates count against the open-files
-//! limit, so at most a quarter of it goes to them (see [`Parking`]); past that,
-//! idle connections wait as pingora has them wait.
+//! The wrapper runs an HTTP/1 connection's requests itself, one session after another, as
+//! pingora's own loop does (HTTP/2 and custom protocols are handed to pingora's). Between two
+//! requests a kept-alive plaintext connection is *parked*: it waits for its socket to become
+//! readable before pingora's request session (and its header buffer) exists, so thousands of
+//! idle clients cost a fraction of the memory. The wait goes through a duplicate of the socket
+//! registered once per connection (the original is pingora's, already registered with the
+//! runtime). Duplicates count against the open-files limit, so at most a quarter of it goes to
+//! them (see [`Parking`]); past that, idle connections wait as pingora has them wait. One timer
+//! per connection serves every deadline of it, moved on in place (a later deadline costs no
+//! timer-wheel work).
 
 use super::socket::{answer_request_timeout, ParkedSocket, Parking};
 use crate::connection::ClientStream;
 use async_trait::async_trait;
 use log::debug;
-use pingora::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
+use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::Stream;
+use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use prometheus::IntCounter;
-use std::future::Future;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// Told of each answer given before any of the proxy's hooks ran — pingora's 400 to a request
 /// its HTTP/1 parser refused, this wrapper's 408 to headers that never came — with the status,
 /// the client's address and why, so that every answer is logged and counted.
 pub type OnOwnAnswer = Box<dyn Fn(u16, Option<std::net::IpAddr>, &'static str) + Send + Sync>;
+
+/// What an HTTP/2 client sends first (RFC 9113 §3.4), as pingora looks for it on h2c listeners.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Wraps the proxy's HTTP application with the client-side limits.
 pub struct ClientLimits<A> {
@@ -73,149 +79,179 @@ impl<A> ClientLimits<A> {
     }
 }
 
-#[async_trait]
-impl<A> HttpServerApp for ClientLimits<A>
+impl<A> ClientLimits<A>
 where
     A: HttpServerApp + Send + Sync + 'static,
 {
-    async fn process_new_http(
-        self: &Arc<Self>,
-        mut session: ServerSession,
-        shutdown: &ShutdownWatch,
-    ) -> Option<ReusedHttpStream> {
-        if session.is_http2() {
-            // An HTTP/2 stream arrives with its headers complete; its connection's limits are
-            // pingora's (h2 keep-alive pings, idle timeout).
-            return self.inner.process_new_http(session, shutdown).await;
+    /// Whether pingora would serve `stream` as HTTP/1, decided as pingora decides it: not a
+    /// custom protocol, not HTTP/2 by ALPN, and on an h2c listener not opening with HTTP/2's
+    /// preface (peeked, not read).
+    async fn speaks_http1(&self, stream: &mut Stream) -> bool {
+        let options = self.inner.server_options();
+        if options.is_some_and(|o| o.force_custom)
+            || matches!(
+                stream.selected_alpn_proto(),
+                Some(ALPN::H2 | ALPN::Custom(_))
+            )
+        {
+            return false;
         }
+        if stream.get_ssl_digest().is_some() || !options.is_some_and(|o| o.h2c) {
+            return true;
+        }
+        let mut preface = [0u8; H2_PREFACE.len()];
+        // Anything but a clear "not HTTP/2" goes to pingora, which decides it again.
+        matches!(stream.try_peek(&mut preface).await, Ok(true)) && preface != H2_PREFACE
+    }
+}
+
+#[async_trait]
+impl<A> ServerApp for ClientLimits<A>
+where
+    A: HttpServerApp + Send + Sync + 'static,
+{
+    async fn process_new(
+        self: &Arc<Self>,
+        mut stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
         // The listener's wrapper: the socket (plaintext only) and the connection's shared state.
-        let Some((socket, connection)) =
-            ClientStream::of(&session).map(|s| (s.socket(), s.connection().clone()))
-        else {
-            return self.inner.process_new_http(session, shutdown).await;
+        let wrapped = stream
+            .as_any()
+            .downcast_ref::<ClientStream>()
+            .map(|s| (s.socket(), s.connection().clone()));
+        let Some((socket, connection)) = wrapped else {
+            return ServerApp::process_new(&self.inner, stream, shutdown).await;
         };
-        let reused = connection.begin_request() > 0;
+        if !self.speaks_http1(&mut stream).await {
+            // HTTP/2 streams arrive with their headers complete; the connection's limits are
+            // pingora's (h2 keep-alive pings, idle timeout).
+            return ServerApp::process_new(&self.inner, stream, shutdown).await;
+        }
+        // For the log line of an answer of our own (looked up then: it may take a syscall).
+        let digest = stream.get_socket_digest();
+        let client = || {
+            digest
+                .as_ref()
+                .and_then(|d| d.peer_addr())
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip())
+        };
+        let mut stopping = shutdown.clone();
+        // The connection's one timer: the header deadline, or the parked wait's idle limit.
+        let deadline = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(deadline);
+        let mut parked_socket: Option<ParkedSocket> = None;
+        let mut session = ServerSession::new_http1(stream);
+        session.set_keepalive_reuses_remaining(
+            self.inner
+                .server_options()
+                .and_then(|o| o.keepalive_request_limit),
+        );
         let mut parked = false;
-        if reused {
+        loop {
+            let reused = connection.begin_request() > 0;
+            let waits_for_next_request = reused && !parked;
+            if !*shutdown.borrow() {
+                // pingora's timeout on each read of the request head. Where this wrapper's own
+                // deadline is the headers' (new and parked connections), pingora's comes a
+                // clear second later, so that the deadline below decides — with a 408 —
+                // whatever order equal timers fire in. A kept-alive connection that could not
+                // be parked still waits for its next request in pingora's read: there it is
+                // the idle limit.
+                let per_read = if waits_for_next_request {
+                    self.idle_timeout
+                } else {
+                    self.headers_timeout + Duration::from_secs(2)
+                };
+                session.set_keepalive(Some(per_read.as_secs().max(1)));
+            }
+            session.set_write_timeout(Some(self.idle_timeout));
+            let limit = if waits_for_next_request {
+                self.idle_timeout + self.headers_timeout
+            } else {
+                self.headers_timeout
+            };
+            // The socket of a new plaintext connection, for a 408 if its headers never come.
+            let plain_fd = socket.filter(|_| !reused);
+            // What pingora writes from here on: a request that never reaches the proxy and
+            // still got bytes got pingora's own answer (its HTTP/1 parser's 400).
+            let written_before = connection.written();
+
+            let mut work = self.inner.process_new_http(session, shutdown);
+            // The request's own bytes are usually in the socket already (a parked connection
+            // is woken by them): then the first poll reads the headers, and no deadline needs
+            // arming.
+            let first = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await;
+            let done = match first {
+                Poll::Ready(done) => done,
+                Poll::Pending if connection.headers_read() => work.await,
+                Poll::Pending => {
+                    deadline.as_mut().reset(Instant::now() + limit);
+                    tokio::select! {
+                        biased;
+                        done = &mut work => done,
+                        () = deadline.as_mut() => {
+                            if connection.headers_read() {
+                                work.await
+                            } else {
+                                self.timeouts.inc();
+                                debug!("client sent no complete request headers within {limit:?}: closing");
+                                // `work` still owns the stream, so the descriptor is open.
+                                if plain_fd.is_some_and(answer_request_timeout) {
+                                    (self.on_own_answer)(408, client(), "request headers not complete in time");
+                                }
+                                return None;
+                            }
+                        }
+                    }
+                }
+            };
+            if done.is_none() && !connection.headers_read() && connection.written() > written_before
+            {
+                (self.on_own_answer)(400, client(), "request refused by the HTTP/1 parser");
+            }
+            let (stream, persistent) = done?.consume();
+
+            // Between requests: park until the next one's bytes come.
             // TLS may hold decrypted bytes the socket no longer shows (no socket here then).
-            if connection.listener_state::<ParkedSocket>().is_none() {
+            if parked_socket.is_none() {
                 if let Some(fd) = socket {
                     match ParkedSocket::new(fd, &self.parking) {
-                        Ok(Some(p)) => {
-                            connection.set_listener_state(p);
-                        }
-                        Ok(None) => {}
+                        Ok(p) => parked_socket = p,
                         Err(e) => debug!("cannot park an idle connection: {e}"),
                     }
                 }
             }
-            if let Some(socket) = connection.listener_state::<ParkedSocket>() {
-                parked = true;
+            parked = parked_socket.is_some();
+            if let Some(waiting) = &parked_socket {
+                if *stopping.borrow() {
+                    return None;
+                }
+                deadline.as_mut().reset(Instant::now() + self.idle_timeout);
                 // Closed when the server shuts down, as pingora closes connections waiting
-                // for a request then: their clients reconnect to whoever serves next.
-                let mut shutdown = shutdown.clone();
-                let stopping = async move {
-                    if shutdown.wait_for(|stopping| *stopping).await.is_err() {
-                        // No server left to say so: never.
-                        std::future::pending::<()>().await;
-                    }
-                };
+                // for a request then: their clients reconnect to whoever serves next. (The
+                // flag only ever turns on: any change is the shutdown; a server gone without
+                // one disables the branch.)
                 let woken = tokio::select! {
                     biased;
-                    woken = socket.wait_readable(self.idle_timeout) => woken,
-                    () = stopping => false,
+                    woken = waiting.readable() => woken,
+                    () = deadline.as_mut() => false,
+                    Ok(()) = stopping.changed() => false,
                 };
                 if !woken {
                     debug!("idle kept-alive connection closed (idle_timeout or shutdown)");
                     return None;
                 }
             }
-        }
-        let waits_for_next_request = reused && !parked;
-        if !*shutdown.borrow() {
-            // pingora's timeout on each read of the request head. Where this wrapper's own
-            // deadline is the headers' (new and parked connections), pingora's comes a clear
-            // second later, so that the deadline below decides — with a 408 — whatever order
-            // equal timers fire in. A kept-alive connection that could not be parked still
-            // waits for its next request in pingora's read: there it is the idle limit.
-            let per_read = if waits_for_next_request {
-                self.idle_timeout
-            } else {
-                self.headers_timeout + Duration::from_secs(2)
-            };
-            session.set_keepalive(Some(per_read.as_secs().max(1)));
-        }
-        session.set_write_timeout(Some(self.idle_timeout));
-        let limit = if waits_for_next_request {
-            self.idle_timeout + self.headers_timeout
-        } else {
-            self.headers_timeout
-        };
-
-        // The socket of a new plaintext connection, for a 408 if its headers never come.
-        let plain_fd = socket.filter(|_| !reused);
-        // What pingora writes from here on: a request that never reaches the proxy and still
-        // got bytes got pingora's own answer (its HTTP/1 parser's 400).
-        let written_before = connection.written();
-        let client = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-
-        let work = self.inner.process_new_http(session, shutdown);
-        tokio::pin!(work);
-        // The request's own bytes are usually in the socket already (a parked connection is
-        // woken by them): then the first poll reads the headers, and no deadline needs arming.
-        let first = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await;
-        let done = match first {
-            Poll::Ready(done) => done,
-            Poll::Pending if connection.headers_read() => work.await,
-            Poll::Pending => {
-                tokio::select! {
-                    biased;
-                    done = &mut work => done,
-                    _ = tokio::time::sleep(limit) => {
-                        if connection.headers_read() {
-                            work.await
-                        } else {
-                            self.timeouts.inc();
-                            debug!("client sent no complete request headers within {limit:?}: closing");
-                            // `work` still owns the stream, so the descriptor is open.
-                            if plain_fd.is_some_and(answer_request_timeout) {
-                                (self.on_own_answer)(408, client, "request headers not complete in time");
-                            }
-                            return None;
-                        }
-                    }
-                }
+            session = ServerSession::new_http1(stream);
+            if let Some(settings) = persistent {
+                settings.apply_to_session(&mut session);
             }
-        };
-        if done.is_none() && !connection.headers_read() && connection.written() > written_before {
-            (self.on_own_answer)(400, client, "request refused by the HTTP/1 parser");
         }
-        done
     }
 
-    fn h2_options(&self) -> Option<pingora::protocols::http::v2::server::H2Options> {
-        self.inner.h2_options()
-    }
-
-    fn server_options(&self) -> Option<&HttpServerOptions> {
-        self.inner.server_options()
-    }
-
-    async fn http_cleanup(&self) {
+    async fn cleanup(&self) {
         self.inner.http_cleanup().await
-    }
-
-    async fn process_custom_session(
-        self: Arc<Self>,
-        stream: Stream,
-        shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
-        self.inner
-            .clone()
-            .process_custom_session(stream, shutdown)
-            .await
     }
 }

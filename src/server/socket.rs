@@ -9,7 +9,6 @@ use std::io::Write;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 
 /// A duplicate of a client socket, registered with the runtime, to wait for readability
@@ -86,19 +85,14 @@ impl ParkedSocket {
         Ok(registered?)
     }
 
-    /// Waits until the client sends something (or hangs up), for at most `limit`. The readiness
-    /// is consumed: pingora reads the bytes through its own registration, and the next wait
-    /// returns on the next arrival. False if nothing came in time.
-    pub async fn wait_readable(&self, limit: Duration) -> bool {
-        match tokio::time::timeout(limit, self.fd.readable()).await {
-            Ok(Ok(mut ready)) => {
-                ready.clear_ready();
-                true
-            }
-            // The registration failed: do not park, let pingora read as it would.
-            Ok(Err(_)) => true,
-            Err(_) => false,
+    /// Waits until the client sends something (or hangs up). The readiness is consumed:
+    /// pingora reads the bytes through its own registration, and the next wait returns on the
+    /// next arrival. True also when the registration failed: then pingora reads as it would.
+    pub async fn readable(&self) -> bool {
+        if let Ok(mut ready) = self.fd.readable().await {
+            ready.clear_ready();
         }
+        true
     }
 }
 
@@ -130,6 +124,7 @@ pub fn answer_request_timeout(fd: RawFd) -> bool {
 mod tests {
     use super::*;
     use std::os::fd::AsRawFd;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn parking_stays_within_its_budget_and_wakes_on_data() {
@@ -148,9 +143,13 @@ mod tests {
             "over the budget"
         );
         assert_eq!(parking.gauge.get(), 1);
-        assert!(!first.wait_readable(Duration::from_millis(50)).await);
+        let wait = |limit| tokio::time::timeout(limit, first.readable());
+        assert!(
+            wait(Duration::from_millis(50)).await.is_err(),
+            "nothing sent yet"
+        );
         client.write_all(b"GET").unwrap();
-        assert!(first.wait_readable(Duration::from_secs(5)).await);
+        assert!(wait(Duration::from_secs(5)).await.is_ok());
         drop(first);
         assert_eq!(parking.gauge.get(), 0);
         assert!(
