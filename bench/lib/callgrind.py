@@ -62,12 +62,14 @@ class Fail(RuntimeError):
 # the confs
 
 
-def headway_conf(d: Path) -> Path:
-    """bench/conf/headway.yaml's settings, with the cluster's address an IP literal (no DNS)."""
+def headway_conf(d: Path, extra: list[str]) -> Path:
+    """bench/conf/headway.yaml's settings, with the cluster's address an IP literal (no DNS);
+    `extra`: top-level lines added (--headway-conf), for measuring a setting's cost."""
     lines = [
         "# written by bench/lib/callgrind.py: bench/conf/headway.yaml with an IP-literal cluster",
         "version: 1",
         "threads: 1",
+        *extra,
         f"pid_file: {d}/headway.pid",
         f"upgrade_sock: {d}/headway_upgrade.sock",
         # pingora's defaults would hold SIGTERM for minutes; nothing is in flight at the stop
@@ -216,7 +218,7 @@ def run_one(args, peer: str, n: int, rnd: int, raw: Path, env: dict,
             raise Fail(f"{a[0]}:{a[1]} is in use: is another callgrind bench running?")
     out_file = raw / out_name(peer, n, rnd)
     if peer == "headway":
-        target = [str(args.headway_bin), "-c", str(headway_conf(d))]
+        target = [str(args.headway_bin), "-c", str(headway_conf(d, args.headway_conf))]
     else:
         target = [str(args.floor_bin), f"{addr[0]}:{addr[1]}", f"{BACKEND_IP}:{BACKEND_H1}", "1"]
     argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}",
@@ -914,6 +916,9 @@ def main() -> int:
     ap.add_argument("--smoke", action="store_true",
                     help="1 round of 20 and 220 requests: does it all run?")
     ap.add_argument("--headway-bin", type=Path, default=REPO / "target/release/headway")
+    ap.add_argument("--headway-conf", action="append", default=[], metavar="LINE",
+                    help="a top-level line added to headway's conf (repeatable), e.g. "
+                         "'fast_timeout_to_tokio_threshold_seconds: 900'")
     ap.add_argument("--floor-bin", type=Path,
                     default=REPO / "target/release/examples/pingora_floor")
     ap.add_argument("--out", type=Path,
