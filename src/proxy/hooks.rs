@@ -34,16 +34,19 @@ fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
 
 #[async_trait]
 impl ProxyHttp for Proxy {
-    type CTX = RequestCtx;
+    /// Boxed: pingora keeps the context in its request future, which is moved whole into
+    /// its own box on every request, and measured, every byte of a context kept inline cost
+    /// ~4 instructions a request in copies (callgrind: 456 bytes, ~2k instructions).
+    type CTX = Box<RequestCtx>;
 
-    fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new(self.current.load_full())
+    fn new_ctx(&self) -> Box<RequestCtx> {
+        Box::new(RequestCtx::new(self.current.load_full()))
     }
 
     async fn early_request_filter(
         &self,
         session: &mut Session,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         crate::connection::mark_headers_read(session.as_downstream());
         // Limits first: they judge what the client sent, not the id added below.
@@ -58,7 +61,11 @@ impl ProxyHttp for Proxy {
         limits.and(normalized)
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut Box<RequestCtx>,
+    ) -> Result<bool> {
         if is_self_check(session.req_header(), &self.self_check) {
             ctx.self_check = true;
             let mut resp = ResponseHeader::build(204, Some(1))?;
@@ -131,7 +138,7 @@ impl ProxyHttp for Proxy {
         _session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         if end_of_stream && body.as_ref().is_some_and(Bytes::is_empty) {
             // An HTTP/2 client may end its upload with an empty DATA frame. pingora would write
@@ -151,7 +158,7 @@ impl ProxyHttp for Proxy {
     async fn upstream_peer(
         &self,
         session: &mut Session,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<Box<HttpPeer>> {
         let cluster = ctx
             .cluster
@@ -241,7 +248,7 @@ impl ProxyHttp for Proxy {
         #[cfg(unix)] _fd: std::os::unix::io::RawFd,
         #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
         _digest: Option<&pingora::protocols::Digest>,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         ctx.pending = None;
         Ok(())
@@ -251,7 +258,7 @@ impl ProxyHttp for Proxy {
         &self,
         session: &mut Session,
         upstream_request: &mut RequestHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         if let Some(id) = ctx.request_id.to_add() {
             upstream_request.insert_header(X_REQUEST_ID_CASE, id.clone())?;
@@ -288,7 +295,7 @@ impl ProxyHttp for Proxy {
         &self,
         session: &mut Session,
         upstream_response: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         let status = upstream_response.status.as_u16();
         let Some(cluster) = ctx.cluster.clone() else {
@@ -324,7 +331,7 @@ impl ProxyHttp for Proxy {
         &self,
         session: &mut Session,
         upstream_response: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         if let Some((chain, mut cx)) = ctx.filters() {
             chain.on_response(upstream_response, &mut cx)?;
@@ -341,7 +348,7 @@ impl ProxyHttp for Proxy {
         _session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<Option<Duration>> {
         if let Some((chain, mut cx)) = ctx.filters() {
             chain.on_response_body(body, end_of_stream, &mut cx)?;
@@ -353,7 +360,7 @@ impl ProxyHttp for Proxy {
         &self,
         _session: &mut Session,
         peer: &HttpPeer,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
         e: Box<Error>,
     ) -> Box<Error> {
         connect_failed(peer, ctx, e)
@@ -364,7 +371,7 @@ impl ProxyHttp for Proxy {
         peer: &HttpPeer,
         session: &mut Session,
         e: Box<Error>,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
         client_reused: bool,
     ) -> Box<Error> {
         attempt_failed(peer, session, e, ctx, client_reused)
@@ -374,7 +381,7 @@ impl ProxyHttp for Proxy {
         &self,
         session: &mut Session,
         e: &Error,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> FailToProxy {
         let (code, body) = failure_response(e, ctx.cluster_name());
         // The connection closes after this answer (the request body may be unread), and the
@@ -393,14 +400,14 @@ impl ProxyHttp for Proxy {
 
     /// pingora's error log names the request by method and path only: a query string can carry
     /// tokens, and logs must not.
-    fn request_summary(&self, session: &Session, _ctx: &RequestCtx) -> String {
+    fn request_summary(&self, session: &Session, _ctx: &Box<RequestCtx>) -> String {
         let req = session.req_header();
         format!("{} {}", req.method, req.uri.path())
     }
 
     /// The gateway's own answers (404, 503 no healthy upstream, …) are in the access log with
     /// their reason; pingora's error log is kept for failures it did not choose.
-    fn suppress_error_log(&self, session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
+    fn suppress_error_log(&self, session: &Session, _ctx: &Box<RequestCtx>, error: &Error) -> bool {
         // A client hanging up or cancelling is routine (load generators do it at the end of
         // every run; gRPC clients at every deadline); the access log records it as 499.
         // A tunnel closed by `tunnel_timeout` is routine too: it is counted, and logged as 101.
@@ -412,7 +419,7 @@ impl ProxyHttp for Proxy {
         client_gone(error) || tunnel_timed_out || matches!(error.etype(), ErrorType::HTTPStatus(_))
     }
 
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Box<RequestCtx>) {
         self.record(session, e, ctx);
     }
 }
