@@ -30,9 +30,11 @@ use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use prometheus::IntCounter;
+use std::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Release};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Told of each answer given before any of the proxy's hooks ran — pingora's 400 to a request
@@ -54,6 +56,10 @@ pub struct ClientLimits<A> {
     timeouts: IntCounter,
     on_own_answer: OnOwnAnswer,
     parking: Arc<Parking>,
+    /// The server is shutting down (set, then `stop` notified, by `cleanup`): parked
+    /// connections close.
+    stopping: AtomicBool,
+    stop: Notify,
 }
 
 impl<A> ClientLimits<A> {
@@ -75,6 +81,8 @@ impl<A> ClientLimits<A> {
             timeouts,
             on_own_answer,
             parking,
+            stopping: AtomicBool::new(false),
+            stop: Notify::new(),
         }
     }
 }
@@ -137,7 +145,6 @@ where
                 .and_then(|a| a.as_inet())
                 .map(|a| a.ip())
         };
-        let mut stopping = shutdown.clone();
         // The connection's one timer: the header deadline, or the parked wait's idle limit.
         let deadline = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(deadline);
@@ -225,19 +232,19 @@ where
             }
             parked = parked_socket.is_some();
             if let Some(waiting) = &parked_socket {
-                if *stopping.borrow() {
+                // Closed when the server shuts down, as pingora closes connections waiting
+                // for a request then: their clients reconnect to whoever serves next. (A
+                // `Notified` made before the flag is read gets the notification sent after.)
+                let stop = self.stop.notified();
+                if self.stopping.load(Acquire) {
                     return None;
                 }
                 deadline.as_mut().reset(Instant::now() + self.idle_timeout);
-                // Closed when the server shuts down, as pingora closes connections waiting
-                // for a request then: their clients reconnect to whoever serves next. (The
-                // flag only ever turns on: any change is the shutdown; a server gone without
-                // one disables the branch.)
                 let woken = tokio::select! {
                     biased;
-                    woken = waiting.readable() => woken,
+                    () = std::future::poll_fn(|cx| waiting.poll_readable(cx)) => true,
                     () = deadline.as_mut() => false,
-                    Ok(()) = stopping.changed() => false,
+                    () = stop => false,
                 };
                 if !woken {
                     debug!("idle kept-alive connection closed (idle_timeout or shutdown)");
@@ -251,7 +258,10 @@ where
         }
     }
 
+    /// pingora calls this when the server starts shutting down (its listeners stopped).
     async fn cleanup(&self) {
+        self.stopping.store(true, Release);
+        self.stop.notify_waiters();
         self.inner.http_cleanup().await
     }
 }

@@ -85,14 +85,20 @@ impl ParkedSocket {
         Ok(registered?)
     }
 
-    /// Waits until the client sends something (or hangs up). The readiness is consumed:
+    /// Ready when the client has sent something (or hung up). The readiness is consumed:
     /// pingora reads the bytes through its own registration, and the next wait returns on the
-    /// next arrival. True also when the registration failed: then pingora reads as it would.
-    pub async fn readable(&self) -> bool {
-        if let Ok(mut ready) = self.fd.readable().await {
-            ready.clear_ready();
+    /// next arrival. Ready also when the registration failed: then pingora reads as it would.
+    /// (Polled rather than awaited: tokio's `readable()` future keeps a waiter list, and this
+    /// runs between every two requests of a kept-alive connection.)
+    pub fn poll_readable(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        match self.fd.poll_read_ready(cx) {
+            std::task::Poll::Ready(Ok(mut ready)) => {
+                ready.clear_ready();
+                std::task::Poll::Ready(())
+            }
+            std::task::Poll::Ready(Err(_)) => std::task::Poll::Ready(()),
+            std::task::Poll::Pending => std::task::Poll::Pending,
         }
-        true
     }
 }
 
@@ -143,7 +149,8 @@ mod tests {
             "over the budget"
         );
         assert_eq!(parking.gauge.get(), 1);
-        let wait = |limit| tokio::time::timeout(limit, first.readable());
+        let wait =
+            |limit| tokio::time::timeout(limit, std::future::poll_fn(|cx| first.poll_readable(cx)));
         assert!(
             wait(Duration::from_millis(50)).await.is_err(),
             "nothing sent yet"
