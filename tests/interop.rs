@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use support::conf::{Cluster, Route};
 use support::dns::DnsServer;
 use support::gateway::Gateway;
 use support::node::NodePod;
@@ -289,10 +290,11 @@ fn access_lines(gateway: &Gateway) -> Vec<String> {
 }
 
 /// A cluster found by DNS, with fast discovery, no active health checks.
-fn cluster(name: &str, address: &str, port: u16, extra: &str) -> String {
-    format!(
-        "- name: {name}\n  address: {address}\n  port: {port}\n  dns_refresh_rate: 300ms\n  connect_timeout: 500ms\n{extra}"
-    )
+fn cluster(name: &str, address: &str, port: u16) -> Cluster {
+    Cluster::new(name)
+        .address(address, port)
+        .refresh("300ms")
+        .connect_timeout("500ms")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -316,13 +318,12 @@ fn grpcio_client_and_server_through_an_h2c_listener_and_an_http2_cluster() {
         .listen(format!("127.0.14.101:{}", free_port()))
         .nameserver(dns.addr())
         .gateway_yaml("h2c: true")
-        .routes_yaml("- { prefix: /interop.Echo/, cluster: grpc }")
-        .clusters_yaml(&cluster(
-            "grpc",
-            "grpc.interop.test",
-            port,
-            "  protocol: http2\n  timeout: 20s\n",
-        ))
+        .route(Route::prefix("/interop.Echo/").to("grpc"))
+        .cluster(
+            cluster("grpc", "grpc.interop.test", port)
+                .protocol("http2")
+                .timeout("20s"),
+        )
         .start();
 
     let limit = Duration::from_secs(40);
@@ -440,13 +441,12 @@ fn websockets_library_client_and_server_through_the_gateway_and_its_tunnel_timeo
     let gateway = Gateway::builder()
         .listen(format!("127.0.14.102:{}", free_port()))
         .nameserver(dns.addr())
-        .routes_yaml("- { prefix: /ws/, cluster: ws }")
-        .clusters_yaml(&cluster(
-            "ws",
-            "ws.interop.test",
-            port,
-            "  timeout: 1s\n  tunnel_timeout: 3s\n",
-        ))
+        .route(Route::prefix("/ws/").to("ws"))
+        .cluster(
+            cluster("ws", "ws.interop.test", port)
+                .timeout("1s")
+                .tunnel_timeout("3s"),
+        )
         .start();
     let direct = format!("ws://{server_addr}/ws");
     let through = format!("ws://{}/ws", gateway.listen_addr());
@@ -858,31 +858,21 @@ fn curl_nghttp_and_h2load_over_tls_h2_and_h2c_with_streamed_uploads_and_a_large_
     let dns = DnsServer::start();
     dns.set_a("h1.interop.test", &["127.0.15.1"]);
     dns.set_a("h2c.interop.test", &["127.0.15.2"]);
-    let (plain, tls, admin) = (free_port(), free_port(), free_port());
-    let section = format!(
-        r#"listen:
-  - "127.0.15.100:{plain}"
-  - {{ address: "127.0.15.100:{tls}", tls: {{ cert: "{cert}", key: "{key}" }} }}
-admin: {{ listen: "127.0.0.1:{admin}" }}
-h2c: true
-resolver: {{ nameservers: ["{dns}"] }}
-routes:
-  - {{ prefix: /h1/, cluster: h1, prefix_rewrite: / }}
-  - {{ prefix: /h2c/, cluster: h2c }}
-clusters:
-{h1_cluster}{h2c_cluster}"#,
-        cert = cert.display(),
-        key = key.display(),
-        dns = dns.addr(),
-        h1_cluster = cluster("h1", "h1.interop.test", h1.port(), "  timeout: 30s\n"),
-        h2c_cluster = cluster(
-            "h2c",
-            "h2c.interop.test",
-            h2c.port(),
-            "  timeout: 30s\n  protocol: http2\n"
-        ),
-    );
-    let gateway = Gateway::start(&section);
+    let (plain, tls) = (free_port(), free_port());
+    let gateway = Gateway::builder()
+        .listen(format!("127.0.15.100:{plain}"))
+        .listen_tls(format!("127.0.15.100:{tls}"), &cert, &key)
+        .nameserver(dns.addr())
+        .gateway_yaml("h2c: true")
+        .route(Route::prefix("/h1/").to("h1").prefix_rewrite("/"))
+        .route(Route::prefix("/h2c/").to("h2c"))
+        .cluster(cluster("h1", "h1.interop.test", h1.port()).timeout("30s"))
+        .cluster(
+            cluster("h2c", "h2c.interop.test", h2c.port())
+                .timeout("30s")
+                .protocol("http2"),
+        )
+        .start();
     let targets = [
         Target {
             name: "control: TLS h2 straight to node http2",
@@ -953,13 +943,12 @@ fn http2_clients_through_a_prefix_rewrite_route_reach_an_h2c_upstream() {
     let gateway = Gateway::builder()
         .listen(format!("127.0.15.101:{}", free_port()))
         .gateway_yaml("h2c: true")
-        .routes_yaml("- { prefix: /rw/, cluster: h2c, prefix_rewrite: / }")
-        .clusters_yaml(&cluster(
-            "h2c",
-            "127.0.15.11",
-            port,
-            "  protocol: http2\n  timeout: 10s\n",
-        ))
+        .route(Route::prefix("/rw/").to("h2c").prefix_rewrite("/"))
+        .cluster(
+            cluster("h2c", "127.0.15.11", port)
+                .protocol("http2")
+                .timeout("10s"),
+        )
         .start();
     let get = |base: &str, h2: bool| {
         let mut command = Command::new("curl");
@@ -1373,13 +1362,8 @@ fn nginx_logs_each_streamed_http2_upload_exactly_once_and_every_client_gets_its_
         .listen(format!("127.0.16.100:{}", free_port()))
         .nameserver(dns.addr())
         .gateway_yaml("h2c: true")
-        .routes_yaml("- { prefix: /, cluster: nginx }")
-        .clusters_yaml(&cluster(
-            "nginx",
-            "nginx.interop.test",
-            h1_port,
-            "  timeout: 20s\n",
-        ))
+        .route(Route::prefix("/").to("nginx"))
+        .cluster(cluster("nginx", "nginx.interop.test", h1_port).timeout("20s"))
         .start();
     let started = Instant::now();
     let problems = upload_clients(gateway.listen_addr());
@@ -1464,13 +1448,8 @@ fn nginx_receives_every_byte_of_uploads_read_in_pieces_http1_chunked_and_h2_with
     let gateway = Gateway::builder()
         .listen(format!("127.0.16.102:{}", free_port()))
         .gateway_yaml("h2c: true")
-        .routes_yaml("- { prefix: /, cluster: nginx }")
-        .clusters_yaml(&cluster(
-            "nginx",
-            "127.0.16.3",
-            front_h1.port(),
-            "  timeout: 20s\n",
-        ))
+        .route(Route::prefix("/").to("nginx"))
+        .cluster(cluster("nginx", "127.0.16.3", front_h1.port()).timeout("20s"))
         .start();
     let dir = tempfile::tempdir().unwrap();
     let sizes = [70_000, 131_100, 200_000, 250_000];
@@ -1695,27 +1674,22 @@ fn node_http_closing_idle_connections_fails_no_post_and_no_streamed_upload() {
     std::fs::write(&body_file, upload_content(body_len, 5)).unwrap();
 
     let dns = DnsServer::start();
-    let mut clusters = String::new();
-    let mut routes = String::new();
+    let mut gateway = Gateway::builder()
+        .listen(format!("127.0.16.101:{}", free_port()))
+        .nameserver(dns.addr())
+        .gateway_yaml("h2c: true");
     for (i, ip) in ips[..4].iter().enumerate() {
         let name = format!("node{i}");
         dns.set_a(&format!("{name}.interop.test"), &[ip]);
-        let pool = if i >= 2 { "  idle_timeout: 30s\n" } else { "" };
-        clusters.push_str(&cluster(
-            &name,
-            &format!("{name}.interop.test"),
-            port,
-            &format!("  timeout: 10s\n{pool}"),
-        ));
-        routes.push_str(&format!("- {{ prefix: /{name}/, cluster: {name} }}\n"));
+        let mut node = cluster(&name, &format!("{name}.interop.test"), port).timeout("10s");
+        if i >= 2 {
+            node = node.idle_timeout("30s");
+        }
+        gateway = gateway
+            .route(Route::prefix(&format!("/{name}/")).to(&name))
+            .cluster(node);
     }
-    let gateway = Gateway::builder()
-        .listen(format!("127.0.16.101:{}", free_port()))
-        .nameserver(dns.addr())
-        .gateway_yaml("h2c: true")
-        .routes_yaml(&routes)
-        .clusters_yaml(&clusters)
-        .start();
+    let gateway = gateway.start();
 
     let gw = gateway.listen_addr();
     let runs = [

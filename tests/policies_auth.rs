@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::backend::Backend;
+use support::conf::{map, Cluster, Filter, Route};
 use support::curl::{curl, Curled};
 use support::gateway::Gateway;
 use support::{free_port, http, wait_until};
@@ -35,35 +36,43 @@ fn events(gateway: &Gateway, filter: &str, event: &str) -> u64 {
         .sum()
 }
 
-fn gateway(backend: &Backend, routes: &str) -> Gateway {
+/// A gateway with `routes` to its cluster `api`, which is `backend`.
+fn gateway(backend: &Backend, routes: Vec<Route>) -> Gateway {
     Gateway::builder()
-        .routes_yaml(routes)
-        .clusters_yaml(&format!(
-            "- {{ name: api, address: {}, port: {} }}",
-            backend.ip(),
-            backend.port()
-        ))
+        .routes(routes)
+        .cluster(Cluster::new("api").address(&backend.ip(), backend.port()))
         .start()
 }
 
-const CORS_ROUTES: &str = r#"- prefix: /cors
-  cluster: api
-  filters:
-    - name: cors
-      allow_origins: [https://app.example.com, "https://*.example.org"]
-      allow_methods: [GET, POST, PUT]
-      allow_headers: [content-type, x-token]
-      expose_headers: [x-backend]
-      allow_credentials: true
-      max_age: 10m
-- prefix: /public
-  cluster: api
-  filters: [{ name: cors, allow_origins: ["*"] }]
-- prefix: /guarded
-  cluster: api
-  filters:
-    - { name: cors, allow_origins: [https://app.example.com], allow_headers: [x-api-key] }
-    - { name: api_key, keys: [ak-guarded-1] }"#;
+/// `/cors` for two origins with credentials, `/public` for any origin, `/guarded` with `cors`
+/// before `api_key`.
+fn cors_routes() -> Vec<Route> {
+    vec![
+        Route::prefix("/cors").to("api").filter(
+            Filter::new("cors")
+                .set(
+                    "allow_origins",
+                    ["https://app.example.com", "https://*.example.org"],
+                )
+                .set("allow_methods", ["GET", "POST", "PUT"])
+                .set("allow_headers", ["content-type", "x-token"])
+                .set("expose_headers", ["x-backend"])
+                .set("allow_credentials", true)
+                .set("max_age", "10m"),
+        ),
+        Route::prefix("/public")
+            .to("api")
+            .filter(Filter::new("cors").set("allow_origins", ["*"])),
+        Route::prefix("/guarded")
+            .to("api")
+            .filter(
+                Filter::new("cors")
+                    .set("allow_origins", ["https://app.example.com"])
+                    .set("allow_headers", ["x-api-key"]),
+            )
+            .filter(Filter::new("api_key").set("keys", ["ak-guarded-1"])),
+    ]
+}
 
 fn preflight(url: &str, origin: &str, method: &str, headers: &str) -> Curled {
     let mut args = vec![
@@ -98,7 +107,7 @@ fn cors_preflights_stop_at_the_gateway_and_forged_origins_get_no_cors_headers() 
     );
     assert_eq!(backend.hits(), 1);
 
-    let gw = gateway(&backend, CORS_ROUTES);
+    let gw = gateway(&backend, cors_routes());
     let url = gw.url("/cors/items");
     for origin in ["https://app.example.com", "https://a.b.example.org"] {
         let r = preflight(&url, origin, "PUT", "Content-Type, X-Token");
@@ -222,10 +231,12 @@ fn api_keys_in_a_header_or_the_query_pass_and_never_reach_the_backend_or_the_log
 
     let gw = gateway(
         &backend,
-        &format!(
-            "- prefix: /k\n  cluster: api\n  filters:\n    - {{ name: api_key, keys_file: {}, query: api_key, client_header: x-client }}",
-            keys.display()
-        ),
+        vec![Route::prefix("/k").to("api").filter(
+            Filter::new("api_key")
+                .set("keys_file", &keys)
+                .set("query", "api_key")
+                .set("client_header", "x-client"),
+        )],
     );
     let r = curl(&[
         "-H",
@@ -336,20 +347,32 @@ fn mint(dir: &Path) -> Option<serde_json::Value> {
     Some(serde_json::from_str(&tokens).unwrap())
 }
 
-fn jwt_routes(dir: &Path) -> String {
-    let d = dir.display();
-    format!(
-        r#"- prefix: /orders
-  cluster: api
-  filters:
-    - name: jwt
-      jwks_file: {d}/jwks.json
-      keys: [{{ kid: hs-1, alg: HS256, file: {d}/hs.secret }}]
-      issuer: https://issuer.test
-      audiences: [orders]
-      leeway: 30s
-      claims_to_headers: [{{ claim: sub, header: x-user }}, {{ claim: iss, header: x-issuer }}]"#
-    )
+/// `/orders` behind `jwt`: the issuer's JWKS and an HS256 secret (both written by mint_jwt.py
+/// into `dir`), its subject and issuer forwarded as headers.
+fn jwt_routes(dir: &Path) -> Vec<Route> {
+    let secret = dir.join("hs.secret").display().to_string();
+    vec![Route::prefix("/orders").to("api").filter(
+        Filter::new("jwt")
+            .set("jwks_file", dir.join("jwks.json"))
+            .set(
+                "keys",
+                [map(&[
+                    ("kid", "hs-1"),
+                    ("alg", "HS256"),
+                    ("file", secret.as_str()),
+                ])],
+            )
+            .set("issuer", "https://issuer.test")
+            .set("audiences", ["orders"])
+            .set("leeway", "30s")
+            .set(
+                "claims_to_headers",
+                [
+                    map(&[("claim", "sub"), ("header", "x-user")]),
+                    map(&[("claim", "iss"), ("header", "x-issuer")]),
+                ],
+            ),
+    )]
 }
 
 /// A verified token is cached (an RS256 signature costs ~1M instructions to check): the cached
@@ -364,11 +387,18 @@ fn a_cached_token_keeps_its_claims_and_is_refused_once_it_expires() {
     let token = tokens["short_lived"].as_str().unwrap().to_owned();
     let exp = tokens["short_lived_exp"].as_u64().unwrap();
     let backend = Backend::start("127.0.41.4", free_port(), "api");
-    let routes = format!(
-        "- prefix: /orders\n  cluster: api\n  filters:\n    - {{ name: jwt, jwks_file: {}/jwks.json, issuer: https://issuer.test, audiences: [orders], leeway: 0s, claims_to_headers: [{{ claim: sub, header: x-user }}] }}",
-        dir.path().display()
-    );
-    let gw = gateway(&backend, &routes);
+    let routes = vec![Route::prefix("/orders").to("api").filter(
+        Filter::new("jwt")
+            .set("jwks_file", dir.path().join("jwks.json"))
+            .set("issuer", "https://issuer.test")
+            .set("audiences", ["orders"])
+            .set("leeway", "0s")
+            .set(
+                "claims_to_headers",
+                [map(&[("claim", "sub"), ("header", "x-user")])],
+            ),
+    )];
+    let gw = gateway(&backend, routes);
     let url = gw.url("/orders");
     let bearer = format!("Authorization: Bearer {token}");
     for forged in ["x-user: root", "x-user: admin", "x-user: root"] {
@@ -420,7 +450,7 @@ fn jwt_tokens_of_the_issuer_pass_with_their_claims_and_every_bad_one_gets_401() 
     ]);
     assert_eq!((r.status, r.header("x-echo-x-user")), (200, Some("root")));
 
-    let mut gw = gateway(&backend, &jwt_routes(dir.path()));
+    let mut gw = gateway(&backend, jwt_routes(dir.path()));
     let url = gw.url("/orders");
     let bearer = |t: &str| format!("Authorization: Bearer {t}");
     for (name, user) in [("rs256", "alice"), ("es256", "bob"), ("hs256", "carol")] {

@@ -10,6 +10,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use support::conf::{map, Cluster, Filter, Route};
 use support::curl::Curled;
 use support::gateway::Gateway;
 
@@ -164,31 +165,30 @@ fn serve(stream: TcpStream) {
     }
 }
 
-fn routes() -> &'static str {
-    r#"- prefix: /c/
-  cluster: origin
-  filters: [{ name: compression }]
-- prefix: /tuned/
-  cluster: origin
-  filters:
-    - name: compression
-      algorithms: [gzip, br]
-      min_length: 10
-      content_types: [application/json]
-      levels: { gzip: 1, br: 11 }
-- prefix: /plain/
-  cluster: origin"#
+/// `/c/` with the filter's defaults, `/tuned/` with its own codings, levels, types and
+/// minimum, `/plain/` without the filter.
+fn routes() -> Vec<Route> {
+    vec![
+        Route::prefix("/c/")
+            .to("origin")
+            .filter(Filter::new("compression")),
+        Route::prefix("/tuned/").to("origin").filter(
+            Filter::new("compression")
+                .set("algorithms", ["gzip", "br"])
+                .set("min_length", 10)
+                .set("content_types", ["application/json"])
+                .set("levels", map(&[("gzip", 1), ("br", 11)])),
+        ),
+        Route::prefix("/plain/").to("origin"),
+    ]
 }
 
 fn start() -> (Origin, Gateway) {
     let origin = Origin::start();
     let gateway = Gateway::builder()
         .gateway_yaml("h2c: true")
-        .routes_yaml(routes())
-        .clusters_yaml(&format!(
-            "- {{ name: origin, address: 127.0.0.1, port: {} }}",
-            origin.port
-        ))
+        .routes(routes())
+        .cluster(Cluster::new("origin").address("127.0.0.1", origin.port))
         .start();
     (origin, gateway)
 }
@@ -680,19 +680,13 @@ fn tls_clients_on_http2_by_alpn_get_compressed_bodies_too() {
     let (cert_pem, key_pem) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert_pem, cert.pem()).unwrap();
     std::fs::write(&key_pem, signing_key.serialize_pem()).unwrap();
-    let (plain, tls, admin) = (
-        support::free_port(),
-        support::free_port(),
-        support::free_port(),
-    );
-    let indent = |yaml: &str| yaml.replace('\n', "\n  ");
-    let gateway = Gateway::start(&format!(
-        "listen:\n  - \"127.0.0.1:{plain}\"\n  - address: \"127.0.0.1:{tls}\"\n    tls: {{ cert: \"{}\", key: \"{}\" }}\nadmin: {{ listen: \"127.0.0.1:{admin}\" }}\nroutes:\n  {}\nclusters:\n  - {{ name: origin, address: 127.0.0.1, port: {} }}\n",
-        cert_pem.display(),
-        key_pem.display(),
-        indent(routes()),
-        origin.port
-    ));
+    let tls = support::free_port();
+    let gateway = Gateway::builder()
+        .listen(format!("127.0.0.1:{}", support::free_port()))
+        .listen_tls(format!("127.0.0.1:{tls}"), &cert_pem, &key_pem)
+        .routes(routes())
+        .cluster(Cluster::new("origin").address("127.0.0.1", origin.port))
+        .start();
     let url = format!("https://localhost:{tls}/c/big.json");
     let resolve = format!("localhost:{tls}:127.0.0.1");
     let base = [

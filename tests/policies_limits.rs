@@ -10,8 +10,9 @@ use std::io::{BufReader, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use support::backend::Backend;
+use support::conf::{Cluster, Filter, Route};
 use support::curl::Curled;
-use support::gateway::Gateway;
+use support::gateway::{Gateway, GatewayBuilder};
 use support::http::{self, Response};
 use support::{free_port, wait_until};
 
@@ -63,18 +64,16 @@ fn events(gateway: &Gateway, route: &str, filter: &str, event: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn gateway(backend: &Backend, routes: &str, extra: &str) -> Gateway {
-    let mut builder = Gateway::builder()
-        .routes_yaml(routes)
-        .clusters_yaml(&format!(
-            "- {{ name: api, address: {}, port: {} }}",
-            backend.ip(),
-            backend.port()
-        ));
-    if !extra.is_empty() {
-        builder = builder.gateway_yaml(extra);
-    }
-    builder.start()
+/// A gateway whose cluster `api` is `backend`; the test adds its routes.
+fn gateway_to(backend: &Backend) -> GatewayBuilder {
+    Gateway::builder().cluster(Cluster::new("api").address(&backend.ip(), backend.port()))
+}
+
+/// `{ name: rate_limit, requests_per_unit: <n>, unit: <unit> }`; the test sets the rest.
+fn rate_limit(requests_per_unit: u32, unit: &str) -> Filter {
+    Filter::new("rate_limit")
+        .set("requests_per_unit", requests_per_unit)
+        .set("unit", unit)
 }
 
 fn assert_no_panic(gateway: &Gateway) {
@@ -88,17 +87,22 @@ fn assert_no_panic(gateway: &Gateway) {
 #[test]
 fn a_route_bucket_gives_its_burst_then_429_with_retry_after_and_refills() {
     let backend = Backend::start("127.0.17.1", free_port(), "api");
-    let gateway = gateway(
-        &backend,
-        r#"- prefix: /limited
-  cluster: api
-  filters: [{ name: rate_limit, key: route, requests_per_unit: 2, unit: second, burst: 3, headers: true }]
-- prefix: /hourly
-  cluster: api
-  filters: [{ name: rate_limit, key: route, requests_per_unit: 1, unit: minute, burst: 1 }]
-- { prefix: /open, cluster: api }"#,
-        "",
-    );
+    let gateway = gateway_to(&backend)
+        .route(
+            Route::prefix("/limited").to("api").filter(
+                rate_limit(2, "second")
+                    .set("key", "route")
+                    .set("burst", 3)
+                    .set("headers", true),
+            ),
+        )
+        .route(
+            Route::prefix("/hourly")
+                .to("api")
+                .filter(rate_limit(1, "minute").set("key", "route").set("burst", 1)),
+        )
+        .route(Route::prefix("/open").to("api"))
+        .start();
     let addr = gateway.listen_addr();
 
     let started = Instant::now();
@@ -164,11 +168,13 @@ fn a_route_bucket_gives_its_burst_then_429_with_retry_after_and_refills() {
 #[test]
 fn clients_on_different_addresses_have_their_own_buckets() {
     let backend = Backend::start("127.0.17.2", free_port(), "api");
-    let gateway = gateway(
-        &backend,
-        "- prefix: /api\n  cluster: api\n  filters: [{ name: rate_limit, requests_per_unit: 1, unit: minute, burst: 2 }]",
-        "",
-    );
+    let gateway = gateway_to(&backend)
+        .route(
+            Route::prefix("/api")
+                .to("api")
+                .filter(rate_limit(1, "minute").set("burst", 2)),
+        )
+        .start();
     let url = gateway.url("/api/x");
     let statuses = |source: &str, n: usize| -> Vec<u16> {
         (0..n).map(|_| curl(source, &url, &[]).status).collect()
@@ -189,16 +195,19 @@ fn clients_on_different_addresses_have_their_own_buckets() {
 #[test]
 fn behind_a_trusted_proxy_the_forwarded_client_is_the_key_and_a_forged_one_is_not() {
     let backend = Backend::start("127.0.17.3", free_port(), "api");
-    let gateway = gateway(
-        &backend,
-        r#"- prefix: /api
-  cluster: api
-  filters: [{ name: rate_limit, requests_per_unit: 1, unit: minute, burst: 2 }]
-- prefix: /office
-  cluster: api
-  filters: [{ name: access_control, allow: ["198.51.100.0/24"] }]"#,
-        "trusted_proxies: [\"127.0.0.1/32\"]",
-    );
+    let gateway = gateway_to(&backend)
+        .route(
+            Route::prefix("/api")
+                .to("api")
+                .filter(rate_limit(1, "minute").set("burst", 2)),
+        )
+        .route(
+            Route::prefix("/office")
+                .to("api")
+                .filter(Filter::new("access_control").set("allow", ["198.51.100.0/24"])),
+        )
+        .gateway_yaml("trusted_proxies: [\"127.0.0.1/32\"]")
+        .start();
     let url = gateway.url("/api/x");
     let via_proxy = |client: &str| {
         let xff = format!("X-Forwarded-For: {client}");
@@ -235,11 +244,16 @@ fn behind_a_trusted_proxy_the_forwarded_client_is_the_key_and_a_forged_one_is_no
 #[test]
 fn a_header_key_counts_each_value_and_requests_without_it_share_one_bucket() {
     let backend = Backend::start("127.0.17.4", free_port(), "api");
-    let gateway = gateway(
-        &backend,
-        "- prefix: /api\n  cluster: api\n  filters: [{ name: rate_limit, key: header, header: x-api-client, requests_per_unit: 1, unit: minute, burst: 1 }]",
-        "",
-    );
+    let gateway = gateway_to(&backend)
+        .route(
+            Route::prefix("/api").to("api").filter(
+                rate_limit(1, "minute")
+                    .set("key", "header")
+                    .set("header", "x-api-client")
+                    .set("burst", 1),
+            ),
+        )
+        .start();
     let addr = gateway.listen_addr();
     let with = |value: &str| {
         http::get_with_headers(addr, "/api", &[("x-api-client", value)])
@@ -270,16 +284,19 @@ fn a_header_key_counts_each_value_and_requests_without_it_share_one_bucket() {
 #[test]
 fn access_control_allows_and_denies_addresses_and_blocks() {
     let backend = Backend::start("127.0.17.5", free_port(), "api");
-    let gateway = gateway(
-        &backend,
-        r#"- prefix: /lan
-  cluster: api
-  filters: [{ name: access_control, allow: ["127.0.0.0/8"], deny: ["127.0.0.21", "127.0.0.40/29"] }]
-- prefix: /few
-  cluster: api
-  filters: [{ name: access_control, allow: ["127.0.0.22/32", "127.0.0.48/28"] }]"#,
-        "",
-    );
+    let gateway =
+        gateway_to(&backend)
+            .route(
+                Route::prefix("/lan").to("api").filter(
+                    Filter::new("access_control")
+                        .set("allow", ["127.0.0.0/8"])
+                        .set("deny", ["127.0.0.21", "127.0.0.40/29"]),
+                ),
+            )
+            .route(Route::prefix("/few").to("api").filter(
+                Filter::new("access_control").set("allow", ["127.0.0.22/32", "127.0.0.48/28"]),
+            ))
+            .start();
     let to = gateway.listen_addr();
     let status = |source: &str, path: &str| get_from(source, to, path, &[]).status;
     assert_eq!(status("127.0.0.1", "/lan"), 200);

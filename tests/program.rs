@@ -9,6 +9,7 @@ mod support;
 use std::path::PathBuf;
 use std::time::Duration;
 use support::backend::Backend;
+use support::conf::{map, yaml_items, Cluster, Filter, Route};
 use support::gateway::{Gateway, HEADWAY_BIN};
 use support::{free_port, http, wait_until};
 
@@ -30,14 +31,24 @@ fn custom_filter_bin() -> PathBuf {
     bin
 }
 
-fn routes() -> &'static str {
-    r#"- prefix: /api
-  cluster: api
-  filters:
-    - { name: api_key, header: x-api-key, keys: [k-123, k-456] }
-    - { name: tenant }
-    - { name: response_headers, add: [{ key: x-via, value: headway }] }
-- { prefix: /open, cluster: api }"#
+/// The program's own `api_key` and `tenant` between headway's `response_headers`, and a route
+/// without filters.
+fn routes() -> Vec<Route> {
+    vec![
+        Route::prefix("/api")
+            .to("api")
+            .filter(
+                Filter::new("api_key")
+                    .set("header", "x-api-key")
+                    .set("keys", ["k-123", "k-456"]),
+            )
+            .filter(Filter::new("tenant"))
+            .filter(
+                Filter::new("response_headers")
+                    .set("add", [map(&[("key", "x-via"), ("value", "headway")])]),
+            ),
+        Route::prefix("/open").to("api"),
+    ]
 }
 
 #[test]
@@ -46,10 +57,8 @@ fn a_program_with_its_own_filters_checks_keys_and_adds_a_computed_header() {
     let backend = Backend::start("127.0.12.1", port, "api");
     let gateway = Gateway::builder()
         .program(custom_filter_bin())
-        .routes_yaml(routes())
-        .clusters_yaml(&format!(
-            "- {{ name: api, address: 127.0.12.1, port: {port} }}"
-        ))
+        .routes(routes())
+        .cluster(Cluster::new("api").address("127.0.12.1", port))
         .start();
     let addr = gateway.listen_addr();
 
@@ -137,7 +146,9 @@ fn unknown_or_misconfigured_filters_are_conf_errors_with_their_paths() {
         )
     };
 
-    let (code, stderr) = check(routes());
+    // The conf the program runs on in the test above, as text.
+    let good = yaml_items(&routes());
+    let (code, stderr) = check(&good);
     assert_eq!(code, 0, "{stderr}");
 
     let (code, stderr) = check(
@@ -163,7 +174,7 @@ fn unknown_or_misconfigured_filters_are_conf_errors_with_their_paths() {
 
     // `headway` itself has no `tenant`: the same conf is refused there, naming what it has
     // (its own `api_key` is a built-in, which the program's replaces).
-    let (code, _, stderr) = support::run_headway(&["-t", "-c", &conf(routes())]);
+    let (code, _, stderr) = support::run_headway(&["-t", "-c", &conf(&good)]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("unknown filter `tenant`"), "{stderr}");
     assert!(

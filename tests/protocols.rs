@@ -19,6 +19,7 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use http_body_util::BodyExt;
 use support::backend::Backend;
+use support::conf::{Cluster, Route};
 use support::dns::DnsServer;
 use support::gateway::Gateway;
 use support::{free_port, run_headway};
@@ -51,10 +52,12 @@ fn bounded<T>(rt: &Runtime, what: &str, f: impl Future<Output = T>) -> T {
 }
 
 /// A cluster entry with fast discovery for tests, no active health checks.
-fn cluster(name: &str, address: &str, port: u16, extra: &str) -> String {
-    format!(
-        "- name: {name}\n  address: {address}\n  port: {port}\n  dns_refresh_rate: 300ms\n  connect_timeout: 500ms\n  timeout: 10s\n{extra}"
-    )
+fn cluster(name: &str, address: &str, port: u16) -> Cluster {
+    Cluster::new(name)
+        .address(address, port)
+        .refresh("300ms")
+        .connect_timeout("500ms")
+        .timeout("10s")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -376,8 +379,8 @@ fn grpc_through_an_http2_cluster_keeps_status_metadata_and_trailers() {
     let gateway = Gateway::builder()
         .nameserver(dns.addr())
         .gateway_yaml("h2c: true")
-        .routes_yaml("- { prefix: /headway.test.Echo/, cluster: grpc }")
-        .clusters_yaml(&cluster("grpc", "grpc.test", port, "  protocol: http2\n"))
+        .route(Route::prefix("/headway.test.Echo/").to("grpc"))
+        .cluster(cluster("grpc", "grpc.test", port).protocol("http2"))
         .start();
     // The gateway's plain listener (with `h2c: true`) takes the client's h2c prior-knowledge
     // connection.
@@ -496,8 +499,8 @@ fn websocket_upgrade_is_passed_through_and_echoes_both_ways() {
     let backend: SocketAddr = format!("127.0.9.2:{port}").parse().unwrap();
     let log = start_ws_echo_server(&rt, backend);
     let gateway = Gateway::builder()
-        .routes_yaml("- { prefix: /ws, cluster: ws }")
-        .clusters_yaml(&cluster("ws", "127.0.9.2", port, ""))
+        .route(Route::prefix("/ws").to("ws"))
+        .cluster(cluster("ws", "127.0.9.2", port))
         .start();
     let listen = gateway.listen_addr();
 
@@ -577,10 +580,14 @@ fn a_quiet_websocket_outlives_the_request_timeout_and_closes_at_the_tunnel_timeo
     let log = start_ws_echo_server(&rt, backend);
     // `timeout` 1 s bounds ordinary requests; once upgraded, only `tunnel_timeout` (3 s) counts.
     let gateway = Gateway::builder()
-        .routes_yaml("- { prefix: /ws, cluster: ws }")
-        .clusters_yaml(&format!(
-            "- name: ws\n  address: 127.0.9.3\n  port: {port}\n  connect_timeout: 500ms\n  timeout: 1s\n  tunnel_timeout: 3s\n"
-        ))
+        .route(Route::prefix("/ws").to("ws"))
+        .cluster(
+            Cluster::new("ws")
+                .address("127.0.9.3", port)
+                .connect_timeout("500ms")
+                .timeout("1s")
+                .tunnel_timeout("3s"),
+        )
         .start();
     let listen = gateway.listen_addr();
 
@@ -783,22 +790,17 @@ fn tls_listener_terminates_with_h2_by_alpn_and_http1_and_forwards_https() {
     let backend = Backend::start("127.0.9.3", port, "tls-backend");
     let dir = tempfile::tempdir().unwrap();
     let cert = write_self_signed(dir.path());
-    let (plain, tls, admin) = (free_port(), free_port(), free_port());
-    let section = format!(
-        r#"listen:
-  - "127.0.0.1:{plain}"
-  - address: "127.0.0.1:{tls}"
-    tls: {{ cert: "{cert}", key: "{key}" }}
-admin: {{ listen: "127.0.0.1:{admin}" }}
-routes:
-  - {{ prefix: /tls, cluster: tls }}
-clusters:
-{cluster}"#,
-        cert = dir.path().join("cert.pem").display(),
-        key = dir.path().join("key.pem").display(),
-        cluster = cluster("tls", "127.0.9.3", port, ""),
-    );
-    let gateway = Gateway::start(&section);
+    let tls = free_port();
+    let gateway = Gateway::builder()
+        .listen(format!("127.0.0.1:{}", free_port()))
+        .listen_tls(
+            format!("127.0.0.1:{tls}"),
+            &dir.path().join("cert.pem"),
+            &dir.path().join("key.pem"),
+        )
+        .route(Route::prefix("/tls").to("tls"))
+        .cluster(cluster("tls", "127.0.9.3", port))
+        .start();
     let tls_addr: SocketAddr = format!("127.0.0.1:{tls}").parse().unwrap();
     let server_name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
 
@@ -965,8 +967,8 @@ fn h2c_prior_knowledge_from_clients_reaches_an_http1_backend() {
     let backend = Backend::start("127.0.9.4", port, "h2c-backend");
     let gateway = Gateway::builder()
         .gateway_yaml("h2c: true")
-        .routes_yaml("- { prefix: /h2c, cluster: plain }")
-        .clusters_yaml(&cluster("plain", "127.0.9.4", port, ""))
+        .route(Route::prefix("/h2c").to("plain"))
+        .cluster(cluster("plain", "127.0.9.4", port))
         .start();
     let listen = gateway.listen_addr();
     let responses = bounded(&rt, "h2c requests", async {
@@ -997,8 +999,8 @@ fn an_http2_client_cancelling_its_stream_is_logged_as_499_not_answered_400() {
     backend.set_delay(Duration::from_secs(2));
     let gateway = Gateway::builder()
         .gateway_yaml("h2c: true")
-        .routes_yaml("- { prefix: /slow, cluster: slow }")
-        .clusters_yaml(&cluster("slow", "127.0.9.5", port, ""))
+        .route(Route::prefix("/slow").to("slow"))
+        .cluster(cluster("slow", "127.0.9.5", port))
         .start();
     let listen = gateway.listen_addr();
     bounded(&rt, "an h2c stream cancelled by its client", async {

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use support::conf::{Cluster, Route};
 use support::gateway::Gateway;
 
 /// What the raw backend answers to every request, after which it closes the connection.
@@ -198,11 +199,8 @@ struct Rig {
 fn rig() -> Rig {
     let backend = RawBackend::start();
     let gateway = Gateway::builder()
-        .routes_yaml("- { prefix: /, cluster: raw }")
-        .clusters_yaml(&format!(
-            "- {{ name: raw, address: 127.0.7.1, port: {} }}",
-            backend.addr.port()
-        ))
+        .route(Route::prefix("/").to("raw"))
+        .cluster(Cluster::new("raw").address("127.0.7.1", backend.addr.port()))
         .start();
     Rig { backend, gateway }
 }
@@ -922,11 +920,8 @@ fn strict_rig() -> Rig {
     let backend = RawBackend::start();
     let gateway = Gateway::builder()
         .gateway_yaml("request_headers_timeout: 1s\nidle_timeout: 1s")
-        .routes_yaml("- { prefix: /, cluster: raw }")
-        .clusters_yaml(&format!(
-            "- {{ name: raw, address: 127.0.7.1, port: {} }}",
-            backend.addr.port()
-        ))
+        .route(Route::prefix("/").to("raw"))
+        .cluster(Cluster::new("raw").address("127.0.7.1", backend.addr.port()))
         .start();
     Rig { backend, gateway }
 }
@@ -1119,11 +1114,8 @@ fn an_http2_upload_ending_in_an_empty_data_frame_reaches_http1_with_one_terminat
     let backend = RawBackend::start();
     let gateway = Gateway::builder()
         .gateway_yaml("h2c: true")
-        .routes_yaml("- { prefix: /, cluster: raw }")
-        .clusters_yaml(&format!(
-            "- {{ name: raw, address: 127.0.7.1, port: {} }}",
-            backend.addr.port()
-        ))
+        .route(Route::prefix("/").to("raw"))
+        .cluster(Cluster::new("raw").address("127.0.7.1", backend.addr.port()))
         .start();
     let listen = gateway.listen_addr();
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -19,6 +19,18 @@
 //! Only the keys a test sets are written: every other key keeps headway's default, exactly as
 //! when the test wrote the YAML by hand. Durations are conf strings (`"300ms"`, `"30s"`). A key
 //! without a method here can still be set raw with `.key(name, yaml)`.
+//!
+//! A route's `filters:` are [`Filter`]s, in order: the filter's name, then its own settings,
+//! each a key of that filter and a typed value (a number, a string, a path, a list, a [`map`]):
+//!
+//! ```ignore
+//! Route::prefix("/api").to("api").filter(
+//!     Filter::new("rate_limit")
+//!         .set("requests_per_unit", 2)
+//!         .set("unit", "second")
+//!         .set("burst", 3),
+//! )
+//! ```
 
 use serde::Serialize;
 use serde_yaml::{Mapping, Value};
@@ -51,6 +63,8 @@ pub struct Cluster {
     timeout: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     idle_timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tunnel_timeout: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     retries: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -89,6 +103,7 @@ impl Cluster {
             connect_timeout: None,
             timeout: None,
             idle_timeout: None,
+            tunnel_timeout: None,
             retries: None,
             retry_on: None,
             per_try_timeout: None,
@@ -177,6 +192,12 @@ impl Cluster {
     /// `idle_timeout: <timeout>`.
     pub fn idle_timeout(mut self, timeout: &str) -> Cluster {
         self.idle_timeout = Some(timeout.to_owned());
+        self
+    }
+
+    /// `tunnel_timeout: <timeout>`: how long an upgraded connection (WebSocket) may be silent.
+    pub fn tunnel_timeout(mut self, timeout: &str) -> Cluster {
+        self.tunnel_timeout = Some(timeout.to_owned());
         self
     }
 
@@ -458,6 +479,8 @@ pub struct Route {
     direct_response: Option<DirectResponse>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_request_body_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    filters: Vec<Filter>,
     /// Keys set raw with [`Route::key`].
     #[serde(flatten)]
     more: Mapping,
@@ -504,6 +527,7 @@ impl Route {
             response_headers_to_remove: Vec::new(),
             direct_response: None,
             max_request_body_bytes: None,
+            filters: Vec::new(),
             more: Mapping::new(),
         }
     }
@@ -574,11 +598,60 @@ impl Route {
         self
     }
 
-    /// Any other key, its value raw YAML (e.g. `.key("filters", "[{ name: .. }]")`).
+    /// One more `filters` entry: the filters run in the order they are added.
+    pub fn filter(mut self, filter: Filter) -> Route {
+        self.filters.push(filter);
+        self
+    }
+
+    /// Any other key, its value raw YAML (e.g. `.key("timout", "1s")`, for a conf that must be
+    /// refused).
     pub fn key(mut self, key: &str, yaml: &str) -> Route {
         self.more.insert(Value::from(key), raw(key, yaml));
         self
     }
+}
+
+/// One entry of a route's `filters:`: `name: <name>` and the filter's own settings. The
+/// settings are the filter's (a program may bring filters of its own), so their keys are named
+/// here as the conf names them, their values typed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Filter {
+    name: String,
+    #[serde(flatten)]
+    settings: Mapping,
+}
+
+impl Filter {
+    /// `name: <name>`, no settings: the filter's defaults.
+    pub fn new(name: &str) -> Filter {
+        Filter {
+            name: name.to_owned(),
+            settings: Mapping::new(),
+        }
+    }
+
+    /// `<key>: <value>`, e.g. `.set("burst", 3)`, `.set("allow", ["10.0.0.0/8"])`,
+    /// `.set("jwks_file", dir.join("jwks.json"))`, `.set("levels", map(&[("gzip", 1)]))`.
+    pub fn set(mut self, key: &str, value: impl Serialize) -> Filter {
+        self.settings.insert(Value::from(key), value_of(key, value));
+        self
+    }
+}
+
+/// A mapping among a filter's settings, its entries in order: `map(&[("claim", "sub"),
+/// ("header", "x-user")])` is `{ claim: sub, header: x-user }`.
+pub fn map<V: Serialize>(entries: &[(&str, V)]) -> Value {
+    Value::Mapping(
+        entries
+            .iter()
+            .map(|(key, value)| (Value::from(*key), value_of(key, value)))
+            .collect(),
+    )
+}
+
+fn value_of(key: &str, value: impl Serialize) -> Value {
+    serde_yaml::to_value(value).unwrap_or_else(|e| panic!("conf: `{key}` has no YAML value: {e}"))
 }
 
 #[derive(Debug, Clone, Serialize)]

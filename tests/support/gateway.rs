@@ -80,7 +80,7 @@ pub fn run_headway(args: &[&str]) -> (i32, String, String) {
 /// grace_period_seconds: 0
 /// graceful_shutdown_timeout_seconds: 1
 /// gateway:
-///   listen: ["127.0.0.1:<free port>"]        # .listen(..), repeatable
+///   listen: ["127.0.0.1:<free port>"]        # .listen(..) and .listen_tls(..), repeatable
 ///   admin: { listen: "127.0.0.1:<free port>" } # .admin(..)
 ///   resolver: { nameservers: ["127.0.0.1:PORT"] } # .nameserver(..) or .resolver_yaml(..); else absent
 ///   routes:                                   # .routes_yaml(..), then each .route(..); else absent
@@ -93,6 +93,7 @@ pub fn run_headway(args: &[&str]) -> (i32, String, String) {
 /// stripped) and re-indented to fit, e.g. `.routes_yaml("- { prefix: /a, cluster: a }")`.
 #[derive(Default)]
 pub struct GatewayBuilder {
+    /// The `listen:` entries, as YAML flow scalars or mappings.
     listen: Vec<String>,
     admin: Option<String>,
     resolver: Option<String>,
@@ -116,7 +117,19 @@ impl GatewayBuilder {
     /// Adds a public listener (the first one is what `url()` uses). Default: one on
     /// 127.0.0.1 with a free port.
     pub fn listen(mut self, addr: impl Display) -> Self {
-        self.listen.push(addr.to_string());
+        self.listen.push(quote(&addr.to_string()));
+        self
+    }
+
+    /// Adds a TLS listener: `{ address: <addr>, tls: { cert: <cert>, key: <key> } }` (PEM
+    /// files). `url()` is the first listener's: add a plain one first to use it.
+    pub fn listen_tls(mut self, addr: impl Display, cert: &Path, key: &Path) -> Self {
+        self.listen.push(format!(
+            "{{ address: {}, tls: {{ cert: {}, key: {} }} }}",
+            quote(&addr.to_string()),
+            quote(&cert.display().to_string()),
+            quote(&key.display().to_string())
+        ));
         self
     }
 
@@ -156,6 +169,12 @@ impl GatewayBuilder {
         self
     }
 
+    /// [`GatewayBuilder::route`] for each of `routes`, in order.
+    pub fn routes(mut self, routes: impl IntoIterator<Item = Route>) -> Self {
+        self.typed_routes.extend(routes);
+        self
+    }
+
     /// A `clusters:` entry, typed (see [`super::conf`]); after those of `.clusters_yaml(..)`.
     pub fn cluster(mut self, cluster: Cluster) -> Self {
         self.typed_clusters.push(cluster);
@@ -184,15 +203,15 @@ impl GatewayBuilder {
     /// The `gateway:` section this builder produces (not indented), defaults filled in.
     pub fn gateway_section(&mut self) -> String {
         if self.listen.is_empty() {
-            self.listen.push(format!("127.0.0.1:{}", free_port()));
+            self.listen
+                .push(quote(&format!("127.0.0.1:{}", free_port())));
         }
         let admin = self
             .admin
             .get_or_insert_with(|| format!("127.0.0.1:{}", free_port()));
-        let listen: Vec<String> = self.listen.iter().map(|addr| quote(addr)).collect();
         let mut section = format!(
             "listen: [{}]\nadmin: {{ listen: {} }}\n",
-            listen.join(", "),
+            self.listen.join(", "),
             quote(admin)
         );
         let mut block = |key: &str, body: &Option<String>| {
@@ -602,7 +621,7 @@ fn listen_and_admin(gateway_section: &str) -> (SocketAddr, SocketAddr) {
     let listen = value
         .get("listen")
         .and_then(|listen| listen.get(0))
-        .and_then(|addr| addr.as_str())
+        .and_then(|first| first.as_str().or_else(|| first.get("address")?.as_str()))
         .unwrap_or_else(|| {
             panic!("Gateway: no `listen: [..]` in the gateway section:\n{gateway_section}")
         });
