@@ -105,8 +105,9 @@ pub(super) async fn respond(
     let mut resp = ResponseHeader::build(status, Some(4))?;
     resp.insert_header("content-type", "text/plain; charset=utf-8")?;
     resp.insert_header("content-length", body.len().to_string())?;
-    if !request_id.header().is_empty() {
-        resp.insert_header(X_REQUEST_ID, request_id.header().clone())?;
+    let id = request_id.header();
+    if !id.is_empty() {
+        resp.insert_header(X_REQUEST_ID, id)?;
     }
     session.write_response_header(Box::new(resp), false).await?;
     session

@@ -271,11 +271,11 @@ impl ProxyHttp for Proxy {
                 .trusted_proxies
                 .iter()
                 .any(|c| c.contains(client.ip()));
-            let earlier = upstream_request
-                .headers
-                .get(X_FORWARDED_FOR)
+            let earlier = trusted
+                .then(|| upstream_request.headers.get(X_FORWARDED_FOR))
+                .flatten()
                 .map(|v| v.as_bytes().trim_ascii())
-                .filter(|v| trusted && !v.is_empty());
+                .filter(|v| !v.is_empty());
             upstream_request
                 .insert_header(X_FORWARDED_FOR_CASE, forwarded_for(earlier, client.ip()))?;
         }
