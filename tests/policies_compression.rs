@@ -122,6 +122,15 @@ fn serve(stream: TcpStream) {
             let _ = out.write_all(b"0\r\n\r\n");
             continue;
         }
+        if name == "big.json" && !header("if-none-match").is_empty() {
+            // As nginx answers a revalidation: no body, no Content-Type, its validator.
+            let _ = write!(
+                out,
+                "HTTP/1.1 304 Not Modified\r\netag: \"v1\"\r\nvary: Origin\r\n{seen}\r\n"
+            );
+            let _ = out.flush();
+            continue;
+        }
         let big = big_json();
         let (status, extra, body): (&str, String, Vec<u8>) = match name.as_str() {
             _ if !header("range").is_empty() => (
@@ -480,6 +489,48 @@ fn responses_that_must_stay_as_they_are_pass_untouched() {
     assert_eq!(empty.status, 204);
     assert_eq!(empty.header("content-encoding"), None);
     assert!(empty.all("vary").is_empty());
+    assert!(gateway
+        .stderr_log()
+        .lines()
+        .all(|l| !l.contains("panicked")));
+}
+
+#[test]
+fn a_304_carries_the_vary_and_the_etag_its_200_had() {
+    let (origin, gateway) = start();
+    let revalidate = |url: &str, ae: &str| {
+        let mut args = vec!["-H", "if-none-match: W/\"v1\""];
+        if !ae.is_empty() {
+            args.extend(["-H", ae]);
+        }
+        curl(url, &args)
+    };
+    // Control: the origin's 304 has its own Vary and its strong ETag.
+    let direct = revalidate(
+        &format!("http://127.0.0.1:{}/c/big.json", origin.port),
+        "accept-encoding: gzip",
+    );
+    assert_eq!(direct.status, 304);
+    assert_eq!(direct.all("vary"), ["Origin"]);
+    assert_eq!(direct.header("etag"), Some("\"v1\""));
+    // Through the gateway, for a client whose copy was compressed: the weak ETag it was given
+    // with the 200, and the Vary (RFC 9110 §15.4.5).
+    let gzipped = revalidate(&gateway.url("/c/big.json"), "accept-encoding: gzip");
+    assert_eq!(gzipped.status, 304);
+    assert_eq!(gzipped.all("vary"), ["Origin", "Accept-Encoding"]);
+    assert_eq!(gzipped.header("etag"), Some("W/\"v1\""));
+    assert_eq!(gzipped.header("content-encoding"), None);
+    assert!(gzipped.body.is_empty());
+    // A client that asks for no coding had the plain 200: its strong ETag, and the Vary.
+    let plain = revalidate(&gateway.url("/c/big.json"), "");
+    assert_eq!(plain.status, 304);
+    assert_eq!(plain.all("vary"), ["Origin", "Accept-Encoding"]);
+    assert_eq!(plain.header("etag"), Some("\"v1\""));
+    // A route without the filter: the origin's 304 as it is.
+    let unfiltered = revalidate(&gateway.url("/plain/big.json"), "accept-encoding: gzip");
+    assert_eq!(unfiltered.status, 304);
+    assert_eq!(unfiltered.all("vary"), ["Origin"]);
+    assert_eq!(unfiltered.header("etag"), Some("\"v1\""));
     assert!(gateway
         .stderr_log()
         .lines()

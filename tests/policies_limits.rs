@@ -76,6 +76,15 @@ fn rate_limit(requests_per_unit: u32, unit: &str) -> Filter {
         .set("unit", unit)
 }
 
+/// Reloads the gateway (SIGHUP) and waits for it to say so; `nth` counts its reloads.
+fn reload(gateway: &mut Gateway, nth: usize) {
+    gateway.signal("HUP");
+    let done = wait_until(Duration::from_secs(15), || {
+        gateway.stderr_log().matches("conf reloaded").count() >= nth
+    });
+    assert!(done, "reload {nth}: {}", gateway.stderr_log());
+}
+
 fn assert_no_panic(gateway: &Gateway) {
     assert!(
         !gateway.stderr_log().contains("panicked"),
@@ -388,4 +397,36 @@ fn bad_policy_keys_are_conf_errors_with_their_paths() {
         assert!(stderr.contains(&expected), "{expected}\nnot in:\n{stderr}");
     }
     assert!(stderr.contains("12 errors in conf"), "{stderr}");
+}
+
+#[test]
+fn buckets_outlive_a_reload_unless_the_limit_itself_changes() {
+    let backend = Backend::start("127.0.17.9", free_port(), "api");
+    let limited = |per_minute: u32| {
+        Route::prefix("/limited")
+            .to("api")
+            .filter(rate_limit(per_minute, "minute").set("key", "route").set("burst", 2))
+    };
+    let mut gateway = gateway_to(&backend).route(limited(1)).start();
+    let addr = gateway.listen_addr();
+    let status = || http::get(addr, "/limited").unwrap().status;
+    assert_eq!([status(), status(), status()], [200, 200, 429], "the burst of 2, then empty");
+
+    // A reload that adds a route and leaves the limit as it was: the bucket is the same one,
+    // still empty (a fresh one would let 2 more through at once).
+    gateway.rewrite(
+        gateway_to(&backend)
+            .route(limited(1))
+            .route(Route::prefix("/open").to("api")),
+    );
+    reload(&mut gateway, 1);
+    assert_eq!(http::get(addr, "/open").unwrap().status, 200, "the new route serves");
+    assert_eq!(status(), 429, "the kept bucket is still empty after the reload");
+    assert_eq!(events(&gateway, "/limited", "rate_limit", "limited"), 2);
+
+    // A reload that changes the limit: a new limit, a new bucket.
+    gateway.rewrite(gateway_to(&backend).route(limited(600)));
+    reload(&mut gateway, 2);
+    assert_eq!(status(), 200, "a changed limit starts with its burst");
+    assert_no_panic(&gateway);
 }

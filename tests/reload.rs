@@ -10,7 +10,7 @@ use support::admin;
 use support::backend::Backend;
 use support::conf::{Cluster, HealthCheck, Route};
 use support::dns::DnsServer;
-use support::gateway::{Gateway, GatewayBuilder};
+use support::gateway::Gateway;
 use support::{free_port, http, indent_yaml, wait_until};
 
 /// `/service/<n>` → cluster `service<n>`.
@@ -45,27 +45,6 @@ fn with_admin_reload(section: &str) -> String {
             }
         })
         .collect()
-}
-
-/// The gateway's conf file with its `gateway:` section replaced by `section` (same listeners).
-fn rewrite(gateway: &Gateway, section: GatewayBuilder) {
-    rewrite_with(gateway, section, |s| s.to_owned());
-}
-
-fn rewrite_with(gateway: &Gateway, section: GatewayBuilder, edit: impl Fn(&str) -> String) {
-    let conf = gateway.conf();
-    let top = &conf[..conf.find("gateway:").unwrap()];
-    let section = edit(
-        &section
-            .listen(gateway.listen_addr())
-            .admin(gateway.admin_addr())
-            .gateway_section(),
-    );
-    std::fs::write(
-        gateway.conf_path(),
-        format!("{top}gateway:\n{}", indent_yaml(&section, 2)),
-    )
-    .unwrap();
 }
 
 fn reloads(gateway: &Gateway, result: &str) -> u64 {
@@ -123,8 +102,7 @@ fn sighup_swaps_in_a_new_route_and_cluster_and_an_unchanged_cluster_keeps_its_st
         .to_owned();
     let hash_before = hash_before.as_str();
 
-    rewrite(
-        &gateway,
+    gateway.rewrite(
         Gateway::builder()
             .nameserver(dns.addr())
             .route(service(1))
@@ -185,8 +163,7 @@ fn a_bad_conf_changes_nothing_and_every_error_is_logged_with_its_path() {
         .route(service(1))
         .cluster(cluster("service1", port))
         .start();
-    rewrite(
-        &gateway,
+    gateway.rewrite(
         Gateway::builder()
             .nameserver(dns.addr())
             .route(Route::prefix("/other").to("nowhere"))
@@ -242,8 +219,7 @@ fn a_request_in_flight_finishes_on_the_cluster_a_reload_removes() {
     let addr = gateway.listen_addr();
     let in_flight = std::thread::spawn(move || http::get(addr, "/service/1").unwrap());
     assert!(wait_until(Duration::from_secs(2), || slow.hits() == 1));
-    rewrite(
-        &gateway,
+    gateway.rewrite(
         Gateway::builder()
             .nameserver(dns.addr())
             .route(service(2))
@@ -310,8 +286,7 @@ fn post_reload_is_off_unless_the_conf_turns_it_on_and_says_what_it_could_not_app
     );
 
     // A change that needs the process hand-over is named as such; the rest is applied.
-    rewrite_with(
-        &on,
+    on.rewrite_with(
         Gateway::builder()
             .nameserver(dns.addr())
             .route(service(1))
@@ -500,7 +475,7 @@ fn twenty_reloads_under_load_fail_no_request_and_keep_an_unchanged_clusters_heal
                     }),
                 |g, r| g.route(r),
             );
-            rewrite(&gateway, section);
+            gateway.rewrite(section);
         }
         gateway.signal("HUP");
         let done = i + 1;

@@ -2,7 +2,7 @@
 //! log. A reload swaps it whole; a request keeps the one it started on.
 
 use super::access_log::AccessLog;
-use super::filter::{Chain, Registry};
+use super::filter::{Chain, Keeper, Kept, Registry};
 use super::router::Router;
 use crate::config::{Cidr, Gateway as GatewayConfig, RequestLimits};
 use crate::metrics::{Metrics, RouteMetrics};
@@ -23,6 +23,8 @@ pub(super) struct Routing {
     access_log_conf: crate::config::AccessLogConfig,
     pub(super) limits: RequestLimits,
     pub(super) trusted_proxies: Vec<Cidr>,
+    /// What the filters keep across a reload (see `FilterSetup::keep`).
+    kept: Kept,
 }
 
 impl Routing {
@@ -35,7 +37,9 @@ impl Routing {
         registry: &Registry,
         previous: Option<&Routing>,
     ) -> Result<Routing, Vec<String>> {
-        let filters = filter_chains(config, registry, Some(metrics))?;
+        let keeper = Keeper::new(previous.map(|p| &p.kept));
+        let filters = chains(config, registry, &metrics.filter_events, &keeper)?;
+        let kept = keeper.into_kept();
         let router = Router::new(&config.routes, |name| {
             config.clusters.iter().position(|c| c.name == name)
         });
@@ -75,6 +79,7 @@ impl Routing {
             access_log_conf: config.access_log.clone(),
             limits: config.limits,
             trusted_proxies: config.trusted_proxies.clone(),
+            kept,
         })
     }
 }
@@ -94,10 +99,19 @@ pub fn filter_chains(
             &scratch
         }
     };
+    chains(config, registry, events, &Keeper::new(None))
+}
+
+fn chains(
+    config: &GatewayConfig,
+    registry: &Registry,
+    events: &prometheus::IntCounterVec,
+    keeper: &Keeper<'_>,
+) -> Result<Vec<Option<Chain>>, Vec<String>> {
     let mut chains = Vec::with_capacity(config.routes.len());
     let mut errors = Vec::new();
     for route in &config.routes {
-        match super::filter::chain(registry, route, events) {
+        match super::filter::chain(registry, route, events, keeper) {
             Ok(chain) => chains.push((!chain.is_empty()).then_some(chain)),
             Err(e) => errors.extend(e),
         }

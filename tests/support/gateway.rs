@@ -435,6 +435,27 @@ impl Gateway {
         std::fs::read_to_string(&self.conf_path).unwrap_or_default()
     }
 
+    /// Rewrites the conf file with its `gateway:` section replaced by `section` (the same
+    /// listeners and admin address), for a reload to read.
+    pub fn rewrite(&self, section: GatewayBuilder) {
+        self.rewrite_with(section, |s| s.to_owned());
+    }
+
+    /// [`Gateway::rewrite`], the section's YAML passed through `edit` first.
+    pub fn rewrite_with(&self, section: GatewayBuilder, edit: impl Fn(&str) -> String) {
+        let conf = self.conf();
+        let top = &conf[..conf.find("gateway:").unwrap_or(conf.len())];
+        let section = edit(
+            &section
+                .listen(self.listen_addr())
+                .admin(self.admin_addr())
+                .gateway_section(),
+        );
+        let text = format!("{top}gateway:\n{}", super::indent_yaml(&section, 2));
+        std::fs::write(&self.conf_path, text)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", self.conf_path.display()));
+    }
+
     /// The temp dir holding the conf, logs, pid file and upgrade socket.
     pub fn dir(&self) -> &Path {
         self.dir.path()

@@ -13,9 +13,11 @@
 //! Filters are built once, from the conf, by a [`Registry`] of factories by name.
 
 mod builtin;
+mod kept;
 mod registry;
 mod stages;
 
-pub use builtin::chain;
+pub(crate) use builtin::chain;
+pub(crate) use kept::{Keeper, Kept};
 pub use registry::{Factory, FilterSetup, Registry};
 pub use stages::{Answer, Chain, Context, Filter, Flow};

@@ -1,5 +1,6 @@
 //! The filters a conf may name: a factory per name, headway's built-ins and a program's own.
 
+use super::kept::Keeper;
 use super::stages::Filter;
 use crate::config::Route;
 use prometheus::{IntCounter, IntCounterVec};
@@ -17,6 +18,9 @@ pub struct FilterSetup<'a> {
     pub name: &'a str,
     /// Where the filter's events are counted.
     events: &'a IntCounterVec,
+    /// The filter's place in its route's `filters:`.
+    index: usize,
+    keeper: &'a Keeper<'a>,
 }
 
 impl FilterSetup<'_> {
@@ -28,6 +32,22 @@ impl FilterSetup<'_> {
         let route = self.route.matcher.describe();
         self.events
             .with_label_values(&[route.as_str(), self.name, event])
+    }
+
+    /// State that outlives a reload: the value this filter kept before the conf was reloaded,
+    /// when its route, its place in the route's `filters:`, its name and its keys are the same
+    /// (and the value is a `T`); else `make()`'s. Take it once, at setup, and keep the `Arc`:
+    /// a rate limit keeps its buckets this way, so that a reload hands no client a fresh burst.
+    pub fn keep<T: std::any::Any + Send + Sync>(&self, make: impl FnOnce() -> T) -> Arc<T> {
+        let keys = serde_yaml::to_string(self.config).unwrap_or_default();
+        let key = format!(
+            "{}\u{0}{}\u{0}{}\u{0}{}\u{0}{keys}",
+            self.route.matcher.describe(),
+            self.route.domains.join(","),
+            self.index,
+            self.name
+        );
+        self.keeper.keep(key, make)
     }
 
     /// The filter's keys read into `T` (a `serde::Deserialize` type; `#[serde(deny_unknown_fields)]`
@@ -73,15 +93,19 @@ impl Registry {
         self.factories.keys().map(String::as_str)
     }
 
-    /// Builds the filter a `filters:` entry names. `path` is the entry's, for the error;
-    /// `events` is where its counters go.
-    pub fn build(
+    /// Builds the filter a `filters:` entry names, the `index`th of its route. `path` is the
+    /// entry's, for the error; `events` is where its counters go; `keeper` hands out the state
+    /// kept from the conf before.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn build(
         &self,
         name: &str,
         config: &serde_yaml::Value,
         route: &Route,
         path: &str,
         events: &IntCounterVec,
+        index: usize,
+        keeper: &Keeper<'_>,
     ) -> Result<Arc<dyn Filter>, String> {
         let Some(factory) = self.factories.get(name) else {
             let closest = self
@@ -102,6 +126,8 @@ impl Registry {
             route,
             name,
             events,
+            index,
+            keeper,
         };
         factory(&setup).map_err(|e| format!("{path}: {e}"))
     }

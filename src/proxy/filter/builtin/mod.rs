@@ -15,6 +15,7 @@ mod jwt_keys;
 mod rate_limit;
 mod rewrite;
 
+use super::kept::Keeper;
 use super::registry::Registry;
 use super::stages::{Chain, Filter};
 use crate::config::{Route, RouteAction};
@@ -94,16 +95,27 @@ fn direct_response(route: &Route) -> Option<Arc<dyn Filter>> {
 /// The filters of `route`, in the order they run: the route's own keys
 /// (`max_request_body_bytes`, rewrites, header changes) as built-in filters, then its
 /// `filters:` list as `registry` builds them, then its `direct_response`. Every error, each
-/// with its path. `events` is where the filters' counters go.
-pub fn chain(
+/// with its path. `events` is where the filters' counters go; `keeper` hands out the state kept
+/// from the conf before.
+pub(crate) fn chain(
     registry: &Registry,
     route: &Route,
     events: &prometheus::IntCounterVec,
+    keeper: &Keeper<'_>,
 ) -> Result<Chain, Vec<String>> {
     let mut filters = from_route_keys(route);
     let mut errors = Vec::new();
-    for spec in &route.filters {
-        match registry.build(&spec.name, &spec.config, route, &spec.path, events) {
+    for (i, spec) in route.filters.iter().enumerate() {
+        let built = registry.build(
+            &spec.name,
+            &spec.config,
+            route,
+            &spec.path,
+            events,
+            i,
+            keeper,
+        );
+        match built {
             Ok(f) => filters.push(f),
             Err(e) => errors.push(e),
         }

@@ -96,17 +96,26 @@ enum Key {
 /// How a request's key is found.
 enum KeyBy {
     Client { ipv6_prefix: u8 },
-    Header(HeaderName, std::collections::hash_map::RandomState),
+    Header(HeaderName),
     Route,
 }
 
 /// The limit of one route.
 pub struct RateLimit {
-    buckets: Buckets<Key>,
+    /// Kept across reloads while the limit's conf is the same (`FilterSetup::keep`): a reload
+    /// hands no client a fresh burst.
+    state: Arc<State>,
     key: KeyBy,
     headers: bool,
     limited: IntCounter,
     allowed: IntCounter,
+}
+
+/// The buckets, and the hasher that turns header values into their keys (kept with them: a
+/// new one would file every client under another key).
+struct State {
+    buckets: Buckets<Key>,
+    hasher: std::collections::hash_map::RandomState,
 }
 
 /// What the response's `x-ratelimit-*` headers say, kept in the request's vars.
@@ -133,7 +142,6 @@ pub fn factory(setup: &FilterSetup<'_>) -> Result<Arc<dyn Filter>, String> {
         (KeyKind::Header, Some(name)) => KeyBy::Header(
             HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| format!("header: `{name}` is not a header name"))?,
-            Default::default(),
         ),
         (KeyKind::Header, None) => return Err("header: required with `key: header`".into()),
         (_, Some(_)) => return Err("header: only with `key: header`".into()),
@@ -149,14 +157,21 @@ pub fn factory(setup: &FilterSetup<'_>) -> Result<Arc<dyn Filter>, String> {
         (KeyBy::Client { .. }, _) | (_, None) => {}
         (_, Some(_)) => return Err("ipv6_prefix: only with `key: client`".into()),
     }
-    let buckets = match (&key, conf.max_keys) {
+    let max_keys = match (&key, conf.max_keys) {
         (KeyBy::Route, Some(_)) => return Err("max_keys: `key: route` has a single bucket".into()),
-        (KeyBy::Route, None) => Buckets::single(rate),
+        (KeyBy::Route, None) => None,
         (_, Some(0)) => return Err("max_keys: must be at least 1".into()),
-        (_, max) => Buckets::keyed(rate, max.unwrap_or(DEFAULT_MAX_KEYS)),
+        (_, max) => Some(max.unwrap_or(DEFAULT_MAX_KEYS)),
     };
+    let state = setup.keep(|| State {
+        buckets: match max_keys {
+            None => Buckets::single(rate),
+            Some(max) => Buckets::keyed(rate, max),
+        },
+        hasher: Default::default(),
+    });
     Ok(Arc::new(RateLimit {
-        buckets,
+        state,
         key,
         headers: conf.headers,
         limited: setup.counter("limited"),
@@ -171,8 +186,8 @@ impl RateLimit {
                 Some(ip) => Key::Client(masked(ip, *ipv6_prefix)),
                 None => Key::NoClient,
             },
-            KeyBy::Header(name, hasher) => match req.headers.get(name) {
-                Some(value) => Key::Header(hasher.hash_one(value.as_bytes())),
+            KeyBy::Header(name) => match req.headers.get(name) {
+                Some(value) => Key::Header(self.state.hasher.hash_one(value.as_bytes())),
                 None => Key::NoHeader,
             },
             KeyBy::Route => Key::NoClient,
@@ -205,8 +220,8 @@ fn seconds_up(d: Duration) -> u64 {
 #[async_trait]
 impl Filter for RateLimit {
     async fn on_request(&self, req: &mut RequestHeader, cx: &mut Context<'_>) -> Result<Flow> {
-        let decision = self.buckets.take(self.key(req, cx));
-        let limit = self.buckets.rate().burst();
+        let decision = self.state.buckets.take(self.key(req, cx));
+        let limit = self.state.buckets.rate().burst();
         match decision {
             Decision::Allowed { remaining, full_in } => {
                 self.allowed.inc();

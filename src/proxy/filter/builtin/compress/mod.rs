@@ -181,6 +181,21 @@ impl Compression {
             && response::type_listed(resp, &self.content_types)
             && !response::left_alone(resp, self.min_length)
     }
+
+    /// Whether the response is a 304 for what this route compresses: a 304 has no body and
+    /// often no `Content-Type`; one that names a type must name a listed one.
+    fn revalidated(&self, resp: &ResponseHeader, asked: &Asked) -> bool {
+        resp.status.as_u16() == 304
+            && asked.proxied
+            && !asked.range
+            && (!resp.headers.contains_key(http::header::CONTENT_TYPE)
+                || response::type_listed(resp, &self.content_types))
+            && !resp
+                .headers
+                .get(http::header::CACHE_CONTROL)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.to_ascii_lowercase().contains("no-transform"))
+    }
 }
 
 #[async_trait]
@@ -218,6 +233,15 @@ impl Filter for Compression {
         let Some(asked) = cx.vars.get::<Asked>() else {
             return Ok(());
         };
+        if self.revalidated(resp, asked) {
+            // A 304 carries the Vary and ETag the 200 would have (RFC 9110 §15.4.5): the
+            // client's copy was compressed (weak ETag) if it asks for a coding now.
+            response::vary_on_accept_encoding(resp)?;
+            if asked.coding.is_some() {
+                response::weaken_etag(resp)?;
+            }
+            return Ok(());
+        }
         if !self.eligible(resp, asked) {
             return Ok(());
         }

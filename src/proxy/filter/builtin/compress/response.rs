@@ -141,6 +141,13 @@ pub fn mark_encoded(resp: &mut ResponseHeader, coding: &'static str) -> Result<(
     resp.remove_header(&ACCEPT_RANGES);
     resp.insert_header(TRANSFER_ENCODING, HeaderValue::from_static("chunked"))?;
     resp.set_version(http::Version::HTTP_11);
+    weaken_etag(resp)
+}
+
+/// Makes the response's `ETag` weak (`W/"…"`): the compressed bytes are not the origin's, so a
+/// strong validator would claim byte equality it does not have (RFC 9110 §8.8.1). An ETag that
+/// is not a quoted string is dropped.
+pub fn weaken_etag(resp: &mut ResponseHeader) -> Result<()> {
     if let Some(etag) = resp.headers.get(ETAG) {
         let bytes = etag.as_bytes();
         if bytes.starts_with(b"\"") {
