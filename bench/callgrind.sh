@@ -18,16 +18,7 @@ repo=$(dirname "$here")
 # shellcheck source=lib/install.sh
 source "$here/lib/install.sh"
 
-install=1 build=1 args=()
-for a in "$@"; do
-    case "$a" in
-        --no-install) install= ;;
-        --no-build) build= ;;
-        -h|--help) exec python3 "$here/lib/callgrind.py" --help ;;
-        --reanalyze) build= install=; args+=("$a") ;;   # only reads a results directory
-        *) args+=("$a") ;;
-    esac
-done
+bench_args "$here/lib/callgrind.py" "$@"
 
 if [ -n "$install" ]; then
     bench_need_cmd python3 python3

@@ -19,15 +19,7 @@ repo=$(dirname "$here")
 # shellcheck source=lib/install.sh
 source "$here/lib/install.sh"
 
-install=1 build=1 args=()
-for a in "$@"; do
-    case "$a" in
-        --no-install) install= ;;
-        --no-build) build= ;;
-        -h|--help) exec python3 "$here/lib/chaos.py" --help ;;
-        *) args+=("$a") ;;
-    esac
-done
+bench_args "$here/lib/chaos.py" "$@"
 
 if [ -n "$install" ]; then
     bench_need_cmd python3 python3

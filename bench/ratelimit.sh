@@ -12,15 +12,7 @@ repo=$(dirname "$here")
 # shellcheck source=lib/install.sh
 source "$here/lib/install.sh"
 
-install=1 build=1 args=()
-for a in "$@"; do
-    case "$a" in
-        --no-install) install= ;;
-        --no-build) build= ;;
-        -h|--help) exec python3 "$here/lib/ratelimit.py" --help ;;
-        *) args+=("$a") ;;
-    esac
-done
+bench_args "$here/lib/ratelimit.py" "$@"
 
 if [ -n "$install" ]; then
     bench_need_cmd python3 python3

