@@ -403,14 +403,20 @@ fn bad_policy_keys_are_conf_errors_with_their_paths() {
 fn buckets_outlive_a_reload_unless_the_limit_itself_changes() {
     let backend = Backend::start("127.0.17.9", free_port(), "api");
     let limited = |per_minute: u32| {
-        Route::prefix("/limited")
-            .to("api")
-            .filter(rate_limit(per_minute, "minute").set("key", "route").set("burst", 2))
+        Route::prefix("/limited").to("api").filter(
+            rate_limit(per_minute, "minute")
+                .set("key", "route")
+                .set("burst", 2),
+        )
     };
     let mut gateway = gateway_to(&backend).route(limited(1)).start();
     let addr = gateway.listen_addr();
     let status = || http::get(addr, "/limited").unwrap().status;
-    assert_eq!([status(), status(), status()], [200, 200, 429], "the burst of 2, then empty");
+    assert_eq!(
+        [status(), status(), status()],
+        [200, 200, 429],
+        "the burst of 2, then empty"
+    );
 
     // A reload that adds a route and leaves the limit as it was: the bucket is the same one,
     // still empty (a fresh one would let 2 more through at once).
@@ -420,8 +426,16 @@ fn buckets_outlive_a_reload_unless_the_limit_itself_changes() {
             .route(Route::prefix("/open").to("api")),
     );
     reload(&mut gateway, 1);
-    assert_eq!(http::get(addr, "/open").unwrap().status, 200, "the new route serves");
-    assert_eq!(status(), 429, "the kept bucket is still empty after the reload");
+    assert_eq!(
+        http::get(addr, "/open").unwrap().status,
+        200,
+        "the new route serves"
+    );
+    assert_eq!(
+        status(),
+        429,
+        "the kept bucket is still empty after the reload"
+    );
     assert_eq!(events(&gateway, "/limited", "rate_limit", "limited"), 2);
 
     // A reload that changes the limit: a new limit, a new bucket.
