@@ -36,7 +36,9 @@ impl Cluster {
                         .flatten(),
                     srv_record: self.dns.as_ref().and_then(|d| d.srv_record(&addr)),
                     address: addr.to_string(),
-                    healthy: admitted && backends.ready(b),
+                    // What selection reads: admitted and not marked down (pingora's verdict is
+                    // mirrored there as probes report it).
+                    healthy: admitted && state.as_ref().is_some_and(|s| s.healthy.load(Relaxed)),
                     probed: admitted,
                     since: state
                         .as_ref()
