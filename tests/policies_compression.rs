@@ -122,6 +122,19 @@ fn serve(stream: TcpStream) {
             let _ = out.write_all(b"0\r\n\r\n");
             continue;
         }
+        if name == "trailer.json" {
+            // A body that announces and ends with a trailer.
+            let body = big_json();
+            let _ = write!(
+                out,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\ntrailer: x-checksum\r\n{seen}\r\n{:x}\r\n",
+                body.len()
+            );
+            let _ = out.write_all(&body);
+            let _ = out.write_all(b"\r\n0\r\nx-checksum: v1\r\n\r\n");
+            let _ = out.flush();
+            continue;
+        }
         if name == "big.json" && !header("if-none-match").is_empty() {
             // As nginx answers a revalidation: no body, no Content-Type, its validator.
             let _ = write!(
@@ -489,6 +502,39 @@ fn responses_that_must_stay_as_they_are_pass_untouched() {
     assert_eq!(empty.status, 204);
     assert_eq!(empty.header("content-encoding"), None);
     assert!(empty.all("vary").is_empty());
+    assert!(gateway
+        .stderr_log()
+        .lines()
+        .all(|l| !l.contains("panicked")));
+}
+
+#[test]
+fn responses_that_may_end_with_trailers_stay_plain() {
+    let (origin, gateway) = start();
+    let big = big_json();
+    let gzip_asked = ["-H", "accept-encoding: gzip"];
+    // Control: the same request without TE is compressed.
+    let compressed = curl(&gateway.url("/c/big.json"), &gzip_asked);
+    assert_eq!(compressed.header("content-encoding"), Some("gzip"));
+    // A client that takes trailers (as gRPC clients say): the response may end with some, and
+    // a compressed stream could not be finished before them.
+    let te = curl(
+        &gateway.url("/c/big.json"),
+        &[&gzip_asked[..], &["-H", "te: trailers"]].concat(),
+    );
+    assert_eq!(te.status, 200);
+    assert_eq!(te.header("content-encoding"), None);
+    assert_eq!(te.body, big);
+    // A response that announces a trailer: plain, as the origin sent it.
+    let direct = curl(
+        &format!("http://127.0.0.1:{}/c/trailer.json", origin.port),
+        &gzip_asked,
+    );
+    assert_eq!(direct.body, big, "control: the origin's body");
+    let announced = curl(&gateway.url("/c/trailer.json"), &gzip_asked);
+    assert_eq!(announced.status, 200);
+    assert_eq!(announced.header("content-encoding"), None);
+    assert_eq!(announced.body, big);
     assert!(gateway
         .stderr_log()
         .lines()

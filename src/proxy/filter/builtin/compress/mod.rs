@@ -109,7 +109,7 @@ pub struct Compression {
 #[derive(Clone)]
 struct Asked {
     /// The coding to send, when the client takes one and may get it (not HEAD, no `Range`,
-    /// HTTP/1.1 or later).
+    /// HTTP/1.1 or later, no trailers asked for).
     coding: Option<Coding>,
     /// A `Range` request: left alone (a HEAD is not compressed either, but gets the `Vary`).
     range: bool,
@@ -190,11 +190,7 @@ impl Compression {
             && !asked.range
             && (!resp.headers.contains_key(http::header::CONTENT_TYPE)
                 || response::type_listed(resp, &self.content_types))
-            && !resp
-                .headers
-                .get(http::header::CACHE_CONTROL)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.to_ascii_lowercase().contains("no-transform"))
+            && !response::no_transform(resp)
     }
 }
 
@@ -203,7 +199,16 @@ impl Filter for Compression {
     async fn on_request(&self, req: &mut RequestHeader, cx: &mut Context<'_>) -> Result<Flow> {
         let head = req.method == http::Method::HEAD;
         let range = req.headers.contains_key(http::header::RANGE);
-        let coding = if head || range || req.version < http::Version::HTTP_11 {
+        // `TE: trailers` (gRPC clients send it): the response may end with trailers, and
+        // pingora ends a body with its trailers or with a filter's last bytes, not both.
+        let trailers = req.headers.get_all(http::header::TE).iter().any(|v| {
+            v.as_bytes().split(|b| *b == b',').any(|t| {
+                t.split(|b| *b == b';')
+                    .next()
+                    .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+            })
+        });
+        let coding = if head || range || trailers || req.version < http::Version::HTTP_11 {
             None
         } else {
             negotiate::choose(

@@ -2,7 +2,7 @@
 //! encoded), and the header changes compressing it makes (`Vary`, `ETag`, framing).
 
 use http::header::{
-    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG,
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG, TRAILER,
     TRANSFER_ENCODING, VARY,
 };
 use http::HeaderValue;
@@ -91,20 +91,24 @@ pub fn type_listed(resp: &ResponseHeader, types: &[MediaRange]) -> bool {
     types.iter().any(|t| t.matches(kind, subtype))
 }
 
-/// Whether the response may not be compressed whatever the client takes: it is encoded
-/// already, or `Cache-Control: no-transform` forbids it (RFC 9111 §5.2.2.6), or its
-/// `Content-Length` is under `min_length` (a body without one is streamed: compressed).
-pub fn left_alone(resp: &ResponseHeader, min_length: u64) -> bool {
-    let headers = &resp.headers;
-    if headers.contains_key(CONTENT_ENCODING) {
-        return true;
-    }
-    let no_transform = headers.get_all(CACHE_CONTROL).iter().any(|v| {
+/// Whether `Cache-Control: no-transform` forbids changing the response (RFC 9111 §5.2.2.6).
+pub fn no_transform(resp: &ResponseHeader) -> bool {
+    resp.headers.get_all(CACHE_CONTROL).iter().any(|v| {
         v.as_bytes()
             .split(|b| *b == b',')
             .any(|directive| directive.trim_ascii().eq_ignore_ascii_case(b"no-transform"))
-    });
-    if no_transform {
+    })
+}
+
+/// Whether the response may not be compressed whatever the client takes: it is encoded
+/// already, or `no-transform` forbids it, or it announces trailers (`Trailer`: pingora ends a
+/// body with its trailers or with bytes of a filter's, not both, so the compressed stream could
+/// not be finished), or its `Content-Length` is under `min_length` (a body without one is
+/// streamed: compressed).
+pub fn left_alone(resp: &ResponseHeader, min_length: u64) -> bool {
+    let headers = &resp.headers;
+    if headers.contains_key(CONTENT_ENCODING) || headers.contains_key(TRAILER) || no_transform(resp)
+    {
         return true;
     }
     // An unreadable length is pingora's to refuse; here it counts as small.
