@@ -16,10 +16,9 @@ use std::time::SystemTime;
 pub struct BackendState {
     /// A probe has passed since this address was discovered (always true without health checks).
     pub(super) admitted: AtomicBool,
-    /// Health as last reported: admitted and not marked down by the thresholds.
-    pub(super) healthy: AtomicBool,
-    /// pingora's verdict by the thresholds alone (it starts every backend up), whether or not
-    /// a probe has admitted the backend yet: `healthy` is `admitted && up`.
+    /// pingora's verdict by the thresholds alone (it starts every backend up), mirrored as
+    /// probes report it, whether or not a probe has admitted the backend yet (see
+    /// [`BackendState::healthy`]).
     up: AtomicBool,
     /// When `healthy` last changed, or when the address was discovered.
     pub(super) since: Mutex<SystemTime>,
@@ -37,6 +36,12 @@ pub struct BackendState {
 }
 
 impl BackendState {
+    /// Health as the gateway sees it: admitted by a probe and not marked down by the
+    /// thresholds (what selection, panic mode and `/clusters` read).
+    pub fn healthy(&self) -> bool {
+        self.admitted.load(Relaxed) && self.up.load(Relaxed)
+    }
+
     /// A backend in rotation, as a cluster without health checks has them.
     #[cfg(test)]
     pub(super) fn for_tests() -> BackendState {
@@ -46,7 +51,6 @@ impl BackendState {
     fn new(admitted: bool) -> BackendState {
         BackendState {
             admitted: AtomicBool::new(admitted),
-            healthy: AtomicBool::new(admitted),
             up: AtomicBool::new(true),
             since: Mutex::new(SystemTime::now()),
             last_error: Mutex::new(None),
@@ -186,10 +190,8 @@ impl BackendTable {
         if passed && !state.admitted.swap(true, Relaxed) {
             // Into rotation, unless pingora's thresholds hold it down after earlier failures:
             // then its next transition up puts it there.
-            let up = state.up.load(Relaxed);
-            state.healthy.store(up, Relaxed);
             *lock(&state.since) = SystemTime::now();
-            return up;
+            return state.up.load(Relaxed);
         }
         false
     }
@@ -201,11 +203,9 @@ impl BackendTable {
         let Some(state) = self.get(&addr) else {
             return false;
         };
+        let was = state.healthy();
         state.up.store(healthy, Relaxed);
-        if healthy && !state.admitted.load(Relaxed) {
-            return false;
-        }
-        let changed = state.healthy.swap(healthy, Relaxed) != healthy;
+        let changed = state.healthy() != was;
         if changed {
             *lock(&state.since) = SystemTime::now();
             if healthy {

@@ -192,7 +192,7 @@ impl Cluster {
             return false;
         }
         panic
-            || (state.healthy.load(Relaxed)
+            || (state.healthy()
                 && !(self.outlier.enabled() && self.outlier.is_ejected(&state.ejection)))
     }
 
@@ -348,7 +348,7 @@ impl Cluster {
                 continue;
             }
             admitted += 1;
-            if state.healthy.load(Relaxed) && !self.outlier.is_ejected(&state.ejection) {
+            if state.healthy() && !self.outlier.is_ejected(&state.ejection) {
                 healthy += 1;
             }
         }

@@ -38,7 +38,7 @@ impl Cluster {
                     address: addr.to_string(),
                     // What selection reads: admitted and not marked down (pingora's verdict is
                     // mirrored there as probes report it).
-                    healthy: admitted && state.as_ref().is_some_and(|s| s.healthy.load(Relaxed)),
+                    healthy: state.as_ref().is_some_and(|s| s.healthy()),
                     probed: admitted,
                     since: state
                         .as_ref()
