@@ -201,13 +201,7 @@ impl Filter for Compression {
         let range = req.headers.contains_key(http::header::RANGE);
         // `TE: trailers` (gRPC clients send it): the response may end with trailers, and
         // pingora ends a body with its trailers or with a filter's last bytes, not both.
-        let trailers = req.headers.get_all(http::header::TE).iter().any(|v| {
-            v.as_bytes().split(|b| *b == b',').any(|t| {
-                t.split(|b| *b == b';')
-                    .next()
-                    .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
-            })
-        });
+        let trailers = response::names_token(req.headers.get_all(http::header::TE), b"trailers");
         let coding = if head || range || trailers || req.version < http::Version::HTTP_11 {
             None
         } else {

@@ -91,13 +91,20 @@ pub fn type_listed(resp: &ResponseHeader, types: &[MediaRange]) -> bool {
     types.iter().any(|t| t.matches(kind, subtype))
 }
 
+/// Whether a comma-separated header list (every field of the name) names `token`, ignoring
+/// case and any `;` parameters: `Cache-Control: no-transform`, `TE: trailers`.
+pub fn names_token(values: http::header::GetAll<'_, HeaderValue>, token: &[u8]) -> bool {
+    values.iter().any(|v| {
+        v.as_bytes().split(|b| *b == b',').any(|member| {
+            let name = member.split(|b| *b == b';').next().unwrap_or_default();
+            name.trim_ascii().eq_ignore_ascii_case(token)
+        })
+    })
+}
+
 /// Whether `Cache-Control: no-transform` forbids changing the response (RFC 9111 §5.2.2.6).
 pub fn no_transform(resp: &ResponseHeader) -> bool {
-    resp.headers.get_all(CACHE_CONTROL).iter().any(|v| {
-        v.as_bytes()
-            .split(|b| *b == b',')
-            .any(|directive| directive.trim_ascii().eq_ignore_ascii_case(b"no-transform"))
-    })
+    names_token(resp.headers.get_all(CACHE_CONTROL), b"no-transform")
 }
 
 /// Whether the response may not be compressed whatever the client takes: it is encoded
@@ -233,6 +240,16 @@ mod tests {
             &resp(&[("cache-control", "no-transformer")]),
             10
         ));
+    }
+
+    #[test]
+    fn token_lists_are_read_across_fields_ignoring_case_and_parameters() {
+        let r = resp(&[("te", "gzip;q=0.5"), ("te", " Trailers ")]);
+        assert!(names_token(r.headers.get_all("te"), b"trailers"));
+        let r = resp(&[("cache-control", "public, no-transformer")]);
+        assert!(!no_transform(&r));
+        let r = resp(&[("cache-control", "max-age=5,NO-TRANSFORM")]);
+        assert!(no_transform(&r));
     }
 
     #[test]
