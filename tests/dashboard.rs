@@ -143,7 +143,7 @@ fn stats_count_each_route_and_backend_over_the_last_minute() {
     );
     assert_eq!(g["draining"], false);
     assert!(g["conf"]["hash"].is_string(), "{g:#}");
-    assert!(!gateway.stderr_log().contains("panicked"));
+    gateway.assert_no_panic();
 }
 
 #[test]
@@ -435,5 +435,5 @@ fn the_dashboard_follows_scaling_and_a_dying_pod_in_a_browser() {
         }
     }
     println!("screenshots in {}", artifacts.display());
-    assert!(!gateway.stderr_log().contains("panicked"));
+    gateway.assert_no_panic();
 }

@@ -435,6 +435,21 @@ impl Gateway {
         std::fs::read_to_string(&self.conf_path).unwrap_or_default()
     }
 
+    /// No panic, ever: tokio contains one in a request task, but that client lost its answer.
+    /// Fails with the first one's lines when the log shows any so far (checked again when the
+    /// gateway is dropped).
+    pub fn assert_no_panic(&self) {
+        let log = self.stderr_log();
+        if let Some(at) = log.find("panicked") {
+            let from = log[..at].rfind('\n').map_or(0, |i| i + 1);
+            let excerpt: String = log[from..].lines().take(6).collect::<Vec<_>>().join("\n");
+            panic!(
+                "headway panicked ({} in its log); first one:\n{excerpt}",
+                log.matches("panicked").count()
+            );
+        }
+    }
+
     /// Rewrites the conf file with its `gateway:` section replaced by `section` (the same
     /// listeners and admin address), for a reload to read.
     pub fn rewrite(&self, section: GatewayBuilder) {
@@ -537,17 +552,8 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         self.kill();
         if !std::thread::panicking() {
-            // No panic, ever: tokio contains one in a request task, but that client lost its
-            // answer. Every test that ran a gateway fails on one.
-            let log = self.stderr_log();
-            if let Some(at) = log.find("panicked") {
-                let from = log[..at].rfind('\n').map_or(0, |i| i + 1);
-                let excerpt: String = log[from..].lines().take(6).collect::<Vec<_>>().join("\n");
-                panic!(
-                    "headway panicked ({} in its log); first one:\n{excerpt}",
-                    log.matches("panicked").count()
-                );
-            }
+            // Every test that ran a gateway fails on a panic, whether it asked or not.
+            self.assert_no_panic();
             return;
         }
         eprintln!(
