@@ -135,19 +135,18 @@ def measure(case: str, d: Path, binary: Path, args) -> dict:
         if case == "quiet":
             # One poll's cost, alone: 500 GET /stats on one connection, nothing else running.
             conn = http.client.HTTPConnection(*ADMIN, timeout=5)
-            c0 = sum(thread_cpu(gw.pid).values())
-            for _ in range(500):
-                conn.request("GET", "/stats")
-                r = conn.getresponse()
-                r.read()
-            rec["stats_cpu_ms_each"] = (sum(thread_cpu(gw.pid).values()) - c0) * 1000 / 500
+
+            def cpu_ms_each(path: str, n: int) -> float:
+                """The gateway's CPU for one `GET path`, over n on the kept-alive conn."""
+                c0 = sum(thread_cpu(gw.pid).values())
+                for _ in range(n):
+                    conn.request("GET", path)
+                    conn.getresponse().read()
+                return (sum(thread_cpu(gw.pid).values()) - c0) * 1000 / n
+
+            rec["stats_cpu_ms_each"] = cpu_ms_each("/stats", 500)
             # One page load (server-rendered HTML), alone too.
-            c0 = sum(thread_cpu(gw.pid).values())
-            for _ in range(100):
-                conn.request("GET", "/")
-                r = conn.getresponse()
-                r.read()
-            rec["page_cpu_ms_each"] = (sum(thread_cpu(gw.pid).values()) - c0) * 1000 / 100
+            rec["page_cpu_ms_each"] = cpu_ms_each("/", 100)
             rec["stats_bytes"] = len(json.dumps(json.loads(http_get(*ADMIN, "/stats")[1])))
             conn.close()
         return rec
