@@ -1,6 +1,5 @@
 //! The client's connection as the gateway holds it: pingora's stream, wrapped with what the
-//! listener and the proxy share about the connection (bytes written, request headers read,
-//! requests served).
+//! listener and the proxy share about the connection (bytes written, request headers read).
 //!
 //! pingora answers a request its HTTP/1 parser refuses with `400` and closes before any of the
 //! proxy's hooks run; nothing in its API tells. Every accepted stream (plaintext or TLS, after
@@ -40,7 +39,6 @@ pub struct ClientStream {
 pub struct Connection {
     written: AtomicU64,
     headers_read: AtomicBool,
-    requests: AtomicU64,
 }
 
 impl Connection {
@@ -49,11 +47,9 @@ impl Connection {
         self.written.load(Relaxed)
     }
 
-    /// A request begins: its headers are not read yet. Returns how many requests came before
-    /// it on this connection.
-    pub fn begin_request(&self) -> u64 {
+    /// A request begins: its headers are not read yet.
+    pub fn begin_request(&self) {
         self.headers_read.store(false, Relaxed);
-        self.requests.fetch_add(1, Relaxed)
     }
 
     /// The current request's headers are complete (the proxy saw them).

@@ -155,9 +155,11 @@ where
                 .server_options()
                 .and_then(|o| o.keepalive_request_limit),
         );
-        let mut parked = false;
+        // Whether this request follows another on the connection, and whether the wait for it
+        // was parked.
+        let (mut reused, mut parked) = (false, false);
         loop {
-            let reused = connection.begin_request() > 0;
+            connection.begin_request();
             let waits_for_next_request = reused && !parked;
             if !*shutdown.borrow() {
                 // pingora's timeout on each read of the request head. Where this wrapper's own
@@ -219,6 +221,7 @@ where
                 (self.on_own_answer)(400, client(), "request refused by the HTTP/1 parser");
             }
             let (stream, persistent) = done?.consume();
+            reused = true;
 
             // Between requests: park until the next one's bytes come.
             // TLS may hold decrypted bytes the socket no longer shows (no socket here then).
