@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 mod app;
+mod cli;
 pub use app::Headway;
 pub use proxy::filter;
 
@@ -33,7 +34,13 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Seconds since the Unix epoch, for JSON status fields.
+/// The one time format of the admin's JSON (`/clusters`, `/stats`): RFC 3339 in UTC, to the
+/// millisecond (`2026-12-07T19:55:16.123Z`).
+pub(crate) fn rfc3339(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Seconds since the Unix epoch, for `/metrics` gauges.
 pub(crate) fn unix_seconds(t: std::time::SystemTime) -> f64 {
     t.duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())

@@ -11,7 +11,7 @@ pub struct ActiveConf {
     /// XXH3-64 of the conf file's bytes, in hex: the same file gives the same hash on every
     /// replica.
     pub hash: String,
-    /// When it was loaded (RFC 3339, UTC).
+    /// When it was loaded (RFC 3339, UTC, milliseconds).
     pub loaded_at: String,
     /// The same, in seconds since the Unix epoch (for `/metrics`).
     #[serde(skip)]
@@ -24,7 +24,7 @@ impl ActiveConf {
         let now = SystemTime::now();
         ActiveConf {
             hash: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes)),
-            loaded_at: humantime::format_rfc3339_seconds(now).to_string(),
+            loaded_at: crate::rfc3339(now),
             loaded_at_seconds: crate::unix_seconds(now),
         }
     }

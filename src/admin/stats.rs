@@ -13,8 +13,8 @@ use std::time::Instant;
 pub struct Stats {
     /// The process.
     pub gateway: GatewayStats,
-    /// Every route of the conf served, in its order, then `none` (requests that matched no
-    /// route).
+    /// Every route of the conf served, in its order, then `no_route` (requests that matched no
+    /// route: the gateway's own 404, or a refusal before routing).
     pub routes: Vec<RouteStats>,
     /// Every cluster as `/clusters` shows it, plus each backend's `last_minute` and the
     /// backends draining after they left DNS.
@@ -47,7 +47,7 @@ pub struct GatewayStats {
 pub struct RouteStats {
     /// The route as `/metrics` labels it.
     pub route: String,
-    /// Its cluster (`direct`: the route answers itself; `none`: no route matched).
+    /// Its cluster (`direct`: the route answers itself; `none` for `no_route`).
     pub cluster: String,
     /// Requests, errors (5xx or no response), rate and latency quantiles of the last 60 s.
     pub last_minute: Summary,
@@ -59,7 +59,7 @@ pub fn stats(state: &AdminState, started: Instant) -> Stats {
     Stats {
         gateway: GatewayStats {
             version: env!("CARGO_PKG_VERSION"),
-            now: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            now: crate::rfc3339(std::time::SystemTime::now()),
             uptime_seconds: started.elapsed().as_secs(),
             conf: state.lifecycle.conf(),
             draining: state.lifecycle.is_draining(),

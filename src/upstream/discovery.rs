@@ -12,7 +12,7 @@ pub use super::lookup::Lookup;
 /// Kept here too: callers built the resolver from this module before it had a file of its own.
 pub use super::resolver::build_resolver;
 use crate::config::{duration, DnsSettings};
-use crate::{lock, unix_seconds};
+use crate::{lock, rfc3339};
 use async_trait::async_trait;
 use hickory_resolver::TokioResolver;
 use log::{info, warn};
@@ -45,8 +45,8 @@ pub enum Outcome {
 pub struct DnsSnapshot {
     /// How the last refresh ended.
     pub last_outcome: Outcome,
-    /// Unix seconds of the last refresh that got an answer (addresses or authoritative empty).
-    pub last_success: Option<f64>,
+    /// When the last refresh got an answer (addresses or authoritative empty), RFC 3339.
+    pub last_success: Option<String>,
     /// The addresses of the last answer, sorted, each once; empty after an empty answer.
     pub last_answer: Vec<IpAddr>,
     /// For `discovery: srv`: the SRV records behind the backends (`priority weight port
@@ -55,8 +55,8 @@ pub struct DnsSnapshot {
     pub srv_records: Option<Vec<String>>,
     /// Smallest TTL in the last answer, seconds.
     pub last_ttl_seconds: Option<u64>,
-    /// Unix seconds and message of the last resolver failure.
-    pub last_error: Option<(f64, String)>,
+    /// When (RFC 3339) and why the resolver last failed.
+    pub last_error: Option<(String, String)>,
     /// Resolver failures in a row; 0 once an answer (or an empty one) arrives.
     pub consecutive_failures: u32,
     /// DNS has failed for longer than three refresh intervals (or three attempts in a row,
@@ -236,14 +236,14 @@ impl DnsDiscovery {
         let state = lock(&self.state);
         DnsSnapshot {
             last_outcome: state.last_outcome,
-            last_success: state.last_success.map(unix_seconds),
+            last_success: state.last_success.map(rfc3339),
             last_answer: state.last_answer.clone(),
             srv_records: self.srv.then(|| state.last_srv.clone()),
             last_ttl_seconds: state.last_ttl.map(|t| t.as_secs()),
             last_error: state
                 .last_error
                 .as_ref()
-                .map(|(at, e)| (unix_seconds(*at), e.clone())),
+                .map(|(at, e)| (rfc3339(*at), e.clone())),
             consecutive_failures: state.consecutive_failures,
             stale: state.stale(self.settings.refresh_rate),
             next_refresh_in_seconds: state

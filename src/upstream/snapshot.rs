@@ -40,9 +40,7 @@ impl Cluster {
                     // mirrored there as probes report it).
                     healthy: state.as_ref().is_some_and(|s| s.healthy()),
                     probed: admitted,
-                    since: state
-                        .as_ref()
-                        .map(|s| humantime::format_rfc3339_millis(*lock(&s.since)).to_string()),
+                    since: state.as_ref().map(|s| crate::rfc3339(*lock(&s.since))),
                     last_error: state.as_ref().and_then(|s| lock(&s.last_error).clone()),
                     requests: state.as_ref().map_or(0, |s| s.requests.load(Relaxed)),
                     in_flight: state.as_ref().map_or(0, |s| s.in_flight.load(Relaxed)),

@@ -64,11 +64,12 @@ pub struct BackendView {
 pub struct DnsView {
     /// `answer`, `empty` or `error`.
     pub last_outcome: String,
-    pub last_success: Option<f64>,
+    /// RFC 3339, as every time in `/clusters`.
+    pub last_success: Option<String>,
     pub last_answer: Vec<String>,
     pub last_ttl_seconds: Option<u64>,
-    /// Unix seconds and message.
-    pub last_error: Option<(f64, String)>,
+    /// When (RFC 3339) and the message.
+    pub last_error: Option<(String, String)>,
     pub consecutive_failures: u32,
     pub stale: bool,
     pub next_refresh_in_seconds: Option<f64>,
