@@ -120,7 +120,7 @@ fn stats_count_each_route_and_backend_over_the_last_minute() {
         "{b:#}"
     );
     assert_eq!(b["error_rate"], 1.0, "{b:#}");
-    let none = &route(&s, "none")["last_minute"];
+    let none = &route(&s, "no_route")["last_minute"];
     assert_eq!(none["requests"], 1, "the unrouted request: {none:#}");
 
     let pod = &backend(&s, "good", &good[0].addr_string())["last_minute"];

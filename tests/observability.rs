@@ -68,7 +68,7 @@ fn metrics_access_log_and_clusters_show_what_happened() {
         &|v| v == 20.0,
     );
     expect(
-        "headway_requests_total{cluster=\"none\",code=\"4xx\",route=\"none\"}",
+        "headway_requests_total{cluster=\"none\",code=\"4xx\",route=\"no_route\"}",
         &|v| v == 1.0,
     );
     expect(

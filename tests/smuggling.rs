@@ -1028,7 +1028,8 @@ fn requests_the_http1_parser_refuses_get_400_and_an_access_log_line_each() {
         .unwrap()
         .body;
     assert!(
-        metrics.contains("headway_requests_total{cluster=\"none\",code=\"4xx\",route=\"none\"} 4"),
+        metrics
+            .contains("headway_requests_total{cluster=\"none\",code=\"4xx\",route=\"no_route\"} 4"),
         "{}",
         metrics
             .lines()

@@ -158,12 +158,16 @@ fn window_cells(out: &mut String, w: &Summary) {
 fn routes(out: &mut String, stats: &Stats) {
     out.push_str("<section id=\"routes\"><h2>Routes <small>last minute</small></h2><div class=\"scroll\"><table><thead><tr><th>route</th><th>cluster</th><th>req/s</th><th>errors</th><th>error rate</th><th>p50</th><th>p99</th><th>requests/s, 60 s</th></tr></thead><tbody>");
     for r in &stats.routes {
+        // Requests that matched no route are no route of the conf: said in words.
+        let (route, cluster) = if r.route == crate::metrics::NO_ROUTE {
+            ("<em>no route matched</em>".to_owned(), "– (404)".to_owned())
+        } else {
+            (esc(&r.route), esc(&r.cluster))
+        };
         let _ = write!(
             out,
-            "<tr data-route=\"{}\"><td>{}</td><td>{}</td>",
+            "<tr data-route=\"{}\"><td>{route}</td><td>{cluster}</td>",
             esc(&r.route),
-            esc(&r.route),
-            esc(&r.cluster)
         );
         window_cells(out, &r.last_minute);
         out.push_str("</tr>");

@@ -52,7 +52,7 @@ impl Routing {
                 metrics.route(cluster, &router.describe(i))
             })
             .collect();
-        let unrouted = metrics.route("none", "none");
+        let unrouted = metrics.route(crate::metrics::NO_CLUSTER, crate::metrics::NO_ROUTE);
         let access_log = match previous {
             Some(p) if p.access_log_conf == config.access_log => p.access_log.clone(),
             _ => Arc::new(
