@@ -702,7 +702,11 @@ impl Demo {
                 headway.log.display()
             );
             say!(
-                "  admin    http://{0}/ready  http://{0}/clusters  http://{0}/metrics",
+                "  dashboard http://{0}/   (open it in a browser: routes, clusters and pods, live)",
+                self.conf.admin
+            );
+            say!(
+                "  admin    http://{0}/ready  http://{0}/clusters  http://{0}/stats  http://{0}/metrics",
                 self.conf.admin
             );
         }
