@@ -30,6 +30,52 @@ fn every_shipped_conf_passes_dash_t() {
     assert!(checked >= 1, "no conf found in conf/");
 }
 
+/// `--version` and `-V` name the version and the commit the binary was built from; `--help`
+/// describes headway's own flags in its own words; a missing conf says what to run.
+#[test]
+fn the_command_line_speaks_for_headway() {
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    for flag in ["--version", "-V"] {
+        let (code, stdout, stderr) = run_headway(&[flag]);
+        assert_eq!(code, 0, "{flag}: {stdout}{stderr}");
+        let line = stdout.trim();
+        assert!(
+            line.starts_with(&format!("headway {} (", env!("CARGO_PKG_VERSION"))),
+            "{flag}: {line}"
+        );
+        // Built from this checkout: the commit is its HEAD (the build stamps it), never empty.
+        match &commit {
+            Some(commit) => assert!(line.ends_with(&format!("({commit})")), "{line} vs {commit}"),
+            None => assert!(!line.ends_with("()"), "{line}"),
+        }
+    }
+    let (code, stdout, _) = run_headway(&["--help"]);
+    assert_eq!(code, 0, "{stdout}");
+    for words in [
+        "--conf <FILE>",
+        "--test",
+        "--daemon",
+        "--upgrade",
+        "--version",
+        "headway -c",
+    ] {
+        assert!(stdout.contains(words), "--help lacks {words}:\n{stdout}");
+    }
+    assert!(!stdout.contains("pingora-based service"), "{stdout}");
+    let (code, _, stderr) = run_headway(&[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("headway -c conf/headway.yaml"), "{stderr}");
+    let (code, _, stderr) = run_headway(&["--no-such-flag"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--no-such-flag"), "{stderr}");
+}
+
 fn check_bad(conf: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.yaml");
