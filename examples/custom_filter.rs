@@ -1,7 +1,7 @@
 //! A gateway of your own: headway's server with two filters written here, named in the conf
 //! like headway's own.
 //!
-//! - `api_key`: a request without one of the configured keys in its header gets `401` (the
+//! - `header_key`: a request without one of the configured keys in its header gets `401` (the
 //!   key never reaches the backend);
 //! - `tenant`: the tenant, read from the first label of the Host (`acme.example.com` → `acme`),
 //!   is sent to the backend as `x-tenant` and returned to the client as `x-tenant` too.
@@ -11,7 +11,7 @@
 //!   - prefix: /api
 //!     cluster: api
 //!     filters:
-//!       - { name: api_key, header: x-api-key, keys: [k-123, k-456] }
+//!       - { name: header_key, header: x-api-key, keys: [k-123, k-456] }
 //!       - { name: tenant }
 //! ```
 //!
@@ -28,7 +28,9 @@ use std::collections::HashSet;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-/// `{ name: api_key, header: x-api-key, keys: [...] }`.
+/// `{ name: header_key, header: x-api-key, keys: [...] }`. (headway's built-in `api_key` does
+/// this and more; a program's filter takes a name of its own: `Headway::filter` refuses a
+/// built-in's name, `Headway::replace_filter` replaces one on purpose.)
 struct ApiKey {
     header: HeaderName,
     keys: HashSet<String>,
@@ -123,7 +125,7 @@ impl Filter for Tenant {
 
 fn main() -> ExitCode {
     Headway::new()
-        .filter("api_key", ApiKey::from_setup)
+        .filter("header_key", ApiKey::from_setup)
         .filter("tenant", |_| Ok(Arc::new(Tenant)))
         .main()
 }

@@ -31,14 +31,14 @@ fn custom_filter_bin() -> PathBuf {
     bin
 }
 
-/// The program's own `api_key` and `tenant` between headway's `response_headers`, and a route
+/// The program's own `header_key` and `tenant` between headway's `response_headers`, and a route
 /// without filters.
 fn routes() -> Vec<Route> {
     vec![
         Route::prefix("/api")
             .to("api")
             .filter(
-                Filter::new("api_key")
+                Filter::new("header_key")
                     .set("header", "x-api-key")
                     .set("keys", ["k-123", "k-456"]),
             )
@@ -152,12 +152,12 @@ fn unknown_or_misconfigured_filters_are_conf_errors_with_their_paths() {
     assert_eq!(code, 0, "{stderr}");
 
     let (code, stderr) = check(
-        "- prefix: /api\n  cluster: api\n  filters:\n    - { name: api_kye, keys: [k] }\n    - { name: api_key }\n    - { name: request_headers, add: [{ key: \"bad name\", value: v }] }",
+        "- prefix: /api\n  cluster: api\n  filters:\n    - { name: header_kye, keys: [k] }\n    - { name: header_key }\n    - { name: request_headers, add: [{ key: \"bad name\", value: v }] }",
     );
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains(
-            "gateway.routes[0].filters[0].name: unknown filter `api_kye` (did you mean api_key?)"
+            "gateway.routes[0].filters[0].name: unknown filter `header_kye` (did you mean header_key?)"
         ),
         "{stderr}"
     );
@@ -172,11 +172,12 @@ fn unknown_or_misconfigured_filters_are_conf_errors_with_their_paths() {
     );
     assert!(stderr.contains("3 errors in conf"), "{stderr}");
 
-    // `headway` itself has no `tenant`: the same conf is refused there, naming what it has
-    // (its own `api_key` is a built-in, which the program's replaces).
+    // `headway` itself has neither `header_key` nor `tenant`: the same conf is refused there,
+    // naming what it has.
     let (code, _, stderr) = support::run_headway(&["-t", "-c", &conf(&good)]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("unknown filter `tenant`"), "{stderr}");
+    assert!(stderr.contains("unknown filter `header_key`"), "{stderr}");
     assert!(
         stderr.contains("known filters: access_control, api_key, compression, cors, direct_response, host_rewrite"),
         "{stderr}"

@@ -19,5 +19,5 @@ mod stages;
 
 pub(crate) use builtin::chain;
 pub(crate) use kept::{Keeper, Kept};
-pub use registry::{Factory, FilterSetup, Registry};
+pub use registry::{Factory, FilterSetup, NameTaken, Registry};
 pub use stages::{Answer, Chain, Context, Filter, Flow};

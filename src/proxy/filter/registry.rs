@@ -64,6 +64,11 @@ impl FilterSetup<'_> {
 /// Builds a filter from its conf; the error says what is wrong (its path is added).
 pub type Factory = Arc<dyn Fn(&FilterSetup<'_>) -> Result<Arc<dyn Filter>, String> + Send + Sync>;
 
+/// A filter name that [`Registry::register`] found taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("filter `{0}` is already registered (a built-in filter, or one added before): choose a name of your own, or replace it explicitly (Headway::replace_filter)")]
+pub struct NameTaken(pub String);
+
 /// Filter factories by name.
 #[derive(Clone)]
 pub struct Registry {
@@ -78,8 +83,21 @@ impl Registry {
         }
     }
 
-    /// Adds (or replaces) the filter called `name`.
+    /// Adds the filter called `name`; a name already taken (a built-in's, or one registered
+    /// before) is refused: [`Registry::replace`] says so when that is meant.
     pub fn register(
+        &mut self,
+        name: &str,
+        factory: impl Fn(&FilterSetup<'_>) -> Result<Arc<dyn Filter>, String> + Send + Sync + 'static,
+    ) -> Result<&mut Registry, NameTaken> {
+        if self.factories.contains_key(name) {
+            return Err(NameTaken(name.to_owned()));
+        }
+        Ok(self.replace(name, factory))
+    }
+
+    /// Adds the filter called `name`, replacing the one of that name if there is one.
+    pub fn replace(
         &mut self,
         name: &str,
         factory: impl Fn(&FilterSetup<'_>) -> Result<Arc<dyn Filter>, String> + Send + Sync + 'static,

@@ -36,21 +36,21 @@ impl Registry {
     }
 }
 
-/// Adds every built-in filter to `registry`.
+/// Adds every built-in filter to `registry` (an empty one: nothing is replaced).
 fn register(registry: &mut Registry) {
     registry
-        .register("max_request_body", body_limit::factory)
-        .register("request_headers", headers::request_factory)
-        .register("response_headers", headers::response_factory)
-        .register("prefix_rewrite", rewrite::prefix_factory)
-        .register("host_rewrite", rewrite::host_factory)
-        .register("direct_response", direct::factory)
-        .register("rate_limit", rate_limit::factory)
-        .register("access_control", access::factory)
-        .register("cors", cors::factory)
-        .register("api_key", api_key::factory)
-        .register("jwt", jwt::factory)
-        .register("compression", compress::factory);
+        .replace("max_request_body", body_limit::factory)
+        .replace("request_headers", headers::request_factory)
+        .replace("response_headers", headers::response_factory)
+        .replace("prefix_rewrite", rewrite::prefix_factory)
+        .replace("host_rewrite", rewrite::host_factory)
+        .replace("direct_response", direct::factory)
+        .replace("rate_limit", rate_limit::factory)
+        .replace("access_control", access::factory)
+        .replace("cors", cors::factory)
+        .replace("api_key", api_key::factory)
+        .replace("jwt", jwt::factory)
+        .replace("compression", compress::factory);
 }
 
 /// The filters a route's own keys ask for, in the order they run (before its `filters:`).
