@@ -74,12 +74,22 @@ impl Headway {
     }
 
     /// Checks `config` as `-t` does: the conf itself was checked when it loaded; this builds
-    /// every route's filters. Every error, each with its path.
+    /// every route's filters and reads every TLS listener's files. Every error, each with its
+    /// path.
     pub fn check(&self, config: &Config) -> Result<(), Vec<String>> {
         if !self.taken.is_empty() {
             return Err(self.taken.clone());
         }
-        crate::proxy::filter_chains(&config.gateway, &self.registry, None).map(|_| ())
+        let filters =
+            crate::proxy::filter_chains(&config.gateway, &self.registry, None).map(|_| ());
+        match (filters, crate::server::check_tls(config)) {
+            (Ok(()), Ok(())) => Ok(()),
+            (filters, tls) => Err([filters.err(), tls.err()]
+                .into_iter()
+                .flatten()
+                .flatten()
+                .collect()),
+        }
     }
 
     /// Runs the gateway for `config` until it is told to stop (`opt`: pingora's command-line

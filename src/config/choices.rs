@@ -83,3 +83,23 @@ pub enum Discovery {
     /// address, on the record's port; the cluster has no `port` of its own.
     Srv,
 }
+
+/// A TLS listener's `unknown_server_name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownServerName {
+    /// The first certificate (as nginx's default server, Envoy's default filter chain).
+    Default,
+    /// The handshake fails (an `unrecognized_name` alert), counted.
+    Refuse,
+}
+
+/// A TLS listener's `client_auth.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMode {
+    /// Every client presents a certificate the CA signed.
+    Required,
+    /// A client may present none; one it presents must verify.
+    Optional,
+}

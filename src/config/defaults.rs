@@ -10,6 +10,19 @@ pub const LISTEN: &str = "0.0.0.0:8000";
 /// before anything else, with no timeout, so a shorter request — `OPTIONS / HTTP/1.0` as
 /// HAProxy's health check sends it — would never be answered.
 pub const H2C: bool = false;
+/// `gateway.listen[].tls.handshake_timeout`: a TLS client must finish its handshake within this
+/// (Envoy: listener `transport_socket_connect_timeout`, off; nginx: `ssl_handshake_timeout`,
+/// 60 s). pingora alone holds a stalled handshake for 60 s.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// `gateway.listen[].tls.unknown_server_name`: the first certificate for a client whose SNI no
+/// certificate carries, or that sends none (nginx's default server).
+pub const UNKNOWN_SERVER_NAME: super::choices::UnknownServerName =
+    super::choices::UnknownServerName::Default;
+/// `gateway.listen[].tls.client_auth.mode`: a client certificate is required once `client_auth`
+/// is given (Envoy: `require_client_certificate: true`).
+pub fn client_auth_mode() -> super::choices::ClientAuthMode {
+    super::choices::ClientAuthMode::Required
+}
 /// `gateway.admin.listen` (Envoy: `admin.address`; loopback so it is never public by accident).
 pub const ADMIN_LISTEN: &str = "127.0.0.1:9901";
 /// `gateway.admin.reload`: `POST /reload` off (a state-changing endpoint on a port the whole

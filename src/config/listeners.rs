@@ -2,31 +2,22 @@
 
 use super::defaults;
 use super::errors::Errors;
+use super::listener_tls::ListenerTls;
 use super::reader;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_yaml::Value;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 /// A proxy listener: plain TCP, or TLS-terminating with HTTP/2 offered by ALPN.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
     /// `address` (or the entry itself when it is a plain `"ip:port"` string).
     pub addr: SocketAddr,
-    /// `tls`: the certificate and key to terminate TLS with; `None`: plain TCP.
-    pub tls: Option<TlsFiles>,
-}
-
-/// PEM files of a TLS listener.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsFiles {
-    /// `cert`: the certificate chain, PEM.
-    pub cert: PathBuf,
-    /// `key`: the private key, PEM.
-    pub key: PathBuf,
+    /// `tls`: terminate TLS (certificates, client certificates, handshake limit); `None`:
+    /// plain TCP.
+    pub tls: Option<ListenerTls>,
 }
 
 /// `gateway.admin`: the admin endpoints (`/ready`, `/clusters`, `/metrics`).
@@ -78,7 +69,7 @@ impl<'de> Deserialize<'de> for Listener {
 #[serde(deny_unknown_fields)]
 struct RawListener {
     address: ListenAddr,
-    tls: Option<TlsFiles>,
+    tls: Option<ListenerTls>,
 }
 
 struct ListenerVisitor;

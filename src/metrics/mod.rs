@@ -27,6 +27,8 @@ pub const NO_CLUSTER: &str = "none";
 /// counters handed to a listener or a thread).
 pub struct Metrics {
     registry: Registry,
+    /// The TLS listeners' series.
+    pub tls: tls::TlsMetrics,
     requests: IntCounterVec,
     request_duration: HistogramVec,
     upstream_duration: HistogramVec,
@@ -192,6 +194,7 @@ impl Metrics {
     pub fn new() -> prometheus::Result<Metrics> {
         let r = Registry::new();
         Ok(Metrics {
+            tls: tls::TlsMetrics::new(&r)?,
             requests: counter_vec(
                 &r,
                 "headway_requests_total",
@@ -426,3 +429,4 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests;
+mod tls;

@@ -96,6 +96,9 @@ impl ProxyHttp for Proxy {
             ctx.client = ctx
                 .peer
                 .map(|peer| client_address(peer, session.req_header(), &routing.trusted_proxies));
+            if let Some(cert) = super::xfcc::client_cert(session) {
+                ctx.vars.insert(cert.clone());
+            }
         }
         if let Some((chain, mut cx)) = ctx.filters() {
             if let Flow::Respond(answer) =
@@ -263,22 +266,23 @@ impl ProxyHttp for Proxy {
         if let Some(id) = ctx.request_id.to_add() {
             upstream_request.insert_header(X_REQUEST_ID_CASE, id.clone())?;
         }
-        if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
-            // Only a trusted proxy's X-Forwarded-For is kept: anyone else could claim any
-            // address, so theirs is replaced by the address we saw.
-            let trusted = ctx
-                .routing
-                .trusted_proxies
-                .iter()
-                .any(|c| c.contains(client.ip()));
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        // Only a trusted proxy's X-Forwarded-For (and XFCC) is kept: anyone else could claim
+        // any address, so theirs is replaced by the address we saw.
+        let trusted =
+            client.is_some_and(|ip| ctx.routing.trusted_proxies.iter().any(|c| c.contains(ip)));
+        if let Some(client) = client {
             let earlier = trusted
                 .then(|| upstream_request.headers.get(X_FORWARDED_FOR))
                 .flatten()
                 .map(|v| v.as_bytes().trim_ascii())
                 .filter(|v| !v.is_empty());
-            upstream_request
-                .insert_header(X_FORWARDED_FOR_CASE, forwarded_for(earlier, client.ip()))?;
+            upstream_request.insert_header(X_FORWARDED_FOR_CASE, forwarded_for(earlier, client))?;
         }
+        super::xfcc::apply(session, upstream_request, trusted)?;
         let tls = session
             .digest()
             .and_then(|d| d.ssl_digest.as_ref())

@@ -17,6 +17,7 @@ mod logging;
 mod retry;
 pub mod router;
 mod routing;
+mod xfcc;
 
 pub use context::RequestCtx;
 

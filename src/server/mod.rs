@@ -7,6 +7,7 @@ pub mod readiness;
 pub mod reload;
 pub mod signals;
 pub mod socket;
+pub mod tls;
 pub mod watch;
 
 use crate::admin::{Admin, AdminState, ReloadHook};
@@ -21,7 +22,6 @@ use client_limits::ClientLimits;
 use log::info;
 use pingora::apps::http_app::HttpServer;
 use pingora::apps::HttpServerOptions;
-use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::configuration::Opt;
@@ -34,20 +34,35 @@ use signals::SignalWatch;
 use socket::Parking;
 use std::sync::Arc;
 
-/// Loads a TLS listener's files as pingora will. pingora reads them only when the proxy service
-/// starts, and a bad file then panics that service's thread: the process would live on without
-/// its proxy listener. Checking first makes it a start-up error naming the listener.
-fn check_tls_files(cert: &str, key: &str) -> Result<(), String> {
-    use pingora::tls::{load_certs_and_key_files, version, ServerConfig};
-    pingora::tls::install_default_crypto_provider();
-    let (certs, key) = load_certs_and_key_files(cert, key)
-        .map_err(|e| e.to_string())?
-        .ok_or("no certificate in the cert file, or no private key in the key file")?;
-    ServerConfig::builder_with_protocol_versions(&[&version::TLS12, &version::TLS13])
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| e.to_string())?;
-    Ok(())
+/// Reads every TLS listener's files (an error names the listener and the file): pingora would
+/// read them only when the proxy service starts, where a bad file panics that service's thread.
+fn tls_listeners(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+) -> Result<Vec<Arc<tls::ListenerTlsState>>, String> {
+    let mut states = Vec::new();
+    let mut errors = Vec::new();
+    for (i, listener) in config.gateway.listen.iter().enumerate() {
+        if let Some(conf) = &listener.tls {
+            match tls::ListenerTlsState::new(listener.addr, conf, metrics) {
+                Ok(state) => states.push(state),
+                Err(e) => errors.push(format!("gateway.listen[{i}].tls: {e}")),
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(states)
+    } else {
+        Err(errors.join("\n"))
+    }
+}
+
+/// Checks every TLS listener's files as `-t` does: each error with its listener and file.
+pub fn check_tls(config: &Config) -> Result<(), Vec<String>> {
+    let metrics = Arc::new(Metrics::new().map_err(|e| vec![format!("metrics: {e}")])?);
+    tls_listeners(config, &metrics)
+        .map(|_| ())
+        .map_err(|e| e.lines().map(str::to_owned).collect())
 }
 
 /// Raises the soft open-files limit to the hard one, as HAProxy and Go's runtime do: a
@@ -110,6 +125,7 @@ pub fn run(
         lifecycle.clone(),
     )
     .map_err(|errors| errors.join("\n"))?;
+    let tls = tls_listeners(&config, &metrics)?;
     let parking = Parking::new(open_files, metrics.parked_connections.clone());
     metrics
         .parking_budget
@@ -154,11 +170,21 @@ pub fn run(
     );
     let mut proxy = Service::new(
         "headway proxy".to_owned(),
-        crate::connection::ClientStreams::new(proxy_app, metrics.open_connections.clone()),
+        tls::HandshakeDone::new(
+            crate::connection::ClientStreams::new(proxy_app, metrics.open_connections.clone()),
+            tls.iter().map(|t| t.handshakes()).collect(),
+        ),
     );
-    for (i, listener) in config.gateway.listen.iter().enumerate() {
+    if !tls.is_empty() {
+        proxy
+            .endpoints()
+            .set_pre_tls_callback(Arc::new(tls::ArmTimer(
+                tls.iter().map(|t| (t.addr(), t.handshakes())).collect(),
+            )));
+    }
+    for listener in &config.gateway.listen {
         let addr = listener.addr.to_string();
-        match &listener.tls {
+        match tls.iter().find(|t| t.addr() == listener.addr) {
             // pingora gives every accepted connection a 64 KiB read buffer under the HTTP
             // parser, which reads into buffers of its own: plaintext listeners go without it
             // (one copy less per read, 64 KiB less per idle connection; see BENCHMARKS.md).
@@ -166,18 +192,7 @@ pub fn run(
             None => proxy.add_listener(
                 ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::default().read(0)),
             ),
-            Some(tls) => {
-                let (cert, key) = (tls.cert.to_string_lossy(), tls.key.to_string_lossy());
-                check_tls_files(&cert, &key).map_err(|e| {
-                    format!("gateway.listen[{i}].tls: cannot use {cert} and {key}: {e}")
-                })?;
-                let mut settings = TlsSettings::intermediate(&cert, &key).map_err(|e| {
-                    format!("gateway.listen[{i}].tls: cannot use {cert} and {key}: {e}")
-                })?;
-                // HTTP/2 offered by ALPN, HTTP/1.1 for clients that do not ask.
-                settings.enable_h2();
-                proxy.add_tls_with_settings(&addr, None, settings);
-            }
+            Some(state) => proxy.add_tls_with_settings(&addr, None, state.settings()?),
         }
     }
     let proxy = server.add_service(proxy);
@@ -193,7 +208,14 @@ pub fn run(
         fixed,
         lifecycle: lifecycle.clone(),
         running: tokio::sync::Mutex::new(()),
+        tls: tls.clone(),
     });
+    if !tls.is_empty() {
+        server.add_service(GenBackgroundService::new(
+            "tls certificate watch".to_owned(),
+            Arc::new(tls::watch::CertWatch { listeners: tls }),
+        ));
+    }
 
     if let (true, Some(path)) = (watch_conf, reloader.path.clone()) {
         // The content loaded is the baseline: an edit made between loading and now is seen.

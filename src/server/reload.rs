@@ -48,15 +48,23 @@ pub struct Reloader {
     pub lifecycle: Arc<Lifecycle>,
     /// One reload at a time.
     pub running: tokio::sync::Mutex<()>,
+    /// The TLS listeners: their certificates and TLS keys are read again in place.
+    pub tls: Vec<Arc<super::tls::ListenerTlsState>>,
 }
 
-/// What cannot change in place: the listeners, the admin listener, the client timeouts,
-/// pingora's keys.
+/// What cannot change in place: the listeners' addresses (and whether each speaks TLS), the
+/// admin listener, the client timeouts, pingora's keys. A TLS listener's certificates and
+/// settings change in place.
 pub fn fixed_part(config: &Config) -> String {
     let g = &config.gateway;
+    let listen: Vec<String> = g
+        .listen
+        .iter()
+        .map(|l| format!("{}{}", l.addr, if l.tls.is_some() { " tls" } else { "" }))
+        .collect();
     format!(
         "listen {:?}\nh2c {}\nadmin.listen {}\nrequest_headers_timeout {:?}\nidle_timeout {:?}\ndrain_time {:?}\nthreads {}\nwork_stealing {}\nupgrade_sock {}\npid_file {}",
-        g.listen,
+        listen,
         g.h2c,
         g.admin.listen,
         g.request_headers_timeout,
@@ -70,6 +78,27 @@ pub fn fixed_part(config: &Config) -> String {
 }
 
 impl Reloader {
+    /// The running TLS listeners that `config` still has, each with its index and new settings.
+    fn tls_in<'a>(
+        &'a self,
+        config: &'a Config,
+    ) -> Vec<(
+        usize,
+        &'a Arc<super::tls::ListenerTlsState>,
+        &'a crate::config::ListenerTls,
+    )> {
+        config
+            .gateway
+            .listen
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| {
+                let state = self.tls.iter().find(|t| t.addr() == l.addr)?;
+                Some((i, state, l.tls.as_ref()?))
+            })
+            .collect()
+    }
+
     /// Reads the conf again and swaps it in. `Ok`: what changed (and what could not); `Err`:
     /// why nothing did, every problem with its path. Both are logged and counted.
     pub async fn reload(&self, why: &str) -> Result<String, String> {
@@ -120,6 +149,20 @@ impl Reloader {
                 slow.name()
             );
         }
+        let tls = self.tls_in(&config);
+        let bad_tls: Vec<String> = tls
+            .iter()
+            .filter_map(|(i, state, conf)| {
+                state
+                    .check(conf)
+                    .err()
+                    .map(|e| format!("gateway.listen[{i}].tls: {e}"))
+            })
+            .collect();
+        if !bad_tls.is_empty() {
+            added.iter().for_each(|c| c.retire());
+            return Err(bad_tls.join("\n"));
+        }
         let clusters = Arc::new(clusters);
         if let Err(problems) = self.proxy.reload(
             &config.gateway,
@@ -132,6 +175,12 @@ impl Reloader {
         }
         self.clusters.store(clusters.clone());
         self.lifecycle.set_conf(ActiveConf::of(&bytes));
+        for (i, state, conf) in &tls {
+            // Checked above: an error now is a file changed in between, kept from and logged.
+            if let Err(e) = state.apply(conf, "conf reloaded") {
+                warn!("reload: gateway.listen[{i}].tls: {e}");
+            }
+        }
         for cluster in removed.iter().cloned() {
             // Its requests in flight finish first, with discovery and probes still running.
             tokio::spawn(async move {

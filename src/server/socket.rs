@@ -1,6 +1,6 @@
 //! The one module with unsafe code: a client socket duplicated by its descriptor, to park an
-//! idle connection (wait for it to become readable without pingora's read) and to write a 408
-//! into a connection pingora is still reading. Each `unsafe` block borrows a descriptor that the
+//! idle connection (wait for it to become readable without pingora's read), to write a 408
+//! into a connection pingora is still reading, and to close a stalled TLS handshake. Each `unsafe` block borrows a descriptor that the
 //! caller's pingora session holds open for the borrow.
 #![allow(unsafe_code)]
 
@@ -54,6 +54,14 @@ impl Drop for ParkedSocket {
     }
 }
 
+/// A duplicate of `fd`, the socket of a connection the caller holds open for the call: it stays
+/// open, the same socket, until dropped (a TLS handshake's timer shuts it down through it).
+pub fn duplicate(fd: RawFd) -> std::io::Result<OwnedFd> {
+    // SAFETY: `fd` is the socket of the connection the caller holds, open for this borrow.
+    let socket = unsafe { BorrowedFd::borrow_raw(fd) };
+    socket.try_clone_to_owned()
+}
+
 impl ParkedSocket {
     /// None when the budget is spent.
     pub fn new(fd: RawFd, parking: &Arc<Parking>) -> std::io::Result<Option<ParkedSocket>> {
@@ -75,9 +83,7 @@ impl ParkedSocket {
     }
 
     fn register(fd: RawFd) -> std::io::Result<AsyncFd<OwnedFd>> {
-        // SAFETY: `fd` is the socket of the session the caller holds, open for this borrow.
-        let socket = unsafe { BorrowedFd::borrow_raw(fd) };
-        let duplicate = socket.try_clone_to_owned()?;
+        let duplicate = duplicate(fd)?;
         // SAFETY: the `OwnedFd` is a fresh duplicate owned by the `AsyncFd` alone: it stays
         // open, and the same descriptor, until the `AsyncFd` is dropped.
         let registered =

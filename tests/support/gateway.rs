@@ -133,6 +133,16 @@ impl GatewayBuilder {
         self
     }
 
+    /// Adds a TLS listener with the body of its `tls:` mapping raw, e.g. `"certificates: [..],
+    /// client_auth: { ca: .. }"`.
+    pub fn listen_tls_yaml(mut self, addr: impl Display, tls: &str) -> Self {
+        self.listen.push(format!(
+            "{{ address: {}, tls: {{ {tls} }} }}",
+            quote(&addr.to_string())
+        ));
+        self
+    }
+
     /// The admin listener. Default: 127.0.0.1 with a free port.
     pub fn admin(mut self, addr: impl Display) -> Self {
         self.admin = Some(addr.to_string());

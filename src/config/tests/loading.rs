@@ -210,19 +210,23 @@ fn listeners_may_terminate_tls() {
     );
     let g = Config::from_yaml(&yaml).unwrap().gateway;
     assert_eq!(g.listen.len(), 2);
+    let tls = g.listen[1].tls.as_ref().unwrap();
     assert_eq!(
-        g.listen[1].tls,
-        Some(TlsFiles {
+        tls.certificates,
+        vec![CertFiles {
             cert: "/etc/tls/c.pem".into(),
             key: "/etc/tls/k.pem".into()
-        })
+        }]
     );
+    assert_eq!(tls.unknown_server_name, UnknownServerName::Default);
+    assert_eq!(tls.client_auth, None);
+    assert_eq!(tls.handshake_timeout, std::time::Duration::from_secs(10));
     assert_error(
         &good_with(
             r#"listen: ["0.0.0.0:8000"]"#,
             "listen: [ { address: \"0.0.0.0:8443\", tls: { cert: c.pem } } ]",
         ),
-        "gateway.listen[0].tls",
+        "gateway.listen[0]",
         "missing field `key`",
     );
     assert_error(

@@ -60,6 +60,8 @@ pub struct Context<'a> {
     /// The request's `x-request-id` (the client's, or one the gateway made).
     pub request_id: &'a str,
     /// Per-request values by type, shared by the route's filters (`vars.insert(MyState(…))`).
+    /// On a TLS listener with `client_auth`, it holds the client's verified certificate as a
+    /// [`crate::client_cert::ClientCert`].
     pub vars: &'a mut http::Extensions,
 }
 

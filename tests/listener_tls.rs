@@ -1,0 +1,438 @@
+//! TLS listeners an operator can run for years, against peers nobody here wrote: certificates
+//! made by the `openssl` command line (a root, an intermediate, leaves, a second root, an
+//! expired leaf), handshakes by `openssl s_client` and `curl`. Each test checks its certificates
+//! with `openssl verify` first (the control): a failure after that is the gateway's.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic: that is how they fail
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::backend::Backend;
+use support::conf::{Cluster, Route};
+use support::gateway::Gateway;
+use support::pki::{Issued, Pki, Usage};
+use support::{free_port, http, pki, wait_until};
+
+/// `openssl verify` of `leaf` against `root` (with `chain` as untrusted intermediates).
+fn control_verify(root: &Issued, chain: Option<&Issued>, leaf: &Issued) {
+    let root = root.cert.display().to_string();
+    let leaf = leaf.cert.display().to_string();
+    let mut args = vec!["verify", "-CAfile", &root];
+    let inter;
+    if let Some(chain) = chain {
+        inter = chain.cert.display().to_string();
+        args.extend(["-untrusted", &inter]);
+    }
+    args.push(&leaf);
+    let out = Command::new("openssl").args(&args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "control: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The serial of the certificate a TLS client asking for `sni` gets (None: handshake refused).
+fn served_serial(addr: SocketAddr, sni: Option<&str>) -> Option<String> {
+    let connect = addr.to_string();
+    let mut args = vec!["s_client", "-connect", connect.as_str(), "-showcerts"];
+    match sni {
+        Some(name) => args.extend(["-servername", name]),
+        None => args.push("-noservername"),
+    }
+    let mut child = Command::new("openssl")
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child.wait().unwrap();
+    let start = out.find("-----BEGIN CERTIFICATE-----")?;
+    let end = out[start..].find("-----END CERTIFICATE-----")? + start + 25;
+    let mut x509 = Command::new("openssl")
+        .args(["x509", "-noout", "-serial"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    x509.stdin
+        .take()
+        .unwrap()
+        .write_all(&out.as_bytes()[start..end])
+        .unwrap();
+    let printed = x509.wait_with_output().unwrap();
+    Some(
+        String::from_utf8_lossy(&printed.stdout)
+            .trim()
+            .trim_start_matches("serial=")
+            .to_owned(),
+    )
+}
+
+/// `curl` over TLS to the gateway, resolving `name` to it; (exit code, status, headers+body).
+fn curl_tls(addr: SocketAddr, name: &str, path: &str, ca: &Path, extra: &[&str]) -> (i32, String) {
+    let resolve = format!("{name}:{}:{}", addr.port(), addr.ip());
+    let url = format!("https://{name}:{}{path}", addr.port());
+    let ca = ca.display().to_string();
+    let mut args = vec![
+        "-sS",
+        "-i",
+        "--max-time",
+        "10",
+        "--noproxy",
+        "*",
+        "--resolve",
+        &resolve,
+        "--cacert",
+        &ca,
+    ];
+    args.extend(extra);
+    args.push(&url);
+    let out = Command::new("curl").args(&args).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn metric(gateway: &Gateway, series: &str) -> f64 {
+    let text = http::get(gateway.admin_addr(), "/metrics").unwrap().body;
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
+fn yaml_path(p: &Path) -> String {
+    format!("\"{}\"", p.display())
+}
+
+#[test]
+fn each_name_gets_its_certificate_and_unknown_names_the_default_or_a_refusal() {
+    if !pki::available("listener_tls") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let root = pki.root("root", "headway test root");
+    let inter = pki.intermediate("inter", "headway test intermediate", &root);
+    let a = pki.leaf("a", "a.test", &["DNS:a.test"], Usage::Server, &inter);
+    let b = pki.leaf(
+        "b",
+        "b wildcard",
+        &["DNS:*.b.test", "DNS:b.test"],
+        Usage::Server,
+        &root,
+    );
+    control_verify(&root, Some(&inter), &a);
+    control_verify(&root, None, &b);
+    let a_chain = a.chain_with(&inter, "a-chain.pem");
+
+    let port = free_port();
+    let backend = Backend::start("127.0.31.1", port, "pod");
+    let (default_port, refusing_port) = (free_port(), free_port());
+    let certificates = format!(
+        "certificates: [ {{ cert: {}, key: {} }}, {{ cert: {}, key: {} }} ]",
+        yaml_path(&a_chain),
+        yaml_path(&a.key),
+        yaml_path(&b.cert),
+        yaml_path(&b.key)
+    );
+    let gateway = Gateway::builder()
+        .listen(format!("127.0.0.1:{}", free_port()))
+        .listen_tls_yaml(format!("127.0.0.1:{default_port}"), &certificates)
+        .listen_tls_yaml(
+            format!("127.0.0.1:{refusing_port}"),
+            &format!("{certificates}, unknown_server_name: refuse"),
+        )
+        .route(Route::prefix("/").to("pod"))
+        .cluster(Cluster::new("pod").address("127.0.31.1", port))
+        .start();
+    let with_default: SocketAddr = format!("127.0.0.1:{default_port}").parse().unwrap();
+    let refusing: SocketAddr = format!("127.0.0.1:{refusing_port}").parse().unwrap();
+
+    assert_eq!(
+        served_serial(with_default, Some("a.test")),
+        Some(a.serial.clone())
+    );
+    assert_eq!(
+        served_serial(with_default, Some("x.b.test")),
+        Some(b.serial.clone())
+    );
+    assert_eq!(
+        served_serial(with_default, Some("b.test")),
+        Some(b.serial.clone())
+    );
+    assert_eq!(
+        served_serial(with_default, Some("other.test")),
+        Some(a.serial.clone())
+    );
+    assert_eq!(served_serial(with_default, None), Some(a.serial.clone()));
+    assert_eq!(
+        served_serial(refusing, Some("x.b.test")),
+        Some(b.serial.clone())
+    );
+    assert_eq!(served_serial(refusing, Some("other.test")), None);
+    assert_eq!(served_serial(refusing, None), None);
+    let refused = format!(
+        "headway_tls_handshake_failures_total{{listener=\"{refusing}\",reason=\"unknown_server_name\"}}"
+    );
+    assert_eq!(metric(&gateway, &refused), 2.0);
+
+    // curl verifies the chain (leaf + intermediate) against the root alone, over h2 and 1.1.
+    for (name, flag) in [("a.test", "--http2"), ("x.b.test", "--http1.1")] {
+        let (code, text) = curl_tls(with_default, name, "/hello", &root.cert, &[flag]);
+        assert_eq!(code, 0, "{name}: {text}");
+        assert!(text.contains(" 200"), "{name}: {text}");
+        assert!(text.contains("x-echo-x-forwarded-proto: https"), "{text}");
+    }
+    // The expiry of each certificate served, per listener.
+    let expiry = format!(
+        "headway_tls_certificate_expiry_timestamp_seconds{{certificate=\"{}\",listener=\"{with_default}\"",
+        a_chain.display()
+    );
+    let text = http::get(gateway.admin_addr(), "/metrics").unwrap().body;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&expiry))
+        .unwrap_or_else(|| panic!("{text}"));
+    let at: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        at > now + 19.0 * 86400.0 && at < now + 21.0 * 86400.0,
+        "{line}"
+    );
+    drop(backend);
+    gateway.assert_no_panic();
+}
+
+#[test]
+fn client_certificates_are_verified_and_reach_the_backend_as_xfcc() {
+    if !pki::available("listener_tls") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let root = pki.root("root", "headway test root");
+    let other = pki.root("other", "unrelated root");
+    let server = pki.leaf("server", "gw.test", &["DNS:gw.test"], Usage::Server, &root);
+    let client = pki.leaf(
+        "client",
+        "web",
+        &[
+            "URI:spiffe://cluster.local/ns/default/sa/web",
+            "DNS:web.default.svc",
+        ],
+        Usage::Client,
+        &root,
+    );
+    let stranger = pki.leaf(
+        "stranger",
+        "stranger",
+        &["DNS:stranger.test"],
+        Usage::Client,
+        &other,
+    );
+    let expired = pki.expired_leaf("expired", "old", &["DNS:old.test"], Usage::Client, &root);
+    control_verify(&root, None, &client);
+    control_verify(&other, None, &stranger);
+
+    let port = free_port();
+    let backend = Backend::start("127.0.31.2", port, "pod");
+    let tls_port = free_port();
+    let gateway = Gateway::builder()
+        .listen(format!("127.0.0.1:{}", free_port()))
+        .listen_tls_yaml(
+            format!("127.0.0.1:{tls_port}"),
+            &format!(
+                "cert: {}, key: {}, client_auth: {{ ca: {}, mode: required }}",
+                yaml_path(&server.cert),
+                yaml_path(&server.key),
+                yaml_path(&root.cert)
+            ),
+        )
+        .route(Route::prefix("/").to("pod"))
+        .cluster(Cluster::new("pod").address("127.0.31.2", port))
+        .start();
+    let addr: SocketAddr = format!("127.0.0.1:{tls_port}").parse().unwrap();
+    let cert_args = |who: &Issued| {
+        vec![
+            "--cert".to_owned(),
+            who.cert.display().to_string(),
+            "--key".to_owned(),
+            who.key.display().to_string(),
+        ]
+    };
+    let with = |who: &Issued, extra: &[&str]| {
+        let mut args: Vec<String> = cert_args(who);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        curl_tls(addr, "gw.test", "/who", &root.cert, &args)
+    };
+
+    // A client with a certificate of the CA: served, its identity forwarded; its own forged
+    // XFCC never reaches the backend.
+    let (code, text) = with(
+        &client,
+        &[
+            "-H",
+            "x-forwarded-client-cert: Hash=forged;Subject=\"CN=admin\"",
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains(" 200"), "{text}");
+    let xfcc = text
+        .lines()
+        .find_map(|l| l.strip_prefix("x-echo-x-forwarded-client-cert: "))
+        .unwrap_or_else(|| panic!("no XFCC reached the backend: {text}"))
+        .trim()
+        .to_owned();
+    assert!(
+        !xfcc.contains("forged") && !xfcc.contains("admin"),
+        "{xfcc}"
+    );
+    let der = Command::new("openssl")
+        .args([
+            "x509",
+            "-outform",
+            "DER",
+            "-in",
+            &client.cert.display().to_string(),
+        ])
+        .output()
+        .unwrap()
+        .stdout;
+    let hash = Command::new("openssl")
+        .args(["dgst", "-sha256", "-r"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut hash = hash;
+    hash.stdin.take().unwrap().write_all(&der).unwrap();
+    let digest = String::from_utf8_lossy(&hash.wait_with_output().unwrap().stdout)
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    // The subject as OpenSSL prints it in RFC 2253 form, as Envoy's XFCC has it.
+    let subject = Command::new("openssl")
+        .args([
+            "x509",
+            "-noout",
+            "-subject",
+            "-nameopt",
+            "RFC2253",
+            "-in",
+            &client.cert.display().to_string(),
+        ])
+        .output()
+        .unwrap()
+        .stdout;
+    let subject = String::from_utf8_lossy(&subject)
+        .trim()
+        .trim_start_matches("subject=")
+        .to_owned();
+    assert_eq!(subject, "O=headway tests,CN=web");
+    assert_eq!(
+        xfcc,
+        format!("Hash={digest};Subject=\"{subject}\";URI=spiffe://cluster.local/ns/default/sa/web;DNS=web.default.svc")
+    );
+
+    // No certificate, a stranger's, an expired one: refused at the handshake, each counted.
+    let (code, text) = curl_tls(addr, "gw.test", "/who", &root.cert, &[]);
+    assert_ne!(code, 0, "no client certificate was served: {text}");
+    let (code, text) = with(&stranger, &[]);
+    assert_ne!(code, 0, "a certificate of another CA was served: {text}");
+    let (code, text) = with(&expired, &[]);
+    assert_ne!(code, 0, "an expired certificate was served: {text}");
+    let series = |reason: &str| {
+        format!("headway_tls_handshake_failures_total{{listener=\"{addr}\",reason=\"{reason}\"}}")
+    };
+    assert_eq!(metric(&gateway, &series("client_cert_unknown_ca")), 1.0);
+    assert_eq!(metric(&gateway, &series("client_cert_expired")), 1.0);
+    assert_eq!(
+        backend.hits(),
+        1,
+        "only the client with a good certificate reached the pod"
+    );
+    gateway.assert_no_panic();
+}
+
+#[test]
+fn a_stalled_handshake_is_closed_at_handshake_timeout() {
+    if !pki::available("listener_tls") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let root = pki.root("root", "headway test root");
+    let server = pki.leaf("server", "gw.test", &["DNS:gw.test"], Usage::Server, &root);
+    let port = free_port();
+    let _backend = Backend::start("127.0.31.3", port, "pod");
+    let tls_port = free_port();
+    let gateway = Gateway::builder()
+        .listen(format!("127.0.0.1:{}", free_port()))
+        .listen_tls_yaml(
+            format!("127.0.0.1:{tls_port}"),
+            &format!(
+                "cert: {}, key: {}, handshake_timeout: 1s",
+                yaml_path(&server.cert),
+                yaml_path(&server.key)
+            ),
+        )
+        .route(Route::prefix("/").to("pod"))
+        .cluster(Cluster::new("pod").address("127.0.31.3", port))
+        .start();
+    let addr: SocketAddr = format!("127.0.0.1:{tls_port}").parse().unwrap();
+
+    // 50 clients send the first byte of a ClientHello and nothing more.
+    let started = Instant::now();
+    let mut stalled: Vec<TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(&[0x16]).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s
+        })
+        .collect();
+    // A client that finishes its handshake meanwhile is served.
+    let (code, text) = curl_tls(addr, "gw.test", "/ok", &root.cert, &[]);
+    assert_eq!(code, 0, "{text}");
+    for s in &mut stalled {
+        let mut buf = [0u8; 64];
+        // Closed by the gateway: EOF or a reset, within the limit and some slack.
+        let n = s.read(&mut buf).unwrap_or(0);
+        assert_eq!(n, 0, "a stalled handshake got bytes back");
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "stalled handshakes held for {took:?}"
+    );
+    let series =
+        format!("headway_tls_handshake_failures_total{{listener=\"{addr}\",reason=\"timeout\"}}");
+    assert!(
+        wait_until(Duration::from_secs(2), || metric(&gateway, &series) == 50.0),
+        "{}",
+        metric(&gateway, &series)
+    );
+    gateway.assert_no_panic();
+}
