@@ -226,7 +226,7 @@ fn listeners_may_terminate_tls() {
             r#"listen: ["0.0.0.0:8000"]"#,
             "listen: [ { address: \"0.0.0.0:8443\", tls: { cert: c.pem } } ]",
         ),
-        "gateway.listen[0]",
+        "gateway.listen[0].tls",
         "missing field `key`",
     );
     assert_error(
@@ -295,5 +295,57 @@ fn each_closed_set_of_names_is_read_as_it_is_listed() {
         names::names::<LbPolicy>().len(),
         5,
         "every policy listed once"
+    );
+}
+
+#[test]
+fn tls_listeners_take_several_certificates_and_client_auth() {
+    let listen = |tls: &str| {
+        good_with(
+            r#"listen: ["0.0.0.0:8000"]"#,
+            &format!("listen: [ {{ address: \"0.0.0.0:8443\", tls: {{ {tls} }} }} ]"),
+        )
+    };
+    let g = Config::from_yaml(&listen(
+        "certificates: [ { cert: a.pem, key: a.key }, { cert: b.pem, key: b.key } ], unknown_server_name: refuse, client_auth: { ca: ca.pem }, handshake_timeout: 3s",
+    ))
+    .unwrap()
+    .gateway;
+    let tls = g.listen[0].tls.as_ref().unwrap();
+    assert_eq!(tls.certificates.len(), 2);
+    assert_eq!(tls.unknown_server_name, UnknownServerName::Refuse);
+    assert_eq!(
+        tls.client_auth.as_ref().unwrap().mode,
+        ClientAuthMode::Required
+    );
+    assert_eq!(tls.handshake_timeout, std::time::Duration::from_secs(3));
+    assert_eq!(tls.files().len(), 5);
+    for (tls, message) in [
+        (
+            "cert: a.pem, key: a.key, certificates: [ { cert: b.pem, key: b.key } ]",
+            "not both",
+        ),
+        ("certificates: []", "empty"),
+        (
+            "cert: a.pem, key: a.key, handshake_timeout: 0s",
+            "greater than zero",
+        ),
+    ] {
+        assert_error(&listen(tls), "gateway.listen[0].tls", message);
+    }
+    assert_error(
+        &listen("cert: a.pem, key: a.key, client_auth: { ca: ca.pem, mode: sometimes }"),
+        "gateway.listen[0].tls.client_auth.mode",
+        "`sometimes` is not one of: required, optional",
+    );
+    assert_error(
+        &listen("cert: a.pem, key: a.key, unknown_server_name: drop"),
+        "gateway.listen[0].tls.unknown_server_name",
+        "`drop` is not one of: default, refuse",
+    );
+    assert_error(
+        &listen("cert: a.pem, key: a.key, alpn: [h2]"),
+        "gateway.listen[0].tls.alpn",
+        "unknown field `alpn`",
     );
 }
