@@ -1,6 +1,6 @@
 //! The docs keep up with the code: every relative link and `#anchor` of the README and the book
-//! (docs/src) resolves, the link checker that says so catches what it must, and the conf the
-//! README shows is one `headway -t` accepts.
+//! (docs/src) resolves, the link checker that says so catches what it must, the Tests page
+//! names every test file, and the conf the README shows is one `headway -t` accepts.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic: that is how they fail
 
 mod support;
@@ -75,6 +75,33 @@ fn the_link_checker_names_a_missing_file_and_a_missing_anchor_and_nothing_else()
     assert!(stderr.contains("a.html:2: <a> b.html#gone: no element with the id `gone`"), "{stderr}");
     assert!(stderr.contains("a.html:2: <img> images/none.png: no such file"), "{stderr}");
     assert!(stderr.contains(", 2 broken"), "{stderr}");
+}
+
+#[test]
+fn the_tests_page_names_every_test_file_and_only_those() {
+    let page = std::fs::read_to_string(repo().join("docs/src/tests.md")).unwrap();
+    let mut files = Vec::new();
+    for dir in ["tests", "demo/tests"] {
+        for entry in std::fs::read_dir(repo().join(dir)).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".rs") {
+                files.push(format!("{dir}/{name}"));
+            }
+        }
+    }
+    assert!(files.len() > 20, "test files not found: {files:?}");
+    for file in &files {
+        assert!(
+            page.contains(&format!("| `{file}` |")),
+            "docs/src/tests.md has no row for {file}: one line on what it proves"
+        );
+    }
+    for row in page.lines().filter(|l| l.starts_with("| `")) {
+        let named = row.trim_start_matches("| `").split('`').next().unwrap();
+        if named.ends_with(".rs") {
+            assert!(repo().join(named).is_file(), "docs/src/tests.md names {named}: no such file");
+        }
+    }
 }
 
 #[test]
