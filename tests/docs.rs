@@ -49,13 +49,19 @@ fn the_link_checker_names_a_missing_file_and_a_missing_anchor_and_nothing_else()
     let out = check_links(&[page.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "broken links passed:\n{stderr}");
-    assert!(stderr.contains("page.md:4: missing.md: no such file"), "{stderr}");
+    assert!(
+        stderr.contains("page.md:4: missing.md: no such file"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("page.md:4: other.md#not-a-heading: no heading with the id"),
         "{stderr}"
     );
     assert!(stderr.contains(", 2 broken"), "{stderr}");
-    assert!(!stderr.contains("nowhere.md"), "a link in code was checked:\n{stderr}");
+    assert!(
+        !stderr.contains("nowhere.md"),
+        "a link in code was checked:\n{stderr}"
+    );
 
     // The built book: hrefs and srcs to files of the book, fragments to ids in them.
     let book = dir.path().join("book");
@@ -72,8 +78,14 @@ fn the_link_checker_names_a_missing_file_and_a_missing_anchor_and_nothing_else()
     let out = check_links(&[clean.to_str().unwrap(), "--html", book.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "broken HTML links passed:\n{stderr}");
-    assert!(stderr.contains("a.html:2: <a> b.html#gone: no element with the id `gone`"), "{stderr}");
-    assert!(stderr.contains("a.html:2: <img> images/none.png: no such file"), "{stderr}");
+    assert!(
+        stderr.contains("a.html:2: <a> b.html#gone: no element with the id `gone`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("a.html:2: <img> images/none.png: no such file"),
+        "{stderr}"
+    );
     assert!(stderr.contains(", 2 broken"), "{stderr}");
 }
 
@@ -99,7 +111,10 @@ fn the_tests_page_names_every_test_file_and_only_those() {
     for row in page.lines().filter(|l| l.starts_with("| `")) {
         let named = row.trim_start_matches("| `").split('`').next().unwrap();
         if named.ends_with(".rs") {
-            assert!(repo().join(named).is_file(), "docs/src/tests.md names {named}: no such file");
+            assert!(
+                repo().join(named).is_file(),
+                "docs/src/tests.md names {named}: no such file"
+            );
         }
     }
 }

@@ -559,11 +559,7 @@ fn the_books_access_log_example_is_a_line_the_gateway_writes() {
         .unwrap();
     let keys =
         |line: &str| -> Vec<String> { logfmt_fields(line).into_iter().map(|(k, _)| k).collect() };
-    assert_eq!(
-        keys(example),
-        keys(line),
-        "book: {example}\nbinary: {line}"
-    );
+    assert_eq!(keys(example), keys(line), "book: {example}\nbinary: {line}");
     let time = |line: &str| line.split(' ').next().unwrap().to_owned();
     for l in [example, line] {
         assert!(
