@@ -1,15 +1,28 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, and black-box tests that spawn the real headway binary against a
 # DNS server and loopback backends the tests start themselves (and, where a Docker Engine is
-# reachable, the docker-compose demo). Installs cmake if it is missing. Extra arguments go to
-# `cargo test` (e.g. `scripts/test.sh --test discovery`).
+# reachable, the docker-compose demo). First installs what the tests need and the machine lacks
+# (scripts/setup.sh: a second when all is there). Extra arguments go to `cargo test`:
+#
+#   scripts/test.sh                          every test binary of the workspace
+#   scripts/test.sh --test discovery         tests/discovery.rs only
+#   scripts/test.sh --test k8s -- manifests  its tests whose name holds `manifests`
+#
+# A target of your own (--test, --lib, --bin, --doc, …) replaces `--all-targets`; -p/--package
+# replaces `--workspace`. SKIP_SETUP=1 skips the set-up (a machine that has everything).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v cmake >/dev/null 2>&1; then
-  echo "test: installing cmake (pingora builds zlib-ng with it)"
-  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq cmake >/dev/null
-fi
+[ -n "${SKIP_SETUP:-}" ] || scripts/setup.sh
+targets=(--all-targets)
+packages=(--workspace)
+for a in "$@"; do
+  case "$a" in
+    --) break ;;
+    --test|--test=*|--tests|--lib|--bin|--bin=*|--bins|--example|--example=*|--examples|--doc|--bench|--bench=*|--benches|--all-targets)
+      targets=() ;;
+    -p|-p*|--package|--package=*) packages=() ;;
+  esac
+done
 # Black-box tests run the workspace's binaries (headway, hello-service, the demo driver).
 cargo build --workspace --bins
 log=$(mktemp)
@@ -18,7 +31,7 @@ log=$(mktemp)
 skips=$(mktemp -d)
 trap 'rm -rf "$log" "$skips"' EXIT
 status=0
-HEADWAY_SKIP_DIR="$skips" cargo test --workspace --all-targets --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
+HEADWAY_SKIP_DIR="$skips" cargo test "${packages[@]}" "${targets[@]}" --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 echo
 # Skipped: the tests that recorded a skip and passed (moved out of "passed"), and #[ignore]d
 # tests, each listed with its reason. Binaries are named as `skip` names them: `compose` for

@@ -301,7 +301,7 @@ fn browser_missing() -> Option<String> {
             .is_ok_and(|s| s.success())
     };
     if !ok("python3", &["-c", "import selenium"]) {
-        return Some("python3 has no selenium (pip install selenium)".into());
+        return Some("python3 has no selenium (scripts/setup.sh installs it)".into());
     }
     for (bin, package) in [
         ("chromedriver", "chromium-driver"),

@@ -14,8 +14,8 @@
 //! | uploads read in pieces | curl `-T -` over HTTP/1.1 (chunked); the `h2` crate with empty DATA frames mid-body | the same nginx |
 //! | Node's keep-alive close | curl: POST with a length, streamed uploads | Node's `http` (tests/support/node.rs), `keepAliveTimeout` 5 s (+1 s `keepAliveTimeoutBuffer` on Node 20) |
 //!
-//! Nothing is skipped: a missing tool fails the test with its install hint (`.ci/run` installs
-//! them all). Every address is on 127.0.14.0–127.0.16.255, every process is killed on drop,
+//! Nothing is skipped: a missing tool fails the test with its install hint (`scripts/setup.sh`
+//! installs them all). Every address is on 127.0.14.0–127.0.16.255, every process is killed on drop,
 //! every wait is bounded. Each check prints an `interop | …` line with what it saw.
 
 mod support;
@@ -45,7 +45,7 @@ fn interop_dir() -> PathBuf {
 // Tools: present, or a loud failure with the install hint.
 // ---------------------------------------------------------------------------------------------
 
-const PIP_HINT: &str = "python3 -m pip install grpcio==1.85.3 websockets==17.4 (as .ci/run does)";
+const PIP_HINT: &str = "run scripts/setup.sh (the pins of scripts/python-peers.txt)";
 
 /// Fails the test unless `program --version`-like `args` runs and exits 0.
 fn require_tool(program: &str, args: &[&str], hint: &str) {
@@ -1332,7 +1332,7 @@ fn nginx_logs_each_streamed_http2_upload_exactly_once_and_every_client_gets_its_
     assert!(
         Path::new(NGINX_BIN).is_file(),
         "interop: {NGINX_BIN} is missing — install Debian's nginx (apt-get install nginx), as \
-         .ci/run does. These tests do not skip."
+         scripts/setup.sh does. These tests do not skip."
     );
     let (h1_port, h2c_port, inner_port) = (free_port(), free_port(), free_port());
     let front_h1: SocketAddr = format!("127.0.16.1:{h1_port}").parse().unwrap();
@@ -1439,7 +1439,7 @@ fn nginx_receives_every_byte_of_uploads_read_in_pieces_http1_chunked_and_h2_with
     assert!(
         Path::new(NGINX_BIN).is_file(),
         "interop: {NGINX_BIN} is missing — install Debian's nginx (apt-get install nginx), as \
-         .ci/run does. These tests do not skip."
+         scripts/setup.sh does. These tests do not skip."
     );
     let front_h1: SocketAddr = format!("127.0.16.3:{}", free_port()).parse().unwrap();
     let front_h2c: SocketAddr = format!("127.0.16.3:{}", free_port()).parse().unwrap();

@@ -5,8 +5,8 @@
 //! the Services, Deployments and ports it names; and headway, run on that very conf with a pod's
 //! view of DNS, follows two headless services as cluster DNS publishes them.
 //!
-//! Needs `kubectl` and `kubernetes-validate` (PyPI), which `.ci/run` installs. Where one is
-//! missing the test is skipped (`support::skip`), unless `CI` is set: then it fails.
+//! Needs `kubectl` and `kubernetes-validate` (PyPI), which `scripts/setup.sh` installs. Where one
+//! is missing the test is skipped (`support::skip`), unless `CI` is set: then it fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic: that is how they fail
 
 mod support;
@@ -41,8 +41,8 @@ fn run(cmd: &mut Command) -> Output {
 }
 
 /// The first of `candidates` (a program and its first arguments) that runs `probe` successfully,
-/// as a command line. When none does: fails under CI (whose .ci/run installs the tool), else
-/// marks the test skipped (`support::skip`) and returns None so that the test can return.
+/// as a command line. When none does: fails under CI (whose scripts/setup.sh installs the tool),
+/// else marks the test skipped (`support::skip`) and returns None so that the test can return.
 fn tool(candidates: &[&[&str]], probe: &[&str], install: &str) -> Option<Vec<String>> {
     for candidate in candidates {
         let runs = Command::new(candidate[0])
@@ -56,7 +56,7 @@ fn tool(candidates: &[&[&str]], probe: &[&str], install: &str) -> Option<Vec<Str
     }
     let name = candidates[0][0];
     if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
-        panic!("`{name}` is missing, and CI is set: .ci/run must install it ({install})");
+        panic!("`{name}` is missing, and CI is set: scripts/setup.sh must install it ({install})");
     }
     support::skip(
         "a k8s/ test",
@@ -82,7 +82,7 @@ fn kubernetes_validate() -> Option<Vec<String>> {
             &["python3", "-m", "kubernetes_validate"],
         ],
         &["--version"],
-        "pip install kubernetes-validate",
+        "scripts/setup.sh installs it, pinned in scripts/python-peers.txt",
     )
 }
 

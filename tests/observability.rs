@@ -525,15 +525,19 @@ fn dropped_access_log_lines_are_counted_in_metrics() {
     );
 }
 
-/// README.md's access-log example has the fields, in order, of a line the binary writes.
+/// The book's access-log example (docs/src/strict-dns.md) has the fields, in order, of a line
+/// the binary writes.
 #[test]
-fn the_readme_access_log_example_is_a_line_the_gateway_writes() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let at = readme
+fn the_books_access_log_example_is_a_line_the_gateway_writes() {
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/src/strict-dns.md"
+    ))
+    .unwrap();
+    let at = page
         .find("access-log line per request")
-        .expect("README.md no longer shows an access-log line");
-    let example = readme[at..]
+        .expect("docs/src/strict-dns.md no longer shows an access-log line");
+    let example = page[at..]
         .split("```\n")
         .nth(1)
         .and_then(|block| block.lines().next())
@@ -555,11 +559,7 @@ fn the_readme_access_log_example_is_a_line_the_gateway_writes() {
         .unwrap();
     let keys =
         |line: &str| -> Vec<String> { logfmt_fields(line).into_iter().map(|(k, _)| k).collect() };
-    assert_eq!(
-        keys(example),
-        keys(line),
-        "README: {example}\nbinary: {line}"
-    );
+    assert_eq!(keys(example), keys(line), "book: {example}\nbinary: {line}");
     let time = |line: &str| line.split(' ').next().unwrap().to_owned();
     for l in [example, line] {
         assert!(

@@ -336,7 +336,7 @@ fn mint(dir: &Path) -> Option<serde_json::Value> {
         Ok(out) if String::from_utf8_lossy(&out.stderr).contains("ModuleNotFoundError") => {
             support::skip(
                 "jwt",
-                "PyJWT/cryptography missing: python3 -m pip install pyjwt cryptography",
+                "PyJWT/cryptography missing: scripts/setup.sh installs them (scripts/python-peers.txt)",
             );
             return None;
         }

@@ -1077,7 +1077,9 @@ def table(summary: list[dict], scenarios: list[str], clients_list: list[int],
                          f"{e['failed_median']:g} / {e['failed_worst']} | "
                          f"{e['truncated_median']:g} | "
                          f"{e['p99_ms']:.1f} | {fmt_kinds(e['kinds'])} | {fmt_metrics(e)} |")
-    return L
+    # A peer's error page quoted in a cell (`503 <html><body>…`) is text, not markup: the book's
+    # renderer (mdBook) would take it for unclosed tags.
+    return [line.replace("<", "&lt;") for line in L]
 
 
 def env_info(ctx: "Ctx") -> dict:

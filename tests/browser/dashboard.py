@@ -36,7 +36,7 @@ try:
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 except ImportError as e:
-    say(f"SKIP selenium is not installed ({e}): pip install selenium")
+    say(f"SKIP selenium is not installed ({e}): scripts/setup.sh installs it (pinned in scripts/python-peers.txt)")
     sys.exit(77)
 
 

@@ -1,6 +1,6 @@
 //! curl, the third-party HTTP client of the policy tests: run with the test's arguments, its
 //! last response (a 100-continue or an HTTP/2 exchange may print more than one head) read into
-//! status, headers and body. curl is required, not skipped: `.ci/run` installs it.
+//! status, headers and body. curl is required, not skipped: `scripts/setup.sh` installs it.
 
 use std::process::{Command, Stdio};
 
@@ -47,7 +47,7 @@ pub fn curl(args: &[&str]) -> Curled {
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|e| panic!("curl: {e} (apt-get install curl, as .ci/run does)"));
+        .unwrap_or_else(|e| panic!("curl: {e} (scripts/setup.sh installs it)"));
     assert!(
         out.status.success(),
         "curl {args:?}: {}",
