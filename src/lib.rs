@@ -19,6 +19,7 @@ pub use app::Headway;
 pub use proxy::filter;
 
 pub mod admin;
+pub mod certificates;
 pub mod client_cert;
 pub mod config;
 pub mod connection;

@@ -219,6 +219,38 @@ fn each_name_gets_its_certificate_and_unknown_names_the_default_or_a_refusal() {
         at > now + 19.0 * 86400.0 && at < now + 21.0 * 86400.0,
         "{line}"
     );
+    // /clusters (and the dashboard) list every certificate in use with what an operator
+    // checks before it expires.
+    let clusters: serde_json::Value =
+        serde_json::from_str(&http::get(gateway.admin_addr(), "/clusters").unwrap().body).unwrap();
+    let certs = clusters["certificates"].as_array().unwrap();
+    assert_eq!(
+        certs.len(),
+        4,
+        "two listeners, two certificates each: {certs:#?}"
+    );
+    let first = certs
+        .iter()
+        .find(|c| {
+            c["used_by"] == format!("listener {with_default}")
+                && c["file"] == a_chain.display().to_string()
+        })
+        .unwrap_or_else(|| panic!("{certs:#?}"));
+    assert_eq!(first["names"], serde_json::json!(["a.test"]));
+    assert_eq!(
+        first["serial"].as_str().unwrap().to_uppercase(),
+        a.serial.trim_start_matches('0')
+    );
+    assert_eq!(first["days_left"], 19, "{first}");
+    assert!(
+        first["subject"].as_str().unwrap().contains("CN=a.test"),
+        "{first}"
+    );
+    let page = http::get(gateway.admin_addr(), "/").unwrap().body;
+    assert!(
+        page.contains("<section id=\"certificates\">") && page.contains("*.b.test b.test"),
+        "{page}"
+    );
     drop(backend);
     gateway.assert_no_panic();
 }

@@ -27,6 +27,8 @@ pub struct AdminState {
     pub lifecycle: Arc<Lifecycle>,
     /// `POST /reload`: set only when `gateway.admin.reload` is on.
     pub reload: Option<ReloadHook>,
+    /// The certificates in use (TLS listeners), for `/clusters` and the dashboard.
+    pub certificates: Arc<crate::certificates::Certificates>,
 }
 
 /// Re-reads the conf in place: what changed, or why nothing did.
@@ -146,11 +148,18 @@ fn clusters(state: &AdminState) -> Reply {
     struct Body {
         /// The conf served: its hash and when it was loaded.
         conf: Option<crate::lifecycle::ActiveConf>,
+        /// Every certificate in use: subject, names, serial, expiry, days left.
+        certificates: Vec<crate::certificates::CertInfo>,
         clusters: Vec<crate::upstream::snapshot::ClusterSnapshot>,
     }
     let clusters = state.clusters.load().iter().map(|c| c.snapshot()).collect();
     let conf = state.lifecycle.conf();
-    json(&Body { conf, clusters })
+    let certificates = state.certificates.list();
+    json(&Body {
+        conf,
+        certificates,
+        clusters,
+    })
 }
 
 fn json(value: &impl serde::Serialize) -> Reply {

@@ -136,10 +136,38 @@ fn body(stats: &Stats) -> String {
     fact(&mut out, "updated", &esc(&g.now));
     out.push_str("</dl></header>");
     routes(&mut out, stats);
+    certificates(&mut out, stats);
     for c in &stats.clusters {
         cluster(&mut out, c);
     }
     out
+}
+
+/// The certificates in use, when there are any: who uses each, its names, when it expires (a
+/// warning badge under 14 days, a bad one once expired).
+fn certificates(out: &mut String, stats: &Stats) {
+    if stats.certificates.is_empty() {
+        return;
+    }
+    out.push_str("<section id=\"certificates\"><h2>Certificates</h2><div class=\"scroll\"><table><thead><tr><th>used by</th><th>names</th><th>subject</th><th>serial</th><th>expires</th></tr></thead><tbody>");
+    for c in &stats.certificates {
+        let class = match c.days_left {
+            ..0 => "bad",
+            0..14 => "warn",
+            _ => "ok",
+        };
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td></tr>",
+            esc(&c.used_by),
+            esc(&c.names.join(" ")),
+            esc(&c.subject),
+            esc(&c.serial),
+            esc(&c.not_after),
+            badge(class, &format!("{} days left", c.days_left))
+        );
+    }
+    out.push_str("</tbody></table></div></section>");
 }
 
 fn window_cells(out: &mut String, w: &Summary) {

@@ -16,6 +16,8 @@ pub struct Stats {
     /// Every route of the conf served, in its order, then `no_route` (requests that matched no
     /// route: the gateway's own 404, or a refusal before routing).
     pub routes: Vec<RouteStats>,
+    /// Every certificate in use, as `/clusters` shows it.
+    pub certificates: Vec<crate::certificates::CertInfo>,
     /// Every cluster as `/clusters` shows it, plus each backend's `last_minute` and the
     /// backends draining after they left DNS.
     pub clusters: Vec<ClusterSnapshot>,
@@ -77,6 +79,7 @@ pub fn stats(state: &AdminState, started: Instant) -> Stats {
                 last_minute,
             })
             .collect(),
+        certificates: state.certificates.list(),
         clusters: state.clusters.load().iter().map(|c| c.stats()).collect(),
     }
 }

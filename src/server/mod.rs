@@ -39,12 +39,13 @@ use std::sync::Arc;
 fn tls_listeners(
     config: &Config,
     metrics: &Arc<Metrics>,
+    inventory: &Arc<crate::certificates::Certificates>,
 ) -> Result<Vec<Arc<tls::ListenerTlsState>>, String> {
     let mut states = Vec::new();
     let mut errors = Vec::new();
     for (i, listener) in config.gateway.listen.iter().enumerate() {
         if let Some(conf) = &listener.tls {
-            match tls::ListenerTlsState::new(listener.addr, conf, metrics) {
+            match tls::ListenerTlsState::new(listener.addr, conf, metrics, inventory) {
                 Ok(state) => states.push(state),
                 Err(e) => errors.push(format!("gateway.listen[{i}].tls: {e}")),
             }
@@ -60,7 +61,7 @@ fn tls_listeners(
 /// Checks every TLS listener's files as `-t` does: each error with its listener and file.
 pub fn check_tls(config: &Config) -> Result<(), Vec<String>> {
     let metrics = Arc::new(Metrics::new().map_err(|e| vec![format!("metrics: {e}")])?);
-    tls_listeners(config, &metrics)
+    tls_listeners(config, &metrics, &Default::default())
         .map(|_| ())
         .map_err(|e| e.lines().map(str::to_owned).collect())
 }
@@ -125,7 +126,8 @@ pub fn run(
         lifecycle.clone(),
     )
     .map_err(|errors| errors.join("\n"))?;
-    let tls = tls_listeners(&config, &metrics)?;
+    let certificates = Arc::new(crate::certificates::Certificates::default());
+    let tls = tls_listeners(&config, &metrics, &certificates)?;
     let parking = Parking::new(open_files, metrics.parked_connections.clone());
     metrics
         .parking_budget
@@ -244,6 +246,7 @@ pub fn run(
             }),
             metrics,
             lifecycle: lifecycle.clone(),
+            certificates,
         })),
     );
     admin.add_tcp(&config.gateway.admin.listen.to_string());

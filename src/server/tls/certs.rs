@@ -69,7 +69,7 @@ pub fn leaf(der: &[u8]) -> Result<Leaf, String> {
     Ok(Leaf {
         names,
         subject: cert.subject().to_string(),
-        serial: cert.raw_serial_as_string().replace(':', ""),
+        serial: format!("{:X}", cert.serial),
         not_before: at(cert.validity().not_before.timestamp()),
         not_after: at(cert.validity().not_after.timestamp()),
     })

@@ -11,6 +11,7 @@ pub mod watch;
 
 pub use handshake::{ArmTimer, HandshakeDone, Handshakes};
 
+use crate::certificates::{CertInfo, Certificates};
 use crate::config::{ListenerTls, UnknownServerName};
 use crate::metrics::Metrics;
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -34,6 +35,8 @@ pub struct ListenerTlsState {
     provider: Arc<CryptoProvider>,
     /// The expiry series set for this listener (certificate, subject), removed when replaced.
     served: Mutex<Vec<(String, String)>>,
+    /// Where `/clusters` and the dashboard read the certificates in use.
+    inventory: Arc<Certificates>,
 }
 
 /// A listener's certificates and verifier, built from its settings before any is swapped in.
@@ -42,6 +45,8 @@ struct Built {
     verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
     /// (certificate file, subject, expiry) for the expiry gauge.
     expiries: Vec<(String, String, f64)>,
+    /// What `/clusters` shows of each certificate (its `used_by` filled in at swap).
+    infos: Vec<CertInfo>,
     summary: String,
 }
 
@@ -51,6 +56,7 @@ impl ListenerTlsState {
         addr: SocketAddr,
         conf: &ListenerTls,
         metrics: &Arc<Metrics>,
+        inventory: &Arc<Certificates>,
     ) -> Result<Arc<ListenerTlsState>, String> {
         pingora::tls::install_default_crypto_provider();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -78,6 +84,7 @@ impl ListenerTlsState {
             metrics: metrics.clone(),
             provider,
             served: Mutex::new(Vec::new()),
+            inventory: inventory.clone(),
         });
         state.swap_in(built);
         Ok(state)
@@ -145,6 +152,16 @@ impl ListenerTlsState {
     fn swap_in(&self, built: Built) {
         self.resolver.table.store(Arc::new(built.table));
         self.verifier.current.store(built.verifier.map(Arc::new));
+        let used_by = format!("listener {}", self.label);
+        let infos = built
+            .infos
+            .into_iter()
+            .map(|i| CertInfo {
+                used_by: used_by.clone(),
+                ..i
+            })
+            .collect();
+        self.inventory.set(&used_by, infos);
         let expiry = &self.metrics.tls.expiry;
         let mut served = crate::lock(&self.served);
         for (file, subject) in served.drain(..) {
@@ -212,10 +229,15 @@ fn build(conf: &ListenerTls, provider: &Arc<CryptoProvider>) -> Result<Built, St
             )
         })
         .collect();
+    let infos = loaded
+        .iter()
+        .map(|(file, l)| CertInfo::new("", file, &l.subject, &l.names, &l.serial, l.not_after))
+        .collect();
     Ok(Built {
         table,
         verifier,
         expiries,
+        infos,
         summary,
     })
 }
