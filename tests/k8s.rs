@@ -141,10 +141,27 @@ struct Rendered {
 
 impl Rendered {
     fn render() -> Rendered {
-        let out = run(Command::new("kubectl").arg("kustomize").arg(k8s_dir()));
+        Rendered::render_dir(&k8s_dir())
+    }
+
+    /// k8s/ with the component `k8s/components/<name>` turned on, as a kustomization of a
+    /// user's own would (kustomize refuses one inside k8s/ itself: a cycle).
+    fn render_with_component(name: &str, dir: &Path) -> Rendered {
+        std::os::unix::fs::symlink(k8s_dir(), dir.join("k8s")).unwrap();
+        std::fs::write(
+            dir.join("kustomization.yaml"),
+            format!("resources: [k8s]\ncomponents: [k8s/components/{name}]\n"),
+        )
+        .unwrap();
+        Rendered::render_dir(dir)
+    }
+
+    fn render_dir(dir: &Path) -> Rendered {
+        let out = run(Command::new("kubectl").arg("kustomize").arg(dir));
         assert!(
             out.status.success(),
-            "kubectl kustomize k8s/ failed:\n{}",
+            "kubectl kustomize {} failed:\n{}",
+            dir.display(),
             String::from_utf8_lossy(&out.stderr)
         );
         let text = String::from_utf8(out.stdout).unwrap();
@@ -926,5 +943,105 @@ fn the_gateway_follows_headless_services_with_a_pods_view_of_dns() {
             meant && name.matches(".svc.cluster.local").count() == 1,
             "{name} was asked: a name went through the search list"
         );
+    }
+}
+
+/// `k8s/components/tls`: the Secret `headway-tls` mounted where the conf's TLS listener reads its
+/// files, the TLS port named and published on 443, the conf otherwise the base one; strictly
+/// valid, and `-t` passes once the Secret's files exist.
+#[test]
+fn the_tls_component_mounts_the_secret_the_conf_reads_and_publishes_443() {
+    if !have_kubectl() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rendered = Rendered::render_with_component("tls", dir.path());
+    let (configmap, conf_text) = rendered.gateway_conf();
+    let conf: Value = serde_yaml::from_str(&conf_text).unwrap();
+    let base: Value = serde_yaml::from_str(&Rendered::render().gateway_conf().1).unwrap();
+    let (mut without_listen, mut base_without_listen) = (conf.clone(), base.clone());
+    without_listen["gateway"]["listen"] = Value::Null;
+    base_without_listen["gateway"]["listen"] = Value::Null;
+    assert_eq!(
+        without_listen, base_without_listen,
+        "the TLS conf must be the base conf but for listen:"
+    );
+
+    let listeners = seq(&conf["gateway"]["listen"], "listen");
+    let tls_listener = listeners
+        .iter()
+        .find(|l| !l["tls"].is_null())
+        .expect("a TLS listener in the component's conf");
+    let (cert, key) = (
+        str_of(&tls_listener["tls"]["cert"], "tls.cert"),
+        str_of(&tls_listener["tls"]["key"], "tls.key"),
+    );
+    let deployment = rendered.mounting(&configmap);
+    let container = only_container(deployment);
+    let volumes = seq(
+        &deployment["spec"]["template"]["spec"]["volumes"],
+        "volumes",
+    );
+    let secret = volumes
+        .iter()
+        .find(|v| v["secret"]["secretName"] == "headway-tls")
+        .expect("the Secret headway-tls as a volume");
+    let mount = seq(&container["volumeMounts"], "volumeMounts")
+        .iter()
+        .find(|m| m["name"] == secret["name"])
+        .expect("the Secret's volume mounted");
+    let at = str_of(&mount["mountPath"], "mountPath");
+    // The key readable by the container's group and no one else.
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["securityContext"]["fsGroup"],
+        pod["securityContext"]["runAsGroup"]
+    );
+    assert_eq!(secret["secret"]["defaultMode"].as_u64(), Some(0o440));
+    assert_eq!(
+        cert,
+        format!("{at}/tls.crt"),
+        "kubernetes.io/tls keys: tls.crt"
+    );
+    assert_eq!(key, format!("{at}/tls.key"));
+    let port = port_of(str_of(&tls_listener["address"], "address"));
+    let https = seq(&container["ports"], "ports")
+        .iter()
+        .find(|p| p["name"] == "https")
+        .expect("a container port named https");
+    assert_eq!(https["containerPort"].as_u64(), Some(u64::from(port)));
+    let service = rendered.get("Service", "headway");
+    let published = seq(&service["spec"]["ports"], "ports")
+        .iter()
+        .find(|p| p["port"] == 443)
+        .expect("the Service publishes 443");
+    assert_eq!(
+        target_port(published, container, "Service headway:443"),
+        port
+    );
+
+    // `-t` with the Secret's files where the conf names them (here: in a temp dir).
+    let files = tempfile::tempdir().unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["api.example.com".to_owned()]).unwrap();
+    std::fs::write(files.path().join("tls.crt"), made.cert.pem()).unwrap();
+    std::fs::write(
+        files.path().join("tls.key"),
+        made.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    let local = conf_text.replace(at, &files.path().display().to_string());
+    let conf_path = files.path().join("headway.yaml");
+    std::fs::write(&conf_path, local).unwrap();
+    let (code, stdout, stderr) = run_headway(&["-t", "-c", &conf_path.to_string_lossy()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+
+    if let Some(validator) = kubernetes_validate() {
+        let all = dir.path().join("rendered.yaml");
+        std::fs::write(&all, &rendered.text).unwrap();
+        for version in [Some(OLDEST_KUBERNETES), None] {
+            if let Err(report) = validate(&validator, std::slice::from_ref(&all), version) {
+                panic!("k8s/ with components/tls does not validate: {report}");
+            }
+        }
     }
 }
