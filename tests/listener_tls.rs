@@ -468,3 +468,117 @@ fn a_stalled_handshake_is_closed_at_handshake_timeout() {
     );
     gateway.assert_no_panic();
 }
+
+/// A ClientHello as rustls writes it for `sni`.
+fn client_hello(sni: &str) -> Vec<u8> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(sni.to_owned()).unwrap();
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    hello
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Sends `bytes` (a pause of `gap` between each of the first `slow` bytes), then reads until
+/// the gateway closes; how long that took.
+fn send_and_wait_for_close(addr: SocketAddr, bytes: &[u8], slow: usize, gap: Duration) -> Duration {
+    let started = Instant::now();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    for (i, b) in bytes.iter().enumerate() {
+        if i < slow {
+            std::thread::sleep(gap);
+        }
+        if s.write_all(std::slice::from_ref(b)).is_err() {
+            break; // closed while we were still writing
+        }
+    }
+    let mut sink = Vec::new();
+    let _ = s.read_to_end(&mut sink);
+    started.elapsed()
+}
+
+#[test]
+fn hostile_handshakes_are_survived_counted_and_leave_nothing_behind() {
+    if !pki::available("listener_tls") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let root = pki.root("root", "headway test root");
+    let server = pki.leaf("server", "gw.test", &["DNS:gw.test"], Usage::Server, &root);
+    let port = free_port();
+    let _backend = Backend::start("127.0.31.4", port, "pod");
+    let tls_port = free_port();
+    let mut gateway = Gateway::builder()
+        .listen(format!("127.0.0.1:{}", free_port()))
+        .listen_tls_yaml(
+            format!("127.0.0.1:{tls_port}"),
+            &format!(
+                "cert: {}, key: {}, handshake_timeout: 2s",
+                yaml_path(&server.cert),
+                yaml_path(&server.key)
+            ),
+        )
+        .route(Route::prefix("/").to("pod"))
+        .cluster(Cluster::new("pod").address("127.0.31.4", port))
+        .start();
+    let addr: SocketAddr = format!("127.0.0.1:{tls_port}").parse().unwrap();
+    let (code, text) = curl_tls(addr, "gw.test", "/before", &root.cert, &[]);
+    assert_eq!(code, 0, "{text}");
+    let fds_before = open_fds(gateway.pid());
+
+    let hello = client_hello("gw.test");
+    // Truncated: the record announces more than comes, then the client hangs up.
+    let took = send_and_wait_for_close(addr, &hello[..hello.len() / 2], 0, Duration::ZERO);
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    // 16 kB in one handshake record, and a record over TLS's 16 kB limit: refused at once.
+    for len in [16_384usize, 18_000] {
+        let mut big = vec![0x16, 0x03, 0x01];
+        big.extend(u16::try_from(len).unwrap().to_be_bytes());
+        big.push(0x01);
+        big.extend(&u32::try_from(len - 4).unwrap().to_be_bytes()[1..]);
+        big.extend((0..len - 4).map(|i| (i % 251) as u8));
+        let took = send_and_wait_for_close(addr, &big, 0, Duration::ZERO);
+        assert!(took < Duration::from_secs(2), "{len}: held {took:?}");
+    }
+    // An SNI with characters no DNS name has ("gw.test" → "gw_t!st", same length).
+    let at = hello.windows(7).position(|w| w == b"gw.test").unwrap();
+    let mut bad_sni = hello.clone();
+    bad_sni[at..at + 7].copy_from_slice(b"gw_t!st");
+    let took = send_and_wait_for_close(addr, &bad_sni, 0, Duration::ZERO);
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    // A real ClientHello one byte every 300 ms: closed at handshake_timeout (2 s), counted.
+    let took = send_and_wait_for_close(addr, &hello, 30, Duration::from_millis(300));
+    assert!(
+        took >= Duration::from_millis(1800) && took < Duration::from_secs(4),
+        "a byte-a-while handshake was held {took:?}"
+    );
+    let series =
+        format!("headway_tls_handshake_failures_total{{listener=\"{addr}\",reason=\"timeout\"}}");
+    assert!(wait_until(Duration::from_secs(3), || metric(
+        &gateway, &series
+    ) >= 1.0));
+
+    // Still serving; every descriptor of those connections closed once the timers are done.
+    let (code, text) = curl_tls(addr, "gw.test", "/after", &root.cert, &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(gateway.is_running());
+    assert!(
+        wait_until(Duration::from_secs(5), || open_fds(gateway.pid())
+            <= fds_before + 2),
+        "descriptors: {} before, {} after",
+        fds_before,
+        open_fds(gateway.pid())
+    );
+    gateway.assert_no_panic();
+}

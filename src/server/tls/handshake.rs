@@ -4,30 +4,34 @@
 //!
 //! Before each handshake (pingora's pre-TLS hook) a timer is armed for the connection, keyed by
 //! its socket digest (the same `Arc` the finished stream carries); the connection's arrival at
-//! the application (`HandshakeDone`) disarms it. A timer that fires first shuts the socket
-//! down through a duplicate of its descriptor, which ends pingora's handshake read at once.
+//! the application (`HandshakeDone`) disarms it, and so does pingora's drop of a connection
+//! whose handshake failed. A timer that fires first shuts the socket down through a duplicate
+//! of its descriptor, which ends pingora's handshake read at once.
 
 use async_trait::async_trait;
 use log::debug;
 use pingora::apps::ServerApp;
 use pingora::listeners::PreTlsProcess;
 use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::SocketDigest;
 use pingora::protocols::{GetSocketDigest, Stream};
 use pingora::server::ShutdownWatch;
 use prometheus::IntCounter;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// The handshakes under way at one listener and their limit.
 pub struct Handshakes {
     /// Milliseconds (a reload may change it).
     timeout_ms: AtomicU64,
-    pending: Mutex<HashMap<usize, oneshot::Sender<()>>>,
+    /// By the address of the connection's socket digest: which timer (its id) waits for it.
+    pending: Mutex<HashMap<usize, (u64, oneshot::Sender<()>)>>,
+    next_id: AtomicU64,
     timeouts: IntCounter,
 }
 
@@ -37,6 +41,7 @@ impl Handshakes {
         Arc::new(Handshakes {
             timeout_ms: AtomicU64::new(millis(timeout)),
             pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
             timeouts,
         })
     }
@@ -52,8 +57,59 @@ impl Handshakes {
 
     /// The handshake of the connection whose socket digest is at `key` has finished.
     fn finished(&self, key: usize) {
-        if let Some(done) = crate::lock(&self.pending).remove(&key) {
+        if let Some((_, done)) = crate::lock(&self.pending).remove(&key) {
             let _ = done.send(());
+        }
+    }
+
+    /// Removes the entry at `key` if it is still timer `id`'s.
+    fn forget(&self, key: usize, id: u64) -> bool {
+        let mut pending = crate::lock(&self.pending);
+        if pending.get(&key).is_some_and(|(owner, _)| *owner == id) {
+            pending.remove(&key);
+            return true;
+        }
+        false
+    }
+
+    /// One connection's timer. It ends when the handshake finishes (told through `finished`),
+    /// when pingora drops the connection (a failed handshake: its socket digest is gone, and
+    /// the duplicate must not keep the socket open), or at the deadline: then the socket is
+    /// shut down. pingora's drop is looked for at 50 ms, then at doubling intervals: a failed
+    /// handshake is closed within a few tens of milliseconds, a stalled one costs a handful of
+    /// wake-ups.
+    async fn watch(
+        &self,
+        key: usize,
+        id: u64,
+        connection: Weak<SocketDigest>,
+        mut finished: oneshot::Receiver<()>,
+        socket: OwnedFd,
+    ) {
+        let deadline = Instant::now() + self.timeout();
+        let mut wait = Duration::from_millis(50);
+        loop {
+            let nap = wait.min(deadline.saturating_duration_since(Instant::now()));
+            tokio::select! {
+                _ = &mut finished => return, // finished, or another timer took the key
+                _ = tokio::time::sleep(nap) => {}
+            }
+            if connection.strong_count() == 0 {
+                self.forget(key, id);
+                return;
+            }
+            if Instant::now() >= deadline {
+                if self.forget(key, id) {
+                    self.timeouts.inc();
+                    debug!(
+                        "tls: handshake not finished in {:?}: closing",
+                        self.timeout()
+                    );
+                    let _ = std::net::TcpStream::from(socket).shutdown(std::net::Shutdown::Both);
+                }
+                return;
+            }
+            wait *= 2;
         }
     }
 }
@@ -99,25 +155,13 @@ impl PreTlsProcess for ArmTimer {
             }
         };
         let key = Arc::as_ptr(&digest) as usize;
+        let id = handshakes.next_id.fetch_add(1, Relaxed);
         let (done, finished) = oneshot::channel();
-        crate::lock(&handshakes.pending).insert(key, done);
-        let timeout = handshakes.timeout();
+        crate::lock(&handshakes.pending).insert(key, (id, done));
+        let watched = Arc::downgrade(&digest);
+        drop(digest);
         tokio::spawn(async move {
-            // The digest is held until the timer ends, so its address names this connection.
-            let _digest = digest;
-            if tokio::time::timeout(timeout, finished).await.is_err()
-                && crate::lock(&handshakes.pending).remove(&key).is_some()
-            {
-                let socket = std::net::TcpStream::from(socket);
-                // A client that hung up (or whose handshake failed and was dropped) is no
-                // timeout: only a peer still there and silent is counted.
-                let _ = socket.set_nonblocking(true);
-                if !matches!(socket.peek(&mut [0u8; 1]), Ok(0)) {
-                    handshakes.timeouts.inc();
-                    debug!("tls: handshake not finished in {timeout:?}: closing");
-                }
-                let _ = socket.shutdown(std::net::Shutdown::Both);
-            }
+            handshakes.watch(key, id, watched, finished, socket).await;
         });
         Ok(())
     }
