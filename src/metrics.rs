@@ -28,6 +28,7 @@ pub struct Metrics {
     retries: IntCounterVec,
     connect_failures: IntCounterVec,
     tunnel_timeouts: IntCounterVec,
+    upstream_tls_errors: IntCounterVec,
     health_transitions: IntCounterVec,
     dns_refreshes: IntCounterVec,
     ejections: IntCounterVec,
@@ -95,6 +96,9 @@ pub struct ClusterMetrics {
     /// `headway_tunnel_idle_timeouts_total`: upgraded connections (WebSocket) closed after
     /// `tunnel_timeout` without traffic.
     pub tunnel_timeouts: IntCounter,
+    /// `headway_upstream_tls_errors_total{cluster, reason}`: made per reason by
+    /// [`crate::upstream::tls`], only for clusters that speak TLS.
+    pub tls_errors: IntCounterVec,
     /// `headway_health_transitions_total{to="healthy"}`: backends marked up by the probes.
     pub became_healthy: IntCounter,
     /// `headway_health_transitions_total{to="unhealthy"}`: backends marked down by the probes.
@@ -216,6 +220,12 @@ impl Metrics {
                 "headway_upstream_connect_failures_total",
                 "Failed connection attempts to backends, per cluster.",
                 &["cluster"],
+            )?,
+            upstream_tls_errors: counter_vec(
+                &r,
+                "headway_upstream_tls_errors_total",
+                "Failed TLS handshakes with backends, per cluster and reason.",
+                &["cluster", "reason"],
             )?,
             tunnel_timeouts: counter_vec(
                 &r,
@@ -381,6 +391,7 @@ impl Metrics {
             retries: self.retries.with_label_values(&c),
             connect_failures: self.connect_failures.with_label_values(&c),
             tunnel_timeouts: self.tunnel_timeouts.with_label_values(&c),
+            tls_errors: self.upstream_tls_errors.clone(),
             became_healthy: self
                 .health_transitions
                 .with_label_values(&[cluster, "healthy"]),
@@ -420,29 +431,5 @@ impl Metrics {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_series_registers_and_encodes() {
-        let m = Metrics::new().unwrap();
-        let c = m.cluster("service1");
-        c.retries.inc();
-        c.upstream_duration.observe(0.002);
-        let tick = Some(std::time::Duration::from_millis(1));
-        m.route("service1", "/service/1").count(200, tick);
-        m.route("service1", "/service/1").count(503, tick);
-        m.route("none", "none").count(0, tick);
-        let text = m.encode();
-        for line in [
-            "headway_requests_total{cluster=\"service1\",code=\"2xx\",route=\"/service/1\"} 1",
-            "headway_requests_total{cluster=\"service1\",code=\"5xx\",route=\"/service/1\"} 1",
-            "headway_requests_total{cluster=\"none\",code=\"none\",route=\"none\"} 1",
-            "headway_upstream_retries_total{cluster=\"service1\"} 1",
-            "headway_upstream_response_seconds_count{cluster=\"service1\"} 1",
-            "headway_dns_refreshes_total{cluster=\"service1\",result=\"error\"} 0",
-        ] {
-            assert!(text.contains(line), "missing {line} in\n{text}");
-        }
-    }
-}
+#[path = "metrics_tests.rs"]
+mod tests;

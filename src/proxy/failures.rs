@@ -22,6 +22,7 @@ pub(super) fn connect_failed(
         return e;
     };
     cluster.metrics.connect_failures.inc();
+    let tls = cluster.tls.as_ref().and_then(|tls| tls.count_failure(&e));
     let outcome = if e.etype() == &ErrorType::ConnectRefused {
         Outcome::Refused
     } else {
@@ -36,19 +37,35 @@ pub(super) fn connect_failed(
     if retry {
         ctx.next_attempt = NextAttempt::Undelivered;
     }
+    let what = match tls {
+        Some(failure) => format!("upstream TLS error: {}", failure.text()),
+        None => e.etype().as_str().to_owned(),
+    };
     warn!(
-        "upstream connect failed cluster={} backend={} attempt={} error=\"{}\"{}",
+        "upstream connect failed cluster={} backend={} attempt={} error=\"{what}\"{}",
         cluster.name(),
         peer.address(),
         ctx.tried.len(),
-        e.etype().as_str(),
         if retry {
             " retrying on another backend"
         } else {
             ""
         }
     );
-    ctx.last_failure = Some(format!("{} to {}", e.etype().as_str(), peer.address()));
+    ctx.last_failure = Some(format!("{what} to {}", peer.address()));
+    if let (Some(failure), false) = (tls, retry) {
+        // The answer names the cluster and why the handshake failed; nothing was sent.
+        let mut answer = Error::explain(
+            ErrorType::HTTPStatus(502),
+            format!(
+                "upstream TLS error for cluster {}: {}",
+                cluster.name(),
+                failure.text()
+            ),
+        );
+        answer.set_retry(false);
+        return answer;
+    }
     e.set_retry(retry);
     e
 }
