@@ -17,6 +17,7 @@ pub mod gateway;
 pub mod http;
 pub mod nginx;
 pub mod node;
+pub mod pki;
 
 use std::collections::HashSet;
 use std::net::TcpListener;
