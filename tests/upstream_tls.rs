@@ -20,6 +20,7 @@ use std::time::Duration;
 use support::admin;
 use support::conf::{Cluster, HealthCheck, Route, UpstreamTls};
 use support::dns::DnsServer;
+use support::envoy::{self, Sidecar, SidecarTls};
 use support::gateway::Gateway;
 use support::http::{self, Client};
 use support::nginx::{self, Nginx, PodTls};
@@ -526,4 +527,120 @@ fn bad_tls_files_are_conf_errors_naming_the_key_and_the_file() {
     std::fs::write(&path, conf(&tls)).unwrap();
     let (code, stdout, stderr) = run_headway(&["-t", "-c", &path.to_string_lossy()]);
     assert_eq!(code, 0, "{stdout}{stderr}");
+}
+
+#[test]
+fn an_envoy_sidecar_that_requires_mutual_tls_lets_in_only_the_cluster_with_the_certificate() {
+    let test =
+        "an_envoy_sidecar_that_requires_mutual_tls_lets_in_only_the_cluster_with_the_certificate";
+    if !peers_available(test) {
+        return;
+    }
+    let Some(bin) = envoy::binary(test) else {
+        return;
+    };
+    let pki = Pki::new();
+    let name = "sidecar.tls.test";
+    let server = pki.server("sidecar", &[name]);
+    let client = pki.client("gateway-client");
+    let root = pki.path("root.pem");
+    let pod = Nginx::start("127.0.24.42", free_port());
+    let listen: std::net::SocketAddr = format!("127.0.24.41:{}", free_port()).parse().unwrap();
+    let sidecar = Sidecar::start(
+        &bin,
+        listen,
+        pod.addr(),
+        SidecarTls {
+            chain: &server.chain,
+            key: &server.key,
+            client_ca: &root,
+        },
+    );
+
+    // Control: curl with the client certificate gets the pod; without, the handshake fails.
+    let resolve = format!("{name}:{}:{}", listen.port(), listen.ip());
+    let control = |extra: &[&str]| {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "5",
+                "--noproxy",
+                "*",
+                "--resolve",
+                &resolve,
+            ])
+            .arg("--cacert")
+            .arg(&root)
+            .args(extra)
+            .arg(format!("https://{name}:{}/control", listen.port()))
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let cert = client.cert.to_string_lossy().into_owned();
+    let key = client.key.to_string_lossy().into_owned();
+    let (code, body, err) = control(&["--cert", &cert, "--key", &key]);
+    assert_eq!(
+        (code, body.as_str()),
+        (0, "pod 127.0.24.42\n"),
+        "control with: {err}"
+    );
+    let (code, _, err) = control(&[]);
+    assert_ne!(
+        code, 0,
+        "control without a client certificate must fail: {err}"
+    );
+
+    let dns = DnsServer::start();
+    dns.set_a(name, &[&listen.ip().to_string()]);
+    let gateway = Gateway::builder()
+        .nameserver(dns.addr())
+        .route(Route::prefix("/nocert").to("nocert"))
+        .route(Route::prefix("/").to("mesh"))
+        .cluster(
+            Cluster::new("mesh").dns(name, listen.port()).tls(
+                UpstreamTls::new()
+                    .ca(&root)
+                    .client_cert(&client.cert, &client.key),
+            ),
+        )
+        .cluster(
+            Cluster::new("nocert")
+                .dns(name, listen.port())
+                .tls(UpstreamTls::new().ca(&root)),
+        )
+        .start();
+    for i in 0..20 {
+        let r = http::get(gateway.listen_addr(), &format!("/mesh/{i}")).unwrap();
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (200, "pod 127.0.24.42\n"),
+            "request {i}"
+        );
+    }
+    let r = http::get(gateway.listen_addr(), "/nocert/x").unwrap();
+    println!(
+        "upstream_tls | envoy sidecar | without a client certificate: {} {}",
+        r.status,
+        r.body.trim()
+    );
+    assert_eq!(r.status, 502, "{r:?}");
+    assert_eq!(
+        r.body,
+        "upstream TLS error for cluster nocert: no client certificate\n"
+    );
+    let series =
+        "headway_upstream_tls_errors_total{cluster=\"nocert\",reason=\"no_client_certificate\"}";
+    assert_eq!(metric(&gateway, series), 1.0, "{series}");
+    assert!(
+        pod.requests().iter().all(|l| !l.contains("/nocert")),
+        "nothing reached the pod"
+    );
+    drop(sidecar);
+    gateway.assert_no_panic();
 }

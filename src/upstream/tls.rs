@@ -22,8 +22,11 @@ pub enum TlsFailure {
     UnknownCa,
     /// The backend's certificate is not valid for the SNI name.
     WrongName,
-    /// The backend refused the handshake (an alert: no or a refused client certificate, no
-    /// common cipher or ALPN protocol), or its certificate is otherwise invalid.
+    /// The backend requires a client certificate and the cluster has none (its
+    /// `certificate_required` alert).
+    NoClientCertificate,
+    /// The backend refused the handshake (an alert: a refused client certificate, no common
+    /// cipher or ALPN protocol), or its certificate is otherwise invalid.
     HandshakeFailure,
     /// No TLS version in common (the backend speaks only TLS 1.0/1.1, or not TLS at all).
     ProtocolVersion,
@@ -31,11 +34,12 @@ pub enum TlsFailure {
 
 impl TlsFailure {
     /// Every reason, in the order of [`TlsFailure::index`].
-    pub const ALL: [TlsFailure; 6] = [
+    pub const ALL: [TlsFailure; 7] = [
         TlsFailure::Expired,
         TlsFailure::NotYetValid,
         TlsFailure::UnknownCa,
         TlsFailure::WrongName,
+        TlsFailure::NoClientCertificate,
         TlsFailure::HandshakeFailure,
         TlsFailure::ProtocolVersion,
     ];
@@ -47,6 +51,7 @@ impl TlsFailure {
             TlsFailure::NotYetValid => "not_yet_valid",
             TlsFailure::UnknownCa => "unknown_ca",
             TlsFailure::WrongName => "wrong_name",
+            TlsFailure::NoClientCertificate => "no_client_certificate",
             TlsFailure::HandshakeFailure => "handshake_failure",
             TlsFailure::ProtocolVersion => "protocol_version",
         }
@@ -59,6 +64,7 @@ impl TlsFailure {
             TlsFailure::NotYetValid => "certificate not yet valid",
             TlsFailure::UnknownCa => "unknown CA",
             TlsFailure::WrongName => "certificate not valid for the name",
+            TlsFailure::NoClientCertificate => "no client certificate",
             TlsFailure::HandshakeFailure => "handshake failure",
             TlsFailure::ProtocolVersion => "protocol version",
         }
@@ -68,17 +74,23 @@ impl TlsFailure {
         self as usize
     }
 
-    /// What a connect error says of the handshake, if it was one. pingora keeps rustls' error
-    /// as text only (`TLS connect() failed: invalid peer certificate: …`), so it is read from
-    /// the words rustls writes (rustls 0.23 `Error` and `CertificateError` Display).
+    /// What an error says of the handshake, if it was one. pingora keeps rustls' error as
+    /// text only (`TLS connect() failed: invalid peer certificate: …`), so it is read from the
+    /// words rustls writes (rustls 0.23 `Error` and `CertificateError` Display).
+    ///
+    /// A fatal alert counts whatever pingora calls the error: with TLS 1.3 the client's side of
+    /// the handshake ends before the server has checked the client's certificate, so a refusal
+    /// arrives at the first read of the new connection. The caller knows whether the
+    /// connection was new and nothing was read.
     pub fn of(e: &Error) -> Option<TlsFailure> {
-        if !matches!(
+        let text = e.to_string();
+        let handshake = matches!(
             e.etype(),
             ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert | ErrorType::HandshakeError
-        ) {
+        );
+        if !handshake && !text.contains("received fatal alert") {
             return None;
         }
-        let text = e.to_string();
         let has = |words: &[&str]| words.iter().any(|w| text.contains(w));
         Some(if has(&["certificate expired", "Expired"]) {
             TlsFailure::Expired
@@ -88,6 +100,8 @@ impl TlsFailure {
             TlsFailure::UnknownCa
         } else if has(&["not valid for name", "NotValidForName"]) {
             TlsFailure::WrongName
+        } else if has(&["CertificateRequired"]) {
+            TlsFailure::NoClientCertificate
         } else if has(&["ProtocolVersion", "PeerIncompatible", "InvalidContentType"]) {
             TlsFailure::ProtocolVersion
         } else {
@@ -106,7 +120,7 @@ pub struct PeerTls {
     /// address, SNI and client certificate but not the CA or ALPN.
     group_key: u64,
     /// `headway_upstream_tls_errors_total{cluster, reason}`, by [`TlsFailure::index`].
-    errors: [IntCounter; 6],
+    errors: [IntCounter; 7],
 }
 
 impl PeerTls {
