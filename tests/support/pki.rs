@@ -280,9 +280,12 @@ impl Pki {
             }
         }
         let chain = format!("{name}.chain.pem");
-        let mut text = std::fs::read_to_string(self.path(&pem)).unwrap();
+        let read = |name: &str| {
+            std::fs::read_to_string(self.path(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
+        };
+        let mut text = read(&pem);
         if issuer == "intermediate" {
-            text.push_str(&std::fs::read_to_string(self.path("intermediate.pem")).unwrap());
+            text.push_str(&read("intermediate.pem"));
         }
         self.write(&chain, &text);
         Issued {
