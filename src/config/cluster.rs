@@ -10,7 +10,7 @@ use super::errors::Errors;
 use super::health_check::{health_check, HealthCheckConfig, HealthCheckKind, RawHealthCheck};
 use super::outlier::{outlier_detection, OutlierDetection, RawOutlierDetection};
 use super::retry::{retry_policy, RawRetryBudget, RetryCondition, RetryPolicy};
-use super::upstream_tls::{upstream_tls, RawUpstreamTls, UpstreamTls};
+use super::upstream_tls::{upstream_tls, AddressKind, RawUpstreamTls, UpstreamTls};
 use serde::Deserialize;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -269,7 +269,12 @@ pub(super) fn cluster(raw: RawCluster, path: &str, errors: &mut Errors) -> Optio
     let protocol = raw.protocol.unwrap_or(defaults::PROTOCOL);
     let tls = raw.tls.and_then(|tls| {
         let http2 = protocol == UpstreamProtocol::Http2;
-        upstream_tls(tls, address.as_ref(), http2, &format!("{path}.tls"), errors)
+        let kind = match &address {
+            Some(Address::Name(name)) => AddressKind::Name(name),
+            Some(Address::Ip(_)) => AddressKind::Ip,
+            None => AddressKind::Unknown,
+        };
+        upstream_tls(tls, kind, http2, &format!("{path}.tls"), errors)
     });
     let tcp_probe = matches!(&health_check, Some(Some(hc)) if hc.kind == HealthCheckKind::Tcp);
     if tcp_probe && tls.as_ref().is_some_and(|t| t.client_cert.is_some()) {

@@ -1,7 +1,6 @@
 //! A cluster's `tls`: how the gateway speaks TLS to its backends (Envoy: `UpstreamTlsContext`);
 //! every file it names is read and checked here, once per conf load.
 
-use super::cluster::Address;
 use super::errors::Errors;
 use super::tls_files::{read_ca, read_client_cert, CaBundle, ClientCert};
 use serde::Deserialize;
@@ -37,6 +36,16 @@ pub enum Alpn {
     H2Http1,
 }
 
+/// What the cluster's `address` says of the default `sni`.
+pub(super) enum AddressKind<'a> {
+    /// A DNS name: the default SNI, without a trailing dot.
+    Name(&'a str),
+    /// An IP: no default.
+    Ip,
+    /// Missing or invalid (already reported).
+    Unknown,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawUpstreamTls {
@@ -52,7 +61,7 @@ pub(super) struct RawUpstreamTls {
 /// which sets the default ALPN to `[h2]`.
 pub(super) fn upstream_tls(
     raw: RawUpstreamTls,
-    address: Option<&Address>,
+    address: AddressKind,
     http2: bool,
     path: &str,
     errors: &mut Errors,
@@ -72,8 +81,8 @@ pub(super) fn upstream_tls(
             }
             Some(sni)
         }
-        (None, Some(Address::Name(name))) => Some(name.trim_end_matches('.').to_owned()),
-        (None, Some(Address::Ip(_))) => {
+        (None, AddressKind::Name(name)) => Some(name.trim_end_matches('.').to_owned()),
+        (None, AddressKind::Ip) => {
             errors.push(
                 path,
                 "missing field `sni`: with an IP address, the name the backend's certificate \
@@ -81,7 +90,7 @@ pub(super) fn upstream_tls(
             );
             None
         }
-        (None, None) => None,
+        (None, AddressKind::Unknown) => None,
     };
     let ca = raw
         .ca
