@@ -191,3 +191,42 @@ impl PeerTls {
         Some(failure)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::TlsFailure::{self, *};
+    use pingora::{Error, ErrorType};
+
+    #[test]
+    fn rustls_words_become_reasons() {
+        let handshake = |text: &str| {
+            let e = Error::explain(
+                ErrorType::TLSHandshakeFailure,
+                format!("TLS connect() failed: {text}, SNI: a.test"),
+            );
+            TlsFailure::of(&e)
+        };
+        for (text, reason) in [
+            ("invalid peer certificate: certificate expired: verification time 1800000000 (UNIX), but certificate is not valid after 1577923200 (222076800 seconds ago)", Expired),
+            ("invalid peer certificate: certificate not valid yet: verification time 1 (UNIX), but certificate is not valid before 2 (1 seconds in future)", NotYetValid),
+            ("invalid peer certificate: UnknownIssuer", UnknownCa),
+            ("invalid peer certificate: certificate not valid for name \"a.test\"; certificate is only valid for DnsName(\"b.test\")", WrongName),
+            ("received fatal alert: ProtocolVersion", ProtocolVersion),
+            ("received fatal alert: HandshakeFailure", HandshakeFailure),
+            ("invalid peer certificate: BadSignature", HandshakeFailure),
+        ] {
+            assert_eq!(handshake(text), Some(reason), "{text}");
+        }
+        let read =
+            |text: &str| TlsFailure::of(&Error::explain(ErrorType::ReadError, text.to_owned()));
+        assert_eq!(
+            read("received fatal alert: CertificateRequired"),
+            Some(NoClientCertificate)
+        );
+        assert_eq!(read("Connection reset by peer"), None);
+        assert!(TlsFailure::ALL
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.index() == i));
+    }
+}
