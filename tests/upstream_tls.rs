@@ -644,3 +644,115 @@ fn an_envoy_sidecar_that_requires_mutual_tls_lets_in_only_the_cluster_with_the_c
     drop(sidecar);
     gateway.assert_no_panic();
 }
+
+/// A process killed on drop (the grpcio server).
+struct Spawned(std::process::Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `python3 tests/interop/grpc_peer.py <args>`, bounded by `timeout 90`.
+fn grpc_peer(args: &[&str]) -> Command {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/grpc_peer.py");
+    let mut command = Command::new("timeout");
+    command
+        .args(["90", "python3", script])
+        .args(args)
+        .env("no_proxy", "*")
+        .env_remove("http_proxy")
+        .env_remove("https_proxy");
+    command
+}
+
+/// The `ok NAME` checks of a grpc_peer.py client run.
+fn passed(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter_map(|l| l.strip_prefix("ok "))
+        .filter_map(|l| l.split(':').next().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn a_grpcio_server_over_tls_is_reached_with_alpn_h2() {
+    let test = "a_grpcio_server_over_tls_is_reached_with_alpn_h2";
+    if !pki::available(test) {
+        return;
+    }
+    let has_grpc = Command::new("python3")
+        .args(["-c", "import grpc"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_grpc {
+        support::skip(
+            test,
+            "python3 grpc missing (python3 -m pip install grpcio==1.85.3)",
+        );
+        return;
+    }
+    let pki = Pki::new();
+    let name = "grpc.tls.test";
+    let cert = pki.server("grpc", &[name]);
+    let root = pki.path("root.pem");
+    let addr: std::net::SocketAddr = format!("127.0.24.51:{}", free_port()).parse().unwrap();
+    let (chain, key) = (
+        cert.chain.display().to_string(),
+        cert.key.display().to_string(),
+    );
+    let _server = Spawned(
+        grpc_peer(&["server", &addr.to_string(), &chain, &key])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let listening = wait_until(Duration::from_secs(15), || {
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+    });
+    assert!(listening, "the grpcio server is not listening on {addr}");
+
+    // Control: grpcio's client straight to the server, over TLS, trusting the same root.
+    let ca = root.display().to_string();
+    let out = grpc_peer(&["client", &addr.to_string(), "control", &ca, name])
+        .output()
+        .unwrap();
+    let control = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "control: grpcio client to the TLS server:\n{control}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let dns = DnsServer::start();
+    dns.set_a(name, &["127.0.24.51"]);
+    let gateway = Gateway::builder()
+        .listen(format!("127.0.24.52:{}", free_port()))
+        .nameserver(dns.addr())
+        .gateway_yaml("h2c: true")
+        .route(Route::prefix("/interop.Echo/").to("grpc"))
+        .cluster(
+            Cluster::new("grpc")
+                .dns(name, addr.port())
+                .protocol("http2")
+                .timeout("20s")
+                .tls(UpstreamTls::new().ca(&root).alpn(&["h2"])),
+        )
+        .start();
+    let through = gateway.listen_addr().to_string();
+    let out = grpc_peer(&["client", &through, "gateway"])
+        .output()
+        .unwrap();
+    let via = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("upstream_tls | grpc over TLS (alpn h2) | control: {} checks passed; through the gateway: {}", passed(&control).len(), passed(&via).len());
+    assert_eq!(
+        passed(&via),
+        passed(&control),
+        "the checks that pass straight to the server must pass through the gateway:\n{via}"
+    );
+    assert!(out.status.success(), "{via}");
+    gateway.assert_no_panic();
+}
