@@ -756,3 +756,75 @@ fn a_grpcio_server_over_tls_is_reached_with_alpn_h2() {
     assert!(out.status.success(), "{via}");
     gateway.assert_no_panic();
 }
+
+#[test]
+fn a_reload_reads_the_tls_files_again_and_keeps_the_running_conf_when_one_is_bad() {
+    let test = "a_reload_reads_the_tls_files_again_and_keeps_the_running_conf_when_one_is_bad";
+    if !peers_available(test) {
+        return;
+    }
+    let pki = Pki::new();
+    let name = "reload.tls.test";
+    let port = free_port();
+    let _pod = https_pod("127.0.24.61", port, &pki.server("reload", &[name]));
+    let ca = pki.path("mounted-ca.pem");
+    std::fs::copy(pki.path("root.pem"), &ca).unwrap();
+    let dns = DnsServer::start();
+    dns.set_a(name, &["127.0.24.61"]);
+    let section = || {
+        Gateway::builder()
+            .nameserver(dns.addr())
+            .route(Route::prefix("/").to("reload"))
+            .cluster(
+                Cluster::new("reload")
+                    .dns(name, port)
+                    .tls(UpstreamTls::new().ca(&ca)),
+            )
+    };
+    let mut gateway = section().start();
+    let status = |gateway: &Gateway| http::get(gateway.listen_addr(), "/x").unwrap();
+    assert_eq!(status(&gateway).status, 200);
+    let reloads = |gateway: &Gateway, result: &str| {
+        metric(
+            gateway,
+            &format!("headway_reloads_total{{result=\"{result}\"}}"),
+        )
+    };
+
+    // A broken CA file: the reload is refused, naming the key and the file; the running
+    // conf (and its CA, read at load) keeps serving.
+    std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\nbroken\n").unwrap();
+    gateway.rewrite(section());
+    gateway.signal("HUP");
+    assert!(
+        wait_until(Duration::from_secs(10), || reloads(&gateway, "error")
+            >= 1.0),
+        "{}",
+        gateway.stderr_log()
+    );
+    let log = gateway.stderr_log();
+    assert!(
+        log.contains("gateway.clusters[0].tls.ca") && log.contains(&ca.display().to_string()),
+        "the refusal names the key and the file:\n{log}"
+    );
+    assert_eq!(
+        status(&gateway).status,
+        200,
+        "the running conf still serves"
+    );
+
+    // A good new file (another CA): the reload swaps it in, and it is used at once.
+    std::fs::copy(pki.path("other-root.pem"), &ca).unwrap();
+    gateway.signal("HUP");
+    assert!(
+        wait_until(Duration::from_secs(10), || reloads(&gateway, "ok") >= 1.0),
+        "{}",
+        gateway.stderr_log()
+    );
+    let r = status(&gateway);
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (502, "upstream TLS error for cluster reload: unknown CA\n")
+    );
+    gateway.assert_no_panic();
+}
