@@ -34,6 +34,11 @@ fn peers_available(test: &str) -> bool {
 
 /// An HTTPS nginx pod on `ip:port` serving `cert`'s chain.
 fn https_pod(ip: &str, port: u16, cert: &Issued) -> Nginx {
+    legacy_pod(ip, port, cert, None)
+}
+
+/// [`https_pod`] speaking only `protocols` (nginx's `ssl_protocols`), if given.
+fn legacy_pod(ip: &str, port: u16, cert: &Issued, protocols: Option<&'static str>) -> Nginx {
     Nginx::start_tls(
         ip,
         port,
@@ -41,6 +46,7 @@ fn https_pod(ip: &str, port: u16, cert: &Issued) -> Nginx {
             chain: cert.chain.clone(),
             key: cert.key.clone(),
             client_ca: None,
+            protocols,
         },
     )
 }
@@ -396,6 +402,7 @@ fn a_pod_that_demands_a_client_certificate_gets_the_clusters() {
             chain: server.chain.clone(),
             key: server.key.clone(),
             client_ca: Some(root.clone()),
+            protocols: None,
         },
     );
     let cert = client.cert.to_string_lossy().into_owned();
@@ -826,5 +833,70 @@ fn a_reload_reads_the_tls_files_again_and_keeps_the_running_conf_when_one_is_bad
         (r.status, r.body.as_str()),
         (502, "upstream TLS error for cluster reload: unknown CA\n")
     );
+    gateway.assert_no_panic();
+}
+
+#[test]
+fn a_pod_that_speaks_only_tls_1_1_is_refused_with_protocol_version() {
+    let test = "a_pod_that_speaks_only_tls_1_1_is_refused_with_protocol_version";
+    if !peers_available(test) {
+        return;
+    }
+    let pki = Pki::new();
+    let name = "old.tls.test";
+    let port = free_port();
+    let cert = pki.server("old", &[name]);
+    let pod = legacy_pod("127.0.24.71", port, &cert, Some("TLSv1.1"));
+    let root = pki.path("root.pem");
+    // Control: curl gets the pod with TLS 1.1 allowed, and not when it asks for 1.2 or more.
+    let old = curl_pod(
+        &pod,
+        name,
+        &root,
+        &[
+            "--tlsv1.1",
+            "--tls-max",
+            "1.1",
+            "--ciphers",
+            "DEFAULT:@SECLEVEL=0",
+        ],
+    );
+    let modern = curl_pod(&pod, name, &root, &["--tlsv1.2"]);
+    println!("upstream_tls | tls 1.1 | control: curl with TLS 1.1: exit {} status {}; with 1.2+: exit {}", old.0, old.1, modern.0);
+    if old.1 != 200 {
+        // This OpenSSL build cannot speak TLS 1.1 at all: nothing to prove here.
+        support::skip(
+            test,
+            &format!("curl cannot reach a TLS 1.1 pod here: {}", old.2.trim()),
+        );
+        return;
+    }
+    assert_ne!(
+        modern.0, 0,
+        "control: a TLS 1.2+ client must be refused: {}",
+        modern.2
+    );
+
+    let dns = DnsServer::start();
+    dns.set_a(name, &["127.0.24.71"]);
+    let gateway = Gateway::builder()
+        .nameserver(dns.addr())
+        .route(Route::prefix("/").to("old"))
+        .cluster(
+            Cluster::new("old")
+                .dns(name, port)
+                .tls(UpstreamTls::new().ca(&root).min_version("1.2")),
+        )
+        .start();
+    let r = http::get(gateway.listen_addr(), "/x").unwrap();
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (
+            502,
+            "upstream TLS error for cluster old: protocol version\n"
+        )
+    );
+    let series = "headway_upstream_tls_errors_total{cluster=\"old\",reason=\"protocol_version\"}";
+    assert_eq!(metric(&gateway, series), 1.0);
     gateway.assert_no_panic();
 }

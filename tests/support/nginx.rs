@@ -53,6 +53,9 @@ pub struct PodTls {
     pub chain: std::path::PathBuf,
     pub key: std::path::PathBuf,
     pub client_ca: Option<std::path::PathBuf>,
+    /// `ssl_protocols` (and, for versions OpenSSL 3 refuses by default, `ssl_ciphers` at
+    /// security level 0); `None`: `TLSv1.2 TLSv1.3`.
+    pub protocols: Option<&'static str>,
 }
 
 /// One nginx pod on `ip:port`.
@@ -292,6 +295,8 @@ impl Nginx {
                 "-w",
                 "%{http_code}",
             ])
+            // Any version, so that a pod made to speak only an old one is seen up too.
+            .args(["--tlsv1", "--ciphers", "DEFAULT:@SECLEVEL=0"])
             .arg(&url)
             .output()
             .is_ok_and(|o| o.status.success() && o.stdout != b"000")
@@ -354,8 +359,12 @@ fn conf(dir: &Path, addr: SocketAddr, tls: Option<&PodTls>) -> String {
     let (listen, log_tls, ssl) = match tls {
         None => (addr.to_string(), "", String::new()),
         Some(tls) => {
+            let protocols = match tls.protocols {
+                None => "TLSv1.2 TLSv1.3;".to_owned(),
+                Some(p) => format!("{p};\n        ssl_ciphers DEFAULT:@SECLEVEL=0;"),
+            };
             let mut ssl = format!(
-                "ssl_protocols TLSv1.2 TLSv1.3;\n        ssl_certificate {};\n        ssl_certificate_key {};\n",
+                "ssl_protocols {protocols}\n        ssl_certificate {};\n        ssl_certificate_key {};\n",
                 path_arg(&tls.chain),
                 path_arg(&tls.key)
             );
