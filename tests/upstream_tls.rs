@@ -621,7 +621,24 @@ fn an_envoy_sidecar_that_requires_mutual_tls_lets_in_only_the_cluster_with_the_c
                 .dns(name, listen.port())
                 .tls(UpstreamTls::new().ca(&root)),
         )
+        .cluster(
+            Cluster::new("probed")
+                .dns(name, listen.port())
+                .tls(UpstreamTls::new().ca(&root))
+                .health_check(HealthCheck::http().interval("200ms")),
+        )
         .start();
+    // The probes speak the cluster's TLS: without a certificate the sidecar is unhealthy.
+    let backend = format!("{listen}");
+    let refused = wait_until(Duration::from_secs(10), || {
+        admin::cluster(&gateway, "probed")
+            .backend(&backend)
+            .is_some_and(|b| {
+                !b.healthy
+                    && b.last_error.as_deref() == Some("upstream TLS error: no client certificate")
+            })
+    });
+    assert!(refused, "{:#?}", admin::cluster(&gateway, "probed"));
     for i in 0..20 {
         let r = http::get(gateway.listen_addr(), &format!("/mesh/{i}")).unwrap();
         assert_eq!(
