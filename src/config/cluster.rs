@@ -270,7 +270,13 @@ pub(super) fn cluster(raw: RawCluster, path: &str, errors: &mut Errors) -> Optio
     let tls = raw.tls.and_then(|tls| {
         let http2 = protocol == UpstreamProtocol::Http2;
         let kind = match &address {
-            Some(Address::Name(name)) => AddressKind::Name(name),
+            // An SRV name's service and protocol labels (`_http._tcp.`) are no host's name.
+            Some(Address::Name(name)) if discovery == Discovery::Srv => {
+                let labels: Vec<&str> =
+                    name.split('.').skip_while(|l| l.starts_with('_')).collect();
+                AddressKind::Name(labels.join("."))
+            }
+            Some(Address::Name(name)) => AddressKind::Name(name.clone()),
             Some(Address::Ip(_)) => AddressKind::Ip,
             None => AddressKind::Unknown,
         };

@@ -37,9 +37,10 @@ pub enum Alpn {
 }
 
 /// What the cluster's `address` says of the default `sni`.
-pub(super) enum AddressKind<'a> {
-    /// A DNS name: the default SNI, without a trailing dot.
-    Name(&'a str),
+pub(super) enum AddressKind {
+    /// A DNS name: the default SNI, without a trailing dot (and, for an SRV name, without its
+    /// `_service._proto.` labels).
+    Name(String),
     /// An IP: no default.
     Ip,
     /// Missing or invalid (already reported).

@@ -199,6 +199,15 @@ fn upstream_tls_defaults_its_sni_and_alpn_from_the_cluster() {
         (tls.sni.as_str(), tls.alpn),
         ("service1.default.svc.cluster.local", Alpn::H2Http1)
     );
+    let srv = good_with(
+        "      address: 10.0.0.7\n      port: 80\n",
+        "      address: _https._tcp.service2.default.svc.cluster.local.\n      discovery: srv\n      tls: {}\n",
+    );
+    let tls = Config::from_yaml(&srv).unwrap().gateway.clusters[1]
+        .tls
+        .clone()
+        .unwrap();
+    assert_eq!(tls.sni, "service2.default.svc.cluster.local");
 }
 
 #[test]
