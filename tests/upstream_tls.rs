@@ -917,3 +917,70 @@ fn a_pod_that_speaks_only_tls_1_1_is_refused_with_protocol_version() {
     assert_eq!(metric(&gateway, series), 1.0);
     gateway.assert_no_panic();
 }
+
+/// (resumed, full) handshakes of the pod's probe connections (`/healthz`), from nginx's
+/// `$ssl_session_reused`.
+fn probe_handshakes(pod: &Nginx) -> (usize, usize) {
+    let probes: Vec<String> = pod
+        .access_log()
+        .into_iter()
+        .filter(|l| l.split(' ').nth(1) == Some("/healthz"))
+        .collect();
+    let resumed = probes.iter().filter(|l| l.ends_with(" r")).count();
+    (resumed, probes.len() - resumed)
+}
+
+#[test]
+fn sessions_are_resumed_with_the_system_roots_and_not_with_a_cluster_ca() {
+    let test = "sessions_are_resumed_with_the_system_roots_and_not_with_a_cluster_ca";
+    if !peers_available(test) {
+        return;
+    }
+    let pki = Pki::new();
+    let name = "resume.tls.test";
+    let root = pki.path("root.pem");
+    let cert = pki.server("resume", &[name]);
+    let (port_a, port_b) = (free_port(), free_port());
+    let with_ca = https_pod("127.0.24.81", port_a, &cert);
+    let system = https_pod("127.0.24.82", port_b, &cert);
+    let dns = DnsServer::start();
+    dns.set_a("ca.resume.tls.test", &["127.0.24.81"]);
+    dns.set_a("system.resume.tls.test", &["127.0.24.82"]);
+    let probes = || HealthCheck::http().interval("100ms");
+    // The "system roots" are the test's root here: rustls-native-certs reads SSL_CERT_FILE.
+    let gateway = Gateway::builder()
+        .env("SSL_CERT_FILE", &root.display().to_string())
+        .nameserver(dns.addr())
+        .route(Route::prefix("/").to("ca"))
+        .cluster(
+            Cluster::new("ca")
+                .dns("ca.resume.tls.test", port_a)
+                .tls(UpstreamTls::new().ca(&root).sni(name))
+                .health_check(probes()),
+        )
+        .cluster(
+            Cluster::new("system")
+                .dns("system.resume.tls.test", port_b)
+                .tls(UpstreamTls::new().sni(name))
+                .health_check(probes()),
+        )
+        .start();
+    std::thread::sleep(Duration::from_secs(2));
+    let (ca_resumed, ca_full) = probe_handshakes(&with_ca);
+    let (sys_resumed, sys_full) = probe_handshakes(&system);
+    println!(
+        "upstream_tls | resumption | probe handshakes resumed: with a cluster ca {ca_resumed} of {}, \
+         with the system roots {sys_resumed} of {}",
+        ca_resumed + ca_full,
+        sys_resumed + sys_full
+    );
+    // Where pingora allows (no per-peer CA or client certificate: its shared client
+    // configuration and session cache), new connections resume; with a cluster `ca`, pingora
+    // builds a configuration per connection and nothing resumes (README, Upstream TLS).
+    assert!(
+        ca_full >= 5 && sys_full + sys_resumed >= 5,
+        "too few probes"
+    );
+    assert!(sys_resumed >= 1, "no session resumed with the system roots");
+    gateway.assert_no_panic();
+}
