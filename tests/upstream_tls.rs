@@ -241,6 +241,12 @@ fn bad_certificates_fail_with_their_reason_while_a_good_pod_serves_every_request
                 .tls(tls.clone())
                 .health_check(HealthCheck::http().interval("200ms").timeout("500ms")),
         )
+        .cluster(
+            Cluster::new("mixed_tcp")
+                .dns(name, port)
+                .tls(tls.clone())
+                .health_check(HealthCheck::tcp().interval("200ms").timeout("500ms")),
+        )
         .cluster(alone("expired"))
         .cluster(alone("wrong"))
         .cluster(alone("foreign"))
@@ -255,8 +261,9 @@ fn bad_certificates_fail_with_their_reason_while_a_good_pod_serves_every_request
         ),
         ("127.0.24.14", "upstream TLS error: unknown CA"),
     ];
-    let settled = wait_until(Duration::from_secs(10), || {
-        let view = admin::cluster(&gateway, "mixed");
+    // (tcp probes too: a TLS handshake is their connect.)
+    let settled = |cluster: &str| {
+        let view = admin::cluster(&gateway, cluster);
         let good_up = view
             .backend(&format!("127.0.24.11:{port}"))
             .is_some_and(|b| b.healthy);
@@ -265,9 +272,12 @@ fn bad_certificates_fail_with_their_reason_while_a_good_pod_serves_every_request
                 view.backend(&format!("{ip}:{port}"))
                     .is_some_and(|b| !b.healthy && b.last_error.as_deref() == Some(*reason))
             })
-    });
-    let view = admin::cluster(&gateway, "mixed");
-    assert!(settled, "/clusters after 10 s: {view:#?}");
+    };
+    for cluster in ["mixed", "mixed_tcp"] {
+        let done = wait_until(Duration::from_secs(10), || settled(cluster));
+        let view = admin::cluster(&gateway, cluster);
+        assert!(done, "/clusters after 10 s: {view:#?}");
+    }
 
     // The good pod serves every request of the cluster.
     const REQUESTS: usize = 200;
