@@ -112,10 +112,15 @@ fn a_chain_through_an_intermediate_is_verified_and_its_connections_pooled() {
     let (code, status, err) = curl_pod(&pod, "pods.tls.test", &root, &[]);
     assert_eq!((code, status), (0, 200), "control: curl to the pod: {err}");
 
+    // The same pod in cleartext, for comparison: how many connections the pool opens anyway.
+    let plain = Nginx::start("127.0.24.2", port);
     let dns = DnsServer::start();
     dns.set_a("pods.tls.test", &["127.0.24.1"]);
+    dns.set_a("plain.tls.test", &["127.0.24.2"]);
     let gateway = Gateway::builder()
         .nameserver(dns.addr())
+        .route(Route::prefix("/plain").to("plain"))
+        .cluster(Cluster::new("plain").dns("plain.tls.test", port))
         .route(Route::prefix("/").to("secure"))
         .cluster(
             Cluster::new("secure")
@@ -155,15 +160,23 @@ fn a_chain_through_an_intermediate_is_verified_and_its_connections_pooled() {
         &lines[..3]
     );
     let handshakes = connections(&pod).difference(&before).count();
+    for i in 0..REQUESTS {
+        let r = client.get(&format!("/plain/{i}")).unwrap();
+        assert_eq!(r.status, 200, "cleartext request {i}: {r:?}");
+    }
+    let cleartext = connections(&plain).len();
     println!(
-        "upstream_tls | pooled | {REQUESTS} keep-alive requests through a TLS cluster: \
-         {handshakes} upstream TLS connection(s) (handshakes)"
+        "upstream_tls | pooled | {REQUESTS} keep-alive requests: {handshakes} upstream TLS \
+         connection(s) (handshakes) through the TLS cluster; {cleartext} connection(s) through \
+         the same pod in cleartext"
     );
-    // One connection per thread at most, in steady state; a request that arrives as pingora is
-    // still returning the last connection to its pool opens another (seen: 1 to 4, the higher
-    // counts with other tests running).
+    // pingora pools both alike: each connection carries a run of requests, and a request that
+    // arrives while the last response's connection is still on its way back to the pool opens
+    // another, which then carries the next run (seen: 1 to 7 either way, the higher counts with
+    // other tests running; nginx also closes a connection after 1,000 requests). 2% of the
+    // requests is far from a handshake each.
     assert!(
-        handshakes <= 5,
+        handshakes <= REQUESTS / 50,
         "{handshakes} handshakes for {REQUESTS} keep-alive requests: the pool is not reused"
     );
     gateway.assert_no_panic();
