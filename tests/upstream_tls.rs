@@ -546,6 +546,22 @@ fn bad_tls_files_are_conf_errors_naming_the_key_and_the_file() {
         "{ subject_alt_names: [a.test] }",
         &["gateway.clusters[0].tls.subject_alt_names: unknown field".to_owned()],
     );
+    // A tcp probe has no client certificate to present: refused rather than probing otherwise.
+    let path = pki.path("tcp.yaml");
+    let tcp = conf(&format!(
+        "{{ cert: {}, key: {} }}",
+        p(&one.cert),
+        p(&one.key)
+    ))
+    .replace(" }\n", ", health_check: { type: tcp } }\n");
+    std::fs::write(&path, &tcp).unwrap();
+    let (code, _, stderr) = run_headway(&["-t", "-c", &path.to_string_lossy()]);
+    assert_ne!(code, 0, "{tcp}");
+    assert!(
+        stderr
+            .contains("gateway.clusters[0].health_check.type: a tcp probe cannot present tls.cert"),
+        "{stderr}"
+    );
     // The good pair passes.
     let path = pki.path("good.yaml");
     let tls = format!(
