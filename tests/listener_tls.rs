@@ -127,7 +127,7 @@ fn each_name_gets_its_certificate_and_unknown_names_the_default_or_a_refusal() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path());
+    let pki = Pki::in_dir(dir.path());
     let root = pki.root("root", "headway test root");
     let inter = pki.intermediate("inter", "headway test intermediate", &root);
     let a = pki.leaf("a", "a.test", &["DNS:a.test"], Usage::Server, &inter);
@@ -261,7 +261,7 @@ fn client_certificates_are_verified_and_reach_the_backend_as_xfcc() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path());
+    let pki = Pki::in_dir(dir.path());
     let root = pki.root("root", "headway test root");
     let other = pki.root("other", "unrelated root");
     let server = pki.leaf("server", "gw.test", &["DNS:gw.test"], Usage::Server, &root);
@@ -414,7 +414,7 @@ fn a_stalled_handshake_is_closed_at_handshake_timeout() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path());
+    let pki = Pki::in_dir(dir.path());
     let root = pki.root("root", "headway test root");
     let server = pki.leaf("server", "gw.test", &["DNS:gw.test"], Usage::Server, &root);
     let port = free_port();
@@ -513,7 +513,7 @@ fn hostile_handshakes_are_survived_counted_and_leave_nothing_behind() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path());
+    let pki = Pki::in_dir(dir.path());
     let root = pki.root("root", "headway test root");
     let server = pki.leaf("server", "gw.test", &["DNS:gw.test"], Usage::Server, &root);
     let port = free_port();

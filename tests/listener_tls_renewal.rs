@@ -160,7 +160,7 @@ fn renewed_certificates_are_served_within_a_second_under_load_and_broken_ones_re
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(&dir.path().join("pki"));
+    let pki = Pki::in_dir(&dir.path().join("pki"));
     let root = pki.root("root", "headway test root");
     let issued: Vec<Issued> = (0..=20)
         .map(|i| {
@@ -251,6 +251,7 @@ fn renewed_certificates_are_served_within_a_second_under_load_and_broken_ones_re
     let last = issued.last().unwrap();
     let broken = Issued {
         cert: issued[3].cert.clone(),
+        chain: issued[3].chain.clone(),
         key: issued[4].key.clone(),
         serial: issued[3].serial.clone(),
     };
@@ -317,7 +318,7 @@ fn a_reload_applies_new_tls_settings_in_place_or_changes_nothing() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path());
+    let pki = Pki::in_dir(dir.path());
     let root = pki.root("root", "headway test root");
     let a = pki.leaf("a", "a.test", &["DNS:a.test"], Usage::Server, &root);
     let b = pki.leaf("b", "b.test", &["DNS:b.test"], Usage::Server, &root);

@@ -7,9 +7,10 @@ use super::defaults;
 use super::dns::{dns, DnsSettings, RawDns};
 use super::duration::{positive_or, ConfDuration};
 use super::errors::Errors;
-use super::health_check::{health_check, HealthCheckConfig, RawHealthCheck};
+use super::health_check::{health_check, HealthCheckConfig, HealthCheckKind, RawHealthCheck};
 use super::outlier::{outlier_detection, OutlierDetection, RawOutlierDetection};
 use super::retry::{retry_policy, RawRetryBudget, RetryCondition, RetryPolicy};
+use super::upstream_tls::{upstream_tls, AddressKind, RawUpstreamTls, UpstreamTls};
 use serde::Deserialize;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -65,6 +66,8 @@ pub struct ClusterConfig {
     pub healthy_panic_threshold: u32,
     /// `health_check`: active probes; `None` (the default): DNS alone decides.
     pub health_check: Option<HealthCheckConfig>,
+    /// `tls`: the backends are reached over TLS; `None` (the default): cleartext.
+    pub tls: Option<UpstreamTls>,
 }
 
 /// What a cluster's `address` names.
@@ -153,6 +156,7 @@ pub(super) struct RawCluster {
     circuit_breakers: Option<RawCircuitBreakers>,
     healthy_panic_threshold: Option<u32>,
     health_check: Option<RawHealthCheck>,
+    tls: Option<RawUpstreamTls>,
 }
 
 /// Checks one cluster; its DNS, balancing, retry, outlier, breaker and health-check keys are
@@ -262,6 +266,31 @@ pub(super) fn cluster(raw: RawCluster, path: &str, errors: &mut Errors) -> Optio
     let health_check = raw
         .health_check
         .map(|hc| health_check(hc, &format!("{path}.health_check"), errors));
+    let protocol = raw.protocol.unwrap_or(defaults::PROTOCOL);
+    let tls = raw.tls.and_then(|tls| {
+        let http2 = protocol == UpstreamProtocol::Http2;
+        let kind = match &address {
+            // An SRV name's service and protocol labels (`_http._tcp.`) are no host's name.
+            Some(Address::Name(name)) if discovery == Discovery::Srv => {
+                let labels: Vec<&str> =
+                    name.split('.').skip_while(|l| l.starts_with('_')).collect();
+                AddressKind::Name(labels.join("."))
+            }
+            Some(Address::Name(name)) => AddressKind::Name(name.clone()),
+            Some(Address::Ip(_)) => AddressKind::Ip,
+            None => AddressKind::Unknown,
+        };
+        upstream_tls(tls, kind, http2, &format!("{path}.tls"), errors)
+    });
+    let tcp_probe = matches!(&health_check, Some(Some(hc)) if hc.kind == HealthCheckKind::Tcp);
+    if tcp_probe && tls.as_ref().is_some_and(|t| t.client_cert.is_some()) {
+        // pingora's TCP check has no client certificate: its probes would not be the
+        // handshake requests make.
+        errors.push(
+            format!("{path}.health_check.type"),
+            "a tcp probe cannot present tls.cert: use type: http",
+        );
+    }
 
     if errors.count() > before {
         return None;
@@ -271,7 +300,7 @@ pub(super) fn cluster(raw: RawCluster, path: &str, errors: &mut Errors) -> Optio
         address: address?,
         port: port?,
         discovery,
-        protocol: raw.protocol.unwrap_or(defaults::PROTOCOL),
+        protocol,
         lb_policy: raw.lb_policy.unwrap_or(defaults::LB_POLICY),
         hash_policy,
         dns,
@@ -285,5 +314,6 @@ pub(super) fn cluster(raw: RawCluster, path: &str, errors: &mut Errors) -> Optio
         breakers,
         healthy_panic_threshold,
         health_check: health_check.flatten(),
+        tls,
     })
 }

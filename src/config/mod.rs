@@ -29,6 +29,8 @@ mod resolver;
 mod retry;
 mod routes;
 mod server;
+mod tls_files;
+mod upstream_tls;
 
 pub use access_log::AccessLogConfig;
 pub use balancing::HashKey;
@@ -48,6 +50,8 @@ pub use outlier::OutlierDetection;
 pub use resolver::ResolverSettings;
 pub use retry::{RetryOn, RetryPolicy};
 pub use routes::{PathMatch, Route, RouteAction};
+pub use tls_files::{CaBundle, ClientCert};
+pub use upstream_tls::{Alpn, UpstreamTls};
 
 use errors::Errors;
 use pingora::server::configuration::ServerConf;

@@ -35,6 +35,7 @@ pub struct Metrics {
     retries: IntCounterVec,
     connect_failures: IntCounterVec,
     tunnel_timeouts: IntCounterVec,
+    upstream_tls_errors: IntCounterVec,
     health_transitions: IntCounterVec,
     dns_refreshes: IntCounterVec,
     ejections: IntCounterVec,
@@ -102,6 +103,9 @@ pub struct ClusterMetrics {
     /// `headway_tunnel_idle_timeouts_total`: upgraded connections (WebSocket) closed after
     /// `tunnel_timeout` without traffic.
     pub tunnel_timeouts: IntCounter,
+    /// `headway_upstream_tls_errors_total{cluster, reason}`: made per reason by
+    /// [`crate::upstream::tls`], only for clusters that speak TLS.
+    pub tls_errors: IntCounterVec,
     /// `headway_health_transitions_total{to="healthy"}`: backends marked up by the probes.
     pub became_healthy: IntCounter,
     /// `headway_health_transitions_total{to="unhealthy"}`: backends marked down by the probes.
@@ -224,6 +228,12 @@ impl Metrics {
                 "headway_upstream_connect_failures_total",
                 "Failed connection attempts to backends, per cluster.",
                 &["cluster"],
+            )?,
+            upstream_tls_errors: counter_vec(
+                &r,
+                "headway_upstream_tls_errors_total",
+                "Failed TLS handshakes with backends, per cluster and reason.",
+                &["cluster", "reason"],
             )?,
             tunnel_timeouts: counter_vec(
                 &r,
@@ -389,6 +399,7 @@ impl Metrics {
             retries: self.retries.with_label_values(&c),
             connect_failures: self.connect_failures.with_label_values(&c),
             tunnel_timeouts: self.tunnel_timeouts.with_label_values(&c),
+            tls_errors: self.upstream_tls_errors.clone(),
             became_healthy: self
                 .health_transitions
                 .with_label_values(&[cluster, "healthy"]),

@@ -6,28 +6,39 @@ use super::context::RequestCtx;
 use super::retry::{
     self, head_not_written, replayable, AttemptFailure, Failed, NextAttempt, Outcome,
 };
+use crate::upstream::cluster::Cluster;
+use crate::upstream::tls::TlsFailure;
 use log::warn;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::Peer;
 use pingora::{Error, ErrorSource, ErrorType, RetryType};
+use std::sync::Arc;
 
 /// A connect failed: nothing reached the backend. Decides the free retry elsewhere.
-pub(super) fn connect_failed(
-    peer: &HttpPeer,
-    ctx: &mut RequestCtx,
-    mut e: Box<Error>,
-) -> Box<Error> {
+pub(super) fn connect_failed(peer: &HttpPeer, ctx: &mut RequestCtx, e: Box<Error>) -> Box<Error> {
     let Some(cluster) = ctx.cluster.clone() else {
         return e;
     };
+    let tls = cluster.tls.as_ref().and_then(|tls| tls.count_failure(&e));
+    connect_failed_as(peer, ctx, e, &cluster, tls)
+}
+
+/// [`connect_failed`], once what the handshake said (`tls`) is known.
+fn connect_failed_as(
+    peer: &HttpPeer,
+    ctx: &mut RequestCtx,
+    mut e: Box<Error>,
+    cluster: &Arc<Cluster>,
+    tls: Option<TlsFailure>,
+) -> Box<Error> {
     cluster.metrics.connect_failures.inc();
     let outcome = if e.etype() == &ErrorType::ConnectRefused {
         Outcome::Refused
     } else {
         Outcome::Failure
     };
-    ctx.end_attempt(&cluster, outcome);
+    ctx.end_attempt(cluster, outcome);
     // Nothing reached the backend: any method may go elsewhere, and trying costs no
     // `retries` and no retry budget (they ration load re-sent to backends; this sent none).
     let retry = cluster.config.retry.on.connect_failure
@@ -36,19 +47,35 @@ pub(super) fn connect_failed(
     if retry {
         ctx.next_attempt = NextAttempt::Undelivered;
     }
+    let what = match tls {
+        Some(failure) => format!("upstream TLS error: {}", failure.text()),
+        None => e.etype().as_str().to_owned(),
+    };
     warn!(
-        "upstream connect failed cluster={} backend={} attempt={} error=\"{}\"{}",
+        "upstream connect failed cluster={} backend={} attempt={} error=\"{what}\"{}",
         cluster.name(),
         peer.address(),
         ctx.tried.len(),
-        e.etype().as_str(),
         if retry {
             " retrying on another backend"
         } else {
             ""
         }
     );
-    ctx.last_failure = Some(format!("{} to {}", e.etype().as_str(), peer.address()));
+    ctx.last_failure = Some(format!("{what} to {}", peer.address()));
+    if let (Some(failure), false) = (tls, retry) {
+        // The answer names the cluster and why the handshake failed; nothing was sent.
+        let mut answer = Error::explain(
+            ErrorType::HTTPStatus(502),
+            format!(
+                "upstream TLS error for cluster {}: {}",
+                cluster.name(),
+                failure.text()
+            ),
+        );
+        answer.set_retry(false);
+        return answer;
+    }
     e.set_retry(retry);
     e
 }
@@ -68,6 +95,15 @@ pub(super) fn attempt_failed(
         e.set_retry(false);
         return e;
     };
+    let fresh =
+        !client_reused && ctx.upstream_time.is_none() && session.response_written().is_none();
+    if let Some(tls) = cluster.tls.as_ref().filter(|_| fresh) {
+        if let Some(failure) = tls.count_failure(&e) {
+            // The backend refused the handshake after the gateway's side of it ended (TLS 1.3
+            // client authentication): it processed nothing, as with a failed connect.
+            return connect_failed_as(peer, ctx, e, &cluster, Some(failure));
+        }
+    }
     if matches!(e.esource(), ErrorSource::Downstream | ErrorSource::Internal)
         || matches!(e.etype(), ErrorType::HTTPStatus(_))
     {

@@ -12,7 +12,6 @@ use super::headers::{
 use super::http1::{check_limits, is_self_check, normalize_http1};
 use super::retry::{self, replayable, NextAttempt, Outcome};
 use super::Proxy;
-use crate::config::UpstreamProtocol;
 use crate::upstream::breaker::{AttemptSlot, PendingSlot, RequestSlot};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -214,7 +213,7 @@ impl ProxyHttp for Proxy {
         ctx.tried.push(addr);
         ctx.upstream_started.get_or_insert(now);
 
-        let mut peer = HttpPeer::new(addr, false, String::new());
+        let mut peer = cluster.peer(addr);
         let connect = cluster.config.connect_timeout.min(remaining);
         let per_try = if session.is_upgrade_req() {
             // Once upgraded (WebSocket), the connection is a tunnel: `timeout` no longer
@@ -236,10 +235,6 @@ impl ProxyHttp for Proxy {
         peer.options.read_timeout = Some(per_try);
         peer.options.write_timeout = Some(per_try);
         peer.options.idle_timeout = Some(cluster.config.idle_timeout);
-        if cluster.config.protocol == UpstreamProtocol::Http2 {
-            // Cleartext HTTP/2 with prior knowledge (h2c), as gRPC backends expect.
-            peer.options.set_http_version(2, 2);
-        }
         Ok(Box::new(peer))
     }
 

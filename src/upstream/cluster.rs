@@ -5,7 +5,7 @@
 //! pingora's background loop, whose fixed period cannot follow TTLs or back off on DNS errors,
 //! and which probes only after discovery in the same sequential loop.
 
-use crate::config::{duration, Address, ClusterConfig, Discovery, LbPolicy};
+use crate::config::{duration, Address, ClusterConfig, Discovery, LbPolicy, UpstreamProtocol};
 use crate::metrics::ClusterMetrics;
 use crate::upstream::backends::{BackendState, BackendTable};
 use crate::upstream::breaker::ClusterLoad;
@@ -14,10 +14,12 @@ use crate::upstream::health::RecordedHealthCheck;
 use crate::upstream::lb::rotation::Rotation;
 use crate::upstream::lb::{self, Balancer};
 use crate::upstream::outlier::OutlierDetector;
+use crate::upstream::tls::PeerTls;
 use async_trait::async_trait;
 use hickory_resolver::TokioResolver;
 use pingora::lb::discovery::{ServiceDiscovery, Static};
 use pingora::lb::Backend;
+use pingora::prelude::HttpPeer;
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora::Result;
 use std::collections::{BTreeSet, HashMap};
@@ -65,6 +67,8 @@ pub struct Cluster {
     conf_key: std::sync::OnceLock<String>,
     /// Flipped when a reload removes the cluster: its discovery and probes stop.
     pub(super) retired: tokio::sync::watch::Sender<bool>,
+    /// `tls`: how its peers speak TLS; `None`: cleartext.
+    pub tls: Option<Arc<PeerTls>>,
 }
 
 impl Cluster {
@@ -108,6 +112,10 @@ impl Cluster {
             }
         };
         let table = Arc::new(BackendTable::new(config.health_check.is_some()));
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|tls| Arc::new(PeerTls::new(&config.name, tls, &metrics.tls_errors)));
         let mut balancer = lb::balancer(config.lb_policy, discovery);
         if let Some(hc) = &config.health_check {
             let host = config.address.to_string();
@@ -116,9 +124,15 @@ impl Cluster {
                 metrics.became_healthy.clone(),
                 metrics.became_unhealthy.clone(),
             );
-            let check =
-                RecordedHealthCheck::new(&config.name, hc, host, table.clone(), transitions)
-                    .map_err(|e| format!("cluster {}: health check: {e}", config.name))?;
+            let check = RecordedHealthCheck::new(
+                &config.name,
+                hc,
+                host,
+                tls.clone(),
+                table.clone(),
+                transitions,
+            )
+            .map_err(|e| format!("cluster {}: health check: {e}", config.name))?;
             balancer.set_health_check(Box::new(check));
         }
         Ok(Cluster {
@@ -135,7 +149,23 @@ impl Cluster {
             probe_now: Notify::new(),
             retired: tokio::sync::watch::channel(false).0,
             conf_key: std::sync::OnceLock::new(),
+            tls,
         })
+    }
+
+    /// A peer for the backend at `addr`: cleartext HTTP/1.1 or h2c per `protocol`, or TLS per
+    /// `tls`. Timeouts are the request's to set.
+    pub fn peer(&self, addr: SocketAddr) -> HttpPeer {
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        match &self.tls {
+            Some(tls) => tls.apply(&mut peer),
+            // Cleartext HTTP/2 with prior knowledge (h2c), as gRPC backends expect.
+            None if self.config.protocol == UpstreamProtocol::Http2 => {
+                peer.options.set_http_version(2, 2)
+            }
+            None => {}
+        }
+        peer
     }
 
     /// Records what the cluster was built from (see `Clusters::rebuild`).

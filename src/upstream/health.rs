@@ -7,6 +7,7 @@
 
 use crate::config::{duration, HealthCheckConfig, HealthCheckKind};
 use crate::upstream::backends::BackendTable;
+use crate::upstream::tls::PeerTls;
 use async_trait::async_trait;
 use log::info;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -22,6 +23,7 @@ pub struct RecordedHealthCheck {
     cluster: String,
     inner: Box<dyn HealthCheck + Send + Sync>,
     timeout: Duration,
+    tls: Option<Arc<PeerTls>>,
     table: Arc<BackendTable>,
     /// Threshold crossings: (became healthy, became unhealthy).
     transitions: (IntCounter, IntCounter),
@@ -29,10 +31,12 @@ pub struct RecordedHealthCheck {
 
 impl RecordedHealthCheck {
     /// `host` is the Host header of HTTP probes when the conf sets none: the cluster's address.
+    /// `tls`: probes speak the cluster's TLS, so a backend whose certificate fails is unhealthy.
     pub fn new(
         cluster: &str,
         config: &HealthCheckConfig,
         host: &str,
+        tls: Option<Arc<PeerTls>>,
         table: Arc<BackendTable>,
         transitions: (IntCounter, IntCounter),
     ) -> Result<RecordedHealthCheck> {
@@ -41,6 +45,9 @@ impl RecordedHealthCheck {
         let inner: Box<dyn HealthCheck + Send + Sync> = match &config.kind {
             HealthCheckKind::Tcp => {
                 let mut check = TcpHealthCheck::new();
+                if let Some(tls) = &tls {
+                    tls.apply_basic(&mut check.peer_template);
+                }
                 check.consecutive_success = success;
                 check.consecutive_failure = failure;
                 check.peer_template.options.connection_timeout = Some(config.timeout);
@@ -50,6 +57,9 @@ impl RecordedHealthCheck {
             HealthCheckKind::Http { path, host: custom } => {
                 let host = custom.as_deref().unwrap_or(host);
                 let mut check = HttpHealthCheck::new(host, false);
+                if let Some(tls) = &tls {
+                    tls.apply(&mut check.peer_template);
+                }
                 let mut req = RequestHeader::build("GET", path.as_bytes(), None)?;
                 req.append_header("Host", host)?;
                 req.append_header("User-Agent", "headway-health-check")?;
@@ -69,6 +79,7 @@ impl RecordedHealthCheck {
             cluster: cluster.to_owned(),
             inner,
             timeout: config.timeout,
+            tls,
             table,
             transitions,
         })
@@ -100,9 +111,14 @@ impl HealthCheck for RecordedHealthCheck {
             ),
         };
         if let Some(addr) = target.addr.as_inet() {
-            let first_pass = self
-                .table
-                .record_probe(*addr, result.as_ref().err().map(|e| e.to_string()));
+            let error = result.as_ref().err().map(|e| {
+                // A failed handshake says why in the words an answer would use.
+                match self.tls.as_ref().and_then(|tls| tls.count_failure(e)) {
+                    Some(failure) => format!("upstream TLS error: {}", failure.text()),
+                    None => e.to_string(),
+                }
+            });
+            let first_pass = self.table.record_probe(*addr, error);
             if first_pass {
                 self.transitions.0.inc();
                 info!(

@@ -12,6 +12,7 @@ pub mod outlier;
 pub mod resolver;
 pub mod snapshot;
 pub mod srv;
+pub mod tls;
 
 use crate::config::{Address, Gateway as GatewayConfig};
 use crate::metrics::Metrics;

@@ -6,6 +6,10 @@
                                         `ok NAME: detail` or `FAIL NAME: detail` line per check,
                                         then `summary: N ok, M failed`; exit 1 if any failed
 
+    grpc_peer.py server ADDR CHAIN KEY  the same over TLS (PEM files; ALPN h2)
+    grpc_peer.py client TARGET RUN CA NAME
+                                        the same over TLS, trusting CA, verifying NAME
+
 The service is registered with grpcio's generic handlers and bytes in, bytes out (no protobuf,
 no protoc): /interop.Echo/Echo, Fail, Count (server streaming), Sum (client streaming), Chat
 (bidi), Slow, Cancel and Deadline (both: sleep until done or no longer active), Report (what
@@ -140,7 +144,7 @@ def report(request, context):
     return json.dumps(value).encode()
 
 
-def serve(addr):
+def serve(addr, tls=None):
     handlers = {
         "Echo": grpc.unary_unary_rpc_method_handler(echo),
         "Fail": grpc.unary_unary_rpc_method_handler(fail),
@@ -157,7 +161,13 @@ def serve(addr):
         handlers=[grpc.method_handlers_generic_handler(SERVICE, handlers)],
         options=[("grpc.max_receive_message_length", 8 << 20)],
     )
-    if server.add_insecure_port(addr) == 0:
+    if tls:
+        with open(tls[0], "rb") as chain, open(tls[1], "rb") as key:
+            credentials = grpc.ssl_server_credentials([(key.read(), chain.read())])
+        bound = server.add_secure_port(addr, credentials)
+    else:
+        bound = server.add_insecure_port(addr)
+    if bound == 0:
         print(f"cannot bind {addr}", file=sys.stderr, flush=True)
         sys.exit(2)
     server.start()
@@ -340,7 +350,7 @@ def check_concurrent(channel, run):
             f"{peak['calls']} at once, over {peak['connections']} connection(s)")
 
 
-def client(target, run):
+def client(target, run, tls=None):
     options = [
         ("grpc.enable_http_proxy", 0),
         ("grpc.max_receive_message_length", 8 << 20),
@@ -358,7 +368,14 @@ def client(target, run):
         ("concurrent_200", lambda ch: check_concurrent(ch, run)),
     ]
     failed = 0
-    with grpc.insecure_channel(target, options=options) as channel:
+    if tls:
+        with open(tls[0], "rb") as ca:
+            credentials = grpc.ssl_channel_credentials(root_certificates=ca.read())
+        options.append(("grpc.ssl_target_name_override", tls[1]))
+        channel = grpc.secure_channel(target, credentials, options=options)
+    else:
+        channel = grpc.insecure_channel(target, options=options)
+    with channel:
         grpc.channel_ready_future(channel).result(timeout=10)
         for name, check in checks:
             started = time.monotonic()
@@ -377,9 +394,10 @@ def client(target, run):
 
 def main():
     if len(sys.argv) >= 3 and sys.argv[1] == "server":
-        serve(sys.argv[2])
+        serve(sys.argv[2], sys.argv[3:5] if len(sys.argv) >= 5 else None)
     elif len(sys.argv) >= 3 and sys.argv[1] == "client":
-        sys.exit(client(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "run"))
+        run = sys.argv[3] if len(sys.argv) > 3 else "run"
+        sys.exit(client(sys.argv[2], run, sys.argv[4:6] if len(sys.argv) >= 6 else None))
     else:
         print(__doc__, file=sys.stderr)
         sys.exit(2)

@@ -81,6 +81,8 @@ pub struct Cluster {
     healthy_panic_threshold: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     health_check: Option<HealthCheck>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<UpstreamTls>,
     /// Keys set raw with [`Cluster::key`].
     #[serde(flatten)]
     more: Mapping,
@@ -112,6 +114,7 @@ impl Cluster {
             circuit_breakers: None,
             healthy_panic_threshold: None,
             health_check: None,
+            tls: None,
             more: Mapping::new(),
         }
     }
@@ -275,9 +278,70 @@ impl Cluster {
         self.health_check(HealthCheck::http().path(path).interval(interval))
     }
 
+    /// `tls: { … }`: the backends are reached over TLS.
+    pub fn tls(mut self, tls: UpstreamTls) -> Cluster {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Any other key, its value raw YAML (e.g. `.key("hash_policy", "[{ header: x-user }]")`).
     pub fn key(mut self, key: &str, yaml: &str) -> Cluster {
         self.more.insert(Value::from(key), raw(key, yaml));
+        self
+    }
+}
+
+/// A cluster's `tls`: only the keys set are written.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UpstreamTls {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sni: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ca: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cert: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alpn: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    min_version: Option<String>,
+}
+
+impl UpstreamTls {
+    /// `tls: {}`: the system roots, SNI from the cluster's address, `[http/1.1]`.
+    pub fn new() -> UpstreamTls {
+        UpstreamTls::default()
+    }
+
+    /// `ca: <file>`.
+    pub fn ca(mut self, file: &std::path::Path) -> UpstreamTls {
+        self.ca = Some(file.display().to_string());
+        self
+    }
+
+    /// `sni: <name>`.
+    pub fn sni(mut self, name: &str) -> UpstreamTls {
+        self.sni = Some(name.to_owned());
+        self
+    }
+
+    /// `cert: <file>` and `key: <file>`: the client certificate (mutual TLS).
+    pub fn client_cert(mut self, cert: &std::path::Path, key: &std::path::Path) -> UpstreamTls {
+        self.cert = Some(cert.display().to_string());
+        self.key = Some(key.display().to_string());
+        self
+    }
+
+    /// `alpn: [<protocols>]`.
+    pub fn alpn(mut self, protocols: &[&str]) -> UpstreamTls {
+        self.alpn = Some(protocols.iter().map(|p| (*p).to_owned()).collect());
+        self
+    }
+
+    /// `min_version: <version>`.
+    pub fn min_version(mut self, version: &str) -> UpstreamTls {
+        self.min_version = Some(version.to_owned());
         self
     }
 }

@@ -13,6 +13,7 @@ pub mod backend;
 pub mod conf;
 pub mod curl;
 pub mod dns;
+pub mod envoy;
 pub mod gateway;
 pub mod http;
 pub mod nginx;

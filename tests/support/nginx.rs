@@ -16,6 +16,11 @@
 //!
 //! Tests first call [`available`]: where nginx is not installed they are skipped
 //! ([`super::skip`]) and return.
+//!
+//! An HTTPS pod ([`Nginx::start_tls`], [`PodTls`]) listens with `ssl` on the same ip:port, serves
+//! the given chain and key, and with `client_ca` demands a client certificate
+//! (`ssl_verify_client on`: nginx completes the handshake, then answers 400 without one). Its
+//! access log adds `$ssl_protocol $ssl_session_reused` to each line.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -41,9 +46,22 @@ pub fn available(test: &str) -> bool {
     false
 }
 
+/// What an HTTPS pod serves: its certificate chain (leaf first) and key, and the CA of the
+/// client certificates it demands (`None`: it asks for none).
+#[derive(Debug, Clone)]
+pub struct PodTls {
+    pub chain: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    pub client_ca: Option<std::path::PathBuf>,
+    /// `ssl_protocols` (and, for versions OpenSSL 3 refuses by default, `ssl_ciphers` at
+    /// security level 0); `None`: `TLSv1.2 TLSv1.3`.
+    pub protocols: Option<&'static str>,
+}
+
 /// One nginx pod on `ip:port`.
 pub struct Nginx {
     addr: SocketAddr,
+    tls: bool,
     dir: TempDir,
     /// The master process, while it runs (or is stopped).
     master: Option<Child>,
@@ -55,6 +73,16 @@ impl Nginx {
     /// Writes the conf and starts nginx; returns once `GET /healthz` answers 200. Panics (with
     /// nginx's error log) if it does not within 10 s.
     pub fn start(ip: &str, port: u16) -> Nginx {
+        Nginx::start_with(ip, port, None)
+    }
+
+    /// An HTTPS pod: as [`Nginx::start`], serving `tls`; ready once `/healthz` answers over
+    /// TLS (any status: a pod that demands a client certificate answers 400 to the check).
+    pub fn start_tls(ip: &str, port: u16, tls: PodTls) -> Nginx {
+        Nginx::start_with(ip, port, Some(tls))
+    }
+
+    fn start_with(ip: &str, port: u16, tls: Option<PodTls>) -> Nginx {
         let addr: SocketAddr = format!("{ip}:{port}")
             .parse()
             .unwrap_or_else(|e| panic!("Nginx::start({ip}, {port}): bad address: {e}"));
@@ -65,11 +93,12 @@ impl Nginx {
         // Workers run as `nobody` when the master is root: let them reach their temp paths.
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755));
-        let conf = conf(dir.path(), addr);
+        let conf = conf(dir.path(), addr, tls.as_ref());
         std::fs::write(dir.path().join("nginx.conf"), conf)
             .unwrap_or_else(|e| panic!("cannot write nginx.conf: {e}"));
         let mut nginx = Nginx {
             addr,
+            tls: tls.is_some(),
             dir,
             master: None,
             hung: false,
@@ -236,8 +265,7 @@ impl Nginx {
                     self.error_log()
                 );
             }
-            let healthy = !self.worker_pids().is_empty()
-                && http::get(self.addr, "/healthz").is_ok_and(|r| r.status == 200);
+            let healthy = !self.worker_pids().is_empty() && self.answers_health_check();
             if healthy {
                 return;
             }
@@ -250,6 +278,28 @@ impl Nginx {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    fn answers_health_check(&self) -> bool {
+        if !self.tls {
+            return http::get(self.addr, "/healthz").is_ok_and(|r| r.status == 200);
+        }
+        let url = format!("https://{}/healthz", self.addr);
+        Command::new("curl")
+            .args([
+                "-sk",
+                "--max-time",
+                "2",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            // Any version, so that a pod made to speak only an old one is seen up too.
+            .args(["--tlsv1", "--ciphers", "DEFAULT:@SECLEVEL=0"])
+            .arg(&url)
+            .output()
+            .is_ok_and(|o| o.status.success() && o.stdout != b"000")
     }
 
     /// Waits for the master to exit and reaps it; panics after `timeout` (killing it).
@@ -304,8 +354,33 @@ impl Drop for Nginx {
     }
 }
 
-fn conf(dir: &Path, addr: SocketAddr) -> String {
+fn conf(dir: &Path, addr: SocketAddr, tls: Option<&PodTls>) -> String {
     let p = |name: &str| path_arg(&dir.join(name));
+    let (listen, log_tls, ssl) = match tls {
+        None => (addr.to_string(), "", String::new()),
+        Some(tls) => {
+            let protocols = match tls.protocols {
+                None => "TLSv1.2 TLSv1.3;".to_owned(),
+                Some(p) => format!("{p};\n        ssl_ciphers DEFAULT:@SECLEVEL=0;"),
+            };
+            let mut ssl = format!(
+                "ssl_protocols {protocols}\n        ssl_certificate {};\n        ssl_certificate_key {};\n",
+                path_arg(&tls.chain),
+                path_arg(&tls.key)
+            );
+            if let Some(ca) = &tls.client_ca {
+                ssl.push_str(&format!(
+                    "        ssl_verify_client on;\n        ssl_verify_depth 3;\n        ssl_client_certificate {};\n",
+                    path_arg(ca)
+                ));
+            }
+            (
+                format!("{addr} ssl"),
+                " $ssl_protocol $ssl_session_reused",
+                ssl,
+            )
+        }
+    };
     format!(
         r#"daemon off;
 master_process on;
@@ -322,10 +397,11 @@ http {{
     uwsgi_temp_path {uwsgi};
     scgi_temp_path {scgi};
     default_type text/plain;
-    log_format pod '$request_method $request_uri $status $request_length $connection $connection_requests';
+    log_format pod '$request_method $request_uri $status $request_length $connection $connection_requests{log_tls}';
     access_log {access_log} pod;
     server {{
-        listen {addr};
+        listen {listen};
+        {ssl}
         location = /healthz {{
             return 200 "ok\n";
         }}

@@ -1,7 +1,13 @@
 //! Certificates made by the `openssl` command line, as an operator's CA would make them: a root,
 //! an intermediate, leaves for servers and clients with the SANs asked for, a second unrelated
 //! root, an expired leaf (`openssl ca` with a start and end date in the past). Everything is
-//! written in the test's temp dir; nothing is committed.
+//! written in a temp dir; nothing is committed. Every key is P-256 (fast to make).
+//!
+//! [`Pki::in_dir`] makes nothing until asked ([`Pki::root`], [`Pki::intermediate`],
+//! [`Pki::leaf`]); [`Pki::new`] is the usual layout in a temp dir of its own — `root.pem`, an
+//! `intermediate.pem` it signed, an unrelated `other-root.pem` — with [`Pki::server`] leaves
+//! signed by the intermediate (their `chain`: leaf then intermediate, as a pod serves it) and
+//! [`Pki::client`] certificates signed by the root.
 //!
 //! Tests first call [`available`]: without `openssl` they are skipped.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failure fails the test
@@ -39,7 +45,10 @@ fn openssl(dir: &Path, args: &[&str]) {
 /// A certificate and its key, PEM files.
 #[derive(Debug, Clone)]
 pub struct Issued {
+    /// The leaf alone.
     pub cert: PathBuf,
+    /// The leaf then the intermediate that signed it, if one did (what a server sends).
+    pub chain: PathBuf,
     pub key: PathBuf,
     /// The serial, as `openssl x509 -serial` prints it (upper-case hex, no colons).
     pub serial: String,
@@ -66,17 +75,94 @@ pub enum Usage {
 /// A directory of certificates.
 pub struct Pki {
     dir: PathBuf,
+    /// [`Pki::new`]'s own temp dir, and its CAs: root, intermediate, other root.
+    standard: Option<(tempfile::TempDir, Issued, Issued, Issued)>,
 }
 
 impl Pki {
-    pub fn new(dir: &Path) -> Pki {
+    /// A PKI writing into `dir`, with no CA yet.
+    pub fn in_dir(dir: &Path) -> Pki {
         std::fs::create_dir_all(dir).unwrap();
         Pki {
             dir: dir.to_path_buf(),
+            standard: None,
         }
     }
 
-    fn path(&self, name: &str) -> String {
+    /// The usual layout in a temp dir of its own: `root.pem`, `intermediate.pem` (signed by
+    /// the root), `other-root.pem` (unrelated).
+    pub fn new() -> Pki {
+        let temp = tempfile::Builder::new()
+            .prefix("headway-pki-")
+            .tempdir()
+            .unwrap();
+        let mut pki = Pki::in_dir(temp.path());
+        let root = pki.root("root", "headway test root");
+        let inter = pki.intermediate("intermediate", "headway test intermediate", &root);
+        let other = pki.root("other-root", "headway test other-root");
+        pki.standard = Some((temp, root, inter, other));
+        pki
+    }
+
+    /// The directory the files are in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A file of the directory, by name (`root.pem`, `other-root.pem`, `intermediate.pem`).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn standard(&self) -> (&Issued, &Issued, &Issued) {
+        let (_, root, inter, other) = self.standard.as_ref().expect("Pki::new's layout");
+        (root, inter, other)
+    }
+
+    /// A server leaf `name` for the DNS names `sans` (its CN the first), signed by the
+    /// intermediate.
+    pub fn server(&self, name: &str, sans: &[&str]) -> Issued {
+        let (_, inter, _) = self.standard();
+        self.leaf(
+            name,
+            sans.first().unwrap_or(&name),
+            &refs(&dns(sans)),
+            Usage::Server,
+            inter,
+        )
+    }
+
+    /// A server leaf valid only in January 2020, signed by the intermediate.
+    pub fn expired_server(&self, name: &str, sans: &[&str]) -> Issued {
+        let (_, inter, _) = self.standard();
+        self.expired_leaf(
+            name,
+            sans.first().unwrap_or(&name),
+            &refs(&dns(sans)),
+            Usage::Server,
+            inter,
+        )
+    }
+
+    /// A server leaf signed by the other, unrelated root.
+    pub fn foreign_server(&self, name: &str, sans: &[&str]) -> Issued {
+        let (_, _, other) = self.standard();
+        self.leaf(
+            name,
+            sans.first().unwrap_or(&name),
+            &refs(&dns(sans)),
+            Usage::Server,
+            other,
+        )
+    }
+
+    /// A client certificate `name`, signed by the root.
+    pub fn client(&self, name: &str) -> Issued {
+        let (root, _, _) = self.standard();
+        self.leaf(name, name, &[], Usage::Client, root)
+    }
+
+    fn file(&self, name: &str) -> String {
         self.dir.join(name).display().to_string()
     }
 
@@ -92,8 +178,8 @@ impl Pki {
     /// A self-signed root CA named `cn`, files `<name>.pem` and `<name>.key`.
     pub fn root(&self, name: &str, cn: &str) -> Issued {
         let (cert, key) = (
-            self.path(&format!("{name}.pem")),
-            self.path(&format!("{name}.key")),
+            self.file(&format!("{name}.pem")),
+            self.file(&format!("{name}.key")),
         );
         openssl(
             &self.dir,
@@ -121,7 +207,8 @@ impl Pki {
         );
         let serial = self.serial_of(&cert);
         Issued {
-            cert: cert.into(),
+            cert: cert.clone().into(),
+            chain: cert.into(),
             key: key.into(),
             serial,
         }
@@ -180,11 +267,11 @@ impl Pki {
         dates: Option<(&str, &str)>,
     ) -> Issued {
         let (cert, key, csr) = (
-            self.path(&format!("{name}.pem")),
-            self.path(&format!("{name}.key")),
-            self.path(&format!("{name}.csr")),
+            self.file(&format!("{name}.pem")),
+            self.file(&format!("{name}.key")),
+            self.file(&format!("{name}.csr")),
         );
-        let ext_file = self.path(&format!("{name}.ext"));
+        let ext_file = self.file(&format!("{name}.ext"));
         std::fs::write(&ext_file, ext).unwrap();
         openssl(
             &self.dir,
@@ -269,12 +356,29 @@ impl Pki {
             }
         }
         let serial = self.serial_of(&cert);
+        // The chain a server sends: the leaf, then its issuer if that is no root of its own.
+        let chain = self.file(&format!("{name}.chain.pem"));
+        let mut pem = std::fs::read(&cert).unwrap();
+        // A root's `chain` is its own `cert` (made by `root`): a root is never sent.
+        if issuer.chain != issuer.cert {
+            pem.extend(std::fs::read(&issuer.cert).unwrap());
+        }
+        std::fs::write(&chain, pem).unwrap();
         Issued {
             cert: cert.into(),
+            chain: chain.into(),
             key: key.into(),
             serial,
         }
     }
+}
+
+fn dns(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| format!("DNS:{n}")).collect()
+}
+
+fn refs(names: &[String]) -> Vec<&str> {
+    names.iter().map(String::as_str).collect()
 }
 
 fn leaf_ext(sans: &[&str], usage: Usage) -> String {

@@ -171,3 +171,87 @@ fn protocols_policies_and_hash_policies_are_checked() {
         "exactly one of",
     );
 }
+
+#[test]
+fn upstream_tls_defaults_its_sni_and_alpn_from_the_cluster() {
+    let yaml = good_with("      retries: 1\n", "      retries: 1\n      tls: {}\n");
+    let c = &Config::from_yaml(&yaml).unwrap().gateway.clusters[0];
+    let tls = c.tls.as_ref().unwrap();
+    assert_eq!(tls.sni, "service1.default.svc.cluster.local");
+    assert_eq!(tls.alpn, Alpn::Http1);
+    assert!(tls.ca.is_none() && tls.client_cert.is_none());
+    let yaml = good_with(
+        "      port: 80\n",
+        "      port: 80\n      protocol: http2\n      tls: { sni: pods.example }\n",
+    );
+    let c = &Config::from_yaml(&yaml).unwrap().gateway.clusters[1];
+    let tls = c.tls.as_ref().unwrap();
+    assert_eq!((tls.sni.as_str(), tls.alpn), ("pods.example", Alpn::H2));
+    let dotted = good_with(
+        "address: service1.default.svc.cluster.local\n",
+        "address: service1.default.svc.cluster.local.\n      tls: { alpn: [h2, http/1.1] }\n",
+    );
+    let tls = Config::from_yaml(&dotted).unwrap().gateway.clusters[0]
+        .tls
+        .clone()
+        .unwrap();
+    assert_eq!(
+        (tls.sni.as_str(), tls.alpn),
+        ("service1.default.svc.cluster.local", Alpn::H2Http1)
+    );
+    let srv = good_with(
+        "      address: 10.0.0.7\n      port: 80\n",
+        "      address: _https._tcp.service2.default.svc.cluster.local.\n      discovery: srv\n      tls: {}\n",
+    );
+    let tls = Config::from_yaml(&srv).unwrap().gateway.clusters[1]
+        .tls
+        .clone()
+        .unwrap();
+    assert_eq!(tls.sni, "service2.default.svc.cluster.local");
+}
+
+#[test]
+fn upstream_tls_refuses_what_it_cannot_verify_or_do() {
+    let ip = |tls: &str| {
+        good_with(
+            "      port: 80\n",
+            &format!("      port: 80\n      tls: {tls}\n"),
+        )
+    };
+    assert_error(&ip("{}"), "gateway.clusters[1].tls", "missing field `sni`");
+    assert_error(
+        &ip("{ sni: \"a b\" }"),
+        "gateway.clusters[1].tls.sni",
+        "not a DNS name",
+    );
+    assert_error(
+        &ip("{ sni: a.test, alpn: [http/1.1, h2] }"),
+        "gateway.clusters[1].tls.alpn",
+        "is not one of",
+    );
+    assert_error(
+        &ip("{ sni: a.test, min_version: \"1.3\" }"),
+        "gateway.clusters[1].tls.min_version",
+        "not supported",
+    );
+    assert_error(
+        &ip("{ sni: a.test, ca: /nonexistent/ca.pem }"),
+        "gateway.clusters[1].tls.ca",
+        "cannot read /nonexistent/ca.pem",
+    );
+    assert_error(
+        &ip("{ sni: a.test, key: /k.pem }"),
+        "gateway.clusters[1].tls",
+        "missing field `cert`",
+    );
+    assert_error(
+        &ip("{ sni: a.test, verify: false }"),
+        "gateway.clusters[1].tls.verify",
+        "unknown field",
+    );
+    let h2 = good_with(
+        "      port: 80\n",
+        "      port: 80\n      protocol: http2\n      tls: { sni: a.test, alpn: [http/1.1] }\n",
+    );
+    assert_error(&h2, "gateway.clusters[1].tls.alpn", "protocol: http2");
+}
