@@ -1,15 +1,66 @@
 //! Every certificate the gateway serves or presents, with what an operator checks before it
-//! expires: subject, names, serial, end of validity. Written where certificates are loaded (the
-//! TLS listeners, each time their files are read), read by `/clusters`, `/stats` and the
-//! dashboard.
+//! expires: subject, names, serial, end of validity. The TLS listeners write theirs each time
+//! their files are read; `/clusters`, `/stats`, the dashboard and the expiry gauge read them,
+//! with the clusters' client certificates.
 
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+/// What a leaf certificate says of itself.
+pub struct Leaf {
+    /// DNS SANs (lower case), else the CN.
+    pub names: Vec<String>,
+    /// `CN=…, O=…`.
+    pub subject: String,
+    /// Hex serial, as `openssl x509 -serial` prints it (without its leading zeros).
+    pub serial: String,
+    /// Validity.
+    pub not_before: SystemTime,
+    /// Validity.
+    pub not_after: SystemTime,
+}
+
+/// Reads a leaf certificate's names, subject, serial and validity.
+pub fn leaf(der: &[u8]) -> Result<Leaf, String> {
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| format!("not X.509: {e}"))?;
+    let mut names: Vec<String> = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if names.is_empty() {
+        names.extend(
+            cert.subject()
+                .iter_common_name()
+                .filter_map(|cn| cn.as_str().ok())
+                .map(str::to_ascii_lowercase),
+        );
+    }
+    let at = |t: i64| SystemTime::UNIX_EPOCH + Duration::from_secs(t.max(0).unsigned_abs());
+    Ok(Leaf {
+        names,
+        subject: cert.subject().to_string(),
+        serial: format!("{:X}", cert.serial),
+        not_before: at(cert.validity().not_before.timestamp()),
+        not_after: at(cert.validity().not_after.timestamp()),
+    })
+}
 
 /// One certificate in use.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CertInfo {
     /// Who uses it: `listener 0.0.0.0:8443`, `cluster service1` (its client certificate).
     pub used_by: String,
@@ -25,9 +76,24 @@ pub struct CertInfo {
     pub not_after: String,
     /// Whole days until then (negative: expired).
     pub days_left: i64,
+    /// The same end, Unix seconds (the expiry gauge).
+    #[serde(skip)]
+    pub expires_at: f64,
 }
 
 impl CertInfo {
+    /// The certificate whose leaf is `leaf`, read from `file`, used by `used_by`.
+    pub fn of(used_by: &str, file: &str, leaf: &Leaf) -> CertInfo {
+        CertInfo::new(
+            used_by,
+            file,
+            &leaf.subject,
+            &leaf.names,
+            &leaf.serial,
+            leaf.not_after,
+        )
+    }
+
     /// The certificate read from `file`, used by `used_by`.
     pub fn new(
         used_by: &str,
@@ -50,6 +116,7 @@ impl CertInfo {
             serial: serial.to_owned(),
             not_after: crate::rfc3339(not_after),
             days_left,
+            expires_at: crate::unix_seconds(not_after),
         }
     }
 }

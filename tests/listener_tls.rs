@@ -201,14 +201,16 @@ fn each_name_gets_its_certificate_and_unknown_names_the_default_or_a_refusal() {
         assert!(text.contains("x-echo-x-forwarded-proto: https"), "{text}");
     }
     // The expiry of each certificate served, per listener.
-    let expiry = format!(
-        "headway_tls_certificate_expiry_timestamp_seconds{{certificate=\"{}\",listener=\"{with_default}\"",
-        a_chain.display()
-    );
+    let used_by = format!("used_by=\"listener {with_default}\"");
+    let file = format!("certificate=\"{}\"", a_chain.display());
     let text = http::get(gateway.admin_addr(), "/metrics").unwrap().body;
     let line = text
         .lines()
-        .find(|l| l.starts_with(&expiry))
+        .find(|l| {
+            l.starts_with("headway_tls_certificate_expiry_timestamp_seconds{")
+                && l.contains(&used_by)
+                && l.contains(&file)
+        })
         .unwrap_or_else(|| panic!("{text}"));
     let at: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     let now = std::time::SystemTime::now()

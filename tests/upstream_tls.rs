@@ -472,6 +472,26 @@ fn a_pod_that_demands_a_client_certificate_gets_the_clusters() {
     let r = http::get(gateway.listen_addr(), "/nocert/x").unwrap();
     assert_eq!(r.status, 400, "{r:?}");
     assert!(r.body.contains("No required SSL certificate"), "{}", r.body);
+    // The client certificate is in /clusters (days left, serial) and in the expiry gauge.
+    let clusters: serde_json::Value =
+        serde_json::from_str(&http::get(gateway.admin_addr(), "/clusters").unwrap().body).unwrap();
+    let certs = clusters["certificates"].as_array().unwrap();
+    assert_eq!(certs.len(), 1, "{certs:#?}");
+    assert_eq!(certs[0]["used_by"], "cluster mtls");
+    assert_eq!(certs[0]["file"], client.cert.display().to_string());
+    assert_eq!(certs[0]["serial"], client.serial.trim_start_matches('0'));
+    assert!(
+        (18..=20).contains(&certs[0]["days_left"].as_i64().unwrap()),
+        "{certs:#?}"
+    );
+    let metrics = http::get(gateway.admin_addr(), "/metrics").unwrap().body;
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("headway_tls_certificate_expiry_timestamp_seconds{")
+                && l.contains("used_by=\"cluster mtls\"")
+        ),
+        "{metrics}"
+    );
     gateway.assert_no_panic();
 }
 

@@ -154,7 +154,7 @@ fn clusters(state: &AdminState) -> Reply {
     }
     let clusters = state.clusters.load().iter().map(|c| c.snapshot()).collect();
     let conf = state.lifecycle.conf();
-    let certificates = state.certificates.list();
+    let certificates = certificates_in_use(state);
     json(&Body {
         conf,
         certificates,
@@ -173,9 +173,43 @@ fn json(value: &impl serde::Serialize) -> Reply {
     }
 }
 
+/// Every certificate in use: the TLS listeners' (as last read) and each cluster's client
+/// certificate.
+pub fn certificates_in_use(state: &AdminState) -> Vec<crate::certificates::CertInfo> {
+    let mut certs = state.certificates.list();
+    for cluster in state.clusters.load().iter() {
+        let Some(client) = cluster
+            .config
+            .tls
+            .as_ref()
+            .and_then(|t| t.client_cert.as_ref())
+        else {
+            continue;
+        };
+        let file = client.cert_path.display().to_string();
+        if let Some(leaf) = client
+            .chain
+            .first()
+            .and_then(|der| crate::certificates::leaf(der).ok())
+        {
+            let used_by = format!("cluster {}", cluster.name());
+            certs.push(crate::certificates::CertInfo::of(&used_by, &file, &leaf));
+        }
+    }
+    certs
+}
+
 /// Every series in Prometheus' text format; state-derived gauges are set at scrape time.
 fn metrics(state: &AdminState) -> Reply {
     let m = &state.metrics;
+    // Certificates no longer in use (a removed cluster, a replaced file) lose their series.
+    m.tls.expiry.reset();
+    for c in certificates_in_use(state) {
+        m.tls
+            .expiry
+            .with_label_values(&[c.used_by.as_str(), c.file.as_str(), c.subject.as_str()])
+            .set(c.expires_at);
+    }
     if let Some(conf) = state.lifecycle.conf() {
         m.conf_info.reset();
         m.conf_info.with_label_values(&[&conf.hash]).set(1);

@@ -79,7 +79,7 @@ pub fn stats(state: &AdminState, started: Instant) -> Stats {
                 last_minute,
             })
             .collect(),
-        certificates: state.certificates.list(),
+        certificates: super::certificates_in_use(state),
         clusters: state.clusters.load().iter().map(|c| c.stats()).collect(),
     }
 }

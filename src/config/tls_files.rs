@@ -21,7 +21,7 @@ pub struct CaBundle {
 
 /// A client certificate chain (leaf first) and its private key.
 #[derive(Clone)]
-pub struct ClientCert {
+pub struct ClientCertKey {
     /// `cert`, as the conf names it.
     pub cert_path: PathBuf,
     /// `key`, as the conf names it.
@@ -60,11 +60,11 @@ impl fmt::Debug for CaBundle {
     }
 }
 
-impl fmt::Debug for ClientCert {
+impl fmt::Debug for ClientCertKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "ClientCert({}, {}, sha256:{})",
+            "ClientCertKey({}, {}, sha256:{})",
             self.cert_path.display(),
             self.key_path.display(),
             self.digest
@@ -126,7 +126,7 @@ pub(super) fn read_client_cert(
     key: &Path,
     path: &str,
     errors: &mut Errors,
-) -> Option<ClientCert> {
+) -> Option<ClientCertKey> {
     let chain = errors.check(format!("{path}.cert"), read_certs(cert));
     let private = errors.check(format!("{path}.key"), read_key(key));
     let (chain, private) = (chain?, private?);
@@ -154,7 +154,7 @@ pub(super) fn read_client_cert(
         );
         return None;
     }
-    Some(ClientCert {
+    Some(ClientCertKey {
         cert_path: cert.to_owned(),
         key_path: key.to_owned(),
         digest: digest(chain.iter().map(Vec::as_slice).chain([key_der.as_slice()])),

@@ -2,7 +2,7 @@
 //! every file it names is read and checked here, once per conf load.
 
 use super::errors::Errors;
-use super::tls_files::{read_ca, read_client_cert, CaBundle, ClientCert};
+use super::tls_files::{read_ca, read_client_cert, CaBundle, ClientCertKey};
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -19,7 +19,7 @@ pub struct UpstreamTls {
     /// roots.
     pub ca: Option<CaBundle>,
     /// `cert` and `key`: the client certificate presented to backends that ask (mutual TLS).
-    pub client_cert: Option<ClientCert>,
+    pub client_cert: Option<ClientCertKey>,
     /// `alpn`: the protocols offered, in order of preference; default `[http/1.1]`, or `[h2]`
     /// with `protocol: http2`.
     pub alpn: Alpn,

@@ -6,8 +6,9 @@ use prometheus::{GaugeVec, IntCounterVec, Opts, Registry};
 
 /// What the TLS listeners count.
 pub struct TlsMetrics {
-    /// `headway_tls_certificate_expiry_timestamp_seconds{listener, certificate, subject}`: the
-    /// end of each served certificate's validity (an alert compares it with `time()`).
+    /// `headway_tls_certificate_expiry_timestamp_seconds{used_by, certificate, subject}`: the
+    /// end of validity of each certificate in use (`used_by`: `listener 0.0.0.0:8443`, `cluster
+    /// service1`), set at scrape time; an alert compares it with `time()`.
     pub expiry: GaugeVec,
     /// `headway_tls_handshake_failures_total{listener, reason}`: `timeout`,
     /// `unknown_server_name`, `client_cert_expired`, `client_cert_unknown_ca`, …
@@ -25,9 +26,9 @@ impl TlsMetrics {
                 GaugeVec::new(
                     Opts::new(
                         "headway_tls_certificate_expiry_timestamp_seconds",
-                        "When each certificate a TLS listener serves expires (Unix seconds).",
+                        "When each certificate in use expires (Unix seconds): listeners' and clusters' client certificates.",
                     ),
-                    &["listener", "certificate", "subject"],
+                    &["used_by", "certificate", "subject"],
                 )?,
             )?,
             handshake_failures: counter_vec(

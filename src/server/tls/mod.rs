@@ -33,8 +33,6 @@ pub struct ListenerTlsState {
     conf: Mutex<ListenerTls>,
     metrics: Arc<Metrics>,
     provider: Arc<CryptoProvider>,
-    /// The expiry series set for this listener (certificate, subject), removed when replaced.
-    served: Mutex<Vec<(String, String)>>,
     /// Where `/clusters` and the dashboard read the certificates in use.
     inventory: Arc<Certificates>,
 }
@@ -43,8 +41,6 @@ pub struct ListenerTlsState {
 struct Built {
     table: CertTable,
     verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
-    /// (certificate file, subject, expiry) for the expiry gauge.
-    expiries: Vec<(String, String, f64)>,
     /// What `/clusters` shows of each certificate (its `used_by` filled in at swap).
     infos: Vec<CertInfo>,
     summary: String,
@@ -83,7 +79,6 @@ impl ListenerTlsState {
             conf: Mutex::new(conf.clone()),
             metrics: metrics.clone(),
             provider,
-            served: Mutex::new(Vec::new()),
             inventory: inventory.clone(),
         });
         state.swap_in(built);
@@ -162,17 +157,6 @@ impl ListenerTlsState {
             })
             .collect();
         self.inventory.set(&used_by, infos);
-        let expiry = &self.metrics.tls.expiry;
-        let mut served = crate::lock(&self.served);
-        for (file, subject) in served.drain(..) {
-            let _ = expiry.remove_label_values(&[self.label.as_str(), &file, &subject]);
-        }
-        for (file, subject, at) in built.expiries {
-            expiry
-                .with_label_values(&[self.label.as_str(), file.as_str(), subject.as_str()])
-                .set(at);
-            served.push((file, subject));
-        }
     }
 }
 
@@ -200,43 +184,38 @@ fn build(conf: &ListenerTls, provider: &Arc<CryptoProvider>) -> Result<Built, St
     }
     let now = std::time::SystemTime::now();
     for (file, l) in &loaded {
-        if l.not_after < now {
+        if l.leaf.not_after < now {
             log::warn!(
                 "tls: {file}: expired (serial {}): clients will refuse it",
-                l.serial
+                l.leaf.serial
             );
         }
     }
     let table = CertTable::new(
         &loaded
             .iter()
-            .map(|(_, l)| (l.key.clone(), l.names.clone()))
+            .map(|(_, l)| (l.key.clone(), l.leaf.names.clone()))
             .collect::<Vec<_>>(),
         conf.unknown_server_name == UnknownServerName::Default,
     );
     let summary = loaded
         .iter()
-        .map(|(file, l)| format!("{file} (serial {}, {})", l.serial, l.names.join(" ")))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let expiries = loaded
-        .iter()
         .map(|(file, l)| {
-            (
-                file.clone(),
-                l.subject.clone(),
-                crate::unix_seconds(l.not_after),
+            format!(
+                "{file} (serial {}, {})",
+                l.leaf.serial,
+                l.leaf.names.join(" ")
             )
         })
-        .collect();
+        .collect::<Vec<_>>()
+        .join(", ");
     let infos = loaded
         .iter()
-        .map(|(file, l)| CertInfo::new("", file, &l.subject, &l.names, &l.serial, l.not_after))
+        .map(|(file, l)| CertInfo::of("", file, &l.leaf))
         .collect();
     Ok(Built {
         table,
         verifier,
-        expiries,
         infos,
         summary,
     })
