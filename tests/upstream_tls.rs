@@ -912,6 +912,53 @@ fn a_reload_reads_the_tls_files_again_and_keeps_the_running_conf_when_one_is_bad
     gateway.assert_no_panic();
 }
 
+/// A renewed CA file (a mounted Secret's swap) is read without any reload being asked for: the
+/// certificate watch reloads the conf in place within a second or so.
+#[test]
+fn a_renewed_ca_file_is_used_without_a_reload_being_asked_for() {
+    let test = "a_renewed_ca_file_is_used_without_a_reload_being_asked_for";
+    if !peers_available(test) {
+        return;
+    }
+    let pki = Pki::new();
+    let name = "renewed.tls.test";
+    let port = free_port();
+    let _pod = https_pod("127.0.24.62", port, &pki.server("renewed", &[name]));
+    let ca = pki.path("mounted-ca.pem");
+    std::fs::copy(pki.path("other-root.pem"), &ca).unwrap();
+    let dns = DnsServer::start();
+    dns.set_a(name, &["127.0.24.62"]);
+    let gateway = Gateway::builder()
+        .nameserver(dns.addr())
+        .route(Route::prefix("/").to("renewed"))
+        .cluster(
+            Cluster::new("renewed")
+                .dns(name, port)
+                .tls(UpstreamTls::new().ca(&ca)),
+        )
+        .start();
+    let r = http::get(gateway.listen_addr(), "/x").unwrap();
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (502, "upstream TLS error for cluster renewed: unknown CA\n")
+    );
+    // The CA that signed the pods, written over the mounted file: no SIGHUP, no POST /reload.
+    let swapped = pki.path("mounted-ca.pem.new");
+    std::fs::copy(pki.path("root.pem"), &swapped).unwrap();
+    std::fs::rename(&swapped, &ca).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            http::get(gateway.listen_addr(), "/x").is_ok_and(|r| r.status == 200)
+        }),
+        "{}",
+        gateway.stderr_log()
+    );
+    assert!(gateway
+        .stderr_log()
+        .contains("upstream TLS files changed: conf reloaded"));
+    gateway.assert_no_panic();
+}
+
 #[test]
 fn a_pod_that_speaks_only_tls_1_1_is_refused_with_protocol_version() {
     let test = "a_pod_that_speaks_only_tls_1_1_is_refused_with_protocol_version";

@@ -212,10 +212,15 @@ pub fn run(
         running: tokio::sync::Mutex::new(()),
         tls: tls.clone(),
     });
-    if !tls.is_empty() {
+    // Only a gateway that starts with TLS (a listener or a cluster) watches certificate files;
+    // TLS first named by a reload is read by each later reload.
+    if !tls.is_empty() || config.gateway.clusters.iter().any(|c| c.tls.is_some()) {
         server.add_service(GenBackgroundService::new(
             "tls certificate watch".to_owned(),
-            Arc::new(tls::watch::CertWatch { listeners: tls }),
+            Arc::new(tls::watch::CertWatch {
+                listeners: tls,
+                reloader: reloader.clone(),
+            }),
         ));
     }
 
