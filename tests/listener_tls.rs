@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use support::backend::Backend;
 use support::conf::{Cluster, Route};
 use support::gateway::Gateway;
-use support::pki::{Issued, Pki, Usage};
+use support::pki::{served_serial, Issued, Pki, Usage};
 use support::{free_port, http, pki, wait_until};
 
 /// `openssl verify` of `leaf` against `root` (with `chain` as untrusted intermediates).
@@ -34,51 +34,6 @@ fn control_verify(root: &Issued, chain: Option<&Issued>, leaf: &Issued) {
         "control: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// The serial of the certificate a TLS client asking for `sni` gets (None: handshake refused).
-fn served_serial(addr: SocketAddr, sni: Option<&str>) -> Option<String> {
-    let connect = addr.to_string();
-    let mut args = vec!["s_client", "-connect", connect.as_str(), "-showcerts"];
-    match sni {
-        Some(name) => args.extend(["-servername", name]),
-        None => args.push("-noservername"),
-    }
-    let mut child = Command::new("openssl")
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    child.wait().unwrap();
-    let start = out.find("-----BEGIN CERTIFICATE-----")?;
-    let end = out[start..].find("-----END CERTIFICATE-----")? + start + 25;
-    let mut x509 = Command::new("openssl")
-        .args(["x509", "-noout", "-serial"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    x509.stdin
-        .take()
-        .unwrap()
-        .write_all(&out.as_bytes()[start..end])
-        .unwrap();
-    let printed = x509.wait_with_output().unwrap();
-    Some(
-        String::from_utf8_lossy(&printed.stdout)
-            .trim()
-            .trim_start_matches("serial=")
-            .to_owned(),
-    )
 }
 
 /// `curl` over TLS to the gateway, resolving `name` to it; (exit code, status, headers+body).
@@ -109,16 +64,23 @@ fn curl_tls(addr: SocketAddr, name: &str, path: &str, ca: &Path, extra: &[&str])
     (out.status.code().unwrap_or(-1), text)
 }
 
-fn metric(gateway: &Gateway, series: &str) -> f64 {
-    let text = http::get(gateway.admin_addr(), "/metrics").unwrap().body;
-    text.lines()
-        .find(|l| l.starts_with(series))
-        .and_then(|l| l.rsplit(' ').next())
-        .map_or(0.0, |v| v.parse().unwrap())
-}
-
 fn yaml_path(p: &Path) -> String {
     format!("\"{}\"", p.display())
+}
+
+/// A gateway with a plain listener and a TLS one (`tls`: the body of its `tls:` mapping), in
+/// front of one backend on `ip`; the TLS listener's address.
+fn gateway_with_tls(ip: &str, tls: &str) -> (Gateway, Backend, SocketAddr) {
+    let port = free_port();
+    let backend = Backend::start(ip, port, "pod");
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let gateway = Gateway::builder()
+        .listen(format!("127.0.0.1:{}", free_port()))
+        .listen_tls_yaml(addr, tls)
+        .route(Route::prefix("/").to("pod"))
+        .cluster(Cluster::new("pod").address(ip, port))
+        .start();
+    (gateway, backend, addr)
 }
 
 #[test]
@@ -191,7 +153,7 @@ fn each_name_gets_its_certificate_and_unknown_names_the_default_or_a_refusal() {
     let refused = format!(
         "headway_tls_handshake_failures_total{{listener=\"{refusing}\",reason=\"unknown_server_name\"}}"
     );
-    assert_eq!(metric(&gateway, &refused), 2.0);
+    assert_eq!(gateway.metric(&refused), 2.0);
 
     // curl verifies the chain (leaf + intermediate) against the root alone, over h2 and 1.1.
     for (name, flag) in [("a.test", "--http2"), ("x.b.test", "--http1.1")] {
@@ -288,24 +250,15 @@ fn client_certificates_are_verified_and_reach_the_backend_as_xfcc() {
     control_verify(&root, None, &client);
     control_verify(&other, None, &stranger);
 
-    let port = free_port();
-    let backend = Backend::start("127.0.31.2", port, "pod");
-    let tls_port = free_port();
-    let gateway = Gateway::builder()
-        .listen(format!("127.0.0.1:{}", free_port()))
-        .listen_tls_yaml(
-            format!("127.0.0.1:{tls_port}"),
-            &format!(
-                "cert: {}, key: {}, client_auth: {{ ca: {}, mode: required }}",
-                yaml_path(&server.cert),
-                yaml_path(&server.key),
-                yaml_path(&root.cert)
-            ),
-        )
-        .route(Route::prefix("/").to("pod"))
-        .cluster(Cluster::new("pod").address("127.0.31.2", port))
-        .start();
-    let addr: SocketAddr = format!("127.0.0.1:{tls_port}").parse().unwrap();
+    let (gateway, backend, addr) = gateway_with_tls(
+        "127.0.31.2",
+        &format!(
+            "cert: {}, key: {}, client_auth: {{ ca: {}, mode: required }}",
+            yaml_path(&server.cert),
+            yaml_path(&server.key),
+            yaml_path(&root.cert)
+        ),
+    );
     let cert_args = |who: &Issued| {
         vec![
             "--cert".to_owned(),
@@ -400,8 +353,8 @@ fn client_certificates_are_verified_and_reach_the_backend_as_xfcc() {
     let series = |reason: &str| {
         format!("headway_tls_handshake_failures_total{{listener=\"{addr}\",reason=\"{reason}\"}}")
     };
-    assert_eq!(metric(&gateway, &series("client_cert_unknown_ca")), 1.0);
-    assert_eq!(metric(&gateway, &series("client_cert_expired")), 1.0);
+    assert_eq!(gateway.metric(&series("client_cert_unknown_ca")), 1.0);
+    assert_eq!(gateway.metric(&series("client_cert_expired")), 1.0);
     assert_eq!(
         backend.hits(),
         1,
@@ -419,23 +372,14 @@ fn a_stalled_handshake_is_closed_at_handshake_timeout() {
     let pki = Pki::in_dir(dir.path());
     let root = pki.root("root", "headway test root");
     let server = pki.leaf("server", "gw.test", &["DNS:gw.test"], Usage::Server, &root);
-    let port = free_port();
-    let _backend = Backend::start("127.0.31.3", port, "pod");
-    let tls_port = free_port();
-    let gateway = Gateway::builder()
-        .listen(format!("127.0.0.1:{}", free_port()))
-        .listen_tls_yaml(
-            format!("127.0.0.1:{tls_port}"),
-            &format!(
-                "cert: {}, key: {}, handshake_timeout: 1s",
-                yaml_path(&server.cert),
-                yaml_path(&server.key)
-            ),
-        )
-        .route(Route::prefix("/").to("pod"))
-        .cluster(Cluster::new("pod").address("127.0.31.3", port))
-        .start();
-    let addr: SocketAddr = format!("127.0.0.1:{tls_port}").parse().unwrap();
+    let (gateway, _backend, addr) = gateway_with_tls(
+        "127.0.31.3",
+        &format!(
+            "cert: {}, key: {}, handshake_timeout: 1s",
+            yaml_path(&server.cert),
+            yaml_path(&server.key)
+        ),
+    );
 
     // 50 clients send the first byte of a ClientHello and nothing more.
     let started = Instant::now();
@@ -464,9 +408,9 @@ fn a_stalled_handshake_is_closed_at_handshake_timeout() {
     let series =
         format!("headway_tls_handshake_failures_total{{listener=\"{addr}\",reason=\"timeout\"}}");
     assert!(
-        wait_until(Duration::from_secs(2), || metric(&gateway, &series) == 50.0),
+        wait_until(Duration::from_secs(2), || gateway.metric(&series) == 50.0),
         "{}",
-        metric(&gateway, &series)
+        gateway.metric(&series)
     );
     gateway.assert_no_panic();
 }
@@ -518,23 +462,14 @@ fn hostile_handshakes_are_survived_counted_and_leave_nothing_behind() {
     let pki = Pki::in_dir(dir.path());
     let root = pki.root("root", "headway test root");
     let server = pki.leaf("server", "gw.test", &["DNS:gw.test"], Usage::Server, &root);
-    let port = free_port();
-    let _backend = Backend::start("127.0.31.4", port, "pod");
-    let tls_port = free_port();
-    let mut gateway = Gateway::builder()
-        .listen(format!("127.0.0.1:{}", free_port()))
-        .listen_tls_yaml(
-            format!("127.0.0.1:{tls_port}"),
-            &format!(
-                "cert: {}, key: {}, handshake_timeout: 2s",
-                yaml_path(&server.cert),
-                yaml_path(&server.key)
-            ),
-        )
-        .route(Route::prefix("/").to("pod"))
-        .cluster(Cluster::new("pod").address("127.0.31.4", port))
-        .start();
-    let addr: SocketAddr = format!("127.0.0.1:{tls_port}").parse().unwrap();
+    let (mut gateway, _backend, addr) = gateway_with_tls(
+        "127.0.31.4",
+        &format!(
+            "cert: {}, key: {}, handshake_timeout: 2s",
+            yaml_path(&server.cert),
+            yaml_path(&server.key)
+        ),
+    );
     let (code, text) = curl_tls(addr, "gw.test", "/before", &root.cert, &[]);
     assert_eq!(code, 0, "{text}");
     let fds_before = open_fds(gateway.pid());
@@ -567,9 +502,9 @@ fn hostile_handshakes_are_survived_counted_and_leave_nothing_behind() {
     );
     let series =
         format!("headway_tls_handshake_failures_total{{listener=\"{addr}\",reason=\"timeout\"}}");
-    assert!(wait_until(Duration::from_secs(3), || metric(
-        &gateway, &series
-    ) >= 1.0));
+    assert!(wait_until(Duration::from_secs(3), || gateway
+        .metric(&series)
+        >= 1.0));
 
     // Still serving; every descriptor of those connections closed once the timers are done.
     let (code, text) = curl_tls(addr, "gw.test", "/after", &root.cert, &[]);

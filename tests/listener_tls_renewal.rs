@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use support::backend::Backend;
 use support::conf::{Cluster, Route};
 use support::gateway::Gateway;
-use support::pki::{Issued, Pki, Usage};
-use support::{free_port, http, pki, wait_until};
+use support::pki::{served_serial, Issued, Pki, Usage};
+use support::{free_port, pki, wait_until};
 
 /// A mounted Secret as the kubelet lays it out: `tls.crt` and `tls.key` are links through
 /// `..data`, itself a link to the current version's directory, swapped atomically by a rename.
@@ -70,38 +70,6 @@ impl MountedSecret {
     }
 }
 
-/// The serial of the certificate a new TLS connection to `addr` is served (None: refused).
-fn served_serial(addr: SocketAddr, sni: &str) -> Option<String> {
-    let connect = addr.to_string();
-    let out = Command::new("openssl")
-        .args(["s_client", "-connect", &connect, "-servername", sni])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&out.stdout).into_owned();
-    let start = out.find("-----BEGIN CERTIFICATE-----")?;
-    let end = out[start..].find("-----END CERTIFICATE-----")? + start + 25;
-    let mut x509 = Command::new("openssl")
-        .args(["x509", "-noout", "-serial"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    x509.stdin
-        .take()
-        .unwrap()
-        .write_all(&out.as_bytes()[start..end])
-        .unwrap();
-    let printed = x509.wait_with_output().unwrap();
-    Some(
-        String::from_utf8_lossy(&printed.stdout)
-            .trim()
-            .trim_start_matches("serial=")
-            .to_owned(),
-    )
-}
-
 /// A client that trusts `root` only.
 fn client_config(root: &Path) -> Arc<rustls::ClientConfig> {
     use rustls::pki_types::pem::PemObject;
@@ -137,14 +105,6 @@ fn one_request_on_a_new_connection(addr: SocketAddr, config: &Arc<rustls::Client
     let mut response = Vec::new();
     let _ = tls.read_to_end(&mut response);
     response.starts_with(b"HTTP/1.1 200")
-}
-
-fn metric(gateway: &Gateway, series: &str) -> f64 {
-    let text = http::get(gateway.admin_addr(), "/metrics").unwrap().body;
-    text.lines()
-        .find(|l| l.starts_with(series))
-        .and_then(|l| l.rsplit(' ').next())
-        .map_or(0.0, |v| v.parse().unwrap())
 }
 
 #[test]
@@ -193,7 +153,7 @@ fn renewed_certificates_are_served_within_a_second_under_load_and_broken_ones_re
         .start();
     let addr: SocketAddr = format!("127.0.0.1:{tls_port}").parse().unwrap();
     assert_eq!(
-        served_serial(addr, "gw.test"),
+        served_serial(addr, Some("gw.test")),
         Some(issued[0].serial.clone())
     );
 
@@ -237,14 +197,14 @@ fn renewed_certificates_are_served_within_a_second_under_load_and_broken_ones_re
         secret.swap(next);
         std::thread::sleep(Duration::from_secs(1));
         assert_eq!(
-            served_serial(addr, "gw.test"),
+            served_serial(addr, Some("gw.test")),
             Some(next.serial.clone()),
             "a new connection 1 s after swap {} still got the old certificate",
             secret.version - 1
         );
     }
     let ok_reloads = format!("headway_tls_reloads_total{{listener=\"{addr}\",result=\"ok\"}}");
-    assert_eq!(metric(&gateway, &ok_reloads), 20.0);
+    assert_eq!(gateway.metric(&ok_reloads), 20.0);
 
     // A broken renewal (a key that does not go with the certificate): refused, counted, and the
     // certificate in use stays.
@@ -258,11 +218,13 @@ fn renewed_certificates_are_served_within_a_second_under_load_and_broken_ones_re
     secret.swap(&broken);
     let error_reloads =
         format!("headway_tls_reloads_total{{listener=\"{addr}\",result=\"error\"}}");
-    assert!(wait_until(Duration::from_secs(3), || metric(
-        &gateway,
-        &error_reloads
-    ) == 1.0));
-    assert_eq!(served_serial(addr, "gw.test"), Some(last.serial.clone()));
+    assert!(wait_until(Duration::from_secs(3), || gateway
+        .metric(&error_reloads)
+        == 1.0));
+    assert_eq!(
+        served_serial(addr, Some("gw.test")),
+        Some(last.serial.clone())
+    );
     assert!(gateway
         .stderr_log()
         .contains("the key does not go with the certificate"));
@@ -337,7 +299,7 @@ fn a_reload_applies_new_tls_settings_in_place_or_changes_nothing() {
         .cluster(Cluster::new("pod").address("127.0.32.2", port))
         .start();
     let addr: SocketAddr = format!("127.0.0.1:{tls_port}").parse().unwrap();
-    assert_eq!(served_serial(addr, "b.test"), Some(a.serial.clone()));
+    assert_eq!(served_serial(addr, Some("b.test")), Some(a.serial.clone()));
 
     // SIGHUP with a second certificate and refusal of unknown names: applied in place.
     let two = format!(
@@ -350,13 +312,15 @@ fn a_reload_applies_new_tls_settings_in_place_or_changes_nothing() {
     edit_conf(&gateway, &one, &two);
     gateway.signal("HUP");
     assert!(
-        wait_until(Duration::from_secs(5), || served_serial(addr, "b.test")
-            == Some(b.serial.clone())),
+        wait_until(Duration::from_secs(5), || served_serial(
+            addr,
+            Some("b.test")
+        ) == Some(b.serial.clone())),
         "{}",
         gateway.stderr_log()
     );
-    assert_eq!(served_serial(addr, "a.test"), Some(a.serial.clone()));
-    assert_eq!(served_serial(addr, "c.test"), None);
+    assert_eq!(served_serial(addr, Some("a.test")), Some(a.serial.clone()));
+    assert_eq!(served_serial(addr, Some("c.test")), None);
 
     // A reload naming a file that does not exist: refused whole, naming the listener and the
     // file; what runs goes on.
@@ -373,8 +337,8 @@ fn a_reload_applies_new_tls_settings_in_place_or_changes_nothing() {
         "{}",
         gateway.stderr_log()
     );
-    assert_eq!(served_serial(addr, "b.test"), Some(b.serial.clone()));
-    assert_eq!(served_serial(addr, "c.test"), None);
+    assert_eq!(served_serial(addr, Some("b.test")), Some(b.serial.clone()));
+    assert_eq!(served_serial(addr, Some("c.test")), None);
 
     // `-t` names the same file; so does a start with it.
     let (code, _, stderr) =

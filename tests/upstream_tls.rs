@@ -33,6 +33,52 @@ fn peers_available(test: &str) -> bool {
 }
 
 /// An HTTPS nginx pod on `ip:port` serving `cert`'s chain.
+/// An HTTPS pod `<cluster>.tls.test` on `ip` (its certificate signed by the intermediate),
+/// found by DNS, and a cluster `<cluster>` trusting the CA file `mounted-ca.pem`, first a copy
+/// of the PKI's `first_ca`: what a test of the CA file's changes starts from.
+struct CaFixture {
+    pki: Pki,
+    ca: std::path::PathBuf,
+    dns: DnsServer,
+    _pod: Nginx,
+    cluster: String,
+    port: u16,
+}
+
+impl CaFixture {
+    fn new(cluster: &str, ip: &str, first_ca: &str) -> CaFixture {
+        let pki = Pki::new();
+        let name = format!("{cluster}.tls.test");
+        let port = free_port();
+        let pod = https_pod(ip, port, &pki.server(cluster, &[name.as_str()]));
+        let ca = pki.path("mounted-ca.pem");
+        std::fs::copy(pki.path(first_ca), &ca).unwrap();
+        let dns = DnsServer::start();
+        dns.set_a(&name, &[ip]);
+        CaFixture {
+            pki,
+            ca,
+            dns,
+            _pod: pod,
+            cluster: cluster.to_owned(),
+            port,
+        }
+    }
+
+    /// The gateway: `/` to the cluster.
+    fn section(&self) -> support::gateway::GatewayBuilder {
+        let name = format!("{}.tls.test", self.cluster);
+        Gateway::builder()
+            .nameserver(self.dns.addr())
+            .route(Route::prefix("/").to(&self.cluster))
+            .cluster(
+                Cluster::new(&self.cluster)
+                    .dns(&name, self.port)
+                    .tls(UpstreamTls::new().ca(&self.ca)),
+            )
+    }
+}
+
 fn https_pod(ip: &str, port: u16, cert: &Issued) -> Nginx {
     legacy_pod(ip, port, cert, None)
 }
@@ -78,14 +124,6 @@ fn curl_pod(pod: &Nginx, name: &str, ca: &Path, extra: &[&str]) -> (i32, u16, St
         .unwrap_or(0);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     (out.status.code().unwrap_or(-1), status, stderr)
-}
-
-/// The value of the series `name{labels}` in `/metrics`, 0 if absent.
-fn metric(gateway: &Gateway, series: &str) -> f64 {
-    let text = http::get(gateway.admin_addr(), "/metrics").unwrap().body;
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// Requests other than `/healthz` and the control's that reached the pod.
@@ -319,12 +357,10 @@ fn bad_certificates_fail_with_their_reason_while_a_good_pod_serves_every_request
         let series = format!(
             "headway_upstream_tls_errors_total{{cluster=\"{cluster}\",reason=\"{label}\"}}"
         );
-        assert!(metric(&gateway, &series) >= 1.0, "{series}");
+        assert!(gateway.metric(&series) >= 1.0, "{series}");
     }
-    let probes_failed = metric(
-        &gateway,
-        "headway_upstream_tls_errors_total{cluster=\"mixed\",reason=\"expired\"}",
-    );
+    let probes_failed =
+        gateway.metric("headway_upstream_tls_errors_total{cluster=\"mixed\",reason=\"expired\"}");
     assert!(
         probes_failed >= 1.0,
         "the probes' failed handshakes are counted"
@@ -383,14 +419,9 @@ fn a_request_on_a_pod_whose_handshake_fails_is_retried_on_the_good_one() {
             "request {i}"
         );
     }
-    let failed = metric(
-        &gateway,
-        "headway_upstream_tls_errors_total{cluster=\"retry\",reason=\"expired\"}",
-    );
-    let retries = metric(
-        &gateway,
-        "headway_upstream_retries_total{cluster=\"retry\"}",
-    );
+    let failed =
+        gateway.metric("headway_upstream_tls_errors_total{cluster=\"retry\",reason=\"expired\"}");
+    let retries = gateway.metric("headway_upstream_retries_total{cluster=\"retry\"}");
     println!(
         "upstream_tls | retry | {REQUESTS}/{REQUESTS} POSTs answered 200 by the good pod; \
          {failed} failed handshakes with the expired pod, {retries} retries"
@@ -719,7 +750,7 @@ fn an_envoy_sidecar_that_requires_mutual_tls_lets_in_only_the_cluster_with_the_c
     );
     let series =
         "headway_upstream_tls_errors_total{cluster=\"nocert\",reason=\"no_client_certificate\"}";
-    assert_eq!(metric(&gateway, series), 1.0, "{series}");
+    assert_eq!(gateway.metric(series), 1.0, "{series}");
     assert!(
         pod.requests().iter().all(|l| !l.contains("/nocert")),
         "nothing reached the pod"
@@ -846,37 +877,19 @@ fn a_reload_reads_the_tls_files_again_and_keeps_the_running_conf_when_one_is_bad
     if !peers_available(test) {
         return;
     }
-    let pki = Pki::new();
-    let name = "reload.tls.test";
-    let port = free_port();
-    let _pod = https_pod("127.0.24.61", port, &pki.server("reload", &[name]));
-    let ca = pki.path("mounted-ca.pem");
-    std::fs::copy(pki.path("root.pem"), &ca).unwrap();
-    let dns = DnsServer::start();
-    dns.set_a(name, &["127.0.24.61"]);
-    let section = || {
-        Gateway::builder()
-            .nameserver(dns.addr())
-            .route(Route::prefix("/").to("reload"))
-            .cluster(
-                Cluster::new("reload")
-                    .dns(name, port)
-                    .tls(UpstreamTls::new().ca(&ca)),
-            )
-    };
+    let fixture = CaFixture::new("reload", "127.0.24.61", "root.pem");
+    let (pki, ca) = (&fixture.pki, &fixture.ca);
+    let section = || fixture.section();
     let mut gateway = section().start();
     let status = |gateway: &Gateway| http::get(gateway.listen_addr(), "/x").unwrap();
     assert_eq!(status(&gateway).status, 200);
     let reloads = |gateway: &Gateway, result: &str| {
-        metric(
-            gateway,
-            &format!("headway_reloads_total{{result=\"{result}\"}}"),
-        )
+        gateway.metric(&format!("headway_reloads_total{{result=\"{result}\"}}"))
     };
 
     // A broken CA file: the reload is refused, naming the key and the file; the running
     // conf (and its CA, read at load) keeps serving.
-    std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\nbroken\n").unwrap();
+    std::fs::write(ca, "-----BEGIN CERTIFICATE-----\nbroken\n").unwrap();
     gateway.rewrite(section());
     gateway.signal("HUP");
     assert!(
@@ -897,7 +910,7 @@ fn a_reload_reads_the_tls_files_again_and_keeps_the_running_conf_when_one_is_bad
     );
 
     // A good new file (another CA): the reload swaps it in, and it is used at once.
-    std::fs::copy(pki.path("other-root.pem"), &ca).unwrap();
+    std::fs::copy(pki.path("other-root.pem"), ca).unwrap();
     gateway.signal("HUP");
     assert!(
         wait_until(Duration::from_secs(10), || reloads(&gateway, "ok") >= 1.0),
@@ -920,23 +933,9 @@ fn a_renewed_ca_file_is_used_without_a_reload_being_asked_for() {
     if !peers_available(test) {
         return;
     }
-    let pki = Pki::new();
-    let name = "renewed.tls.test";
-    let port = free_port();
-    let _pod = https_pod("127.0.24.62", port, &pki.server("renewed", &[name]));
-    let ca = pki.path("mounted-ca.pem");
-    std::fs::copy(pki.path("other-root.pem"), &ca).unwrap();
-    let dns = DnsServer::start();
-    dns.set_a(name, &["127.0.24.62"]);
-    let gateway = Gateway::builder()
-        .nameserver(dns.addr())
-        .route(Route::prefix("/").to("renewed"))
-        .cluster(
-            Cluster::new("renewed")
-                .dns(name, port)
-                .tls(UpstreamTls::new().ca(&ca)),
-        )
-        .start();
+    let fixture = CaFixture::new("renewed", "127.0.24.62", "other-root.pem");
+    let (pki, ca) = (&fixture.pki, &fixture.ca);
+    let gateway = fixture.section().start();
     let r = http::get(gateway.listen_addr(), "/x").unwrap();
     assert_eq!(
         (r.status, r.body.as_str()),
@@ -945,7 +944,7 @@ fn a_renewed_ca_file_is_used_without_a_reload_being_asked_for() {
     // The CA that signed the pods, written over the mounted file: no SIGHUP, no POST /reload.
     let swapped = pki.path("mounted-ca.pem.new");
     std::fs::copy(pki.path("root.pem"), &swapped).unwrap();
-    std::fs::rename(&swapped, &ca).unwrap();
+    std::fs::rename(&swapped, ca).unwrap();
     assert!(
         wait_until(Duration::from_secs(5), || {
             http::get(gateway.listen_addr(), "/x").is_ok_and(|r| r.status == 200)
@@ -1020,7 +1019,7 @@ fn a_pod_that_speaks_only_tls_1_1_is_refused_with_protocol_version() {
         )
     );
     let series = "headway_upstream_tls_errors_total{cluster=\"old\",reason=\"protocol_version\"}";
-    assert_eq!(metric(&gateway, series), 1.0);
+    assert_eq!(gateway.metric(series), 1.0);
     gateway.assert_no_panic();
 }
 

@@ -460,6 +460,17 @@ impl Gateway {
         }
     }
 
+    /// The value of the series `name{labels}` (written as `/metrics` writes it, labels sorted)
+    /// in `/metrics`, 0 if absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        let text = super::http::get(self.admin_addr(), "/metrics")
+            .unwrap_or_else(|e| panic!("GET /metrics: {e}"))
+            .body;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// Rewrites the conf file with its `gateway:` section replaced by `section` (the same
     /// listeners and admin address), for a reload to read.
     pub fn rewrite(&self, section: GatewayBuilder) {

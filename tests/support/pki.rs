@@ -12,8 +12,10 @@
 //! Tests first call [`available`]: without `openssl` they are skipped.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failure fails the test
 
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// Whether the `openssl` command is there; if not, marks `test` skipped.
 pub fn available(test: &str) -> bool {
@@ -26,6 +28,40 @@ pub fn available(test: &str) -> bool {
     }
     super::skip(test, "openssl not installed (apt-get install openssl)");
     false
+}
+
+/// The serial of the certificate `openssl s_client` is served by `addr` when it asks for `sni`
+/// (None: no SNI); None when the handshake is refused.
+pub fn served_serial(addr: SocketAddr, sni: Option<&str>) -> Option<String> {
+    let connect = addr.to_string();
+    let mut args = vec!["s_client", "-connect", connect.as_str()];
+    match sni {
+        Some(name) => args.extend(["-servername", name]),
+        None => args.push("-noservername"),
+    }
+    let out = Command::new("openssl")
+        .args(&args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    let start = out.find("-----BEGIN CERTIFICATE-----")?;
+    let end = out[start..].find("-----END CERTIFICATE-----")? + start + 25;
+    let mut x509 = Command::new("openssl")
+        .args(["x509", "-noout", "-serial"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    x509.stdin
+        .take()
+        .unwrap()
+        .write_all(&out.as_bytes()[start..end])
+        .unwrap();
+    let printed = x509.wait_with_output().unwrap();
+    let serial = String::from_utf8_lossy(&printed.stdout);
+    Some(serial.trim().trim_start_matches("serial=").to_owned())
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -123,37 +159,30 @@ impl Pki {
     /// intermediate.
     pub fn server(&self, name: &str, sans: &[&str]) -> Issued {
         let (_, inter, _) = self.standard();
-        self.leaf(
-            name,
-            sans.first().unwrap_or(&name),
-            &refs(&dns(sans)),
-            Usage::Server,
-            inter,
-        )
+        self.server_by(name, sans, inter, false)
     }
 
     /// A server leaf valid only in January 2020, signed by the intermediate.
     pub fn expired_server(&self, name: &str, sans: &[&str]) -> Issued {
         let (_, inter, _) = self.standard();
-        self.expired_leaf(
-            name,
-            sans.first().unwrap_or(&name),
-            &refs(&dns(sans)),
-            Usage::Server,
-            inter,
-        )
+        self.server_by(name, sans, inter, true)
     }
 
     /// A server leaf signed by the other, unrelated root.
     pub fn foreign_server(&self, name: &str, sans: &[&str]) -> Issued {
         let (_, _, other) = self.standard();
-        self.leaf(
-            name,
-            sans.first().unwrap_or(&name),
-            &refs(&dns(sans)),
-            Usage::Server,
-            other,
-        )
+        self.server_by(name, sans, other, false)
+    }
+
+    fn server_by(&self, name: &str, sans: &[&str], issuer: &Issued, expired: bool) -> Issued {
+        let cn = sans.first().unwrap_or(&name);
+        let names: Vec<String> = sans.iter().map(|n| format!("DNS:{n}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        if expired {
+            self.expired_leaf(name, cn, &names, Usage::Server, issuer)
+        } else {
+            self.leaf(name, cn, &names, Usage::Server, issuer)
+        }
     }
 
     /// A client certificate `name`, signed by the root.
@@ -371,14 +400,6 @@ impl Pki {
             serial,
         }
     }
-}
-
-fn dns(names: &[&str]) -> Vec<String> {
-    names.iter().map(|n| format!("DNS:{n}")).collect()
-}
-
-fn refs(names: &[String]) -> Vec<&str> {
-    names.iter().map(String::as_str).collect()
 }
 
 fn leaf_ext(sans: &[&str], usage: Usage) -> String {
