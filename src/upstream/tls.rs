@@ -33,7 +33,7 @@ pub enum TlsFailure {
 }
 
 impl TlsFailure {
-    /// Every reason, in the order of [`TlsFailure::index`].
+    /// Every reason, in the order of `TlsFailure::index`.
     pub const ALL: [TlsFailure; 7] = [
         TlsFailure::Expired,
         TlsFailure::NotYetValid,
