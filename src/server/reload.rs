@@ -129,6 +129,18 @@ impl Reloader {
         let config = Config::from_yaml(&text).map_err(|e| e.to_string().trim_end().to_owned())?;
         crate::proxy::filter_chains(&config.gateway, &self.registry, None)
             .map_err(|e| e.join("\n"))?;
+        // Every TLS listener's files read and checked before anything starts or is swapped.
+        let mut tls = Vec::new();
+        let mut bad_tls = Vec::new();
+        for (i, state, conf) in self.tls_in(&config) {
+            match state.prepare(conf) {
+                Ok(prepared) => tls.push((state, prepared, conf)),
+                Err(e) => bad_tls.push(format!("gateway.listen[{i}].tls: {e}")),
+            }
+        }
+        if !bad_tls.is_empty() {
+            return Err(bad_tls.join("\n"));
+        }
         let current = self.clusters.load_full();
         let Rebuilt {
             clusters,
@@ -149,20 +161,6 @@ impl Reloader {
                 slow.name()
             );
         }
-        let tls = self.tls_in(&config);
-        let bad_tls: Vec<String> = tls
-            .iter()
-            .filter_map(|(i, state, conf)| {
-                state
-                    .check(conf)
-                    .err()
-                    .map(|e| format!("gateway.listen[{i}].tls: {e}"))
-            })
-            .collect();
-        if !bad_tls.is_empty() {
-            added.iter().for_each(|c| c.retire());
-            return Err(bad_tls.join("\n"));
-        }
         let clusters = Arc::new(clusters);
         if let Err(problems) = self.proxy.reload(
             &config.gateway,
@@ -175,11 +173,8 @@ impl Reloader {
         }
         self.clusters.store(clusters.clone());
         self.lifecycle.set_conf(ActiveConf::of(&bytes));
-        for (i, state, conf) in &tls {
-            // Checked above: an error now is a file changed in between, kept from and logged.
-            if let Err(e) = state.apply(conf, "conf reloaded") {
-                warn!("reload: gateway.listen[{i}].tls: {e}");
-            }
+        for (state, prepared, conf) in tls {
+            state.install(prepared, conf, "conf reloaded");
         }
         for cluster in removed.iter().cloned() {
             // Its requests in flight finish first, with discovery and probes still running.

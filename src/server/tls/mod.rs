@@ -37,6 +37,9 @@ pub struct ListenerTlsState {
     inventory: Arc<Certificates>,
 }
 
+/// What a listener will serve, read and checked, not yet swapped in ([`ListenerTlsState::prepare`]).
+pub struct Prepared(Built);
+
 /// A listener's certificates and verifier, built from its settings before any is swapped in.
 struct Built {
     table: CertTable,
@@ -106,29 +109,38 @@ impl ListenerTlsState {
         self.handshakes.clone()
     }
 
-    /// Whether `conf`'s files can be served (a reload checks every listener before it swaps).
-    pub fn check(&self, conf: &ListenerTls) -> Result<(), String> {
-        build(conf, &self.provider).map(|_| ())
+    /// Reads `conf`'s files and builds what the listener would serve, without serving it yet:
+    /// a reload prepares every listener before it swaps anything. The error names the file.
+    pub fn prepare(&self, conf: &ListenerTls) -> Result<Prepared, String> {
+        build(conf, &self.provider).map(Prepared)
     }
 
-    /// Reads `conf`'s files again and swaps them in whole, with its other keys; on any error
-    /// nothing changes and the error names the file. Counted either way.
-    pub fn apply(&self, conf: &ListenerTls, why: &str) -> Result<String, String> {
-        let built = build(conf, &self.provider).map_err(|e| {
-            self.count("error");
-            log::error!(
-                "tls: listener {}: {why}: keeping the certificates in use: {e}",
-                self.label
-            );
-            e
-        })?;
+    /// Serves what `prepare` built from `conf`, with `conf`'s other keys; counted as a reload.
+    pub fn install(&self, prepared: Prepared, conf: &ListenerTls, why: &str) -> String {
+        let Prepared(built) = prepared;
         let summary = built.summary.clone();
         self.swap_in(built);
         self.handshakes.set_timeout(conf.handshake_timeout);
         *crate::lock(&self.conf) = conf.clone();
         self.count("ok");
         log::info!("tls: listener {}: {why}: now serving {summary}", self.label);
-        Ok(summary)
+        summary
+    }
+
+    /// Reads `conf`'s files again and swaps them in whole, with its other keys; on any error
+    /// nothing changes and the error names the file. Counted either way.
+    pub fn apply(&self, conf: &ListenerTls, why: &str) -> Result<String, String> {
+        match self.prepare(conf) {
+            Ok(prepared) => Ok(self.install(prepared, conf, why)),
+            Err(e) => {
+                self.count("error");
+                log::error!(
+                    "tls: listener {}: {why}: keeping the certificates in use: {e}",
+                    self.label
+                );
+                Err(e)
+            }
+        }
     }
 
     /// The settings now served.
