@@ -331,7 +331,7 @@ fn a_reload_applies_new_tls_settings_in_place_or_changes_nothing() {
         &missing.display().to_string(),
     );
     gateway.signal("HUP");
-    let named = format!("gateway.listen[1].tls: {}", missing.display());
+    let named = format!("gateway.listen[1].tls: cannot read {}", missing.display());
     assert!(
         gateway.wait_for_log(&named, Duration::from_secs(5)),
         "{}",

@@ -50,7 +50,7 @@ pub use outlier::OutlierDetection;
 pub use resolver::ResolverSettings;
 pub use retry::{RetryOn, RetryPolicy};
 pub use routes::{PathMatch, Route, RouteAction};
-pub use tls_files::{CaBundle, ClientCertKey};
+pub use tls_files::{read_certs, read_key, CaBundle, ClientCertKey};
 pub use upstream_tls::{Alpn, UpstreamTls};
 
 use errors::Errors;

@@ -72,8 +72,9 @@ impl fmt::Debug for ClientCertKey {
     }
 }
 
-/// The certificates of a PEM file, each checked to be an X.509 certificate.
-fn read_certs(file: &Path) -> Result<Vec<Vec<u8>>, String> {
+/// The certificates of a PEM file, each checked to be an X.509 certificate, in file order; an
+/// error names the file. (The TLS listeners read their files again with it on renewal.)
+pub fn read_certs(file: &Path) -> Result<Vec<Vec<u8>>, String> {
     let text = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let mut certs = Vec::new();
     for item in rustls_pemfile::certs(&mut text.as_slice()) {
@@ -112,8 +113,8 @@ pub(super) fn read_ca(file: &Path, path: &str, errors: &mut Errors) -> Option<Ca
     })
 }
 
-/// The private key of a PEM file.
-fn read_key(file: &Path) -> Result<PrivateKeyDer<'static>, String> {
+/// The private key of a PEM file (PKCS#8, PKCS#1 or SEC1); an error names the file.
+pub fn read_key(file: &Path) -> Result<PrivateKeyDer<'static>, String> {
     let text = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     rustls_pemfile::private_key(&mut text.as_slice())
         .map_err(|e| format!("{} is not PEM: {e}", file.display()))?

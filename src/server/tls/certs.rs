@@ -3,9 +3,9 @@
 //! SANs, else its CN). Every error names the file.
 
 use crate::certificates::leaf;
+use crate::config::{read_certs, read_key};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::CertificateDer;
 use rustls::sign::CertifiedKey;
 use std::path::Path;
 use std::sync::Arc;
@@ -21,14 +21,15 @@ pub struct Loaded {
 
 /// Reads `cert` (the chain, leaf first) and `key`, and checks them as a pair.
 pub fn load(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<Loaded, String> {
-    let chain = read_chain(cert)?;
-    let Some(first) = chain.first() else {
-        return Err(format!(
-            "{}: no certificate in it (not PEM?)",
-            cert.display()
-        ));
-    };
-    let leaf = leaf(first).map_err(|e| format!("{}: {e}", cert.display()))?;
+    let chain: Vec<CertificateDer<'static>> = read_certs(cert)?
+        .into_iter()
+        .map(CertificateDer::from)
+        .collect();
+    // `read_certs` refuses a file without a certificate: the chain has a leaf.
+    let leaf = chain
+        .first()
+        .ok_or_else(|| format!("{} holds no PEM certificate", cert.display()))
+        .and_then(|first| leaf(first).map_err(|e| format!("{}: {e}", cert.display())))?;
     let now = SystemTime::now();
     if leaf.not_before > now {
         return Err(format!(
@@ -37,13 +38,7 @@ pub fn load(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<Loaded
             humantime::format_rfc3339_seconds(leaf.not_before)
         ));
     }
-    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-        format!(
-            "{}: no private key read from it: {}",
-            key.display(),
-            pem_error(&e)
-        )
-    })?;
+    let private = read_key(key)?;
     let certified = CertifiedKey::from_der(chain, private, provider).map_err(|e| {
         format!(
             "{} and {}: the key does not go with the certificate: {e}",
@@ -55,20 +50,4 @@ pub fn load(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<Loaded
         key: Arc::new(certified),
         leaf,
     })
-}
-
-/// Every certificate of a PEM file, in order; an error names the file.
-pub fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let iter = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("{}: cannot read: {}", path.display(), pem_error(&e)))?;
-    iter.collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: not PEM: {}", path.display(), pem_error(&e)))
-}
-
-fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
-    match e {
-        rustls::pki_types::pem::Error::Io(io) => io.to_string(),
-        rustls::pki_types::pem::Error::NoItemsFound => "no PEM section of that kind".to_owned(),
-        other => format!("{other:?}"),
-    }
 }

@@ -19,19 +19,17 @@ use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, 
 use std::any::Any;
 use std::sync::Arc;
 
-/// Builds the verifier for `auth`: its CA file read and checked; an error names the file.
+/// Builds the verifier for `auth`: its CA file read and checked (at least one certificate,
+/// each a usable CA); an error names the file.
 pub fn verifier(
     auth: &ClientAuth,
     provider: &Arc<CryptoProvider>,
 ) -> Result<Arc<dyn ClientCertVerifier>, String> {
     let mut roots = RootCertStore::empty();
-    for cert in super::certs::read_chain(&auth.ca)? {
+    for cert in crate::config::read_certs(&auth.ca)? {
         roots
-            .add(cert)
+            .add(cert.into())
             .map_err(|e| format!("{}: not a CA certificate: {e}", auth.ca.display()))?;
-    }
-    if roots.is_empty() {
-        return Err(format!("{}: no certificate in it", auth.ca.display()));
     }
     let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
     let builder = match auth.mode {
