@@ -74,11 +74,13 @@ pub struct CertInfo {
     pub serial: String,
     /// End of validity, RFC 3339.
     pub not_after: String,
-    /// Whole days until then (negative: expired).
+    /// Whole days until then (negative: expired), as of the last [`CertInfo::as_of`].
     pub days_left: i64,
     /// The same end, Unix seconds (the expiry gauge).
     #[serde(skip)]
     pub expires_at: f64,
+    #[serde(skip)]
+    valid_until: SystemTime,
 }
 
 impl CertInfo {
@@ -103,11 +105,6 @@ impl CertInfo {
         serial: &str,
         not_after: SystemTime,
     ) -> CertInfo {
-        let now = SystemTime::now();
-        let days_left = match not_after.duration_since(now) {
-            Ok(left) => i64::try_from(left.as_secs() / 86_400).unwrap_or(i64::MAX),
-            Err(past) => -i64::try_from(past.duration().as_secs().div_ceil(86_400)).unwrap_or(0),
-        };
         CertInfo {
             used_by: used_by.to_owned(),
             file: file.to_owned(),
@@ -115,9 +112,21 @@ impl CertInfo {
             names: names.to_vec(),
             serial: serial.to_owned(),
             not_after: crate::rfc3339(not_after),
-            days_left,
+            days_left: 0,
             expires_at: crate::unix_seconds(not_after),
+            valid_until: not_after,
         }
+        .as_of(SystemTime::now())
+    }
+
+    /// The same with its days left counted at `now`: the inventory keeps what was read when
+    /// the files were, and counts the days when it is read.
+    pub fn as_of(mut self, now: SystemTime) -> CertInfo {
+        self.days_left = match self.valid_until.duration_since(now) {
+            Ok(left) => i64::try_from(left.as_secs() / 86_400).unwrap_or(i64::MAX),
+            Err(past) => -i64::try_from(past.duration().as_secs().div_ceil(86_400)).unwrap_or(0),
+        };
+        self
     }
 }
 
@@ -131,9 +140,15 @@ impl Certificates {
         crate::lock(&self.0).insert(used_by.to_owned(), certs);
     }
 
-    /// Every certificate in use, by user, then in the order given.
+    /// Every certificate in use, by user, then in the order given; days left counted now.
     pub fn list(&self) -> Vec<CertInfo> {
-        crate::lock(&self.0).values().flatten().cloned().collect()
+        let now = SystemTime::now();
+        let certs = crate::lock(&self.0);
+        certs
+            .values()
+            .flatten()
+            .map(|c| c.clone().as_of(now))
+            .collect()
     }
 }
 
@@ -156,5 +171,9 @@ mod tests {
         );
         certs.set("listener b", vec![]);
         assert_eq!(certs.list().len(), 2);
+        // Days left are counted when asked, not when the certificate was read.
+        let later =
+            info(SystemTime::now() + day * 30 + day / 2).as_of(SystemTime::now() + day * 10);
+        assert_eq!(later.days_left, 20);
     }
 }

@@ -163,9 +163,9 @@ impl ListenerTlsState {
         let infos = built
             .infos
             .into_iter()
-            .map(|i| CertInfo {
-                used_by: used_by.clone(),
-                ..i
+            .map(|mut info| {
+                info.used_by.clone_from(&used_by);
+                info
             })
             .collect();
         self.inventory.set(&used_by, infos);
