@@ -174,26 +174,17 @@ fn json(value: &impl serde::Serialize) -> Reply {
 }
 
 /// Every certificate in use: the TLS listeners' (as last read) and each cluster's client
-/// certificate.
+/// certificate, with their days left counted now.
 pub fn certificates_in_use(state: &AdminState) -> Vec<crate::certificates::CertInfo> {
     let mut certs = state.certificates.list();
+    let now = std::time::SystemTime::now();
     for cluster in state.clusters.load().iter() {
-        let Some(client) = cluster
-            .config
+        if let Some(info) = cluster
             .tls
             .as_ref()
-            .and_then(|t| t.client_cert.as_ref())
-        else {
-            continue;
-        };
-        let file = client.cert_path.display().to_string();
-        if let Some(leaf) = client
-            .chain
-            .first()
-            .and_then(|der| crate::certificates::leaf(der).ok())
+            .and_then(|t| t.client_cert_info.clone())
         {
-            let used_by = format!("cluster {}", cluster.name());
-            certs.push(crate::certificates::CertInfo::of(&used_by, &file, &leaf));
+            certs.push(info.as_of(now));
         }
     }
     certs

@@ -2,6 +2,7 @@
 //! once per conf load and shared (`Arc`) by every request's peer and every probe — and what a
 //! failed handshake was, as a closed set of reasons.
 
+use crate::certificates::CertInfo;
 use crate::config::{Alpn, UpstreamTls};
 use pingora::protocols::tls::CaType;
 use pingora::upstreams::peer::{BasicPeer, HttpPeer, Scheme};
@@ -121,6 +122,9 @@ pub struct PeerTls {
     group_key: u64,
     /// `headway_upstream_tls_errors_total{cluster, reason}`, by [`TlsFailure::index`].
     errors: [IntCounter; 7],
+    /// The client certificate as `/clusters` and the expiry gauge show it (its leaf read once,
+    /// here).
+    pub client_cert_info: Option<CertInfo>,
 }
 
 impl PeerTls {
@@ -141,7 +145,13 @@ impl PeerTls {
                 c.key.as_ref().clone(),
             ))
         });
+        let client_cert_info = tls.client_cert.as_ref().and_then(|c| {
+            let leaf = crate::certificates::leaf(c.chain.first()?).ok()?;
+            let file = c.cert_path.display().to_string();
+            Some(CertInfo::of(&format!("cluster {cluster}"), &file, &leaf))
+        });
         PeerTls {
+            client_cert_info,
             sni: tls.sni.clone(),
             ca,
             client_cert,
