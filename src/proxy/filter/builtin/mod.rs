@@ -12,7 +12,7 @@ mod headers;
 mod jwt;
 mod jwt_cache;
 mod jwt_keys;
-
+mod jwt_remote;
 mod rate_limit;
 mod rewrite;
 
