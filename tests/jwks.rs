@@ -338,9 +338,33 @@ fn the_refresh_runs_unasked_and_a_reload_keeps_the_keys() {
     );
     let r = curl(&[&gw.url("/other")]);
     assert_eq!(r.status, 200, "the reloaded conf serves /other");
+
+    // The reloaded conf's task refreshes once the provider is back, and alone: the task of the
+    // conf before it has stopped (two would fetch twice a second).
+    let ok = events(&gw, "jwks_fetch_ok");
+    provider.nginx.restart();
+    assert!(
+        wait_until(Duration::from_secs(10), || events(&gw, "jwks_fetch_ok")
+            > ok),
+        "no fetch after the reload:\n{}",
+        gw.stderr_log()
+    );
+    let before = provider.fetches();
+    std::thread::sleep(Duration::from_secs(3));
+    let in_3s = provider.fetches() - before;
+    let log = gw.stderr_log();
+    assert_eq!(
+        log.matches("filters: 1 background task(s) started").count(),
+        2,
+        "one task at start, one for the reloaded conf:\n{log}"
+    );
+    assert!(
+        (1..=4).contains(&in_3s),
+        "{in_3s} fetches in 3 s at refresh 1s"
+    );
     gw.assert_no_panic();
     println!(
-        "jwks | refresh 1s: withdrawn key refused without a request asking; after a reload with the provider down: still verified; fetches ok {} unreachable {}",
+        "jwks | refresh 1s: withdrawn key refused without a request asking; after a reload with the provider down: still verified; provider back: {in_3s} fetches in 3 s; fetches ok {} unreachable {}",
         events(&gw, "jwks_fetch_ok"),
         events(&gw, "jwks_fetch_unreachable")
     );

@@ -73,8 +73,7 @@ struct FilterTasks(Proxy);
 #[async_trait::async_trait]
 impl pingora::services::background::BackgroundService for FilterTasks {
     async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
-        let started = self.0.start_filter_tasks();
-        info!("filters: {started} background task(s) started");
+        self.0.start_filter_tasks();
         let _ = shutdown.changed().await;
     }
 }

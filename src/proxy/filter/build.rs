@@ -119,6 +119,7 @@ impl Tasks {
         for task in tasks.drain(..) {
             runtime.spawn(task);
         }
+        log::info!("filters: {started} background task(s) started");
         started
     }
 }
