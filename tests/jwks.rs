@@ -113,9 +113,9 @@ impl Provider {
     }
 }
 
-/// `/orders` behind `jwt` with keys from the provider (no token cache: every request is
+/// `/orders` behind `jwt` with keys from the cluster `idp` (no token cache: every request is
 /// verified against the keys held now), and the two clusters.
-fn section(provider: &Provider, backend: &Backend, refresh: &str) -> GatewayBuilder {
+fn section(provider: &Provider, backend: &Backend, refresh: &str, idp: Cluster) -> GatewayBuilder {
     let remote = map(&[
         ("cluster", "idp"),
         ("path", "/files/jwks.json"),
@@ -138,7 +138,7 @@ fn section(provider: &Provider, backend: &Backend, refresh: &str) -> GatewayBuil
             ),
         )
         .cluster(Cluster::new("api").address(&backend.ip(), backend.port()))
-        .cluster(provider.cluster())
+        .cluster(idp)
 }
 
 /// `headway_filter_events_total` of the route's `jwt` for `event`.
@@ -191,7 +191,7 @@ fn keys_rotate_with_their_provider_and_the_last_good_set_outlives_it() {
     // Control: nginx serves the JWKS over HTTPS to a client trusting the root.
     assert_eq!(provider.curl_jwks(), (200, first.clone()));
     let backend = Backend::start("127.0.51.2", free_port(), "api");
-    let gw = section(&provider, &backend, "1h").start();
+    let gw = section(&provider, &backend, "1h", provider.cluster()).start();
 
     // The first fetch, in the background: rsa-1 and ec-1 verify.
     assert!(
@@ -312,7 +312,7 @@ fn the_refresh_runs_unasked_and_a_reload_keeps_the_keys() {
     let mut provider = Provider::start("127.0.51.11", &rotated);
     assert_eq!(provider.curl_jwks(), (200, rotated.clone()));
     let backend = Backend::start("127.0.51.12", free_port(), "api");
-    let mut gw = section(&provider, &backend, "1s").start();
+    let mut gw = section(&provider, &backend, "1s", provider.cluster()).start();
     assert!(wait_until(Duration::from_secs(10), || ask(&gw, &old).0 == 200));
 
     provider.nginx.put_file("jwks.json", &only_new);
@@ -327,7 +327,10 @@ fn the_refresh_runs_unasked_and_a_reload_keeps_the_keys() {
         &gw,
         "jwks_fetch_unreachable"
     ) >= 1.0));
-    gw.rewrite(section(&provider, &backend, "1s").route(Route::prefix("/other").to("api")));
+    gw.rewrite(
+        section(&provider, &backend, "1s", provider.cluster())
+            .route(Route::prefix("/other").to("api")),
+    );
     gw.signal("HUP");
     assert!(gw.wait_for_log("conf reloaded", Duration::from_secs(15)));
     assert_eq!(ask(&gw, &new), (200, Some("dave".into())));
@@ -366,6 +369,76 @@ fn the_refresh_runs_unasked_and_a_reload_keeps_the_keys() {
     println!(
         "jwks | refresh 1s: withdrawn key refused without a request asking; after a reload with the provider down: still verified; provider back: {in_3s} fetches in 3 s; fetches ok {} unreachable {}",
         events(&gw, "jwks_fetch_ok"),
+        events(&gw, "jwks_fetch_unreachable")
+    );
+}
+
+/// The fetch verifies the provider as the cluster's TLS says: a provider whose certificate the
+/// cluster's CA did not sign gives no keys (the TLS reason counted as for any request), and
+/// every token is refused until one does.
+#[test]
+fn a_provider_the_cluster_does_not_trust_gives_no_keys() {
+    let test = "a_provider_the_cluster_does_not_trust_gives_no_keys";
+    if !peers_available(test) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(tokens) = mint(dir.path()) else {
+        return;
+    };
+    let old = tokens["rs256"].as_str().unwrap().to_owned();
+    let first = std::fs::read(dir.path().join("jwks.json")).unwrap();
+    let provider = Provider::start("127.0.51.31", &first);
+    // Control: curl trusting the other root refuses the provider (exit 60: peer certificate
+    // cannot be authenticated), trusting the right one it gets the JWKS.
+    let resolve = format!("idp.test:{}:{}", provider.nginx.port(), provider.nginx.ip());
+    let url = format!("https://idp.test:{}/files/jwks.json", provider.nginx.port());
+    let other = provider.pki.path("other-root.pem");
+    let refused = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "5",
+            "--noproxy",
+            "*",
+            "--resolve",
+            &resolve,
+        ])
+        .arg("--cacert")
+        .arg(&other)
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(60), "{refused:?}");
+    assert_eq!(provider.curl_jwks(), (200, first));
+
+    let backend = Backend::start("127.0.51.32", free_port(), "api");
+    let distrusting = Cluster::new("idp")
+        .dns("idp.test", provider.nginx.port())
+        .tls(UpstreamTls::new().ca(&other));
+    let gw = section(&provider, &backend, "1h", distrusting).start();
+    let tls_errors = "headway_upstream_tls_errors_total{cluster=\"idp\",reason=\"unknown_ca\"}";
+    assert!(
+        wait_until(Duration::from_secs(10), || gw.metric(tls_errors) >= 1.0),
+        "{}",
+        gw.stderr_log()
+    );
+    assert!(events(&gw, "jwks_fetch_unreachable") >= 1.0);
+    assert_eq!(events(&gw, "jwks_fetch_ok"), 0.0);
+    let (status, _) = ask(&gw, &old);
+    assert_eq!(status, 401);
+    assert_eq!(
+        provider.fetches(),
+        1,
+        "only the control's request reached nginx"
+    );
+    let log = gw.stderr_log();
+    assert!(log.contains("TLS error: unknown CA"), "{log}");
+    assert!(log.contains("no key yet: every token is refused"), "{log}");
+    gw.assert_no_panic();
+    println!(
+        "jwks | untrusted provider: {} TLS errors (unknown_ca), {} fetches unreachable, 0 keys",
+        gw.metric(tls_errors),
         events(&gw, "jwks_fetch_unreachable")
     );
 }
