@@ -297,10 +297,9 @@ impl RemoteJwks {
             Err(e) => Err((FetchFailure::Invalid, format!("bad request: {e}"))),
             Ok(request) => match self.client.send(request, self.timeout).await {
                 Err(e) => Err((FetchFailure::of(e.failure), e.to_string())),
-                Ok(r) if r.status() != http::StatusCode::OK => Err((
-                    FetchFailure::BadStatus,
-                    format!("{} answered {}", self.path, r.status()),
-                )),
+                Ok(r) if r.status() != http::StatusCode::OK => {
+                    Err((FetchFailure::BadStatus, format!("answered {}", r.status())))
+                }
                 Ok(r) => self.install(r.body()),
             },
         };
@@ -316,11 +315,11 @@ impl RemoteJwks {
                     let kids: Vec<&str> =
                         set.keys.iter().filter_map(|k| k.kid.as_deref()).collect();
                     log::info!(
-                        "jwks {}: {} key(s) from cluster {}{} (kids: {})",
+                        "jwks {}: {} key(s) from {} of cluster {} (kids: {})",
                         self.whose,
                         set.keys.len(),
-                        self.client.cluster_name(),
                         self.path,
+                        self.client.cluster_name(),
                         kids.join(", ")
                     );
                 }
@@ -337,10 +336,10 @@ impl RemoteJwks {
                     None => "no key yet: every token is refused".to_owned(),
                 };
                 log::warn!(
-                    "jwks {}: fetch from cluster {}{} failed ({}): {why}; {kept}",
+                    "jwks {}: fetching {} from cluster {} failed ({}): {why}; {kept}",
                     self.whose,
-                    self.client.cluster_name(),
                     self.path,
+                    self.client.cluster_name(),
                     failure.label()
                 );
                 false
