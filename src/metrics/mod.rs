@@ -54,10 +54,9 @@ pub struct Metrics {
     /// `headway_access_log_dropped_total`: access-log lines dropped because its writer thread
     /// fell behind (see [`crate::proxy::access_log`]).
     pub access_log_dropped: IntCounter,
-    /// `headway_filter_events_total{route, filter, event}`: what filters counted (a rate limit's
-    /// `limited`, an auth filter's `denied`, …); filters get theirs from
-    /// [`crate::filter::FilterSetup::counter`].
-    pub filter_events: IntCounterVec,
+    /// `headway_filter_events_total` and `headway_filter_event_timestamp_seconds` (see
+    /// [`filters::FilterSeries`]).
+    pub filters: filters::FilterSeries,
     /// `headway_reloads_total{result}`: confs re-read in place (SIGHUP, `POST /reload`), by
     /// result: `ok` (swapped in) or `error` (refused, the old conf kept serving).
     pub reloads: IntCounterVec,
@@ -158,14 +157,6 @@ fn counter_vec(
     labels: &[&str],
 ) -> prometheus::Result<IntCounterVec> {
     register(registry, IntCounterVec::new(Opts::new(name, help), labels)?)
-}
-
-/// `headway_filter_events_total`, not yet registered: [`Metrics`] registers it; a conf being
-/// checked builds its filters with one that nobody reads.
-pub fn filter_events() -> prometheus::Result<IntCounterVec> {
-    let help = "Events counted by route filters (requests limited, denied, compressed, ...).";
-    let labels = ["route", "filter", "event"];
-    IntCounterVec::new(Opts::new("headway_filter_events_total", help), &labels)
 }
 
 fn gauge_vec(
@@ -290,7 +281,7 @@ impl Metrics {
                     "Client connections closed for not sending complete request headers in time.",
                 )?,
             )?,
-            filter_events: register(&r, filter_events()?)?,
+            filters: filters::FilterSeries::new()?.registered(&r)?,
             panics: register(
                 &r,
                 IntCounter::new(
@@ -438,6 +429,7 @@ impl Metrics {
     }
 }
 
+pub mod filters;
 #[cfg(test)]
 mod tests;
 mod tls;

@@ -67,9 +67,21 @@ impl Proxy {
         })
     }
 
+    /// Starts the background tasks of the routes' filters (see `FilterSetup::spawn`) on the
+    /// tokio runtime this is called on, once the server runs; returns how many started.
+    pub fn start_filter_tasks(&self) -> usize {
+        self.current.load().tasks.start()
+    }
+
+    /// How many background tasks of the routes' filters wait to be started.
+    pub fn pending_filter_tasks(&self) -> usize {
+        self.current.load().tasks.pending()
+    }
+
     /// Builds the routing of `config` over `clusters` (keeping the access log when its conf is
     /// unchanged) and makes it the one new requests start on; requests already started finish
-    /// on theirs. Nothing changes when it fails: every problem, each with its path.
+    /// on theirs; its filters' background tasks start (on the runtime this is called on).
+    /// Nothing changes when it fails: every problem, each with its path.
     pub fn reload(
         &self,
         config: &GatewayConfig,
@@ -79,6 +91,7 @@ impl Proxy {
     ) -> Result<(), Vec<String>> {
         let old = self.current.load_full();
         let routing = Routing::new(config, clusters, metrics, registry, Some(&old))?;
+        routing.tasks.start();
         self.current.store(Arc::new(routing));
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! log. A reload swaps it whole; a request keeps the one it started on.
 
 use super::access_log::AccessLog;
-use super::filter::{Chain, Keeper, Kept, Registry};
+use super::filter::{Build, Chain, Kept, Reach, Registry, Tasks};
 use super::router::Router;
 use crate::config::{Cidr, Gateway as GatewayConfig, RequestLimits};
 use crate::metrics::{Metrics, RouteMetrics};
@@ -25,6 +25,8 @@ pub(super) struct Routing {
     pub(super) trusted_proxies: Vec<Cidr>,
     /// What the filters keep across a reload (see `FilterSetup::keep`).
     kept: Kept,
+    /// The filters' background tasks, until the routing is served (see `FilterSetup::spawn`).
+    pub(super) tasks: Tasks,
 }
 
 impl Routing {
@@ -37,9 +39,13 @@ impl Routing {
         registry: &Registry,
         previous: Option<&Routing>,
     ) -> Result<Routing, Vec<String>> {
-        let keeper = Keeper::new(previous.map(|p| &p.kept));
-        let filters = chains(config, registry, &metrics.filter_events, &keeper)?;
-        let kept = keeper.into_kept();
+        let build = Build::new(
+            previous.map(|p| &p.kept),
+            &metrics.filters,
+            Reach::Running(&clusters),
+        );
+        let filters = chains(config, registry, &build)?;
+        let (kept, tasks) = build.finish();
         let router = Router::new(&config.routes, |name| {
             config.clusters.iter().position(|c| c.name == name)
         });
@@ -80,6 +86,7 @@ impl Routing {
             limits: config.limits,
             trusted_proxies: config.trusted_proxies.clone(),
             kept,
+            tasks,
         })
     }
 }
@@ -92,26 +99,30 @@ pub fn filter_chains(
     metrics: Option<&Metrics>,
 ) -> Result<Vec<Option<Chain>>, Vec<String>> {
     let scratch;
-    let events = match metrics {
-        Some(m) => &m.filter_events,
+    let series = match metrics {
+        Some(m) => &m.filters,
         None => {
-            scratch = crate::metrics::filter_events().map_err(|e| vec![e.to_string()])?;
+            scratch =
+                crate::metrics::filters::FilterSeries::new().map_err(|e| vec![e.to_string()])?;
             &scratch
         }
     };
-    chains(config, registry, events, &Keeper::new(None))
+    chains(
+        config,
+        registry,
+        &Build::new(None, series, Reach::Checked(&config.clusters)),
+    )
 }
 
 fn chains(
     config: &GatewayConfig,
     registry: &Registry,
-    events: &prometheus::IntCounterVec,
-    keeper: &Keeper<'_>,
+    build: &Build<'_>,
 ) -> Result<Vec<Option<Chain>>, Vec<String>> {
     let mut chains = Vec::with_capacity(config.routes.len());
     let mut errors = Vec::new();
     for route in &config.routes {
-        match super::filter::chain(registry, route, events, keeper) {
+        match super::filter::chain(registry, route, build) {
             Ok(chain) => chains.push((!chain.is_empty()).then_some(chain)),
             Err(e) => errors.extend(e),
         }

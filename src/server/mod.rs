@@ -66,6 +66,18 @@ pub fn check_tls(config: &Config) -> Result<(), Vec<String>> {
         .map_err(|e| e.lines().map(str::to_owned).collect())
 }
 
+/// Starts the filters' background tasks once the server runs, and keeps their runtime until
+/// the server stops.
+struct FilterTasks(Proxy);
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for FilterTasks {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        self.0.start_filter_tasks();
+        let _ = shutdown.changed().await;
+    }
+}
+
 /// Raises the soft open-files limit to the hard one, as HAProxy and Go's runtime do: a
 /// gateway's connections are its open files, and the soft default (often 1024) is far below
 /// what the hard limit allows. Returns the limit in force.
@@ -156,6 +168,14 @@ pub fn run(
     );
     let supervisor = server.add_service(supervisor);
 
+    // The filters' background tasks (a `jwt` filter's JWKS refresh), on a runtime of their
+    // own; a conf without any has no such service.
+    if proxy.pending_filter_tasks() > 0 {
+        server.add_service(GenBackgroundService::new(
+            "filter tasks".to_owned(),
+            Arc::new(FilterTasks(proxy.clone())),
+        ));
+    }
     let proxy_handle = proxy.clone();
     let at_exit = proxy.clone();
     let mut proxy_app = pingora::proxy::http_proxy(&server.configuration, proxy.clone());

@@ -2,6 +2,7 @@
 
 pub mod backends;
 pub mod breaker;
+pub mod client;
 pub mod cluster;
 pub mod discovery;
 mod driver;

@@ -21,6 +21,10 @@
 //! the given chain and key, and with `client_ca` demands a client certificate
 //! (`ssl_verify_client on`: nginx completes the handshake, then answers 400 without one). Its
 //! access log adds `$ssl_protocol $ssl_session_reused` to each line.
+//!
+//! Files: `/files/<name>` serves `<dir>/files/<name>` as `application/json` (404 when there is
+//! none), written and replaced whole by [`Nginx::put_file`] (a rename, as a provider rotating
+//! its published keys would), removed by [`Nginx::remove_file`].
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -93,6 +97,9 @@ impl Nginx {
         // Workers run as `nobody` when the master is root: let them reach their temp paths.
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755));
+        let files = dir.path().join("files");
+        std::fs::create_dir(&files).unwrap_or_else(|e| panic!("cannot create {files:?}: {e}"));
+        let _ = std::fs::set_permissions(&files, std::fs::Permissions::from_mode(0o755));
         let conf = conf(dir.path(), addr, tls.as_ref());
         std::fs::write(dir.path().join("nginx.conf"), conf)
             .unwrap_or_else(|e| panic!("cannot write nginx.conf: {e}"));
@@ -126,6 +133,21 @@ impl Nginx {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Serves `bytes` at `/files/<name>` from now on, replacing what was there at once (written
+    /// beside it, then renamed over it).
+    pub fn put_file(&self, name: &str, bytes: &[u8]) {
+        let files = self.dir.path().join("files");
+        let staged = files.join(format!(".{name}.new"));
+        std::fs::write(&staged, bytes).unwrap_or_else(|e| panic!("cannot write {staged:?}: {e}"));
+        std::fs::rename(&staged, files.join(name))
+            .unwrap_or_else(|e| panic!("cannot rename {staged:?}: {e}"));
+    }
+
+    /// `/files/<name>` answers 404 from now on.
+    pub fn remove_file(&self, name: &str) {
+        let _ = std::fs::remove_file(self.dir.path().join("files").join(name));
     }
 
     /// The master's pid, while it runs.
@@ -405,6 +427,10 @@ http {{
         location = /healthz {{
             return 200 "ok\n";
         }}
+        location /files/ {{
+            alias {files};
+            default_type application/json;
+        }}
         location / {{
             return 200 "pod {ip}\n";
         }}
@@ -419,6 +445,7 @@ http {{
         uwsgi = p("uwsgi_temp"),
         scgi = p("scgi_temp"),
         access_log = p("access.log"),
+        files = p("files"),
         ip = addr.ip(),
     )
 }

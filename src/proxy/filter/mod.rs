@@ -12,12 +12,15 @@
 //! client with that status and reason, logged and counted like every answer of the gateway's.
 //! Filters are built once, from the conf, by a [`Registry`] of factories by name.
 
+mod build;
 mod builtin;
 mod kept;
 mod registry;
 mod stages;
 
+pub use build::Task;
+pub(crate) use build::{Build, Reach, Tasks};
 pub(crate) use builtin::chain;
-pub(crate) use kept::{Keeper, Kept};
+pub(crate) use kept::Kept;
 pub use registry::{Factory, FilterSetup, NameTaken, Registry};
 pub use stages::{Answer, Chain, Context, Filter, Flow};

@@ -1,9 +1,10 @@
 //! The filters a conf may name: a factory per name, headway's built-ins and a program's own.
 
-use super::kept::Keeper;
+use super::build::Build;
 use super::stages::Filter;
 use crate::config::Route;
-use prometheus::{IntCounter, IntCounterVec};
+use crate::upstream::client::ClusterClient;
+use prometheus::IntCounter;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -16,11 +17,10 @@ pub struct FilterSetup<'a> {
     pub route: &'a Route,
     /// The name the conf gave the filter (`filters[].name`).
     pub name: &'a str,
-    /// Where the filter's events are counted.
-    events: &'a IntCounterVec,
     /// The filter's place in its route's `filters:`.
     index: usize,
-    keeper: &'a Keeper<'a>,
+    /// Its conf's kept state, series, clusters and tasks.
+    build: &'a Build<'a>,
 }
 
 impl FilterSetup<'_> {
@@ -30,7 +30,20 @@ impl FilterSetup<'_> {
     /// one atomic add. The series survives a reload (a rebuilt filter gets the same one).
     pub fn counter(&self, event: &str) -> IntCounter {
         let route = self.route.matcher.describe();
-        self.events
+        self.build
+            .series
+            .events
+            .with_label_values(&[route.as_str(), self.name, event])
+    }
+
+    /// The gauge `headway_filter_event_timestamp_seconds{route, filter, event}`: set it to the
+    /// Unix time when the event happens, and `time() - …` is its age (`jwt` stamps its last
+    /// good JWKS fetch). Like [`FilterSetup::counter`], take it once and keep it.
+    pub fn timestamp(&self, event: &str) -> prometheus::Gauge {
+        let route = self.route.matcher.describe();
+        self.build
+            .series
+            .timestamps
             .with_label_values(&[route.as_str(), self.name, event])
     }
 
@@ -39,7 +52,18 @@ impl FilterSetup<'_> {
     /// (and the value is a `T`); else `make()`'s. Take it once, at setup, and keep the `Arc`:
     /// a rate limit keeps its buckets this way, so that a reload hands no client a fresh burst.
     pub fn keep<T: std::any::Any + Send + Sync>(&self, make: impl FnOnce() -> T) -> Arc<T> {
-        let keys = serde_yaml::to_string(self.config).unwrap_or_default();
+        self.keep_for(self.config, make)
+    }
+
+    /// [`FilterSetup::keep`], but the value carries over while `part` (the part of the
+    /// filter's conf it depends on) is the same, whatever its other keys: `jwt` keeps the keys
+    /// it fetched while its `remote_jwks` is unchanged.
+    pub fn keep_for<T: std::any::Any + Send + Sync>(
+        &self,
+        part: &impl serde::Serialize,
+        make: impl FnOnce() -> T,
+    ) -> Arc<T> {
+        let keys = serde_yaml::to_string(part).unwrap_or_default();
         let key = format!(
             "{}\u{0}{}\u{0}{}\u{0}{}\u{0}{keys}",
             self.route.matcher.describe(),
@@ -47,7 +71,23 @@ impl FilterSetup<'_> {
             self.index,
             self.name
         );
-        self.keeper.keep(key, make)
+        self.build.keeper.keep(key, make)
+    }
+
+    /// A client of the conf's cluster `name`, to send requests of the filter's own (through
+    /// the cluster's discovery, health and TLS); an error names the clusters there are. The
+    /// client of a conf only checked (`headway -t`) sends nothing. Call it from a task
+    /// ([`FilterSetup::spawn`]), never on a request's path: a call waits for the network.
+    pub fn cluster(&self, name: &str) -> Result<ClusterClient, String> {
+        self.build.cluster(name)
+    }
+
+    /// Runs `task` in the background once the gateway serves this conf (at start, once the
+    /// server runs; on a reload, when the new conf is swapped in); never for a conf that is
+    /// only checked. The task must end on its own when the filter is gone: hold the filter's
+    /// state by `Weak`, and return when it no longer upgrades.
+    pub fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.build.spawn(Box::pin(task));
     }
 
     /// The filter's keys read into `T` (a `serde::Deserialize` type; `#[serde(deny_unknown_fields)]`
@@ -112,18 +152,15 @@ impl Registry {
     }
 
     /// Builds the filter a `filters:` entry names, the `index`th of its route. `path` is the
-    /// entry's, for the error; `events` is where its counters go; `keeper` hands out the state
-    /// kept from the conf before.
-    #[allow(clippy::too_many_arguments)]
+    /// entry's, for the error; `build` holds what its conf's filters are built with.
     pub(crate) fn build(
         &self,
         name: &str,
         config: &serde_yaml::Value,
         route: &Route,
         path: &str,
-        events: &IntCounterVec,
         index: usize,
-        keeper: &Keeper<'_>,
+        build: &Build<'_>,
     ) -> Result<Arc<dyn Filter>, String> {
         let Some(factory) = self.factories.get(name) else {
             let closest = self
@@ -143,9 +180,8 @@ impl Registry {
             config,
             route,
             name,
-            events,
             index,
-            keeper,
+            build,
         };
         factory(&setup).map_err(|e| format!("{path}: {e}"))
     }

@@ -11,9 +11,14 @@
 //! On success, chosen claims go to the backend as headers (`claims_to_headers`); the client's
 //! own headers of those names are removed first, whatever the outcome, so none can be forged.
 //! The `Authorization` header is removed too unless `forward: true` (Envoy's `forward`).
+//!
+//! Keys are the conf's own (`jwks_file`, `keys`) or an identity provider's (`remote_jwks`, see
+//! `jwt_remote`): a token whose `kid` no key has asks for a refetch, and is answered from the
+//! keys at hand.
 
 use super::jwt_cache::{Lookup, TokenCache};
-use super::jwt_keys::{self, InlineKey, Key};
+use super::jwt_keys::{self, InlineKey, KeySet};
+use super::jwt_remote::{RemoteConf, RemoteJwks};
 use crate::config::duration;
 use crate::proxy::filter::{Answer, Context, Filter, FilterSetup, Flow};
 use async_trait::async_trait;
@@ -28,12 +33,16 @@ use serde_json::{Map, Value};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// `{ name: jwt, jwks_file, keys, issuer, audiences, leeway, claims_to_headers, forward, realm }`.
+/// `{ name: jwt, jwks_file, keys, remote_jwks, issuer, audiences, leeway, claims_to_headers,
+/// forward, realm, cache_size }`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Conf {
     #[serde(default)]
     jwks_file: Option<PathBuf>,
+    /// Read into a `RemoteConf` by the factory, so that its errors name `remote_jwks`.
+    #[serde(default)]
+    remote_jwks: Option<serde_yaml::Value>,
     #[serde(default)]
     keys: Vec<InlineKey>,
     #[serde(default)]
@@ -71,10 +80,39 @@ fn default_realm() -> String {
     "headway".into()
 }
 
+/// Where a filter's keys come from.
+enum Keys {
+    /// The conf's own: read when the filter is built.
+    Fixed(KeySet),
+    /// An identity provider's, fetched in the background.
+    Remote(Arc<RemoteJwks>),
+}
+
+/// Every algorithm a key may verify (`jsonwebtoken` checks a token's `alg` against its
+/// validation's).
+const ALGORITHMS: [Algorithm; 12] = [
+    Algorithm::HS256,
+    Algorithm::HS384,
+    Algorithm::HS512,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// Why a token was refused: the `error_description` (fixed texts only), and whether a key the
+/// set lacks might have verified it (a remote set is then fetched again).
+type Refusal = (&'static str, bool);
+
 /// Verifies bearer tokens; forwards chosen claims.
 pub struct Jwt {
-    keys: Vec<Key>,
-    /// One validation per algorithm some key uses (`jsonwebtoken` checks `alg` against it).
+    keys: Keys,
+    /// One validation per algorithm.
     validations: Vec<(Algorithm, Validation)>,
     claims: Vec<(String, HeaderName)>,
     forward: bool,
@@ -86,7 +124,23 @@ pub struct Jwt {
 
 pub fn factory(setup: &FilterSetup<'_>) -> Result<Arc<dyn Filter>, String> {
     let conf: Conf = setup.parse()?;
-    let keys = jwt_keys::load(conf.jwks_file.as_deref(), &conf.keys)?;
+    let keys = match &conf.remote_jwks {
+        Some(_) if conf.jwks_file.is_some() || !conf.keys.is_empty() => {
+            return Err(
+                "remote_jwks: not with `jwks_file` or `keys`: a filter's keys come from one place"
+                    .into(),
+            );
+        }
+        Some(remote) => {
+            let remote: RemoteConf =
+                serde_yaml::from_value(remote.clone()).map_err(|e| format!("remote_jwks: {e}"))?;
+            Keys::Remote(RemoteJwks::build(setup, &remote)?)
+        }
+        None => Keys::Fixed(KeySet {
+            keys: jwt_keys::load(conf.jwks_file.as_deref(), &conf.keys)?,
+            serial: 0,
+        }),
+    };
     let leeway = duration::parse(&conf.leeway).map_err(|e| format!("leeway: {e}"))?;
     if conf.realm.contains(['"', '\\']) || HeaderValue::from_str(&conf.realm).is_err() {
         return Err("realm: printable text without `\"` or `\\`".into());
@@ -105,11 +159,8 @@ pub fn factory(setup: &FilterSetup<'_>) -> Result<Arc<dyn Filter>, String> {
         claims.push((c.claim.clone(), header));
     }
     let mut validations: Vec<(Algorithm, Validation)> = Vec::new();
-    for key in &keys {
-        if validations.iter().any(|(alg, _)| *alg == key.alg) {
-            continue;
-        }
-        let mut v = Validation::new(key.alg);
+    for alg in ALGORITHMS {
+        let mut v = Validation::new(alg);
         v.leeway = leeway.as_secs();
         v.validate_nbf = true;
         let mut required = vec!["exp"];
@@ -124,7 +175,7 @@ pub fn factory(setup: &FilterSetup<'_>) -> Result<Arc<dyn Filter>, String> {
             required.push("aud");
         }
         v.set_required_spec_claims(&required);
-        validations.push((key.alg, v));
+        validations.push((alg, v));
     }
     Ok(Arc::new(Jwt {
         keys,
@@ -152,14 +203,19 @@ fn description(kind: &ErrorKind) -> &'static str {
 }
 
 impl Jwt {
-    /// The claims of a valid token, or the `error_description` of an invalid one.
-    fn verify(&self, token: &str) -> Result<Map<String, Value>, &'static str> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| "the token is malformed")?;
-        let Some((_, validation)) = self.validations.iter().find(|(a, _)| *a == header.alg) else {
-            return Err("no key of this route verifies the token's algorithm");
-        };
-        let mut outcome = Err("no key of this route has the token's kid");
-        let candidates = self.keys.iter().filter(|k| {
+    /// The claims of a token valid under `set`, or why it is not.
+    fn verify(&self, token: &str, set: &KeySet) -> Result<Map<String, Value>, Refusal> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| ("the token is malformed", false))?;
+        let validation = self
+            .validations
+            .iter()
+            .find(|(a, _)| *a == header.alg)
+            .filter(|_| set.keys.iter().any(|k| k.alg == header.alg))
+            .map(|(_, v)| v)
+            .ok_or(("no key of this route verifies the token's algorithm", true))?;
+        let mut outcome = Err(("no key of this route has the token's kid", true));
+        let candidates = set.keys.iter().filter(|k| {
             k.alg == header.alg && (k.kid.is_none() || header.kid.is_none() || k.kid == header.kid)
         });
         for key in candidates {
@@ -167,10 +223,10 @@ impl Jwt {
                 Ok(data) => return Ok(data.claims),
                 // A later key may be the one that signed it.
                 Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => {
-                    outcome = Err(description(e.kind()));
+                    outcome = Err((description(e.kind()), false));
                 }
                 // The signature verified: what is wrong is the token, not the key.
-                Err(e) => return Err(description(e.kind())),
+                Err(e) => return Err((description(e.kind()), false)),
             }
         }
         outcome
@@ -233,15 +289,28 @@ impl Filter for Jwt {
         let Some(token) = bearer(req) else {
             return Ok(self.refuse(None));
         };
-        let cached = self.cache.as_ref().map(|c| c.get(token));
+        let remote_set;
+        let set = match &self.keys {
+            Keys::Fixed(set) => set,
+            Keys::Remote(remote) => {
+                remote_set = remote.keys();
+                &**remote_set
+            }
+        };
+        let cached = self.cache.as_ref().map(|c| c.get(token, set.serial));
         let fresh;
         let headers: &[(HeaderName, HeaderValue)] = match &cached {
             Some(Lookup::Valid(verified)) => &verified.headers,
             Some(Lookup::Expired) => return Ok(self.refuse(Some("the token has expired"))),
             Some(Lookup::Unknown) | None => {
-                let claims = match self.verify(token) {
+                let claims = match self.verify(token, set) {
                     Ok(claims) => claims,
-                    Err(why) => return Ok(self.refuse(Some(why))),
+                    Err((why, no_key)) => {
+                        if let (true, Keys::Remote(remote)) = (no_key, &self.keys) {
+                            remote.unknown_key();
+                        }
+                        return Ok(self.refuse(Some(why)));
+                    }
                 };
                 let headers: Vec<(HeaderName, HeaderValue)> = self
                     .claims
@@ -255,7 +324,7 @@ impl Filter for Jwt {
                         .or_else(|| e.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
                 });
                 if let (Some(cache), Some(exp)) = (&self.cache, exp) {
-                    cache.insert(token, exp, headers.clone());
+                    cache.insert(token, exp, set.serial, headers.clone());
                 }
                 fresh = headers;
                 &fresh

@@ -1,5 +1,6 @@
-//! The `jwt` filter's verification keys, read when the filter is built (so on every conf
-//! reload): a JWKS file and inline keys, each bound to one algorithm.
+//! The `jwt` filter's verification keys: a JWKS file and inline keys, read when the filter is
+//! built (so on every conf reload), or a JWKS fetched (`jwt_remote`); each bound to one
+//! algorithm.
 //!
 //! A key verifies only tokens of its own algorithm: a JWKS key's `alg`, or the one its type
 //! implies (RSA: RS256, EC P-256: ES256, P-384: ES384, oct: HS256, OKP: EdDSA); an inline key's
@@ -20,6 +21,15 @@ pub struct InlineKey {
     kid: Option<String>,
     alg: String,
     file: PathBuf,
+}
+
+/// The keys a filter verifies with now. `serial` tells one set from the next: a token cached
+/// as verified is good under the set that verified it only.
+pub struct KeySet {
+    /// The keys.
+    pub keys: Vec<Key>,
+    /// Which set this is (0: the conf's own keys; a remote JWKS counts up from 1).
+    pub serial: u64,
 }
 
 /// One verification key.
@@ -91,48 +101,64 @@ fn read_jwks(path: &Path) -> Result<Vec<Key>, String> {
     let shown = path.display();
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("jwks_file: cannot read {shown}: {e}"))?;
-    let set: JwkSet = serde_json::from_str(&text)
-        .map_err(|e| format!("jwks_file: {shown} is not a JWKS (RFC 7517): {e}"))?;
+    let (keys, unusable) = parse_jwks(&text).map_err(|e| format!("jwks_file: {shown} {e}"))?;
+    match unusable.into_iter().next() {
+        Some(e) => Err(format!("jwks_file: {shown}: {e}")),
+        None => Ok(keys),
+    }
+}
+
+/// The verification keys of a JWKS document (`use: enc` keys skipped), and why each key that
+/// cannot be used is not (`keys[2]: …`); an error if `text` is no JWKS at all.
+pub fn parse_jwks(text: &str) -> Result<(Vec<Key>, Vec<String>), String> {
+    let set: JwkSet =
+        serde_json::from_str(text).map_err(|e| format!("is not a JWKS (RFC 7517): {e}"))?;
     let mut keys = Vec::new();
+    let mut unusable = Vec::new();
     for (i, jwk) in set.keys.iter().enumerate() {
-        let at = format!("jwks_file: {shown}: keys[{i}]");
         if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
             continue;
         }
-        let implied = match &jwk.algorithm {
-            AlgorithmParameters::RSA(_) => Some(Algorithm::RS256),
-            AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
-                EllipticCurve::P256 => Some(Algorithm::ES256),
-                EllipticCurve::P384 => Some(Algorithm::ES384),
-                _ => None,
-            },
-            AlgorithmParameters::OctetKey(_) => Some(Algorithm::HS256),
-            AlgorithmParameters::OctetKeyPair(_) => Some(Algorithm::EdDSA),
-            _ => None,
-        };
-        let alg = match jwk.common.key_algorithm {
-            Some(a) => Some(
-                Algorithm::try_from(a)
-                    .map_err(|_| format!("{at}.alg: `{a}` is not one of {ALGORITHMS}"))?,
-            ),
-            None => implied,
-        };
-        let Some(alg) = alg else {
-            return Err(format!(
-                "{at}: a key type or curve headway cannot verify with"
-            ));
-        };
-        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("{at}: not a usable key: {e}"))?;
-        if key.family() != alg.family() {
-            return Err(format!("{at}.alg: {alg:?} does not fit the key's type"));
+        match read_jwk(jwk) {
+            Ok(key) => keys.push(key),
+            Err(e) => unusable.push(format!("keys[{i}]{e}")),
         }
-        keys.push(Key {
-            kid: jwk.common.key_id.clone(),
-            alg,
-            key,
-        });
     }
-    Ok(keys)
+    Ok((keys, unusable))
+}
+
+/// One JWK as a key; the error starts with the key's field (`.alg: …`) or `: `.
+fn read_jwk(jwk: &jsonwebtoken::jwk::Jwk) -> Result<Key, String> {
+    let implied = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => Some(Algorithm::RS256),
+        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+            EllipticCurve::P256 => Some(Algorithm::ES256),
+            EllipticCurve::P384 => Some(Algorithm::ES384),
+            _ => None,
+        },
+        AlgorithmParameters::OctetKey(_) => Some(Algorithm::HS256),
+        AlgorithmParameters::OctetKeyPair(_) => Some(Algorithm::EdDSA),
+        _ => None,
+    };
+    let alg = match jwk.common.key_algorithm {
+        Some(a) => Some(
+            Algorithm::try_from(a)
+                .map_err(|_| format!(".alg: `{a}` is not one of {ALGORITHMS}"))?,
+        ),
+        None => implied,
+    };
+    let Some(alg) = alg else {
+        return Err(": a key type or curve headway cannot verify with".into());
+    };
+    let key = DecodingKey::from_jwk(jwk).map_err(|e| format!(": not a usable key: {e}"))?;
+    if key.family() != alg.family() {
+        return Err(format!(".alg: {alg:?} does not fit the key's type"));
+    }
+    Ok(Key {
+        kid: jwk.common.key_id.clone(),
+        alg,
+        key,
+    })
 }
 
 #[cfg(test)]

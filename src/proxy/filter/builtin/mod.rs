@@ -12,10 +12,11 @@ mod headers;
 mod jwt;
 mod jwt_cache;
 mod jwt_keys;
+mod jwt_remote;
 mod rate_limit;
 mod rewrite;
 
-use super::kept::Keeper;
+use super::build::Build;
 use super::registry::Registry;
 use super::stages::{Chain, Filter};
 use crate::config::{Route, RouteAction};
@@ -95,26 +96,16 @@ fn direct_response(route: &Route) -> Option<Arc<dyn Filter>> {
 /// The filters of `route`, in the order they run: the route's own keys
 /// (`max_request_body_bytes`, rewrites, header changes) as built-in filters, then its
 /// `filters:` list as `registry` builds them, then its `direct_response`. Every error, each
-/// with its path. `events` is where the filters' counters go; `keeper` hands out the state kept
-/// from the conf before.
+/// with its path. `build` holds what the conf's filters are built with.
 pub(crate) fn chain(
     registry: &Registry,
     route: &Route,
-    events: &prometheus::IntCounterVec,
-    keeper: &Keeper<'_>,
+    build: &Build<'_>,
 ) -> Result<Chain, Vec<String>> {
     let mut filters = from_route_keys(route);
     let mut errors = Vec::new();
     for (i, spec) in route.filters.iter().enumerate() {
-        let built = registry.build(
-            &spec.name,
-            &spec.config,
-            route,
-            &spec.path,
-            events,
-            i,
-            keeper,
-        );
+        let built = registry.build(&spec.name, &spec.config, route, &spec.path, i, build);
         match built {
             Ok(f) => filters.push(f),
             Err(e) => errors.push(e),
