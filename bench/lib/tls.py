@@ -47,12 +47,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (BENCH, REPO, Dns, Proc, cpu_model, cpu_seconds, http_get, log,  # noqa: E402
                     port_free, render, tool_version, wait_until)
 
-DNS_ADDR, DNS_NAME = ("127.0.0.1", 15393), "pods.tls.bench"
-POD_IPS, POD_PORT = ["127.0.25.11", "127.0.25.12"], 18543
+DNS_ADDR, DNS_NAME = ("127.0.0.1", 15397), "pods.tls.bench"
+POD_IPS, POD_PORT = ["127.0.25.11", "127.0.25.12"], 18743
 GATEWAY_NAME = "gateway.tls.bench"
-ADMIN_HEADWAY, ADMIN_ENVOY = 18590, 18591
+ADMIN_HEADWAY, ADMIN_ENVOY = 18790, 18791
 # plain port, TLS port
-PORTS = {"headway": (18500, 18510), "envoy": (18501, 18511), "haproxy": (18502, 18512)}
+PORTS = {"headway": (18700, 18710), "envoy": (18701, 18711), "haproxy": (18702, 18712)}
 CASES = ("keepalive", "full", "resumed", "upstream")
 
 
