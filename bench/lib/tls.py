@@ -52,7 +52,8 @@ POD_IPS, POD_PORT = ["127.0.25.11", "127.0.25.12"], 18743
 GATEWAY_NAME = "gateway.tls.bench"
 ADMIN_HEADWAY, ADMIN_ENVOY = 18790, 18791
 # plain port, TLS port
-PORTS = {"headway": (18700, 18710), "envoy": (18701, 18711), "haproxy": (18702, 18712)}
+PORTS = {"headway": (18700, 18710), "envoy": (18701, 18711), "haproxy": (18702, 18712),
+         "headway-sysca": (18700, 18710)}
 CASES = ("keepalive", "full", "resumed", "upstream")
 
 
@@ -163,9 +164,24 @@ class Headway(Peer):
 
     def start(self, d):
         conf = render("tls-headway.yaml", d / "headway.yaml", ADMIN_LISTEN=f"127.0.0.1:{ADMIN_HEADWAY}",
-                      **self.common(d))
+                      HEADWAY_CA=f'ca: "{self.ctx.pki["ca"]}"', **self.common(d))
         return Proc("headway", [str(self.ctx.headway_bin), "-c", str(conf)], d / "proxy.log",
                     env={"RUST_LOG": "warn"}, stop_signal=signal.SIGINT)
+
+
+class HeadwaySysCa(Peer):
+    """headway with the cluster's `ca` left out and the bench CA as the process's roots
+    (SSL_CERT_FILE, read by pingora's connector at start): pingora then hands every connection
+    the one client configuration it built, whose session cache lets it resume; with `ca` set it
+    builds a configuration, and an empty cache, per connection."""
+    name = "headway-sysca"
+
+    def start(self, d):
+        conf = render("tls-headway.yaml", d / "headway.yaml", ADMIN_LISTEN=f"127.0.0.1:{ADMIN_HEADWAY}",
+                      HEADWAY_CA="# no ca: SSL_CERT_FILE", **self.common(d))
+        return Proc("headway", [str(self.ctx.headway_bin), "-c", str(conf)], d / "proxy.log",
+                    env={"RUST_LOG": "warn", "SSL_CERT_FILE": str(self.ctx.pki["ca"])},
+                    stop_signal=signal.SIGINT)
 
 
 class Envoy(Peer):
@@ -561,7 +577,8 @@ def main() -> None:
             pods.append(Pod(out / "raw" / f"pod{i + 1}", ip, pki))
         dns = Dns(out / "raw", dns_bin, DNS_ADDR[0], DNS_ADDR[1], {DNS_NAME: POD_IPS}, None)
         ctx = Ctx(args, pki, pods)
-        classes = {"headway": Headway, "envoy": Envoy, "haproxy": HAProxy}
+        classes = {"headway": Headway, "envoy": Envoy, "haproxy": HAProxy,
+                   "headway-sysca": HeadwaySysCa}
         for r in range(1, args.rounds + 1):
             for case in args.cases:
                 # Each round starts the peers in another order: no peer always runs first.
