@@ -5,7 +5,7 @@
 # 10,000 keep-alive requests. Certificates are made with openssl at run time, in a temporary
 # directory, and removed. Writes bench/results/<timestamp>-tls/ (results.md, results.json, logs).
 #
-#   bench/tls.sh                  build if the tree changed, then 3 rounds × 4 cases × 3 peers (≈ 10 min)
+#   bench/tls.sh                  build if the tree changed, then 3 rounds × 4 cases × 3 peers (≈ 6 min)
 #   bench/tls.sh --smoke          1 round of short runs: does everything start, route and measure?
 #   bench/tls.sh --rounds 5 --cases keepalive,upstream --peers headway,envoy
 #   bench/tls.sh --no-install --no-build ...   use what is there
