@@ -98,13 +98,14 @@ def make_pki(d: Path) -> dict[str, Path]:
 class Pod:
     """Debian's nginx serving HTTPS on one loopback address, one worker."""
 
-    def __init__(self, d: Path, ip: str, pki: dict[str, Path]):
+    def __init__(self, d: Path, ip: str, pki: dict[str, Path], keepalive_requests: int):
         self.ip, self.dir = ip, d
         d.mkdir(parents=True, exist_ok=True)
         if not port_free(ip, POD_PORT):
             raise RuntimeError(f"{ip}:{POD_PORT} is in use: is another benchmark running?")
         conf = render("tls-pod-nginx.conf", d / "nginx.conf", DIR=d, POD_IP=ip, POD_PORT=POD_PORT,
-                      CERT=pki["pod_cert"], KEY=pki["pod_key"])
+                      CERT=pki["pod_cert"], KEY=pki["pod_key"],
+                      POD_KEEPALIVE_REQUESTS=keepalive_requests)
         self.proc = Proc(f"pod {ip}", ["nginx", "-p", str(d), "-c", str(conf), "-e", "stderr",
                                        "-g", "daemon off;"], d / "nginx.log")
         ctx = ssl.create_default_context(cafile=str(pki["ca"]))
@@ -429,7 +430,8 @@ def report(records: list[dict], args, peers: list[str], started: str, env: dict)
         f"- machine: {env['cpu']}, {env['cpus']} CPUs, load average at start {env['load']} "
         "(shared: other builds ran during the rounds)",
         f"- versions: {env['versions']}",
-        f"- pods: {len(POD_IPS)} × nginx (1 worker, TLS 1.2–1.3, session cache), found by DNS as "
+        f"- pods: {len(POD_IPS)} × nginx (1 worker, TLS 1.2–1.3, session cache, keepalive_requests "
+        f"{args.pod_keepalive_requests:,}), found by DNS as "
         f"`{DNS_NAME}`; certificates RSA-2048, made at run time; every proxy one worker, "
         "upstream TLS verified against the bench CA for the SNI name, HTTP/1.1 kept alive",
         "",
@@ -439,7 +441,7 @@ def report(records: list[dict], args, peers: list[str], started: str, env: dict)
             f"## Keep-alive through upstream TLS (`wrk -t1 -c{args.connections} -d{args.duration}`, "
             "plain HTTP/1.1 to the proxy)\n",
             "| peer | req/s | rounds | CPU µs / request | rounds | p50 µs | p99 µs | errors "
-            "| new upstream connections in the run |",
+            "| new upstream connections in the run (resumed) |",
             "|---|---:|---|---:|---|---:|---:|---:|---:|",
         ]
         for p in peers:
@@ -450,7 +452,8 @@ def report(records: list[dict], args, peers: list[str], started: str, env: dict)
                 f"| **{m(p, 'keepalive', 'cpu_us_per_req'):.1f}** "
                 f"| {rounds(records, p, 'keepalive', 'cpu_us_per_req', '.1f')} "
                 f"| {m(p, 'keepalive', 'p50_us'):,.0f} | {m(p, 'keepalive', 'p99_us'):,.0f} "
-                f"| {m(p, 'keepalive', 'errors'):.0f} | {m(p, 'keepalive', 'handshakes'):.0f} |")
+                f"| {m(p, 'keepalive', 'errors'):.0f} | {m(p, 'keepalive', 'handshakes'):.0f} "
+                f"({m(p, 'keepalive', 'resumed'):.0f}) |")
         h = "headway"
         for other in ("envoy", "haproxy"):
             if m(h, "keepalive", "rps") and m(other, "keepalive", "rps"):
@@ -555,6 +558,10 @@ def main() -> None:
     ap.add_argument("--handshake-seconds", type=int, default=10)
     ap.add_argument("--handshake-clients", type=int, default=2)
     ap.add_argument("--upstream-requests", type=int, default=10000)
+    ap.add_argument("--pod-keepalive-requests", type=int, default=100000000,
+                    help="the pods close a connection after this many requests (nginx's "
+                    "keepalive_requests; its default is 1,000): a low value makes upstream "
+                    "connections churn, so that each peer's upstream handshakes show in its CPU")
     ap.add_argument("--smoke", action="store_true", help="1 round of short runs")
     ap.add_argument("--headway-bin", type=Path,
                     default=Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target") / "release" / "headway")
@@ -590,7 +597,7 @@ def main() -> None:
     try:
         pki = make_pki(keys)
         for i, ip in enumerate(POD_IPS):
-            pods.append(Pod(out / "raw" / f"pod{i + 1}", ip, pki))
+            pods.append(Pod(out / "raw" / f"pod{i + 1}", ip, pki, args.pod_keepalive_requests))
         dns = Dns(out / "raw", dns_bin, DNS_ADDR[0], DNS_ADDR[1], {DNS_NAME: POD_IPS}, None)
         ctx = Ctx(args, pki, pods)
         classes = {"headway": Headway, "envoy": Envoy, "haproxy": HAProxy,
