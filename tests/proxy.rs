@@ -341,3 +341,49 @@ fn ready_waits_when_the_proxy_port_is_taken_after_the_start_up_check() {
     gateway.wait_ready(Duration::from_secs(10));
     assert_eq!(http::get(gateway.listen_addr(), "/x").unwrap().status, 200);
 }
+
+/// Sends `request` on a new connection and reads the whole answer (the server closes: HTTP/1.0).
+fn http10_exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn an_http_1_0_request_without_host_reaches_nginx() {
+    // HTTP/1.0 lets a client leave Host out; the gateway speaks HTTP/1.1 upstream, where nginx
+    // answers 400 without one. The gateway sends the cluster's name, as nginx's own proxy does.
+    if !support::nginx::available("proxy") {
+        return;
+    }
+    let port = free_port();
+    let pod = support::nginx::Nginx::start("127.0.0.111", port);
+    let request = b"GET /old-client HTTP/1.0\r\n\r\n";
+    // Control: nginx itself takes the request.
+    let control = http10_exchange(pod.addr(), request);
+    assert!(control.starts_with("HTTP/1.1 200"), "control: {control}");
+    let dns = DnsServer::start();
+    dns.set_a("nginx.test", &["127.0.0.111"]);
+    let gateway = Gateway::builder()
+        .nameserver(dns.addr())
+        .route(Route::prefix("/").to("pods"))
+        .cluster(Cluster::new("pods").dns("nginx.test", port))
+        .start();
+    let answer = http10_exchange(gateway.listen_addr(), request);
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    let logged: Vec<String> = pod
+        .requests()
+        .into_iter()
+        .filter(|l| l.starts_with("GET /old-client "))
+        .collect();
+    assert_eq!(
+        logged.len(),
+        2,
+        "nginx saw the control and the proxied request: {logged:?}"
+    );
+    assert!(logged.iter().all(|l| l.contains(" 200 ")), "{logged:?}");
+}

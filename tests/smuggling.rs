@@ -660,10 +660,10 @@ fn http_1_1_without_host_gets_400() {
     ] {
         exchange(&rig, request).assert_rejected(400, "HTTP/1.1 request without a Host header\n");
     }
-    // HTTP/1.0 did not require Host.
+    // HTTP/1.0 did not require Host; HTTP/1.1 upstream does: the cluster's name becomes it.
     let ex = exchange(&rig, b"GET /aaaaaaaaaaaaaaaa HTTP/1.0\r\n\r\n");
     ex.assert_forwarded(&[concat!(
-        "GET /aaaaaaaaaaaaaaaa HTTP/1.1\r\n",
+        "GET /aaaaaaaaaaaaaaaa HTTP/1.1\r\nHost: 127.0.7.1\r\n",
         added!(),
         "\r\n"
     )]);

@@ -258,6 +258,21 @@ impl ProxyHttp for Proxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
+        // HTTP/1.0 lets a client leave Host out, but the request goes upstream as HTTP/1.1,
+        // which requires one (nginx answers 400 without): the URI's authority, else the
+        // cluster's name, as nginx's `proxy_set_header Host $proxy_host` would send.
+        if session.req_header().version < http::Version::HTTP_11
+            && !upstream_request.headers.contains_key(http::header::HOST)
+        {
+            let host = match (upstream_request.uri.authority(), ctx.cluster.as_deref()) {
+                (Some(authority), _) => Some(authority.as_str().to_owned()),
+                (None, Some(cluster)) => Some(cluster.default_host()),
+                (None, None) => None,
+            };
+            if let Some(host) = host {
+                upstream_request.insert_header("Host", host)?;
+            }
+        }
         if let Some(id) = ctx.request_id.to_add() {
             upstream_request.insert_header(X_REQUEST_ID_CASE, id.clone())?;
         }

@@ -116,17 +116,9 @@ impl ClusterClient {
     /// The `Host` a request gets when it has none: the cluster's TLS name (SNI) if it speaks
     /// TLS, else its address (without a trailing dot).
     pub fn default_host(&self) -> String {
-        let Some(cluster) = &self.cluster else {
-            return self.name.to_string();
-        };
-        match &cluster.config.tls {
-            Some(tls) => tls.sni.clone(),
-            None => cluster
-                .config
-                .address
-                .to_string()
-                .trim_end_matches('.')
-                .to_owned(),
+        match &self.cluster {
+            Some(cluster) => cluster.default_host(),
+            None => self.name.to_string(),
         }
     }
 
