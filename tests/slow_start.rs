@@ -116,7 +116,10 @@ fn join_under_load(policy: &str, slow_start: bool, until: Duration) -> Vec<Slice
 /// Every slice's share is within 10 points of what it should be.
 fn assert_follows(slices: &[Slice]) {
     for &(t, share, expected, sent) in slices {
-        assert!(sent >= 50, "too few requests at {t:.1}s to judge a share: {slices:.3?}");
+        assert!(
+            sent >= 50,
+            "too few requests at {t:.1}s to judge a share: {slices:.3?}"
+        );
         assert!(
             (share - expected).abs() <= 0.10,
             "at {t:.1}s the new pod got {:.0}% of {sent}, the ramp says {:.0}%: {slices:.3?}",

@@ -58,11 +58,11 @@ impl Rotation {
 /// A member drawn with a chance proportional to its `weight` among those `eligible` takes: how
 /// every rotation policy picks while a backend ramps up (slow start), so that each share follows
 /// its weight; turns resume once the ramps are over.
-pub fn pick_weighted<'a>(
-    members: &'a [Member],
+pub fn pick_weighted(
+    members: &[Member],
     eligible: impl Fn(&Member) -> bool,
     weight: impl Fn(&Member) -> f64,
-) -> Option<&'a Member> {
+) -> Option<&Member> {
     let total: f64 = members.iter().filter(|m| eligible(m)).map(&weight).sum();
     let mut left = fastrand::f64() * total;
     let mut last = None;
