@@ -10,7 +10,7 @@ use support::admin;
 use support::conf::{Cluster, HealthCheck, Route};
 use support::dns::DnsServer;
 use support::gateway::Gateway;
-use support::http::Client;
+use support::http::{self, Client};
 use support::{free_port, pods_at, wait_until};
 
 const WINDOW: Duration = Duration::from_secs(6);
@@ -90,6 +90,14 @@ fn join_under_load(policy: &str, slow_start: bool, until: Duration) -> Vec<Slice
         let view = admin::cluster(&gateway, "svc");
         let weight = view.backend(&newcomer).unwrap().slow_start_weight_percent;
         assert!(weight.is_some_and(|w| w < 30), "ramping: {view:?}");
+        let text = http::get(gateway.admin_addr(), "/clusters?format=text").unwrap();
+        let line = format!("svc::{newcomer}::slow_start_weight_percent::");
+        assert!(text.body.contains(&line), "{}", text.body);
+        assert!(
+            view.backend(&format!("{}:{port}", ips[0]))
+                .is_some_and(|b| b.slow_start_weight_percent.is_none()),
+            "a pod at full weight shows none: {view:?}"
+        );
     }
 
     let mut slices = Vec::new();
