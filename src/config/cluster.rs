@@ -10,6 +10,7 @@ use super::errors::Errors;
 use super::health_check::{health_check, HealthCheckConfig, HealthCheckKind, RawHealthCheck};
 use super::outlier::{outlier_detection, OutlierDetection, RawOutlierDetection};
 use super::retry::{retry_policy, RawRetryBudget, RetryCondition, RetryPolicy};
+use super::slow_start::{slow_start, SlowStart};
 use super::upstream_tls::{upstream_tls, AddressKind, RawUpstreamTls, UpstreamTls};
 use serde::Deserialize;
 use std::fmt;
@@ -66,6 +67,9 @@ pub struct ClusterConfig {
     pub healthy_panic_threshold: u32,
     /// `health_check`: active probes; `None` (the default): DNS alone decides.
     pub health_check: Option<HealthCheckConfig>,
+    /// `slow_start_window` and `slow_start_min_weight_percent`: a joining backend's share
+    /// grows over the window; `None` (the default): full share at once.
+    pub slow_start: Option<SlowStart>,
     /// `tls`: the backends are reached over TLS; `None` (the default): cleartext.
     pub tls: Option<UpstreamTls>,
 }
@@ -155,6 +159,8 @@ pub(super) struct RawCluster {
     outlier_detection: Option<RawOutlierDetection>,
     circuit_breakers: Option<RawCircuitBreakers>,
     healthy_panic_threshold: Option<u32>,
+    slow_start_window: Option<ConfDuration>,
+    slow_start_min_weight_percent: Option<u32>,
     health_check: Option<RawHealthCheck>,
     tls: Option<RawUpstreamTls>,
 }
@@ -263,6 +269,13 @@ pub(super) fn cluster(raw: RawCluster, path: &str, errors: &mut Errors) -> Optio
             format!("{healthy_panic_threshold} is not a percentage (0 to 100)"),
         );
     }
+    let slow_start = slow_start(
+        raw.slow_start_window,
+        raw.slow_start_min_weight_percent,
+        raw.lb_policy,
+        path,
+        errors,
+    );
     let health_check = raw
         .health_check
         .map(|hc| health_check(hc, &format!("{path}.health_check"), errors));
@@ -314,6 +327,7 @@ pub(super) fn cluster(raw: RawCluster, path: &str, errors: &mut Errors) -> Optio
         breakers,
         healthy_panic_threshold,
         health_check: health_check.flatten(),
+        slow_start,
         tls,
     })
 }

@@ -112,6 +112,10 @@ pub const MAX_EJECTION_TIME: Duration = Duration::from_secs(300);
 pub const MAX_EJECTION_PERCENT: u32 = 10;
 /// `circuit_breakers.max_*` (Envoy: same names, 1024 each).
 pub const CIRCUIT_BREAKER_LIMIT: u32 = 1024;
+/// `slow_start_min_weight_percent`: a joining backend's first share, in percent of a full one
+/// (Envoy: `slow_start_config.min_weight_percent`, 10 %). `slow_start_window` has no default:
+/// slow start is off unless it is set (Envoy: same).
+pub const SLOW_START_MIN_WEIGHT_PERCENT: u32 = 10;
 /// `healthy_panic_threshold` in percent (Envoy: same name, 50 %); 0 turns panic mode off.
 pub const HEALTHY_PANIC_THRESHOLD: u32 = 50;
 /// `health_check.path` (Envoy: `http_health_check.path`, required there).

@@ -29,6 +29,7 @@ mod resolver;
 mod retry;
 mod routes;
 mod server;
+mod slow_start;
 mod tls_files;
 mod upstream_tls;
 
@@ -50,6 +51,7 @@ pub use outlier::OutlierDetection;
 pub use resolver::ResolverSettings;
 pub use retry::{RetryOn, RetryPolicy};
 pub use routes::{PathMatch, Route, RouteAction};
+pub use slow_start::SlowStart;
 pub use tls_files::{read_certs, read_key, CaBundle, ClientCertKey};
 pub use upstream_tls::{Alpn, UpstreamTls};
 

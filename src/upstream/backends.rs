@@ -1,8 +1,10 @@
 //! A cluster's backends as the gateway knows them beyond pingora's healthy flag: admitted by a
 //! first probe, health and since when, the last probe error, requests, passive health.
 
+use crate::config::SlowStart;
 use crate::lock;
 use crate::upstream::outlier::Ejection;
+use crate::upstream::slow_start::Ramp;
 use crate::window::Window;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
@@ -33,6 +35,11 @@ pub struct BackendState {
     pub(super) last_failed: AtomicBool,
     /// The last minute's attempts and failures, for the dashboard.
     pub window: Window,
+    /// Discovered after the cluster's first backends: its first pass is a join, which slow
+    /// start ramps (the first backends all start together, and have nobody to share with).
+    late: bool,
+    /// When its slow start began, on the cluster's [`Ramp`] clock; 0: never.
+    pub(super) ramp_from: AtomicU64,
 }
 
 impl BackendState {
@@ -45,10 +52,10 @@ impl BackendState {
     /// A backend in rotation, as a cluster without health checks has them.
     #[cfg(test)]
     pub(super) fn for_tests() -> BackendState {
-        BackendState::new(true)
+        BackendState::new(true, false)
     }
 
-    fn new(admitted: bool) -> BackendState {
+    fn new(admitted: bool, late: bool) -> BackendState {
         BackendState {
             admitted: AtomicBool::new(admitted),
             up: AtomicBool::new(true),
@@ -59,6 +66,8 @@ impl BackendState {
             ejection: Ejection::default(),
             last_failed: AtomicBool::new(false),
             window: Window::default(),
+            late,
+            ramp_from: AtomicU64::new(0),
         }
     }
 }
@@ -106,16 +115,43 @@ pub struct BackendTable {
     pub(super) map: ArcSwap<Members>,
     /// Backends that left DNS with requests still in flight (draining), until those end.
     departed: Mutex<Vec<(SocketAddr, Arc<BackendState>)>>,
+    /// `slow_start_window`: joining backends ramp up; None: they get a full share at once.
+    pub(super) ramp: Option<Ramp>,
+    /// The table has had backends: those discovered from now on join a serving cluster.
+    seeded: AtomicBool,
 }
 
 impl BackendTable {
     /// An empty table; `gated`: backends must pass a probe before they get traffic (the
-    /// cluster has a `health_check`).
-    pub fn new(gated: bool) -> BackendTable {
+    /// cluster has a `health_check`); `slow_start`: joining backends ramp up.
+    pub fn new(gated: bool, slow_start: Option<SlowStart>) -> BackendTable {
         BackendTable {
             gated,
             map: ArcSwap::from_pointee(Members::default()),
             departed: Mutex::new(Vec::new()),
+            ramp: slow_start.map(Ramp::new),
+            seeded: AtomicBool::new(false),
+        }
+    }
+
+    /// Now on the slow-start clock while some backend ramps; None without slow start or when
+    /// no backend ramps (one atomic load).
+    pub fn ramping(&self) -> Option<u64> {
+        self.ramp.as_ref()?.active()
+    }
+
+    /// The weight of `state` at `now` (from [`BackendTable::ramping`]), as a fraction of a
+    /// full one.
+    pub fn weight(&self, state: &BackendState, now: u64) -> f64 {
+        self.ramp
+            .as_ref()
+            .map_or(1.0, |r| r.weight(&state.ramp_from, now))
+    }
+
+    /// Starts the slow start of a backend that just joined, if the cluster has one.
+    fn joined(&self, state: &BackendState) {
+        if let Some(ramp) = &self.ramp {
+            ramp.start(&state.ramp_from);
         }
     }
 
@@ -140,11 +176,17 @@ impl BackendTable {
             return false;
         }
         let mut added = false;
+        let late = self.seeded.load(Relaxed);
         let new: StateMap = addrs
             .map(|addr| {
                 let state = old.get(&addr).cloned().unwrap_or_else(|| {
                     added = true;
-                    Arc::new(BackendState::new(!self.gated))
+                    let state = BackendState::new(!self.gated, late);
+                    if late && !self.gated {
+                        // Without probes, being in DNS is joining.
+                        self.joined(&state);
+                    }
+                    Arc::new(state)
                 });
                 (addr, state)
             })
@@ -157,6 +199,9 @@ impl BackendTable {
                     .filter(|(a, s)| !new.contains_key(*a) && s.in_flight.load(Relaxed) > 0)
                     .map(|(a, s)| (*a, s.clone())),
             );
+            if !new.is_empty() {
+                self.seeded.store(true, Relaxed);
+            }
             self.map.store(Arc::new(Members::new(new)));
         }
         added
@@ -191,7 +236,11 @@ impl BackendTable {
             // Into rotation, unless pingora's thresholds hold it down after earlier failures:
             // then its next transition up puts it there.
             *lock(&state.since) = SystemTime::now();
-            return state.up.load(Relaxed);
+            let in_rotation = state.up.load(Relaxed);
+            if in_rotation && state.late {
+                self.joined(&state);
+            }
+            return in_rotation;
         }
         false
     }
@@ -209,6 +258,9 @@ impl BackendTable {
         if changed {
             *lock(&state.since) = SystemTime::now();
             if healthy {
+                // Back after probes took it out (a restarted pod: cold again), or a backend
+                // whose first pass the thresholds held down: either joins a serving cluster.
+                self.joined(&state);
                 // Recovered by active probes (e.g. a restarted pod): passive health's verdict,
                 // formed while it was down, no longer holds (Envoy:
                 // successful_active_health_check_uneject_host).
@@ -229,7 +281,7 @@ mod tests {
 
     #[test]
     fn the_backend_table_follows_membership_and_keeps_known_state() {
-        let table = BackendTable::new(true);
+        let table = BackendTable::new(true, None);
         let first = addrs(&["10.0.0.1:80", "10.0.0.2:80"]);
         assert!(table.sync(first.iter().copied()), "two new addresses");
         table.record_probe(first[0], None);
@@ -251,5 +303,57 @@ mod tests {
         assert!(table.sync(grown.iter().copied()));
         assert!(table.admitted(&grown[0]), "a known address keeps its state");
         assert!(!table.admitted(&grown[1]), "a new one waits for its probe");
+    }
+
+    #[test]
+    fn backends_that_join_a_serving_cluster_ramp_and_the_first_ones_do_not() {
+        let slow = SlowStart {
+            window: std::time::Duration::from_secs(600),
+            min_weight_percent: 10,
+        };
+        let table = BackendTable::new(true, Some(slow));
+        let first = addrs(&["10.0.0.1:80"]);
+        table.sync(first.iter().copied());
+        assert!(table.record_probe(first[0], None));
+        assert_eq!(
+            table.ramping(),
+            None,
+            "the first backends get their share at once"
+        );
+        let grown = addrs(&["10.0.0.1:80", "10.0.0.2:80"]);
+        table.sync(grown.iter().copied());
+        assert_eq!(table.ramping(), None, "not before its first probe passes");
+        assert!(table.record_probe(grown[1], None));
+        let now = table.ramping().unwrap();
+        let state = |a| table.get(a).unwrap();
+        assert_eq!(table.weight(&state(&grown[1]), now), 0.1);
+        assert_eq!(table.weight(&state(&grown[0]), now), 1.0);
+
+        let open = BackendTable::new(false, Some(slow));
+        open.sync(first.iter().copied());
+        assert_eq!(open.ramping(), None);
+        open.sync(grown.iter().copied());
+        let now = open.ramping().unwrap();
+        let joined = open.get(&grown[1]).unwrap();
+        assert_eq!(
+            open.weight(&joined, now),
+            0.1,
+            "without probes, DNS is joining"
+        );
+
+        let restarted = BackendTable::new(true, Some(slow));
+        restarted.sync(first.iter().copied());
+        restarted.record_probe(first[0], None);
+        restarted.record_transition(first[0], false);
+        assert_eq!(restarted.ramping(), None);
+        restarted.record_transition(first[0], true);
+        let now = restarted.ramping().unwrap();
+        let back = restarted.get(&first[0]).unwrap();
+        assert_eq!(
+            restarted.weight(&back, now),
+            0.1,
+            "back from down: cold again"
+        );
+        assert_eq!(BackendTable::new(true, None).ramping(), None);
     }
 }

@@ -11,7 +11,7 @@ use crate::upstream::backends::{BackendState, BackendTable};
 use crate::upstream::breaker::ClusterLoad;
 use crate::upstream::discovery::{DnsDiscovery, RefreshCounters};
 use crate::upstream::health::RecordedHealthCheck;
-use crate::upstream::lb::rotation::Rotation;
+use crate::upstream::lb::rotation::{self, Rotation};
 use crate::upstream::lb::{self, Balancer};
 use crate::upstream::outlier::OutlierDetector;
 use crate::upstream::tls::PeerTls;
@@ -111,7 +111,10 @@ impl Cluster {
                 (Box::new(SharedDns(dns.clone())), Some(dns))
             }
         };
-        let table = Arc::new(BackendTable::new(config.health_check.is_some()));
+        let table = Arc::new(BackendTable::new(
+            config.health_check.is_some(),
+            config.slow_start,
+        ));
         let tls = config
             .tls
             .as_ref()
@@ -263,6 +266,25 @@ impl Cluster {
             !exclude.contains(addr) && self.eligible(state, panic)
         };
         if let Some(rotation) = &self.rotation {
+            if let Some(now) = self.table.ramping() {
+                // Slow start: shares by weight while a backend ramps. Least request weighs by
+                // load too, as Envoy's does with unequal weights: weight / (in flight + 1).
+                let least = self.config.lb_policy == LbPolicy::LeastRequest;
+                let weight = |(_, s): &(SocketAddr, Arc<BackendState>)| {
+                    let w = self.table.weight(s, now);
+                    if least {
+                        w / (s.in_flight.load(Relaxed).max(0) as f64 + 1.0)
+                    } else {
+                        w
+                    }
+                };
+                return rotation::pick_weighted(
+                    members.in_order(),
+                    |(a, s)| eligible(a, s),
+                    weight,
+                )
+                .map(|(addr, state)| (*addr, Some(state.clone())));
+            }
             return rotation
                 .pick(members.in_order(), |(a, s)| eligible(a, s))
                 .map(|(addr, state)| (*addr, Some(state.clone())));
@@ -330,6 +352,10 @@ impl Cluster {
     /// Least request (Envoy's default: power of two choices): of two random ready backends,
     /// the one with fewer requests in flight.
     fn select_least_request(&self, exclude: &[SocketAddr]) -> Option<Picked> {
+        if self.table.ramping().is_some() {
+            // One draw weighted by ramp and load (see `select_one_in`).
+            return self.select_one(exclude, b"");
+        }
         let first = self.select_one(exclude, b"")?;
         let mut without_first = exclude.to_vec();
         without_first.push(first.0);

@@ -11,6 +11,7 @@ pub mod lb;
 mod lookup;
 pub mod outlier;
 pub mod resolver;
+pub mod slow_start;
 pub mod snapshot;
 pub mod srv;
 pub mod tls;

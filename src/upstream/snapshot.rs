@@ -22,6 +22,7 @@ impl Cluster {
     fn snapshot_of(&self, stats: bool) -> ClusterSnapshot {
         let backends = self.balancer.backends();
         let table = self.table.map.load();
+        let ramping = self.table.ramping();
         let mut list: Vec<BackendSnapshot> = backends
             .get_backend()
             .iter()
@@ -53,6 +54,10 @@ impl Cluster {
                     consecutive_failures: state
                         .as_ref()
                         .map_or(0, |s| s.ejection.consecutive_failures()),
+                    slow_start_weight_percent: ramping.zip(state.as_ref()).and_then(|(now, s)| {
+                        let weight = self.table.weight(s, now);
+                        (weight < 1.0).then(|| (weight * 100.0).round() as u32)
+                    }),
                 })
             })
             .collect();
@@ -73,6 +78,7 @@ impl Cluster {
                         times_ejected: s.ejection.times_ejected(),
                         consecutive_failures: s.ejection.consecutive_failures(),
                         srv_record: None,
+                        slow_start_weight_percent: None,
                         draining: true,
                         last_minute: Some(s.window.summary()),
                     }),
@@ -132,6 +138,9 @@ impl ClusterSnapshot {
             let _ = writeln!(out, "{n}::{a}::health_flags::{flags}");
             let _ = writeln!(out, "{n}::{a}::rq_active::{}", b.in_flight);
             let _ = writeln!(out, "{n}::{a}::rq_total::{}", b.requests);
+            if let Some(percent) = b.slow_start_weight_percent {
+                let _ = writeln!(out, "{n}::{a}::slow_start_weight_percent::{percent}");
+            }
         }
         out
     }
@@ -210,6 +219,10 @@ pub struct BackendSnapshot {
     /// with `discovery: srv`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub srv_record: Option<String>,
+    /// Its weight in percent of a full one while it ramps up after joining
+    /// (`slow_start_window`); absent once it has its full share.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slow_start_weight_percent: Option<u32>,
     /// Left DNS; still serving the requests sent to it before (`/stats` only).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub draining: bool,

@@ -57,6 +57,9 @@ pub struct BackendView {
     pub ejected_for_seconds: Option<f64>,
     pub times_ejected: u32,
     pub consecutive_failures: u32,
+    /// Its weight in percent while it ramps up (`slow_start_window`); absent at full weight.
+    #[serde(default)]
+    pub slow_start_weight_percent: Option<u32>,
 }
 
 /// A cluster's DNS, as `/clusters` shows it.

@@ -255,3 +255,48 @@ fn upstream_tls_refuses_what_it_cannot_verify_or_do() {
     );
     assert_error(&h2, "gateway.clusters[1].tls.alpn", "protocol: http2");
 }
+
+#[test]
+fn slow_start_is_off_by_default_and_checked_when_set() {
+    let c = Config::from_yaml(&good_with("port: 8080", "port: 8080"))
+        .unwrap()
+        .gateway
+        .clusters
+        .remove(0);
+    assert_eq!(c.slow_start, None);
+    let ramped = |extra: &str| good_with("lb_policy: round_robin", extra);
+    let c = Config::from_yaml(&ramped(
+        "lb_policy: least_request\n      slow_start_window: 30s",
+    ))
+    .unwrap()
+    .gateway
+    .clusters
+    .remove(0);
+    assert_eq!(
+        c.slow_start,
+        Some(crate::config::SlowStart {
+            window: Duration::from_secs(30),
+            min_weight_percent: defaults::SLOW_START_MIN_WEIGHT_PERCENT,
+        })
+    );
+    assert_error(
+        &ramped("lb_policy: maglev\n      slow_start_window: 30s"),
+        "gateway.clusters[0].slow_start_window",
+        "not with lb_policy: maglev",
+    );
+    assert_error(
+        &ramped("slow_start_window: 0s"),
+        "gateway.clusters[0].slow_start_window",
+        "greater than zero",
+    );
+    assert_error(
+        &ramped("slow_start_window: 1m\n      slow_start_min_weight_percent: 0"),
+        "gateway.clusters[0].slow_start_min_weight_percent",
+        "not a percentage",
+    );
+    assert_error(
+        &ramped("slow_start_min_weight_percent: 20"),
+        "gateway.clusters[0].slow_start_min_weight_percent",
+        "without slow_start_window",
+    );
+}

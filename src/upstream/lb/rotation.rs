@@ -55,6 +55,28 @@ impl Rotation {
     }
 }
 
+/// A member drawn with a chance proportional to its `weight` among those `eligible` takes: how
+/// every rotation policy picks while a backend ramps up (slow start), so that each share follows
+/// its weight; turns resume once the ramps are over.
+pub fn pick_weighted(
+    members: &[Member],
+    eligible: impl Fn(&Member) -> bool,
+    weight: impl Fn(&Member) -> f64,
+) -> Option<&Member> {
+    let total: f64 = members.iter().filter(|m| eligible(m)).map(&weight).sum();
+    let mut left = fastrand::f64() * total;
+    let mut last = None;
+    for m in members.iter().filter(|m| eligible(m)) {
+        left -= weight(m);
+        if left < 0.0 {
+            return Some(m);
+        }
+        last = Some(m);
+    }
+    // Rounding, or a weight that changed between the sum and the walk.
+    last
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +108,28 @@ mod tests {
         }
         assert!(rr.pick(&m, |_| false).is_none());
         assert!(rr.pick(&[], |_| true).is_none());
+    }
+
+    #[test]
+    fn a_weighted_pick_gives_each_member_its_share() {
+        let m = members(3);
+        let weight = |m: &Member| {
+            if m.0.ip().to_string() == "127.0.0.3" {
+                0.5
+            } else {
+                1.0
+            }
+        };
+        let mut third = 0;
+        for _ in 0..10_000 {
+            let pick = pick_weighted(&m, |_| true, weight).unwrap();
+            third += usize::from(pick.0.ip().to_string() == "127.0.0.3");
+        }
+        // 0.5 of 2.5: 20%, 2000 of 10000 (σ = 40).
+        assert!((1800..=2200).contains(&third), "{third}");
+        let only_two = |m: &Member| m.0.ip().to_string() == "127.0.0.2";
+        assert_eq!(pick_weighted(&m, only_two, weight).unwrap().0, m[1].0);
+        assert!(pick_weighted(&m, |_| false, weight).is_none());
     }
 
     #[test]
