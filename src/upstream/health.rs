@@ -43,8 +43,8 @@ impl ProbeConnectors {
 
 /// How a probe checks a backend: a connection (and handshake), or an HTTP request.
 enum Probe {
-    Tcp(BasicPeer),
-    Http(Box<HttpPeer>, RequestHeader),
+    Tcp(Box<BasicPeer>),
+    Http(Box<(HttpPeer, RequestHeader)>),
 }
 
 /// One cluster's probe: a TCP or HTTP check through the shared connectors, bounded by
@@ -82,7 +82,7 @@ impl RecordedHealthCheck {
                 }
                 peer.options.connection_timeout = Some(config.timeout);
                 peer.options.total_connection_timeout = Some(config.timeout);
-                Probe::Tcp(peer)
+                Probe::Tcp(Box::new(peer))
             }
             HealthCheckKind::Http { path, host: custom } => {
                 let host = custom.as_deref().unwrap_or(host);
@@ -96,7 +96,7 @@ impl RecordedHealthCheck {
                 peer.options.connection_timeout = Some(config.timeout);
                 peer.options.read_timeout = Some(config.timeout);
                 peer.options.write_timeout = Some(config.timeout);
-                Probe::Http(Box::new(peer), req)
+                Probe::Http(Box::new((peer, req)))
             }
         };
         Ok(RecordedHealthCheck {
@@ -120,12 +120,13 @@ impl RecordedHealthCheck {
     async fn probe(&self, target: &Backend) -> Result<()> {
         match &self.probe {
             Probe::Tcp(template) => {
-                let mut peer = template.clone();
+                let mut peer = (**template).clone();
                 peer._address = target.addr.clone();
                 self.connectors.tcp.get_stream(&peer).await.map(|_| ())
             }
-            Probe::Http(template, req) => {
-                let mut peer = (**template).clone();
+            Probe::Http(probe) => {
+                let (template, req) = &**probe;
+                let mut peer = template.clone();
                 peer._address = target.addr.clone();
                 let (mut session, _) = self.connectors.http.get_http_session(&peer).await?;
                 session.set_write_timeout(peer.options.write_timeout);
