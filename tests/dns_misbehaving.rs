@@ -268,6 +268,10 @@ fn a_cname_chain_is_refreshed_at_the_lowest_ttl_of_the_chain() {
     });
     assert!(followed, "still {:?}", backends(&gateway, "service1"));
     println!("CNAME chain change followed after {:?}", changed.elapsed());
+    // The new pod serves once its first probe passed.
+    assert!(wait_until(Duration::from_secs(3), || {
+        admin::cluster(&gateway, "service1").healthy_backends == 1
+    }));
     let mut client = Client::new(gateway.listen_addr());
     let r = client.get("/service/1").unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
@@ -346,6 +350,11 @@ fn a_truncated_answer_with_a_broken_tcp_fallback_keeps_the_last_pods_and_is_coun
         "the resolver never tried TCP"
     );
     let (served, failures) = load.finish();
+    println!(
+        "broken TCP fallback: {} failed refreshes, {} requests served",
+        errors(&gateway) - before,
+        served.len()
+    );
     assert!(failures.is_empty(), "failed: {failures:?}");
     assert!(!served.is_empty());
     assert_eq!(backends(&gateway, "service1"), addresses(&ips, port));
