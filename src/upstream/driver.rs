@@ -9,13 +9,24 @@ use std::time::{Duration, Instant};
 /// (Envoy's `interval_jitter_percent`), so clusters that started together drift apart instead
 /// of probing every backend of the gateway in the same millisecond.
 fn probe_wait(interval: Duration) -> Duration {
-    interval.mul_f64(0.9 + fastrand::f64() * 0.2)
+    on_grid(interval.mul_f64(0.9 + fastrand::f64() * 0.2))
+}
+
+/// `wait`, lengthened to end on the 50 ms grid of the wall clock: clusters whose probes fall
+/// due within one step go in one wake-up of the runtime (batched), as refreshes do.
+fn on_grid(wait: Duration) -> Duration {
+    const STEP: u128 = 50;
+    let end = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| (d + wait).as_millis());
+    let extra = (STEP - end % STEP) % STEP;
+    wait + Duration::from_millis(u64::try_from(extra).unwrap_or(0))
 }
 
 /// The wait before the second round of probes: anywhere within one interval, so that 1,000
 /// clusters started together are spread over the interval from the start.
 fn first_probe_wait(interval: Duration) -> Duration {
-    interval.mul_f64(fastrand::f64()).max(interval / 10)
+    on_grid(interval.mul_f64(fastrand::f64()).max(interval / 10))
 }
 
 impl Cluster {

@@ -19,8 +19,13 @@ use tokio::sync::Semaphore;
 /// that a small cluster DNS would drop.
 const IN_FLIGHT: usize = 64;
 
-/// Answers kept for sharing are dropped once this old (names a reload removed).
+/// Answers kept for sharing are dropped once this old (names a reload removed), looked for
+/// once per this time.
 const FORGET_AFTER: Duration = Duration::from_secs(600);
+
+/// Refresh instants fall on a grid of this step, so names due within one step are asked in one
+/// wake-up of the runtime (batched), not one each: 100 slots over a 5 s interval.
+const GRID: Duration = Duration::from_millis(50);
 
 /// What is asked: a name, for which families, A/AAAA or SRV.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -46,6 +51,8 @@ pub struct Names {
     /// Refresh instants are counted from here.
     epoch: Instant,
     asked: Mutex<HashMap<Question, Entry>>,
+    /// When old answers were last dropped.
+    pruned: Mutex<Instant>,
     limit: Arc<Semaphore>,
 }
 
@@ -56,6 +63,7 @@ impl Names {
             resolvers: Resolvers::new(settings)?,
             epoch: Instant::now(),
             asked: Mutex::new(HashMap::new()),
+            pruned: Mutex::new(Instant::now()),
             limit: Arc::new(Semaphore::new(IN_FLIGHT)),
         }))
     }
@@ -76,9 +84,15 @@ impl Names {
                 }
                 Some(Entry::Asking(asking)) => asking.clone(),
                 _ => {
-                    asked.retain(
-                        |_, e| !matches!(e, Entry::Done(at, _) if at.elapsed() > FORGET_AFTER),
-                    );
+                    let now = Instant::now();
+                    let mut pruned = lock(&self.pruned);
+                    if now.saturating_duration_since(*pruned) > FORGET_AFTER {
+                        *pruned = now;
+                        asked.retain(|_, e| {
+                            !matches!(e, Entry::Done(at, _)
+                                if now.saturating_duration_since(*at) > FORGET_AFTER)
+                        });
+                    }
                     let asking = self.clone().ask(question.clone()).boxed().shared();
                     asked.insert(question.clone(), Entry::Asking(asking.clone()));
                     asking
@@ -118,13 +132,21 @@ impl Names {
 
     /// When the refresh of `name` that follows one now, `delay` from now, is due: at the
     /// name's own instants `delay` apart (their phase set by the name), the first of them at
-    /// least half of `delay` from now. Names are thus spread over the interval, a name's
-    /// refreshes stay `delay` apart, and clusters sharing the name are due together.
+    /// least half of `delay` from now. Names are thus spread over the interval (on a 50 ms
+    /// grid), a name's refreshes stay `delay` apart, and clusters sharing the name are due
+    /// together.
     pub fn due(&self, name: &str, now: Instant, delay: Duration) -> Instant {
         let period = delay.as_nanos().max(1);
         let mut hasher = DefaultHasher::new();
         name.hash(&mut hasher);
+        let grid = GRID.as_nanos();
         let phase = u128::from(hasher.finish()) % period;
+        // On the grid, when the period is a whole number of steps (else it would drift off it).
+        let phase = if period % grid == 0 {
+            phase - phase % grid
+        } else {
+            phase
+        };
         let earliest = now.saturating_duration_since(self.epoch).as_nanos() + period / 2;
         let ticks = earliest.saturating_sub(phase).div_ceil(period);
         let at = phase + ticks * period;
