@@ -142,7 +142,7 @@ impl Names {
         let grid = GRID.as_nanos();
         let phase = u128::from(hasher.finish()) % period;
         // On the grid, when the period is a whole number of steps (else it would drift off it).
-        let phase = if period % grid == 0 {
+        let phase = if period.is_multiple_of(grid) {
             phase - phase % grid
         } else {
             phase
