@@ -85,6 +85,40 @@ fn dns_answers_a_and_aaaa_records_case_insensitively() {
 }
 
 #[test]
+fn dns_follows_a_cname_chain_with_each_names_ttl_and_can_break_its_tcp() {
+    let dns = DnsServer::start();
+    dns.set_cname("alias.test", "middle.test.");
+    dns.set_name_ttl("alias.test", 30);
+    dns.set_cname("middle.test", "pods.test.");
+    dns.set_name_ttl("middle.test", 3);
+    dns.set_a("pods.test", &["10.0.0.7"]);
+    let (_, response) = udp_query(dns.addr(), "alias.test.", None);
+    let chain: Vec<(String, u32)> = response
+        .answers()
+        .iter()
+        .map(|r| (r.name().to_string(), r.ttl()))
+        .collect();
+    assert_eq!(
+        chain,
+        [
+            ("alias.test.".to_owned(), 30),
+            ("middle.test.".to_owned(), 3),
+            ("pods.test.".to_owned(), 1)
+        ]
+    );
+    assert_eq!(resolved(&dns, "alias.test."), ips(&["10.0.0.7"]));
+
+    // Broken TCP: UDP answers truncated and empty, TCP never answers.
+    dns.set_mode(DnsMode::BrokenTcp);
+    let (_, response) = udp_query(dns.addr(), "pods.test.", None);
+    assert!(response.truncated());
+    assert!(response.answers().is_empty());
+    let tcp_before = dns.tcp_queries();
+    assert!(resolve_with_timeout(dns.addr(), "pods.test.", Duration::from_millis(300)).is_err());
+    assert!(dns.tcp_queries() > tcp_before, "no TCP attempt");
+}
+
+#[test]
 fn dns_answer_header_echoes_query_and_is_authoritative() {
     let dns = DnsServer::start();
     dns.set_a("svc.test", &["10.0.0.1"]);

@@ -1,4 +1,4 @@
-//! DNS answer → backend set, through what headway exposes: `build_resolver` and
+//! DNS answer → backend set, through what headway exposes: `Names` (its lookups) and
 //! `DnsDiscovery::discover`, against a DNS server in this process (UDP and TCP on 127.0.0.1)
 //! that answers with a message built by hickory-proto from arbitrary records: A, AAAA and CNAME
 //! (loops included), any TTL, duplicates, answers of hundreds of records (truncated over UDP,
@@ -18,7 +18,8 @@
 
 use arbitrary::Arbitrary;
 use headway::config::{DnsSettings, LookupFamily, ResolverSettings};
-use headway::upstream::discovery::{build_resolver, DnsDiscovery, RefreshCounters};
+use headway::upstream::discovery::{DnsDiscovery, RefreshCounters};
+use headway::upstream::names::Names;
 use hickory_proto::op::{Edns, Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -311,7 +312,8 @@ fuzz_target!(|input: Input| {
     let server = server();
     *server.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(input.clone());
     let family = input.family();
-    let resolver = build_resolver(
+    // Lookups of their own for each input: no answer is shared with the previous one's.
+    let names = Names::new(
         &ResolverSettings {
             nameservers: vec![server.addr],
             // Missing on purpose: no search domains, only the nameserver above.
@@ -319,9 +321,8 @@ fuzz_target!(|input: Input| {
             timeout: Duration::from_millis(500),
             attempts: 1,
         },
-        family,
     )
-    .unwrap_or_else(|e| panic!("build_resolver: {e}"));
+    .unwrap_or_else(|e| panic!("Names::new: {e}"));
     let settings = DnsSettings {
         refresh_rate: Duration::from_secs(5),
         failure_refresh_rate: Duration::from_secs(1),
@@ -334,7 +335,7 @@ fuzz_target!(|input: Input| {
         NAMES[0],
         input.port,
         settings,
-        resolver,
+        names,
         RefreshCounters {
             answer: counter("answer"),
             empty: counter("empty"),

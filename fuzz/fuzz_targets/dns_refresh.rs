@@ -20,14 +20,15 @@
 
 use arbitrary::Arbitrary;
 use headway::config::{DnsSettings, LookupFamily, ResolverSettings};
-use headway::upstream::discovery::{build_resolver, DnsDiscovery, Lookup, Outcome, RefreshCounters};
+use headway::upstream::discovery::{DnsDiscovery, Lookup, Outcome, RefreshCounters};
+use headway::upstream::names::Names;
 use hickory_proto::op::{Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::{ProtoError, ProtoErrorKind};
 use hickory_resolver::lookup::Lookup as HickoryLookup;
 use hickory_resolver::lookup_ip::LookupIp;
-use hickory_resolver::{ResolveError, TokioResolver};
+use hickory_resolver::ResolveError;
 use libfuzzer_sys::fuzz_target;
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
 use prometheus::IntCounter;
@@ -121,9 +122,9 @@ impl Failure {
     }
 }
 
-fn resolver() -> TokioResolver {
-    static RESOLVER: OnceLock<TokioResolver> = OnceLock::new();
-    RESOLVER
+fn names() -> Arc<Names> {
+    static NAMES_ASKED: OnceLock<Arc<Names>> = OnceLock::new();
+    NAMES_ASKED
         .get_or_init(|| {
             // Never asked: `apply` takes results, it does not look anything up.
             let settings = ResolverSettings {
@@ -132,7 +133,7 @@ fn resolver() -> TokioResolver {
                 timeout: Duration::from_millis(100),
                 attempts: 1,
             };
-            build_resolver(&settings, LookupFamily::All).unwrap_or_else(|e| panic!("{e}"))
+            Names::new(&settings).unwrap_or_else(|e| panic!("{e}"))
         })
         .clone()
 }
@@ -158,7 +159,7 @@ fuzz_target!(|input: Input| {
         NAMES[0],
         input.port,
         settings,
-        resolver(),
+        names(),
         RefreshCounters {
             answer: counter("answer"),
             empty: counter("empty"),

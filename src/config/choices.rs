@@ -46,7 +46,7 @@ pub enum UpstreamProtocol {
 
 /// A cluster's `dns_lookup_family`: which record types a lookup asks for (Envoy: same name,
 /// `AUTO` by default there).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LookupFamily {
     /// A records only (the default: Kubernetes clusters are IPv4 unless told otherwise).

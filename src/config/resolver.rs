@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// `gateway.resolver`: the DNS servers and settings every cluster's lookups use (Envoy:
 /// `dns_resolution_config`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolverSettings {
     /// `nameservers`: `ip` (port 53) or `ip:port`; empty (the default): those of
     /// `resolv_conf`.

@@ -10,13 +10,13 @@ use crate::metrics::ClusterMetrics;
 use crate::upstream::backends::{BackendState, BackendTable};
 use crate::upstream::breaker::ClusterLoad;
 use crate::upstream::discovery::{DnsDiscovery, RefreshCounters};
-use crate::upstream::health::RecordedHealthCheck;
+use crate::upstream::health::{ProbeConnectors, RecordedHealthCheck};
 use crate::upstream::lb::rotation::{self, Rotation};
 use crate::upstream::lb::{self, Balancer};
+use crate::upstream::names::Names;
 use crate::upstream::outlier::OutlierDetector;
 use crate::upstream::tls::PeerTls;
 use async_trait::async_trait;
-use hickory_resolver::TokioResolver;
 use pingora::lb::discovery::{ServiceDiscovery, Static};
 use pingora::lb::Backend;
 use pingora::prelude::HttpPeer;
@@ -72,10 +72,12 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// `resolver` is required for DNS-named clusters and ignored for IP literals.
+    /// `names` (the gateway's lookups) is required for DNS-named clusters and ignored for IP
+    /// literals; `probes` are the connectors its health checks use, shared by every cluster.
     pub fn new(
         config: ClusterConfig,
-        resolver: Option<TokioResolver>,
+        names: Option<Arc<Names>>,
+        probes: Arc<ProbeConnectors>,
         metrics: ClusterMetrics,
     ) -> Result<Cluster, String> {
         let (discovery, dns): (Box<dyn ServiceDiscovery + Send + Sync>, _) = match &config.address {
@@ -89,8 +91,7 @@ impl Cluster {
                 (Static::new(BTreeSet::from([backend])), None)
             }
             Address::Name(name) => {
-                let resolver =
-                    resolver.ok_or_else(|| format!("cluster {}: no resolver", config.name))?;
+                let names = names.ok_or_else(|| format!("cluster {}: no resolver", config.name))?;
                 let refreshes = RefreshCounters {
                     answer: metrics.dns_answer.clone(),
                     empty: metrics.dns_empty.clone(),
@@ -101,7 +102,7 @@ impl Cluster {
                     name,
                     config.port,
                     config.dns,
-                    resolver,
+                    names,
                     refreshes,
                 );
                 let dns = Arc::new(match config.discovery {
@@ -134,6 +135,7 @@ impl Cluster {
                 tls.clone(),
                 table.clone(),
                 transitions,
+                probes,
             )
             .map_err(|e| format!("cluster {}: health check: {e}", config.name))?;
             balancer.set_health_check(Box::new(check));

@@ -1,20 +1,20 @@
 //! DNS discovery of a headless service's pods: a pingora `ServiceDiscovery` over hickory-resolver.
 //!
-//! Each refresh resolves the cluster's name afresh (the resolver caches nothing) and turns every
-//! address into a backend `ip:port`. What a STRICT_DNS user expects:
+//! Each refresh resolves the cluster's name afresh (the resolver caches nothing; clusters that
+//! share a name share its lookup, see `names.rs`) and turns every address into a backend
+//! `ip:port`. What a STRICT_DNS user expects:
 //! - an answer (any number of records; big answers come over TCP) replaces the backend set;
 //! - NXDOMAIN or an empty NOERROR answer (the service scaled to zero) empties it;
 //! - a resolver failure (timeout, SERVFAIL, REFUSED, no network) keeps the last known set, is
 //!   logged and counted, and the next attempt comes sooner, backing off as failures repeat.
 
-use super::lookup::classify;
 pub use super::lookup::Lookup;
+use super::names::{Names, Question};
 /// Kept here too: callers built the resolver from this module before it had a file of its own.
 pub use super::resolver::build_resolver;
 use crate::config::{duration, DnsSettings};
 use crate::{lock, rfc3339};
 use async_trait::async_trait;
-use hickory_resolver::TokioResolver;
 use log::{info, warn};
 use pingora::lb::discovery::ServiceDiscovery;
 use pingora::lb::Backend;
@@ -23,7 +23,7 @@ use pingora::{Error, ErrorType, Result};
 use prometheus::IntCounter;
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 /// How the last refresh ended.
@@ -106,12 +106,11 @@ impl DnsState {
 /// Resolves one name for one cluster. See the module doc for the semantics.
 pub struct DnsDiscovery {
     cluster: String,
-    name: String,
+    /// The name, its family, and whether SRV records are asked (see `srv.rs`).
+    question: Question,
     port: u16,
-    /// SRV records instead of A/AAAA (see `srv.rs`).
-    srv: bool,
     settings: DnsSettings,
-    resolver: TokioResolver,
+    names: Arc<Names>,
     state: Mutex<DnsState>,
     refreshes: RefreshCounters,
 }
@@ -128,23 +127,26 @@ pub struct RefreshCounters {
 
 impl DnsDiscovery {
     /// Discovery of the backends `name:port` for the cluster named `cluster` (in logs), with
-    /// the cluster's DNS settings and a resolver from [`build_resolver`]. Nothing is asked until
-    /// the first refresh.
+    /// the cluster's DNS settings, asking through the gateway's [`Names`]. Nothing is asked
+    /// until the first refresh.
     pub fn new(
         cluster: &str,
         name: &str,
         port: u16,
         settings: DnsSettings,
-        resolver: TokioResolver,
+        names: Arc<Names>,
         refreshes: RefreshCounters,
     ) -> DnsDiscovery {
         DnsDiscovery {
             cluster: cluster.to_owned(),
-            name: name.to_owned(),
+            question: Question {
+                name: name.to_owned(),
+                family: settings.lookup_family,
+                srv: false,
+            },
             port,
-            srv: false,
             settings,
-            resolver,
+            names,
             state: Mutex::new(DnsState {
                 last_outcome: Outcome::Pending,
                 last_success: None,
@@ -164,21 +166,23 @@ impl DnsDiscovery {
     /// The same discovery of SRV records: `name` is an SRV name, each backend's port its
     /// record's (`port` is not used).
     pub fn srv(mut self) -> DnsDiscovery {
-        self.srv = true;
+        self.question.srv = true;
         self
     }
 
+    /// The name's answer: a lookup of its own, or that of another cluster with the same name
+    /// that ended less than a quarter of `dns_refresh_rate` (at most a second) ago.
     async fn lookup(&self) -> Lookup {
-        let now = Instant::now();
-        if self.srv {
-            return match super::srv::lookup(&self.resolver, &self.name, now).await {
-                Ok(Some((endpoints, ttl))) => Lookup::Srv(endpoints, ttl),
-                Ok(None) => Lookup::Empty("no SRV records"),
-                Err(e) => classify(&e),
-            };
-        }
-        let result = self.resolver.lookup_ip(self.name.as_str()).await;
-        Lookup::from_resolver(result, now)
+        let fresh_within = (self.settings.refresh_rate / 4).min(Duration::from_secs(1));
+        self.names.lookup(&self.question, fresh_within).await
+    }
+
+    /// When the refresh after one now is due: [`DnsDiscovery::next_refresh_delay`] from now,
+    /// moved to the name's own instants so that names are spread over the interval (see
+    /// [`Names::due`]).
+    pub fn next_refresh_at(&self, now: Instant) -> Instant {
+        self.names
+            .due(&self.question.name, now, self.next_refresh_delay())
     }
 
     /// How long to wait before the next refresh, given how the last one ended: the TTL (never
@@ -208,7 +212,7 @@ impl DnsDiscovery {
 
     /// The DNS name resolved: the cluster's `address`.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.question.name
     }
 
     /// Seconds since the last answer, failures in a row since, and whether that makes the
@@ -238,7 +242,7 @@ impl DnsDiscovery {
             last_outcome: state.last_outcome,
             last_success: state.last_success.map(rfc3339),
             last_answer: state.last_answer.clone(),
-            srv_records: self.srv.then(|| state.last_srv.clone()),
+            srv_records: self.question.srv.then(|| state.last_srv.clone()),
             last_ttl_seconds: state.last_ttl.map(|t| t.as_secs()),
             last_error: state
                 .last_error
@@ -295,7 +299,7 @@ impl DnsDiscovery {
                     info!(
                         "dns cluster={} name={} addresses={} ttl={}",
                         self.cluster,
-                        self.name,
+                        self.question.name,
                         ips.len(),
                         duration::display(ttl)
                     );
@@ -303,7 +307,7 @@ impl DnsDiscovery {
                 if state.consecutive_failures > 0 {
                     info!(
                         "dns recovered cluster={} name={} after={} failures",
-                        self.cluster, self.name, state.consecutive_failures
+                        self.cluster, self.question.name, state.consecutive_failures
                     );
                 }
                 let backends = self.backends(&ips);
@@ -326,7 +330,7 @@ impl DnsDiscovery {
                     info!(
                         "dns cluster={} srv={} records={} backends={} ttl={}",
                         self.cluster,
-                        self.name,
+                        self.question.name,
                         records.len(),
                         endpoints.len(),
                         duration::display(ttl)
@@ -361,7 +365,7 @@ impl DnsDiscovery {
                 if state.last_outcome != Outcome::Empty {
                     warn!(
                         "dns cluster={} name={} result={why}: the cluster has no backends",
-                        self.cluster, self.name
+                        self.cluster, self.question.name
                     );
                 }
                 state.last_outcome = Outcome::Empty;
@@ -384,7 +388,7 @@ impl DnsDiscovery {
                 warn!(
                     "dns cluster={} name={} error=\"{message}\" failures={} keeping={} last known backends",
                     self.cluster,
-                    self.name,
+                    self.question.name,
                     state.consecutive_failures,
                     state.last_answer.len()
                 );
@@ -392,7 +396,7 @@ impl DnsDiscovery {
                     log::error!(
                         "dns cluster={} name={} stale: failing for over {} with no answer; serving the {} last known backends",
                         self.cluster,
-                        self.name,
+                        self.question.name,
                         duration::display(self.settings.refresh_rate.saturating_mul(3)),
                         state.last_answer.len()
                     );
@@ -401,7 +405,7 @@ impl DnsDiscovery {
                     ErrorType::Custom("DnsError"),
                     format!(
                         "resolving {} for cluster {}: {message}",
-                        self.name, self.cluster
+                        self.question.name, self.cluster
                     ),
                 )
             }

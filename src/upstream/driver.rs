@@ -1,9 +1,33 @@
-//! What keeps a cluster current: discovery and probes, each on its own clock, until the server
-//! stops or a reload removes the cluster.
+//! What keeps a cluster current: discovery and probes, each on its own clock (refreshes at the
+//! name's instants, probes with jitter), until the server stops or a reload removes the cluster.
 
 use crate::upstream::cluster::Cluster;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// The wait between a cluster's rounds of probes: `interval`, give or take a tenth at random
+/// (Envoy's `interval_jitter_percent`), so clusters that started together drift apart instead
+/// of probing every backend of the gateway in the same millisecond.
+fn probe_wait(interval: Duration) -> Duration {
+    on_grid(interval.mul_f64(0.9 + fastrand::f64() * 0.2))
+}
+
+/// `wait`, lengthened to end on the 50 ms grid of the wall clock: clusters whose probes fall
+/// due within one step go in one wake-up of the runtime (batched), as refreshes do.
+fn on_grid(wait: Duration) -> Duration {
+    const STEP: u128 = 50;
+    let end = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| (d + wait).as_millis());
+    let extra = (STEP - end % STEP) % STEP;
+    wait + Duration::from_millis(u64::try_from(extra).unwrap_or(0))
+}
+
+/// The wait before the second round of probes: anywhere within one interval, so that 1,000
+/// clusters started together are spread over the interval from the start.
+fn first_probe_wait(interval: Duration) -> Duration {
+    on_grid(interval.mul_f64(fastrand::f64()).max(interval / 10))
+}
 
 impl Cluster {
     /// One discovery round. Returns whether new addresses appeared.
@@ -44,9 +68,9 @@ impl Cluster {
                 return std::future::pending::<()>().await;
             };
             loop {
-                let delay = dns.next_refresh_delay();
-                dns.set_next_refresh(Instant::now() + delay);
-                tokio::time::sleep(delay).await;
+                let at = dns.next_refresh_at(Instant::now());
+                dns.set_next_refresh(at);
+                tokio::time::sleep_until(at.into()).await;
                 if self.refresh().await {
                     self.probe_now.notify_one();
                 }
@@ -56,12 +80,14 @@ impl Cluster {
             let Some(hc) = &self.config.health_check else {
                 return std::future::pending::<()>().await;
             };
+            let mut wait = first_probe_wait(hc.interval);
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep(hc.interval) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = self.probe_now.notified() => {}
                 }
                 self.probe().await;
+                wait = probe_wait(hc.interval);
             }
         };
         let stopped = async {

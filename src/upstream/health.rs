@@ -10,18 +10,51 @@ use crate::upstream::backends::BackendTable;
 use crate::upstream::tls::PeerTls;
 use async_trait::async_trait;
 use log::info;
+use pingora::connectors::http::Connector as HttpConnector;
+use pingora::connectors::TransportConnector;
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
+use pingora::lb::health_check::HealthCheck;
 use pingora::lb::Backend;
+use pingora::prelude::HttpPeer;
+use pingora::upstreams::peer::BasicPeer;
 use pingora::{Error, ErrorType, Result};
 use prometheus::IntCounter;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// One cluster's probe: pingora's check, bounded by `timeout`, recorded in the table.
+/// The connectors every cluster's probes use. pingora's own checks build connectors of their
+/// own, each loading the system's CA certificates: about 400 kB and a read of every CA file per
+/// health-checked cluster. Probes carry their TLS settings (CA, client certificate, SNI) on
+/// their peer, so one set serves every cluster.
+pub struct ProbeConnectors {
+    tcp: TransportConnector,
+    http: HttpConnector,
+}
+
+impl ProbeConnectors {
+    /// One set for the gateway (no connection is kept between probes).
+    pub fn new() -> Arc<ProbeConnectors> {
+        Arc::new(ProbeConnectors {
+            tcp: TransportConnector::new(None),
+            http: HttpConnector::new(None),
+        })
+    }
+}
+
+/// How a probe checks a backend: a connection (and handshake), or an HTTP request.
+enum Probe {
+    Tcp(Box<BasicPeer>),
+    Http(Box<(HttpPeer, RequestHeader)>),
+}
+
+/// One cluster's probe: a TCP or HTTP check through the shared connectors, bounded by
+/// `timeout`, recorded in the table. Thresholds apply as pingora's checks apply them.
 pub struct RecordedHealthCheck {
     cluster: String,
-    inner: Box<dyn HealthCheck + Send + Sync>,
+    probe: Probe,
+    connectors: Arc<ProbeConnectors>,
+    /// Passes in a row to become healthy, failures in a row to become unhealthy.
+    thresholds: (usize, usize),
     timeout: Duration,
     tls: Option<Arc<PeerTls>>,
     table: Arc<BackendTable>,
@@ -39,50 +72,78 @@ impl RecordedHealthCheck {
         tls: Option<Arc<PeerTls>>,
         table: Arc<BackendTable>,
         transitions: (IntCounter, IntCounter),
+        connectors: Arc<ProbeConnectors>,
     ) -> Result<RecordedHealthCheck> {
-        let success = config.healthy_threshold as usize;
-        let failure = config.unhealthy_threshold as usize;
-        let inner: Box<dyn HealthCheck + Send + Sync> = match &config.kind {
+        let probe = match &config.kind {
             HealthCheckKind::Tcp => {
-                let mut check = TcpHealthCheck::new();
+                let mut peer = BasicPeer::new("0.0.0.0:1");
                 if let Some(tls) = &tls {
-                    tls.apply_basic(&mut check.peer_template);
+                    tls.apply_basic(&mut peer);
                 }
-                check.consecutive_success = success;
-                check.consecutive_failure = failure;
-                check.peer_template.options.connection_timeout = Some(config.timeout);
-                check.peer_template.options.total_connection_timeout = Some(config.timeout);
-                check
+                peer.options.connection_timeout = Some(config.timeout);
+                peer.options.total_connection_timeout = Some(config.timeout);
+                Probe::Tcp(Box::new(peer))
             }
             HealthCheckKind::Http { path, host: custom } => {
                 let host = custom.as_deref().unwrap_or(host);
-                let mut check = HttpHealthCheck::new(host, false);
+                let mut peer = HttpPeer::new("0.0.0.0:1", false, String::new());
                 if let Some(tls) = &tls {
-                    tls.apply(&mut check.peer_template);
+                    tls.apply(&mut peer);
                 }
                 let mut req = RequestHeader::build("GET", path.as_bytes(), None)?;
                 req.append_header("Host", host)?;
                 req.append_header("User-Agent", "headway-health-check")?;
-                check.req = req;
-                check.consecutive_success = success;
-                check.consecutive_failure = failure;
-                check.peer_template.options.connection_timeout = Some(config.timeout);
-                check.peer_template.options.read_timeout = Some(config.timeout);
-                check.peer_template.options.write_timeout = Some(config.timeout);
-                // A fresh connection per probe: a pooled one could hide a pod that stopped accepting.
-                check.reuse_connection = false;
-                check.validator = Some(Box::new(expect_2xx));
-                Box::new(check)
+                peer.options.connection_timeout = Some(config.timeout);
+                peer.options.read_timeout = Some(config.timeout);
+                peer.options.write_timeout = Some(config.timeout);
+                Probe::Http(Box::new((peer, req)))
             }
         };
         Ok(RecordedHealthCheck {
             cluster: cluster.to_owned(),
-            inner,
+            probe,
+            connectors,
+            thresholds: (
+                config.healthy_threshold as usize,
+                config.unhealthy_threshold as usize,
+            ),
             timeout: config.timeout,
             tls,
             table,
             transitions,
         })
+    }
+
+    /// One probe of `target`, as pingora's `TcpHealthCheck` and `HttpHealthCheck` do it: a new
+    /// connection every time (a pooled one could hide a pod that stopped accepting), and for
+    /// HTTP a 2xx answer whose body is read to its end.
+    async fn probe(&self, target: &Backend) -> Result<()> {
+        match &self.probe {
+            Probe::Tcp(template) => {
+                let mut peer = (**template).clone();
+                peer._address = target.addr.clone();
+                self.connectors.tcp.get_stream(&peer).await.map(|_| ())
+            }
+            Probe::Http(probe) => {
+                let (template, req) = &**probe;
+                let mut peer = template.clone();
+                peer._address = target.addr.clone();
+                let (mut session, _) = self.connectors.http.get_http_session(&peer).await?;
+                session.set_write_timeout(peer.options.write_timeout);
+                session.write_request_header(Box::new(req.clone())).await?;
+                session.finish_request_body().await?;
+                session.set_read_timeout(peer.options.read_timeout);
+                session.read_response_header().await?;
+                match session.response_header() {
+                    Some(resp) => expect_2xx(resp)?,
+                    None => {
+                        return Error::e_explain(ErrorType::InvalidHTTPHeader, "no response header")
+                    }
+                }
+                while session.read_response_body().await?.is_some() {}
+                Ok(())
+            }
+        }
     }
 }
 
@@ -100,7 +161,7 @@ fn expect_2xx(resp: &ResponseHeader) -> Result<()> {
 #[async_trait]
 impl HealthCheck for RecordedHealthCheck {
     async fn check(&self, target: &Backend) -> Result<()> {
-        let result = match tokio::time::timeout(self.timeout, self.inner.check(target)).await {
+        let result = match tokio::time::timeout(self.timeout, self.probe(target)).await {
             Ok(result) => result,
             Err(_) => Error::e_explain(
                 ErrorType::ReadTimedout,
@@ -131,7 +192,11 @@ impl HealthCheck for RecordedHealthCheck {
     }
 
     fn health_threshold(&self, success: bool) -> usize {
-        self.inner.health_threshold(success)
+        if success {
+            self.thresholds.0
+        } else {
+            self.thresholds.1
+        }
     }
 
     async fn health_status_change(&self, target: &Backend, healthy: bool) {

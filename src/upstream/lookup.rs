@@ -45,6 +45,16 @@ impl Lookup {
             Err(e) => classify(&e),
         }
     }
+
+    /// The same result `age` later: an answer's TTL counts down by `age` (an answer shared by
+    /// clusters that asked a little later).
+    pub fn aged(self, age: Duration) -> Lookup {
+        match self {
+            Lookup::Answer(ips, ttl) => Lookup::Answer(ips, ttl.saturating_sub(age)),
+            Lookup::Srv(endpoints, ttl) => Lookup::Srv(endpoints, ttl.saturating_sub(age)),
+            other => other,
+        }
+    }
 }
 
 /// NXDOMAIN and NOERROR-without-records are answers (the name has no pods); anything else —

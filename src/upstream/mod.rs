@@ -9,6 +9,7 @@ mod driver;
 pub mod health;
 pub mod lb;
 mod lookup;
+pub mod names;
 pub mod outlier;
 pub mod resolver;
 pub mod slow_start;
@@ -19,7 +20,8 @@ pub mod tls;
 use crate::config::{Address, Gateway as GatewayConfig};
 use crate::metrics::Metrics;
 use cluster::Cluster;
-use resolver::build_resolver;
+use health::ProbeConnectors;
+use names::Names;
 use std::sync::Arc;
 
 /// What [`Clusters::rebuild`] made of a new conf.
@@ -32,43 +34,56 @@ pub struct Rebuilt {
     pub removed: Vec<Arc<Cluster>>,
 }
 
-/// Every cluster of the conf, in its order (routes refer to them by index).
-pub struct Clusters(Vec<Arc<Cluster>>);
+/// Every cluster of the conf, in its order (routes refer to them by index), and what they
+/// share: the DNS lookups (one resolver per family, one lookup per name) and the probes'
+/// connectors.
+pub struct Clusters {
+    list: Vec<Arc<Cluster>>,
+    names: Arc<Names>,
+    probes: Arc<ProbeConnectors>,
+}
 
 impl Clusters {
-    /// Builds every cluster and its resolver. Fails on what the conf cannot express, such as a
-    /// missing resolv.conf when no nameservers are configured.
+    /// Builds every cluster, and the resolvers they share. Fails on what the conf cannot
+    /// express, such as a missing resolv.conf when no nameservers are configured.
     pub fn build(config: &GatewayConfig, metrics: &Metrics) -> Result<Clusters, String> {
-        let clusters = config
+        let names = Names::new(&config.resolver).map_err(|e| format!("gateway.resolver: {e}"))?;
+        let probes = ProbeConnectors::new();
+        let list = config
             .clusters
             .iter()
-            .map(|c| Clusters::build_one(config, c, metrics))
+            .map(|c| Clusters::build_one(c, &names, &probes, metrics))
             .collect::<Result<_, _>>()?;
-        Ok(Clusters(clusters))
+        Ok(Clusters {
+            list,
+            names,
+            probes,
+        })
     }
 
     fn build_one(
-        config: &GatewayConfig,
         c: &crate::config::ClusterConfig,
+        names: &Arc<Names>,
+        probes: &Arc<ProbeConnectors>,
         metrics: &Metrics,
     ) -> Result<Arc<Cluster>, String> {
-        let resolver = match c.address {
-            Address::Name(_) => Some(
-                build_resolver(&config.resolver, c.dns.lookup_family)
-                    .map_err(|e| format!("gateway.resolver: {e}"))?,
-            ),
-            Address::Ip(_) => None,
-        };
-        let cluster = Cluster::new(c.clone(), resolver, metrics.cluster(&c.name))?;
-        cluster.set_conf_key(format!("{c:?} {:?}", config.resolver));
+        let dns = matches!(c.address, Address::Name(_)).then(|| names.clone());
+        let cluster = Cluster::new(c.clone(), dns, probes.clone(), metrics.cluster(&c.name))?;
+        cluster.set_conf_key(format!("{c:?} {:?}", names.resolvers().settings()));
         Ok(Arc::new(cluster))
     }
 
     /// The clusters of `config`, keeping each of these whose conf (and the resolver's) did not
     /// change: its backends, health, ejections and counters stay. Returns the new set, the
     /// clusters made for it (to start: they have run no discovery yet) and those it no longer
-    /// has (to retire once requests on them end).
+    /// has (to retire once requests on them end). A changed `gateway.resolver` makes new
+    /// resolvers, and every cluster that resolves a name is made anew with them.
     pub fn rebuild(&self, config: &GatewayConfig, metrics: &Metrics) -> Result<Rebuilt, String> {
+        let names = if self.names.resolvers().settings() == config.resolver {
+            self.names.clone()
+        } else {
+            Names::new(&config.resolver).map_err(|e| format!("gateway.resolver: {e}"))?
+        };
         // The conf types hold durations, addresses and names only: their Debug form is a
         // faithful key for "unchanged".
         let key = |c: &crate::config::ClusterConfig| format!("{c:?} {:?}", config.resolver);
@@ -76,26 +91,30 @@ impl Clusters {
         let mut added = Vec::new();
         for c in &config.clusters {
             let same = self
-                .0
+                .list
                 .iter()
                 .find(|old| old.config.name == c.name && old.same_conf(&key(c)));
             match same {
                 Some(old) => kept.push(old.clone()),
                 None => {
-                    let fresh = Clusters::build_one(config, c, metrics)?;
+                    let fresh = Clusters::build_one(c, &names, &self.probes, metrics)?;
                     added.push(fresh.clone());
                     kept.push(fresh);
                 }
             }
         }
         let removed = self
-            .0
+            .list
             .iter()
             .filter(|old| !kept.iter().any(|k| Arc::ptr_eq(k, old)))
             .cloned()
             .collect();
         Ok(Rebuilt {
-            clusters: Clusters(kept),
+            clusters: Clusters {
+                list: kept,
+                names,
+                probes: self.probes.clone(),
+            },
             added,
             removed,
         })
@@ -103,27 +122,27 @@ impl Clusters {
 
     /// The cluster at `index` in the conf's order.
     pub fn get(&self, index: usize) -> Option<&Arc<Cluster>> {
-        self.0.get(index)
+        self.list.get(index)
     }
 
     /// Every cluster, in the conf's order.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Cluster>> {
-        self.0.iter()
+        self.list.iter()
     }
 
     /// How many clusters there are.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.list.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.list.is_empty()
     }
 
     /// Clusters that have not finished their first discovery yet.
     pub fn pending(&self) -> Vec<&str> {
-        self.0
+        self.list
             .iter()
             .filter(|c| !c.is_ready())
             .map(|c| c.name())

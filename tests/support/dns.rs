@@ -1,5 +1,6 @@
 //! A real, authoritative DNS server on 127.0.0.1 whose records a test changes at will: A/AAAA per
-//! name, NXDOMAIN, SERVFAIL/REFUSED/silence, stop and restart on the same port.
+//! name, CNAME chains with a TTL per name, NXDOMAIN, SERVFAIL/REFUSED/silence, stop and restart
+//! on the same port.
 //!
 //! A synchronous face for plain `#[test]` fns over the `headless-dns` crate, the DNS server the
 //! local demo serves its pods with: UDP and TCP share one port, and large UDP answers are
@@ -71,6 +72,34 @@ impl DnsServer {
             },
             Err(e) => panic!("DnsServer: no port free for both UDP and TCP on 127.0.0.1: {e}"),
         }
+    }
+
+    /// Starts a server on `addr` (UDP and TCP), or says why it cannot: a resolv.conf names
+    /// nameservers on port 53 only, which needs the right to bind a low port.
+    #[allow(dead_code)] // not every test target uses it
+    pub fn start_at(addr: SocketAddr) -> std::io::Result<DnsServer> {
+        let zone = Zone::new();
+        let runtime = new_runtime("dns");
+        let server = runtime.block_on(headless_dns::DnsServer::bind(addr, zone.clone()))?;
+        Ok(DnsServer {
+            addr: server.addr(),
+            zone,
+            running: Some((runtime, server)),
+            held: None,
+        })
+    }
+
+    /// Makes `name` an alias: a CNAME record to `target`, followed by the server within its
+    /// records (a chain, when `target` is an alias too).
+    #[allow(dead_code)] // not every test target uses it
+    pub fn set_cname(&self, name: &str, target: &str) {
+        self.zone.set_cname(name, target);
+    }
+
+    /// The TTL of `name`'s own records (its CNAME or its addresses), instead of the server's.
+    #[allow(dead_code)] // not every test target uses it
+    pub fn set_name_ttl(&self, name: &str, secs: u32) {
+        self.zone.set_name_ttl(name, secs);
     }
 
     /// The server's address (the same for UDP and TCP).

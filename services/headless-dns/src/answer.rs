@@ -49,7 +49,7 @@ impl ZoneHandler {
         match mode {
             DnsMode::ServFail => return Answer::code_only(ResponseCode::ServFail),
             DnsMode::Refused => return Answer::code_only(ResponseCode::Refused),
-            DnsMode::Normal | DnsMode::Drop => {}
+            DnsMode::Normal | DnsMode::Drop | DnsMode::BrokenTcp => {}
         }
         if request.message_type() != MessageType::Query || request.op_code() != OpCode::Query {
             return Answer::code_only(ResponseCode::NotImp);
@@ -57,17 +57,37 @@ impl ZoneHandler {
         let [query] = request.queries() else {
             return Answer::code_only(ResponseCode::FormErr);
         };
-        let ttl = self.zone.ttl();
+        let zone_ttl = self.zone.ttl();
         // Answer with the name as the client spelt it: resolvers may check the case (0x20).
-        let owner = query.original().name().clone();
-        let Some(records) = self.zone.records(&query.name().to_string()) else {
+        let mut owner = query.original().name().clone();
+        let mut found = self.zone.records(&query.name().to_string());
+        // An alias is answered with its CNAME and what its target answers, as far as the zone
+        // knows it (a chain longer than 8 is cut: the client follows the rest or gives up).
+        let mut chain = Vec::new();
+        for _ in 0..8 {
+            let Some(records) = &found else { break };
+            let (Some(target), false) = (&records.cname, query.query_type() == RecordType::CNAME)
+            else {
+                break;
+            };
+            let Some(target_name) = fqdn(target) else {
+                break;
+            };
+            let ttl = records.ttl.unwrap_or(zone_ttl);
+            let cname = RData::CNAME(hickory_proto::rr::rdata::CNAME(target_name.clone()));
+            chain.push(Record::from_rdata(owner.clone(), ttl, cname));
+            owner = target_name;
+            found = self.zone.records(target);
+        }
+        let Some(records) = found else {
             return Answer {
                 code: ResponseCode::NXDomain,
-                answers: Vec::new(),
-                authority: vec![soa(ttl)],
+                answers: chain,
+                authority: vec![soa(zone_ttl)],
                 additionals: Vec::new(),
             };
         };
+        let ttl = records.ttl.unwrap_or(zone_ttl);
         let answers: Vec<Record> = match query.query_type() {
             RecordType::A => records
                 .a
@@ -116,13 +136,14 @@ impl ZoneHandler {
             Vec::new()
         };
         let authority = if answers.is_empty() {
-            vec![soa(ttl)]
+            vec![soa(zone_ttl)]
         } else {
             Vec::new()
         };
+        chain.extend(answers);
         Answer {
             code: ResponseCode::NoError,
-            answers,
+            answers: chain,
             authority,
             additionals,
         }
@@ -215,7 +236,8 @@ impl RequestHandler for ZoneHandler {
         let mut header = Header::response_from_request(request.header());
         header.set_authoritative(true);
         header.set_recursion_available(true);
-        if mode == DnsMode::Drop {
+        let over_tcp = request.protocol() == Protocol::Tcp;
+        if mode == DnsMode::Drop || (mode == DnsMode::BrokenTcp && over_tcp) {
             // Send nothing: the client sees a dead server and times out.
             return header.into();
         }
@@ -238,7 +260,12 @@ impl RequestHandler for ZoneHandler {
 
         // hickory-server truncates (and sets TC) at the EDNS payload, but without EDNS it allows
         // 4096 bytes over UDP instead of RFC 1035's 512: apply the limit here for both cases.
-        if request.protocol() == Protocol::Udp {
+        if mode == DnsMode::BrokenTcp {
+            header.set_truncated(true);
+            answers.clear();
+            authority.clear();
+            additionals.clear();
+        } else if request.protocol() == Protocol::Udp {
             let limit = edns.as_ref().map_or(CLASSIC_UDP_PAYLOAD, Edns::max_payload);
             if let Some(fit) =
                 answers_that_fit(&header, request, &answers, &authority, edns.as_ref(), limit)

@@ -1,10 +1,13 @@
-//! `headless-dns [--listen IP:PORT] [--ttl SECS] [--zone-file PATH] NAME=IP[,IP...]...`: serves
+//! `headless-dns [--listen IP:PORT] [--ttl SECS] [--zone-file PATH] [--stats-file PATH]
+//! NAME=IP[,IP...]...`: serves
 //! records as cluster DNS serves headless services, until Ctrl-C or SIGTERM. For poking at by
 //! hand: `dig @127.0.0.1 -p 15353 service1.default.svc.cluster.local`.
 //!
 //! Defaults: `--listen 127.0.0.1:15353`, `--ttl 5` (CoreDNS's default for cluster names).
 //! `--zone-file PATH`: more records, one `NAME=IP[,IP...]` per line, read again whenever the file
 //! changes (see `zone_file.rs`); its names override the same names given as arguments.
+//! `--stats-file PATH`: every second, a line `UNIX_SECONDS QUERIES TCP_QUERIES PEAK_PER_10MS`
+//! appended (totals since start; the most queries within one 10 ms in that second), for benches.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -15,13 +18,14 @@ use headless_dns::{DnsServer, Zone};
 mod zone_file;
 
 const USAGE: &str =
-    "usage: headless-dns [--listen IP:PORT] [--ttl SECS] [--zone-file PATH] NAME=IP[,IP...]...";
+    "usage: headless-dns [--listen IP:PORT] [--ttl SECS] [--zone-file PATH] [--stats-file PATH] NAME=IP[,IP...]...";
 
 #[derive(Debug)]
 struct Args {
     listen: SocketAddr,
     ttl: u32,
     zone_file: Option<PathBuf>,
+    stats_file: Option<PathBuf>,
     services: Vec<(String, Vec<Ipv4Addr>)>,
 }
 
@@ -30,6 +34,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
         listen: SocketAddr::from(([127, 0, 0, 1], 15353)),
         ttl: 5,
         zone_file: None,
+        stats_file: None,
         services: Vec::new(),
     };
     let mut args = args.into_iter();
@@ -50,6 +55,10 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
             "--zone-file" => {
                 let value = args.next().ok_or("--zone-file needs a PATH")?;
                 parsed.zone_file = Some(PathBuf::from(value));
+            }
+            "--stats-file" => {
+                let value = args.next().ok_or("--stats-file needs a PATH")?;
+                parsed.stats_file = Some(PathBuf::from(value));
             }
             "-h" | "--help" => return Err(String::new()),
             record => parsed.services.push(zone_file::parse_record(record)?),
@@ -86,6 +95,10 @@ async fn main() -> ExitCode {
         }
     }
     let watch_zone = zone.clone();
+    let stats = args
+        .stats_file
+        .clone()
+        .map(|path| tokio::spawn(write_stats(zone.clone(), path)));
     let server = match DnsServer::bind(args.listen, zone).await {
         Ok(server) => server,
         Err(e) => {
@@ -107,8 +120,38 @@ async fn main() -> ExitCode {
     if let Some(watcher) = watcher {
         watcher.abort();
     }
+    if let Some(stats) = stats {
+        stats.abort();
+    }
     server.stop().await;
     ExitCode::SUCCESS
+}
+
+/// Appends the query counters to `path` every second (see the module doc).
+async fn write_stats(zone: Zone, path: PathBuf) {
+    use std::io::Write as _;
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        every.tick().await;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let line = format!(
+            "{now} {} {} {}\n",
+            zone.queries(),
+            zone.tcp_queries(),
+            zone.take_peak_per_10ms()
+        );
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            eprintln!("headless-dns: --stats-file {}: {e}", path.display());
+            return;
+        }
+    }
 }
 
 async fn wait_for_stop_signal() {

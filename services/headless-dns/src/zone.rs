@@ -17,6 +17,9 @@ pub enum DnsMode {
     Refused,
     /// Never answer (a dead or unreachable DNS server: clients time out). Queries are still counted.
     Drop,
+    /// Answer over UDP truncated (TC set, no records), and never over TCP: the fallback that a
+    /// truncated answer sends clients to is broken (a firewall that drops DNS over TCP).
+    BrokenTcp,
 }
 
 impl DnsMode {
@@ -25,6 +28,7 @@ impl DnsMode {
             1 => DnsMode::ServFail,
             2 => DnsMode::Refused,
             3 => DnsMode::Drop,
+            4 => DnsMode::BrokenTcp,
             _ => DnsMode::Normal,
         }
     }
@@ -35,6 +39,7 @@ impl DnsMode {
             DnsMode::ServFail => 1,
             DnsMode::Refused => 2,
             DnsMode::Drop => 3,
+            DnsMode::BrokenTcp => 4,
         }
     }
 }
@@ -45,6 +50,11 @@ pub struct NameRecords {
     pub a: Vec<Ipv4Addr>,
     pub aaaa: Vec<Ipv6Addr>,
     pub srv: Vec<Srv>,
+    /// An alias: the name answers a CNAME record to this name, followed within the zone (the
+    /// other lists are then not served), as cluster DNS answers for an `ExternalName` Service.
+    pub cname: Option<String>,
+    /// The TTL of this name's records; `None`: the zone's.
+    pub ttl: Option<u32>,
 }
 
 /// One SRV record (RFC 2782): a target host and its port, with priority and weight.
@@ -78,6 +88,10 @@ struct ZoneState {
     tcp_queries: AtomicU64,
     /// The last names asked (lowercase, as asked: with the final dot), at most `ASKED_KEPT`.
     asked: Mutex<std::collections::VecDeque<String>>,
+    /// Queries per 10 ms: (the current 10 ms since `born`, its count, the largest count since
+    /// [`Zone::take_peak_per_10ms`]), to see whether clients ask all at once.
+    burst: Mutex<(u128, u32, u32)>,
+    born: std::time::Instant,
 }
 
 /// How many asked names [`Zone::asked`] keeps.
@@ -100,6 +114,8 @@ impl Zone {
                 queries: AtomicU64::new(0),
                 tcp_queries: AtomicU64::new(0),
                 asked: Mutex::new(std::collections::VecDeque::new()),
+                burst: Mutex::new((0, 0, 0)),
+                born: std::time::Instant::now(),
             }),
         }
     }
@@ -188,6 +204,17 @@ impl Zone {
         self.names().entry(normalize(name)).or_default().srv = records;
     }
 
+    /// Makes `name` an alias of `target`: it answers a CNAME record, and the zone's records of
+    /// `target` (followed through further aliases) after it.
+    pub fn set_cname(&self, name: &str, target: &str) {
+        self.names().entry(normalize(name)).or_default().cname = Some(target.to_owned());
+    }
+
+    /// The TTL of `name`'s records (its CNAME, or its addresses), instead of the zone's.
+    pub fn set_name_ttl(&self, name: &str, secs: u32) {
+        self.names().entry(normalize(name)).or_default().ttl = Some(secs);
+    }
+
     /// Makes `name` not exist any more: queries for it get NXDOMAIN.
     pub fn remove(&self, name: &str) {
         self.names().remove(&normalize(name));
@@ -245,7 +272,25 @@ impl Zone {
         asked.push_back(name.to_ascii_lowercase());
     }
 
+    /// The most queries received within one 10 ms since the last call (or the start).
+    pub fn take_peak_per_10ms(&self) -> u32 {
+        let mut burst = self.state.burst.lock().unwrap_or_else(|p| p.into_inner());
+        let peak = burst.2.max(burst.1);
+        burst.2 = 0;
+        burst.1 = 0;
+        peak
+    }
+
     pub(crate) fn count_query(&self, over_tcp: bool) {
+        {
+            let slot = self.state.born.elapsed().as_millis() / 10;
+            let mut burst = self.state.burst.lock().unwrap_or_else(|p| p.into_inner());
+            if burst.0 != slot {
+                burst.2 = burst.2.max(burst.1);
+                *burst = (slot, 0, burst.2);
+            }
+            burst.1 += 1;
+        }
         self.state.queries.fetch_add(1, Ordering::SeqCst);
         if over_tcp {
             self.state.tcp_queries.fetch_add(1, Ordering::SeqCst);
