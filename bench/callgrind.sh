@@ -9,6 +9,9 @@
 #
 #   bench/callgrind.sh                  build if the tree changed, then 3 rounds (≈ 2 min)
 #   bench/callgrind.sh --no-build       measure the binaries in target/release as they are
+#                                       ($CARGO_TARGET_DIR/release when that is set)
+#   bench/callgrind.sh --access-log     headway with its access log on (plain, to a file), as
+#                                       users run it; off by default (the request path alone)
 #   bench/callgrind.sh --smoke          1 round of 20 and 220 requests: does everything run?
 #   bench/callgrind.sh --reanalyze DIR  write DIR's report again from its raw outputs
 #   bench/callgrind.sh --help           every option of bench/lib/callgrind.py

@@ -62,9 +62,11 @@ class Fail(RuntimeError):
 # the confs
 
 
-def headway_conf(d: Path, extra: list[str]) -> Path:
+def headway_conf(d: Path, extra: list[str], access_log: bool = False) -> Path:
     """bench/conf/headway.yaml's settings, with the cluster's address an IP literal (no DNS);
-    `extra`: top-level lines added (--headway-conf), for measuring a setting's cost."""
+    `extra`: top-level lines added (--headway-conf), for measuring a setting's cost;
+    `access_log`: the access log on (plain lines to a file in `d`, as shipped but for the file)
+    instead of off."""
     lines = [
         "# written by bench/lib/callgrind.py: bench/conf/headway.yaml with an IP-literal cluster",
         "version: 1",
@@ -79,7 +81,8 @@ def headway_conf(d: Path, extra: list[str]) -> Path:
         f'  listen: ["{PROXY["headway"][0]}:{PROXY["headway"][1]}"]',
         f'  admin: {{ listen: "{ADMIN[0]}:{ADMIN[1]}" }}',
         "  drain_time: 0s",
-        "  access_log: { enabled: false }",
+        f"  access_log: {{ path: {d}/access.log }}" if access_log
+        else "  access_log: { enabled: false }",
         "  routes:",
         "    - { prefix: /, cluster: backend }",
         "  clusters:",
@@ -218,7 +221,7 @@ def run_one(args, peer: str, n: int, rnd: int, raw: Path, env: dict,
             raise Fail(f"{a[0]}:{a[1]} is in use: is another callgrind bench running?")
     out_file = raw / out_name(peer, n, rnd)
     if peer == "headway":
-        target = [str(args.headway_bin), "-c", str(headway_conf(d, args.headway_conf))]
+        target = [str(args.headway_bin), "-c", str(headway_conf(d, args.headway_conf, args.access_log))]
     else:
         target = [str(args.floor_bin), f"{addr[0]}:{addr[1]}", f"{BACKEND_IP}:{BACKEND_H1}", "1"]
     argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}",
@@ -613,7 +616,8 @@ def report(args, out: Path, raw: Path, runs: list[dict], info: dict) -> tuple[st
         f"Marginal cost = (Ir with {n_l} requests − Ir with {n_s}) / {dn}: every thread of the "
         "proxy, one client connection, requests one at a time; the backend is nginx on "
         f"{BACKEND_IP}:{BACKEND_H1}. {len(rounds)} round(s); the median is shown, with the "
-        f"spread of the rounds. Command: `{info['command']}`; tree: commit {info['commit']}"
+        f"spread of the rounds. headway's access log: "
+        f"{'on (plain lines to a file)' if info.get('access_log') else 'off'}. Command: `{info['command']}`; tree: commit {info['commit']}"
         f"{' + uncommitted changes (raw/tree.diff.gz)' if info['dirty'] else ''}.\n")
     if info.get("stale_binary"):
         md.append(f"**Warning**: {info['stale_binary']}\n")
@@ -882,6 +886,7 @@ def measure(args) -> tuple[dict, list[dict], Path, Path]:
                                                 time.gmtime(bins[p].stat().st_mtime))}
                      for p in args.peers},
         "small": args.small, "large": args.large, "rounds": args.rounds,
+        "access_log": args.access_log,
         "padded": not args.no_pad, "smoke": args.smoke,
         "request": REQUEST.decode(),
     }
@@ -915,12 +920,16 @@ def main() -> int:
                     help="do not keep the short run alive as long as the long one")
     ap.add_argument("--smoke", action="store_true",
                     help="1 round of 20 and 220 requests: does it all run?")
-    ap.add_argument("--headway-bin", type=Path, default=REPO / "target/release/headway")
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
+    ap.add_argument("--headway-bin", type=Path, default=target / "release/headway")
+    ap.add_argument("--access-log", action="store_true",
+                    help="headway with its access log on, to a file (off by default: the cost "
+                         "of the request path alone)")
     ap.add_argument("--headway-conf", action="append", default=[], metavar="LINE",
                     help="a top-level line added to headway's conf (repeatable), e.g. "
                          "'fast_timeout_to_tokio_threshold_seconds: 900'")
     ap.add_argument("--floor-bin", type=Path,
-                    default=REPO / "target/release/examples/pingora_floor")
+                    default=target / "release/examples/pingora_floor")
     ap.add_argument("--out", type=Path,
                     help="results directory (bench/results/<timestamp>-callgrind)")
     ap.add_argument("--reanalyze", type=Path, metavar="DIR",

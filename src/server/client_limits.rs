@@ -14,26 +14,29 @@
 //! pingora's own loop does (HTTP/2 and custom protocols are handed to pingora's). Between two
 //! requests a kept-alive plaintext connection is *parked*: it waits for its socket to become
 //! readable before pingora's request session (and its header buffer) exists, so thousands of
-//! idle clients cost a fraction of the memory. The wait goes through a duplicate of the socket
-//! registered once per connection (the original is pingora's, already registered with the
-//! runtime). Duplicates count against the open-files limit, so at most a quarter of it goes to
-//! them (see [`Parking`]); past that, idle connections wait as pingora has them wait. One timer
-//! per connection serves every deadline of it, moved on in place (a later deadline costs no
-//! timer-wheel work).
+//! idle clients cost a fraction of the memory (nor is pingora's finished request future kept).
+//! The wait goes through a duplicate of the socket registered once per connection (the original
+//! is pingora's, already registered with the runtime): no system call of its own. Duplicates
+//! count against the open-files limit, so at most a quarter of it goes to them (see
+//! [`Parking`]); past that, a connection waits on its own stream with a read of nothing, ready
+//! when the client sends (one more system call per request). One timer per connection serves
+//! every deadline of it, moved on in place (a later deadline costs no timer-wheel work).
 
 use super::socket::{answer_request_timeout, ParkedSocket, Parking};
 use crate::connection::ClientStream;
 use async_trait::async_trait;
 use log::debug;
-use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use prometheus::IntCounter;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Release};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -149,16 +152,24 @@ where
         let deadline = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(deadline);
         let mut parked_socket: Option<ParkedSocket> = None;
-        let mut session = ServerSession::new_http1(stream);
-        session.set_keepalive_reuses_remaining(
-            self.inner
-                .server_options()
-                .and_then(|o| o.keepalive_request_limit),
-        );
+        // What a request leaves to the next: the stream and pingora's settings for it. (A
+        // session is made and handed to pingora within one step, never held across a wait:
+        // so this future, which a parked connection keeps, has no room for one.)
+        let (mut stream, mut persistent): (Stream, Option<HttpPersistentSettings>) = (stream, None);
         // Whether this request follows another on the connection, and whether the wait for it
         // was parked.
         let (mut reused, mut parked) = (false, false);
         loop {
+            let mut session = ServerSession::new_http1(stream);
+            if !reused {
+                session.set_keepalive_reuses_remaining(
+                    self.inner
+                        .server_options()
+                        .and_then(|o| o.keepalive_request_limit),
+                );
+            } else if let Some(settings) = persistent.take() {
+                settings.apply_to_session(&mut session);
+            }
             connection.begin_request();
             let waits_for_next_request = reused && !parked;
             if !*shutdown.borrow() {
@@ -194,7 +205,7 @@ where
             let first = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await;
             let done = match first {
                 Poll::Ready(done) => done,
-                Poll::Pending if connection.headers_read() => work.await,
+                Poll::Pending if connection.headers_read() => (&mut work).await,
                 Poll::Pending => {
                     deadline.as_mut().reset(Instant::now() + limit);
                     tokio::select! {
@@ -202,7 +213,7 @@ where
                         done = &mut work => done,
                         () = deadline.as_mut() => {
                             if connection.headers_read() {
-                                work.await
+                                (&mut work).await
                             } else {
                                 self.timeouts.inc();
                                 debug!("client sent no complete request headers within {limit:?}: closing");
@@ -216,11 +227,14 @@ where
                     }
                 }
             };
+            // pingora's request future, done, is several kilobytes: freed now, not kept while
+            // the connection is parked (that cost 12 kB per idle client).
+            drop(work);
             if done.is_none() && !connection.headers_read() && connection.written() > written_before
             {
                 (self.on_own_answer)(400, client(), "request refused by the HTTP/1 parser");
             }
-            let (stream, persistent) = done?.consume();
+            (stream, persistent) = done?.consume();
             reused = true;
 
             // Between requests: park until the next one's bytes come.
@@ -233,8 +247,11 @@ where
                     }
                 }
             }
-            parked = parked_socket.is_some();
-            if let Some(waiting) = &parked_socket {
+            // Past the duplicates' budget a plaintext connection waits on its own stream: a
+            // read of nothing, ready when the client sends (one more system call per request,
+            // no descriptor).
+            parked = socket.is_some();
+            if parked {
                 // Closed when the server shuts down, as pingora closes connections waiting
                 // for a request then: their clients reconnect to whoever serves next. (A
                 // `Notified` made before the flag is read gets the notification sent after.)
@@ -243,9 +260,18 @@ where
                     return None;
                 }
                 deadline.as_mut().reset(Instant::now() + self.idle_timeout);
+                let readable = std::future::poll_fn(|cx| match &parked_socket {
+                    Some(waiting) => waiting.poll_readable(cx),
+                    None => {
+                        let mut nothing = ReadBuf::new(&mut []);
+                        Pin::new(&mut stream)
+                            .poll_read(cx, &mut nothing)
+                            .map(|_| ())
+                    }
+                });
                 let woken = tokio::select! {
                     biased;
-                    () = std::future::poll_fn(|cx| waiting.poll_readable(cx)) => true,
+                    () = readable => true,
                     () = deadline.as_mut() => false,
                     () = stop => false,
                 };
@@ -253,10 +279,6 @@ where
                     debug!("idle kept-alive connection closed (idle_timeout or shutdown)");
                     return None;
                 }
-            }
-            session = ServerSession::new_http1(stream);
-            if let Some(settings) = persistent {
-                settings.apply_to_session(&mut session);
             }
         }
     }

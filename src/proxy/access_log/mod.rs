@@ -7,24 +7,26 @@
 //! or `\` is written in double quotes with `\"`, `\\`, `\t`, `\n`, `\r` and `\xNN` escapes, so
 //! a client's `x-request-id` or path can never add a field or a line.
 //!
-//! The request's worker only formats its line and queues it; a thread of the log's own
-//! (`access-log`, started with the first line) writes the queue, so a slow disk or a stderr
-//! nobody reads never holds up a request. Queue: 8,192 lines; a line that finds it full is
-//! dropped and counted (`headway_access_log_dropped_total`). Dropping the log, as the server
-//! does when it exits, writes every queued line first (waiting at most 2 seconds).
+//! The request's worker writes its line into the log's buffer (no allocation; the time's date
+//! formatted once a second) and goes on; a thread of the log's own (`access-log`, started with
+//! the first line) writes the buffer, at most every 100 ms, so a slow disk or a stderr nobody
+//! reads never holds up a request, and steady traffic costs no system call per line. Queue:
+//! 8,192 lines; a line that finds it full is dropped and counted
+//! (`headway_access_log_dropped_total`). Dropping the log, as the server does when it exits,
+//! writes every queued line first (waiting at most 2 seconds).
 
+mod line;
 mod writer;
 
 use crate::config::{AccessLogConfig, AccessLogFormat};
 use prometheus::IntCounter;
 use serde::Serialize;
-use std::fmt::Write as _;
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Mutex, OnceLock};
+#[cfg(test)]
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
-use writer::{Message, Queue, Stderr};
+use writer::{Queue, Stderr};
 
 /// Lines queued for the writer thread at most; more are dropped and counted.
 const QUEUE_LINES: usize = 8_192;
@@ -64,8 +66,8 @@ pub struct Entry<'a> {
     pub error: Option<&'a str>,
 }
 
-/// The access log of `gateway.access_log` (Envoy: `access_log`): formats each [`Entry`] on
-/// the request's worker and hands the line to its writer thread.
+/// The access log of `gateway.access_log` (Envoy: `access_log`): writes each [`Entry`] into
+/// the buffer of its writer thread.
 pub struct AccessLog {
     format: AccessLogFormat,
     /// None when the log is off.
@@ -101,16 +103,9 @@ impl AccessLog {
     }
 
     fn to_writer(format: AccessLogFormat, out: Box<dyn Write + Send>, capacity: usize) -> Self {
-        let (lines, pending) = crossbeam_channel::bounded(capacity);
         AccessLog {
             format,
-            queue: Some(Queue {
-                lines,
-                writer: Mutex::new(Some((pending, out))),
-                started: OnceLock::new(),
-                dropped: None,
-                warned: AtomicBool::new(false),
-            }),
+            queue: Some(Queue::new(out, capacity)),
         }
     }
 
@@ -133,118 +128,40 @@ impl AccessLog {
         let Some(queue) = &self.queue else {
             return;
         };
-        queue.push(self.format(entry, SystemTime::now()));
+        let at = SystemTime::now();
+        let format = self.format;
+        queue.push(|p| match format {
+            AccessLogFormat::Plain => line::plain(&mut p.buf, &mut p.clock, entry, at),
+            AccessLogFormat::Json => line::json(&mut p.buf, &mut p.clock, entry, at),
+        });
     }
 
     /// Waits (at most 2 seconds) until every line queued so far is written.
     pub fn flush(&self) {
-        let Some(queue) = &self.queue else {
-            return;
-        };
-        if queue.started.get() != Some(&true) {
-            return;
-        }
-        let deadline = Instant::now() + FLUSH_TIMEOUT;
-        let (done, written) = crossbeam_channel::bounded(1);
-        if queue
-            .lines
-            .send_deadline(Message::Flush(done), deadline)
-            .is_ok()
-        {
-            let _ = written.recv_deadline(deadline);
+        if let Some(queue) = &self.queue {
+            queue.flush(Instant::now() + FLUSH_TIMEOUT);
         }
     }
 
+    /// The entry's line as [`AccessLog::write`] writes it, at `at`.
+    #[cfg(test)]
     fn format(&self, e: &Entry<'_>, at: SystemTime) -> String {
-        let time = humantime::format_rfc3339_millis(at);
+        let (mut out, mut clock) = (Vec::new(), line::Clock::default());
         match self.format {
-            AccessLogFormat::Json => {
-                #[derive(Serialize)]
-                struct Line<'a> {
-                    time: String,
-                    #[serde(flatten)]
-                    entry: &'a Entry<'a>,
-                }
-                let line = Line {
-                    time: time.to_string(),
-                    entry: e,
-                };
-                serde_json::to_string(&line).unwrap_or_default() + "\n"
-            }
-            AccessLogFormat::Plain => {
-                let mut line = String::with_capacity(256);
-                // Writing to a String cannot fail.
-                let _ = write!(line, "{time}");
-                for (key, value) in [("client", e.client), ("method", e.method), ("path", e.path)] {
-                    push_field(&mut line, key, value);
-                }
-                let _ = write!(line, " status={}", e.status);
-                push_field(&mut line, "cluster", e.cluster);
-                push_field(&mut line, "backend", e.backend);
-                let _ = write!(line, " attempts={}", e.attempts);
-                match e.upstream_ms {
-                    Some(ms) => {
-                        let _ = write!(line, " upstream_ms={ms:.3}");
-                    }
-                    None => line.push_str(" upstream_ms=-"),
-                }
-                let _ = write!(line, " duration_ms={:.3}", e.duration_ms);
-                push_field(&mut line, "request_id", e.request_id);
-                let _ = write!(
-                    line,
-                    " bytes_received={} bytes_sent={}",
-                    e.bytes_received, e.bytes_sent
-                );
-                if let Some(error) = e.error {
-                    line.push_str(" error=");
-                    push_quoted(&mut line, error);
-                }
-                line.push('\n');
-                line
-            }
+            AccessLogFormat::Plain => line::plain(&mut out, &mut clock, e, at),
+            AccessLogFormat::Json => line::json(&mut out, &mut clock, e, at),
         }
+        String::from_utf8(out).unwrap_or_default()
     }
 }
 
 impl Drop for AccessLog {
     fn drop(&mut self) {
+        if let Some(queue) = &self.queue {
+            queue.close();
+        }
         self.flush();
     }
-}
-
-/// ` key=value`, the value bare when a logfmt reader reads it back as it is, else quoted.
-fn push_field(line: &mut String, key: &str, value: &str) {
-    line.push(' ');
-    line.push_str(key);
-    line.push('=');
-    let bare = !value.is_empty()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'=' | b'\\'));
-    if bare {
-        line.push_str(value);
-    } else {
-        push_quoted(line, value);
-    }
-}
-
-/// `"value"`, with every byte outside printable ASCII, `"` and `\` escaped.
-fn push_quoted(line: &mut String, value: &str) {
-    line.push('"');
-    for b in value.bytes() {
-        match b {
-            b'"' => line.push_str("\\\""),
-            b'\\' => line.push_str("\\\\"),
-            b'\n' => line.push_str("\\n"),
-            b'\r' => line.push_str("\\r"),
-            b'\t' => line.push_str("\\t"),
-            b' '..=b'~' => line.push(char::from(b)),
-            _ => {
-                let _ = write!(line, "\\x{b:02x}");
-            }
-        }
-    }
-    line.push('"');
 }
 
 #[cfg(test)]
