@@ -374,6 +374,11 @@ fn grpcio_client_and_server_through_an_h2c_listener_and_an_http2_cluster() {
         gateway.wait_for_log("path=/interop.Echo/Cancel", Duration::from_secs(5)),
         "no access-log line for the cancelled call"
     );
+    // Lines reach the log in batches (up to 100 ms apart): wait for each one read below.
+    assert!(
+        gateway.wait_for_log("path=/interop.Echo/Deadline", Duration::from_secs(5)),
+        "no access-log line for the call past its deadline"
+    );
     let lines = access_lines(&gateway);
     let line_for = |path: &str| {
         lines
