@@ -39,6 +39,8 @@ from common import (  # noqa: E402
 
 PROXY = ("127.0.0.1", 18500)
 ADMIN = ("127.0.0.1", 18590)
+# Envoy's admin listener does not reuse an address in TIME_WAIT: not headway's admin port
+ENVOY_ADMIN = ("127.0.0.1", 18591)
 PODS = ["127.0.20.1", "127.0.20.2", "127.0.20.3"]
 
 
@@ -146,7 +148,8 @@ def envoy_conf(d: Path, args, services: int, routes: list[tuple[str, str]]) -> P
                 "address": f"svc-{i:04}.bench.", "port_value": args.backend_port}}}}]}]},
     } for i in range(services)]
     conf = {
-        "admin": {"address": {"socket_address": {"address": ADMIN[0], "port_value": ADMIN[1]}}},
+        "admin": {"address": {"socket_address": {"address": ENVOY_ADMIN[0],
+                                                 "port_value": ENVOY_ADMIN[1]}}},
         "static_resources": {"listeners": [{
             "name": "ingress",
             "address": {"socket_address": {"address": PROXY[0], "port_value": PROXY[1]}},
@@ -167,8 +170,9 @@ def envoy_conf(d: Path, args, services: int, routes: list[tuple[str, str]]) -> P
 
 def start(peer: str, d: Path, args, services: int, routes) -> tuple[Proc, float]:
     """Starts the peer; returns it and the seconds until the last route answered 200."""
-    if not wait_until(lambda: port_free(*PROXY) and port_free(*ADMIN), 10):
-        raise RuntimeError(f"{PROXY} or {ADMIN} in use")
+    admin = ADMIN if peer == "headway" else ENVOY_ADMIN
+    if not wait_until(lambda: port_free(*PROXY) and port_free(*admin), 10):
+        raise RuntimeError(f"{PROXY} or {admin} in use")
     if peer == "headway":
         argv = [str(args.headway_bin), "-c", str(headway_conf(d, args, services, routes))]
         env, stop = {"RUST_LOG": "warn"}, signal.SIGINT
@@ -307,7 +311,12 @@ def report(out: Path, args, results: list[dict], wall: float) -> str:
     return text
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _interrupt)  # stop what we started, as on Ctrl-C
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sizes", default="10,100,1000", help="services, one route each")
     ap.add_argument("--routes-case", default="1000x10000",
