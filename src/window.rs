@@ -4,6 +4,7 @@
 
 use crate::lock;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -190,16 +191,19 @@ pub struct RouteWindow {
 #[derive(Default)]
 pub struct RouteWindows {
     current: Mutex<Vec<RouteWindow>>,
+    /// The served windows by cluster, then route (the first of a name, as a scan would find):
+    /// a reload of 10,000 routes looks each up instead of scanning 10,000 for each (1.5 s).
+    by_name: Mutex<HashMap<String, HashMap<String, Arc<Window>>>>,
 }
 
 impl RouteWindows {
     /// The window of (`cluster`, `route`): the served one, or a new one. Called when a conf's
     /// routing is built, never on the request path.
     pub fn window(&self, cluster: &str, route: &str) -> RouteWindow {
-        let window = lock(&self.current)
-            .iter()
-            .find(|w| w.route == route && w.cluster == cluster)
-            .map_or_else(Arc::default, |w| w.window.clone());
+        let window = lock(&self.by_name)
+            .get(cluster)
+            .and_then(|routes| routes.get(route))
+            .map_or_else(Arc::default, Arc::clone);
         RouteWindow {
             route: route.to_owned(),
             cluster: cluster.to_owned(),
@@ -209,6 +213,15 @@ impl RouteWindows {
 
     /// The routes of the conf now served, in its order.
     pub fn publish(&self, routes: Vec<RouteWindow>) {
+        let mut by_name: HashMap<String, HashMap<String, Arc<Window>>> = HashMap::new();
+        for w in &routes {
+            by_name
+                .entry(w.cluster.clone())
+                .or_default()
+                .entry(w.route.clone())
+                .or_insert_with(|| w.window.clone());
+        }
+        *lock(&self.by_name) = by_name;
         *lock(&self.current) = routes;
     }
 

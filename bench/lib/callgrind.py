@@ -62,11 +62,23 @@ class Fail(RuntimeError):
 # the confs
 
 
-def headway_conf(d: Path, extra: list[str], access_log: bool = False) -> Path:
+def route_lines(routes: int, route_at: str) -> list[str]:
+    """The conf's routes: `prefix: /` alone by default; with --routes N, N routes of which the
+    one every request matches (`path: /`) is the first or the last (--route-at), the others
+    prefixes no request matches (`/r00001/`, ...): the cost of a table's size to a request."""
+    if routes <= 1:
+        return ["    - { prefix: /, cluster: backend }"]
+    others = [f"    - {{ prefix: /r{i:05}/, cluster: backend }}" for i in range(1, routes)]
+    target = ["    - { path: /, cluster: backend }"]
+    return target + others if route_at == "first" else others + target
+
+
+def headway_conf(d: Path, extra: list[str], access_log: bool = False, routes: int = 1,
+                 route_at: str = "last") -> Path:
     """bench/conf/headway.yaml's settings, with the cluster's address an IP literal (no DNS);
     `extra`: top-level lines added (--headway-conf), for measuring a setting's cost;
     `access_log`: the access log on (plain lines to a file in `d`, as shipped but for the file)
-    instead of off."""
+    instead of off; `routes`, `route_at`: see route_lines."""
     lines = [
         "# written by bench/lib/callgrind.py: bench/conf/headway.yaml with an IP-literal cluster",
         "version: 1",
@@ -84,7 +96,7 @@ def headway_conf(d: Path, extra: list[str], access_log: bool = False) -> Path:
         f"  access_log: {{ path: {d}/access.log }}" if access_log
         else "  access_log: { enabled: false }",
         "  routes:",
-        "    - { prefix: /, cluster: backend }",
+        *route_lines(routes, route_at),
         "  clusters:",
         "    - name: backend",
         f"      address: {BACKEND_IP}",
@@ -221,7 +233,9 @@ def run_one(args, peer: str, n: int, rnd: int, raw: Path, env: dict,
             raise Fail(f"{a[0]}:{a[1]} is in use: is another callgrind bench running?")
     out_file = raw / out_name(peer, n, rnd)
     if peer == "headway":
-        target = [str(args.headway_bin), "-c", str(headway_conf(d, args.headway_conf, args.access_log))]
+        target = [str(args.headway_bin), "-c",
+                  str(headway_conf(d, args.headway_conf, args.access_log, args.routes,
+                                   args.route_at))]
     else:
         target = [str(args.floor_bin), f"{addr[0]}:{addr[1]}", f"{BACKEND_IP}:{BACKEND_H1}", "1"]
     argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}",
@@ -928,6 +942,10 @@ def main() -> int:
     ap.add_argument("--headway-conf", action="append", default=[], metavar="LINE",
                     help="a top-level line added to headway's conf (repeatable), e.g. "
                          "'fast_timeout_to_tokio_threshold_seconds: 900'")
+    ap.add_argument("--routes", type=int, default=1,
+                    help="routes in headway's conf (1: `prefix: /`); see --route-at")
+    ap.add_argument("--route-at", choices=["first", "last"], default="last",
+                    help="where the route the requests match is among --routes (last)")
     ap.add_argument("--floor-bin", type=Path,
                     default=target / "release/examples/pingora_floor")
     ap.add_argument("--out", type=Path,

@@ -9,7 +9,7 @@ use super::errors::Errors;
 use super::listeners::{admin, listeners, Admin, Listener, RawAdmin};
 use super::reader;
 use super::resolver::{resolver, RawResolver, ResolverSettings};
-use super::routes::{route, RawRoute, Route};
+use super::routes::{route, Earlier, RawRoute, Route};
 use serde::Deserialize;
 use serde_yaml::Value;
 use std::collections::HashMap;
@@ -190,15 +190,15 @@ fn clusters(values: &[Value], errors: &mut Errors) -> (Vec<ClusterConfig>, HashM
 }
 
 fn routes(values: &[Value], clusters: &HashMap<String, usize>, errors: &mut Errors) -> Vec<Route> {
-    let mut routes: Vec<(String, Route)> = Vec::new();
+    let mut routes = Earlier::default();
     for (i, value) in values.iter().enumerate() {
         let path = format!("gateway.routes[{i}]");
         let Some(raw) = reader::read::<RawRoute>(value, &path, errors) else {
             continue;
         };
         if let Some(r) = route(raw, &path, clusters, &routes, errors) {
-            routes.push((path, r));
+            routes.push(path, r);
         }
     }
-    routes.into_iter().map(|(_, r)| r).collect()
+    routes.into_routes()
 }

@@ -6,7 +6,7 @@ use super::filters::{filters, FilterSpec};
 use super::headers::{self, HeaderName, HeaderToAdd};
 use serde::Deserialize;
 use serde_yaml::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 /// One entry of `gateway.routes`: its match (path prefix, exact path or regex, optionally
@@ -196,13 +196,71 @@ impl TryFrom<String> for Domain {
     }
 }
 
+/// The routes read so far, each with its path in the conf, indexed by the path they match: a
+/// route that can never match is found among the few earlier ones whose prefix starts its
+/// path, not by comparing it with each (10,000 routes would make 50 million comparisons).
+#[derive(Debug, Default)]
+pub(super) struct Earlier {
+    routes: Vec<(String, Route)>,
+    /// Prefix and exact routes by their path's bytes.
+    by_path: HashMap<Box<[u8]>, Vec<usize>>,
+    /// The distinct lengths of the prefixes.
+    prefix_lengths: BTreeSet<usize>,
+}
+
+impl Earlier {
+    /// Adds the route read at `path`, after every one before it.
+    pub(super) fn push(&mut self, path: String, route: Route) {
+        let key = match &route.matcher {
+            PathMatch::Prefix(p) => {
+                self.prefix_lengths.insert(p.len());
+                Some(p)
+            }
+            PathMatch::Exact(p) => Some(p),
+            PathMatch::Regex(_) => None,
+        };
+        if let Some(key) = key {
+            let at = self.routes.len();
+            self.by_path
+                .entry(key.as_bytes().into())
+                .or_default()
+                .push(at);
+        }
+        self.routes.push((path, route));
+    }
+
+    /// The first earlier route that matches every request `later` would (a regex covers
+    /// nothing, and nothing covers a regex).
+    fn shadowing(&self, later: &Route) -> Option<&(String, Route)> {
+        let text = match &later.matcher {
+            PathMatch::Prefix(p) | PathMatch::Exact(p) => p.as_bytes(),
+            PathMatch::Regex(_) => return None,
+        };
+        let lengths = self.prefix_lengths.range(..text.len());
+        lengths
+            .copied()
+            .chain([text.len()])
+            .filter_map(|len| self.by_path.get(&text[..len]))
+            .flatten()
+            .copied()
+            .filter(|&i| self.routes[i].1.shadows(later))
+            .min()
+            .map(|i| &self.routes[i])
+    }
+
+    /// The routes, in the conf's order.
+    pub(super) fn into_routes(self) -> Vec<Route> {
+        self.routes.into_iter().map(|(_, r)| r).collect()
+    }
+}
+
 /// Checks one route; `clusters` maps cluster names to where they are defined, `earlier` holds
 /// the routes before it that passed, with their paths.
 pub(super) fn route(
     r: RawRoute,
     path: &str,
     clusters: &HashMap<String, usize>,
-    earlier: &[(String, Route)],
+    earlier: &Earlier,
     errors: &mut Errors,
 ) -> Option<Route> {
     let before = errors.count();
@@ -330,7 +388,7 @@ pub(super) fn route(
         max_request_body_bytes: r.max_request_body_bytes,
         filters,
     };
-    if let Some((first, e)) = earlier.iter().find(|(_, e)| e.shadows(&route)) {
+    if let Some((first, e)) = earlier.shadowing(&route) {
         errors.push(
             path,
             format!(

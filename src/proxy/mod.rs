@@ -15,6 +15,7 @@ mod hooks;
 mod http1;
 mod logging;
 mod retry;
+pub mod route_index;
 pub mod router;
 mod routing;
 mod xfcc;

@@ -55,6 +55,67 @@ fn route_matches_and_actions_are_checked() {
     .unwrap();
 }
 
+/// Shadowing is found through the earlier routes' paths, not by comparing each pair: the
+/// error still names the first route that shadows, and only prefixes and equal exact paths
+/// shadow (a regex neither shadows nor is shadowed).
+#[test]
+fn the_first_route_that_shadows_is_named() {
+    let routes = |r: &[&str]| {
+        let items: String = r.iter().map(|r| format!("    - {r}\n")).collect();
+        format!("gateway:\n  routes:\n{items}  clusters:\n    - {{ name: a, address: a.test, port: 80 }}\n")
+    };
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &[
+                "{ prefix: /a/b, cluster: a }",
+                "{ prefix: /a, cluster: a }",
+                "{ prefix: /, cluster: a }",
+                "{ path: /a/b/c, cluster: a }",
+            ],
+            "gateway.routes[3]: `=/a/b/c` can never match: gateway.routes[0] (`/a/b`)",
+        ),
+        (
+            &["{ path: /x, cluster: a }", "{ path: /x, cluster: a }"],
+            "gateway.routes[1]: `=/x` can never match: gateway.routes[0] (`=/x`)",
+        ),
+        (
+            &["{ prefix: /x, cluster: a }", "{ path: /x, cluster: a }"],
+            "gateway.routes[1]: `=/x` can never match: gateway.routes[0] (`/x`)",
+        ),
+        (
+            &[
+                "{ prefix: /, domains: [b.com], cluster: a }",
+                "{ prefix: /é, domains: [a.com], cluster: a }",
+                "{ prefix: /éa, domains: [a.com], cluster: a }",
+            ],
+            "gateway.routes[2]: `/éa` can never match: gateway.routes[1] (`/é`)",
+        ),
+        (
+            &[
+                "{ regex: /.*, cluster: a }",
+                "{ prefix: /, cluster: a }",
+                "{ regex: /x, cluster: a }",
+                "{ path: /, cluster: a }",
+            ],
+            "gateway.routes[3]: `=/` can never match: gateway.routes[1] (`/`)",
+        ),
+    ];
+    for (r, want) in cases {
+        let errors = Config::from_yaml(&routes(r))
+            .map(|_| Vec::new())
+            .unwrap_or_else(|e| e.errors);
+        let want = format!("{want} comes first and matches every request it would");
+        assert_eq!(errors, vec![want], "{r:?}");
+    }
+    // Neither an exact path nor a host-bound route covers a prefix it shares.
+    Config::from_yaml(&routes(&[
+        "{ path: /a, cluster: a }",
+        "{ prefix: /a, domains: [a.com], cluster: a }",
+        "{ prefix: /a, cluster: a }",
+    ]))
+    .unwrap();
+}
+
 #[test]
 fn routes_take_filters_each_a_name_and_its_own_settings() {
     let routes = |r: &str| {
