@@ -74,6 +74,18 @@ pub struct ClusterConfig {
     pub tls: Option<UpstreamTls>,
 }
 
+impl ClusterConfig {
+    /// The `Host` a request to this cluster gets when it has none (an HTTP/1.0 client may leave
+    /// it out; the gateway's own calls): the cluster's TLS name (SNI) if it speaks TLS, else its
+    /// address without a trailing dot — nginx's `$proxy_host`.
+    pub fn default_host(&self) -> String {
+        match &self.tls {
+            Some(tls) => tls.sni.clone(),
+            None => self.address.to_string().trim_end_matches('.').to_owned(),
+        }
+    }
+}
+
 /// What a cluster's `address` names.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]

@@ -266,7 +266,7 @@ impl ProxyHttp for Proxy {
         {
             let host = match (upstream_request.uri.authority(), ctx.cluster.as_deref()) {
                 (Some(authority), _) => Some(authority.as_str().to_owned()),
-                (None, Some(cluster)) => Some(cluster.default_host()),
+                (None, Some(cluster)) => Some(cluster.config.default_host()),
                 (None, None) => None,
             };
             if let Some(host) = host {

@@ -117,7 +117,7 @@ impl ClusterClient {
     /// TLS, else its address (without a trailing dot).
     pub fn default_host(&self) -> String {
         match &self.cluster {
-            Some(cluster) => cluster.default_host(),
+            Some(cluster) => cluster.config.default_host(),
             None => self.name.to_string(),
         }
     }

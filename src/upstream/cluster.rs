@@ -173,21 +173,6 @@ impl Cluster {
         peer
     }
 
-    /// The `Host` a request to this cluster gets when it has none (an HTTP/1.0 client may leave
-    /// it out; the gateway's own calls): the cluster's TLS name (SNI) if it speaks TLS, else its
-    /// address without a trailing dot — nginx's `$proxy_host`.
-    pub fn default_host(&self) -> String {
-        match &self.config.tls {
-            Some(tls) => tls.sni.clone(),
-            None => self
-                .config
-                .address
-                .to_string()
-                .trim_end_matches('.')
-                .to_owned(),
-        }
-    }
-
     /// Records what the cluster was built from (see `Clusters::rebuild`).
     pub(super) fn set_conf_key(&self, key: String) {
         let _ = self.conf_key.set(key);
