@@ -115,7 +115,7 @@ fn build_from(
 /// cache-less resolver, one connection pool), built from `gateway.resolver` and the resolv.conf
 /// it names. resolv.conf is read again at most once a second when a lookup is due; when its
 /// content changed (kube-dns's Service re-created, the file rewritten) the next lookup asks the
-/// new nameservers. After [`RENEW_AFTER_FAILURES`] failed lookups in a row the resolvers are
+/// new nameservers. After `RENEW_AFTER_FAILURES` (3) failed lookups in a row the resolvers are
 /// built anew, so sockets a dead path left behind are not used again.
 pub struct Resolvers {
     state: Mutex<ResolversState>,
