@@ -12,8 +12,7 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::backend::Backend;
@@ -28,30 +27,6 @@ use support::{free_port, http, wait_until};
 /// A token signed by no key anyone publishes, with a `kid` no JWKS has: `{"alg":"RS256",
 /// "typ":"JWT","kid":"made-up-kid"}`, then any payload and signature.
 const MADE_UP_HEADER: &str = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCIsImtpZCI6Im1hZGUtdXAta2lkIn0";
-
-/// Runs the issuer into `dir`; None (and a loud SKIP) when PyJWT or cryptography is missing.
-fn mint(dir: &Path) -> Option<serde_json::Value> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/mint_jwt.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .args([dir.to_str().unwrap(), "https://issuer.test", "orders"])
-        .stdin(Stdio::null())
-        .output();
-    match out {
-        Ok(out) if out.status.success() => {}
-        Ok(out) if String::from_utf8_lossy(&out.stderr).contains("ModuleNotFoundError") => {
-            support::skip(
-                "jwks",
-                "PyJWT/cryptography missing: scripts/setup.sh installs them (scripts/python-peers.txt)",
-            );
-            return None;
-        }
-        Ok(out) => panic!("mint_jwt.py: {}", String::from_utf8_lossy(&out.stderr)),
-        Err(e) => panic!("python3: {e}"),
-    }
-    let tokens = std::fs::read_to_string(dir.join("tokens.json")).unwrap();
-    Some(serde_json::from_str(&tokens).unwrap())
-}
 
 /// The identity provider: nginx on `ip` serving `/files/jwks.json` over HTTPS as `idp.test`
 /// (its certificate signed by the PKI's intermediate), found by DNS.
@@ -178,7 +153,7 @@ fn keys_rotate_with_their_provider_and_the_last_good_set_outlives_it() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let Some(tokens) = mint(dir.path()) else {
+    let Some(tokens) = support::jwt::mint(dir.path(), "jwks") else {
         return;
     };
     let token = |name: &str| tokens[name].as_str().unwrap().to_owned();
@@ -293,7 +268,7 @@ fn the_refresh_runs_unasked_and_a_reload_keeps_the_keys() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let Some(tokens) = mint(dir.path()) else {
+    let Some(tokens) = support::jwt::mint(dir.path(), "jwks") else {
         return;
     };
     let (old, new) = (
@@ -383,7 +358,7 @@ fn a_provider_the_cluster_does_not_trust_gives_no_keys() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let Some(tokens) = mint(dir.path()) else {
+    let Some(tokens) = support::jwt::mint(dir.path(), "jwks") else {
         return;
     };
     let old = tokens["rs256"].as_str().unwrap().to_owned();

@@ -7,7 +7,6 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::backend::Backend;
 use support::conf::{map, Cluster, Filter, Route};
@@ -323,30 +322,6 @@ fn api_keys_in_a_header_or_the_query_pass_and_never_reach_the_backend_or_the_log
     }
 }
 
-/// Runs the issuer; None (and a loud SKIP) when PyJWT or cryptography is missing.
-fn mint(dir: &Path) -> Option<serde_json::Value> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/mint_jwt.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .args([dir.to_str().unwrap(), "https://issuer.test", "orders"])
-        .stdin(Stdio::null())
-        .output();
-    match out {
-        Ok(out) if out.status.success() => {}
-        Ok(out) if String::from_utf8_lossy(&out.stderr).contains("ModuleNotFoundError") => {
-            support::skip(
-                "jwt",
-                "PyJWT/cryptography missing: scripts/setup.sh installs them (scripts/python-peers.txt)",
-            );
-            return None;
-        }
-        Ok(out) => panic!("mint_jwt.py: {}", String::from_utf8_lossy(&out.stderr)),
-        Err(e) => panic!("python3: {e}"),
-    }
-    let tokens = std::fs::read_to_string(dir.join("tokens.json")).unwrap();
-    Some(serde_json::from_str(&tokens).unwrap())
-}
-
 /// `/orders` behind `jwt`: the issuer's JWKS and an HS256 secret (both written by mint_jwt.py
 /// into `dir`), its subject and issuer forwarded as headers.
 fn jwt_routes(dir: &Path) -> Vec<Route> {
@@ -381,7 +356,7 @@ fn jwt_routes(dir: &Path) -> Vec<Route> {
 #[test]
 fn a_cached_token_keeps_its_claims_and_is_refused_once_it_expires() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(tokens) = mint(dir.path()) else {
+    let Some(tokens) = support::jwt::mint(dir.path(), "jwt") else {
         return;
     };
     let token = tokens["short_lived"].as_str().unwrap().to_owned();
@@ -434,7 +409,7 @@ fn a_cached_token_keeps_its_claims_and_is_refused_once_it_expires() {
 #[test]
 fn jwt_tokens_of_the_issuer_pass_with_their_claims_and_every_bad_one_gets_401() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(tokens) = mint(dir.path()) else {
+    let Some(tokens) = support::jwt::mint(dir.path(), "jwt") else {
         return;
     };
     let token = |name: &str| tokens[name].as_str().unwrap().to_owned();

@@ -16,6 +16,7 @@ pub mod dns;
 pub mod envoy;
 pub mod gateway;
 pub mod http;
+pub mod jwt;
 pub mod nginx;
 pub mod node;
 pub mod pki;
