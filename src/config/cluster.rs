@@ -19,7 +19,7 @@ use std::time::Duration;
 
 /// One entry of `gateway.clusters`: an upstream service, where its backends are and how they
 /// are called (Envoy: a `clusters` entry with `type: STRICT_DNS`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterConfig {
     /// `name`: unique among the clusters; what routes, logs, metrics and `/clusters` call it.
     pub name: String,

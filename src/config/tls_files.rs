@@ -9,8 +9,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// A CA bundle: the certificates in `path`, each DER.
-#[derive(Clone)]
+/// A CA bundle: the certificates in `path`, each DER. Equal when the path and every
+/// certificate are: a renewed file makes a cluster's conf differ, so a reload rebuilds it.
+#[derive(Clone, PartialEq, Eq)]
 pub struct CaBundle {
     /// The file, as the conf names it.
     pub path: PathBuf,
@@ -19,8 +20,9 @@ pub struct CaBundle {
     digest: String,
 }
 
-/// A client certificate chain (leaf first) and its private key.
-#[derive(Clone)]
+/// A client certificate chain (leaf first) and its private key. Equal when the paths, the
+/// chain and the key are.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ClientCertKey {
     /// `cert`, as the conf names it.
     pub cert_path: PathBuf,
@@ -33,9 +35,8 @@ pub struct ClientCertKey {
     digest: String,
 }
 
-/// A short digest of what was read: the Debug form of a cluster's conf is the key that tells
-/// a reload whether the cluster changed, so a renewed file rebuilds it; the key itself is
-/// never printed.
+/// A short digest of what was read, for the Debug form (what a log shows of a conf): two
+/// reads of a renewed file print differently, and the key itself is never printed.
 fn digest<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
     let mut hasher = Sha256::new();
     for part in parts {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 /// A cluster's `tls`: the backends are reached over TLS, verified against `ca` for the name
 /// `sni`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamTls {
     /// `sni`: the name sent in the ClientHello, and the name the backend's certificate must be
     /// valid for (one of its subjectAltNames); default: the cluster's `address` without a

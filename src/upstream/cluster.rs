@@ -63,8 +63,6 @@ pub struct Cluster {
     pub(super) ready: AtomicBool,
     /// Wakes the probe loop when discovery finds new addresses, so they enter rotation fast.
     pub(super) probe_now: Notify,
-    /// Its conf and the resolver's, as `Clusters::rebuild` compares them.
-    conf_key: std::sync::OnceLock<String>,
     /// Flipped when a reload removes the cluster: its discovery and probes stop.
     pub(super) retired: tokio::sync::watch::Sender<bool>,
     /// `tls`: how its peers speak TLS; `None`: cleartext.
@@ -153,7 +151,6 @@ impl Cluster {
             ready: AtomicBool::new(false),
             probe_now: Notify::new(),
             retired: tokio::sync::watch::channel(false).0,
-            conf_key: std::sync::OnceLock::new(),
             tls,
         })
     }
@@ -171,16 +168,6 @@ impl Cluster {
             None => {}
         }
         peer
-    }
-
-    /// Records what the cluster was built from (see `Clusters::rebuild`).
-    pub(super) fn set_conf_key(&self, key: String) {
-        let _ = self.conf_key.set(key);
-    }
-
-    /// Whether the cluster was built from this conf.
-    pub(super) fn same_conf(&self, key: &str) -> bool {
-        self.conf_key.get().is_some_and(|k| k == key)
     }
 
     /// The cluster's name, as routes name it.

@@ -69,31 +69,29 @@ impl Clusters {
     ) -> Result<Arc<Cluster>, String> {
         let dns = matches!(c.address, Address::Name(_)).then(|| names.clone());
         let cluster = Cluster::new(c.clone(), dns, probes.clone(), metrics.cluster(&c.name))?;
-        cluster.set_conf_key(format!("{c:?} {:?}", names.resolvers().settings()));
         Ok(Arc::new(cluster))
     }
 
-    /// The clusters of `config`, keeping each of these whose conf (and the resolver's) did not
-    /// change: its backends, health, ejections and counters stay. Returns the new set, the
-    /// clusters made for it (to start: they have run no discovery yet) and those it no longer
-    /// has (to retire once requests on them end). A changed `gateway.resolver` makes new
-    /// resolvers, and every cluster that resolves a name is made anew with them.
+    /// The clusters of `config`, keeping each of these whose conf did not change (and, for one
+    /// that resolves a name, the resolver's): its backends, health, ejections and counters stay.
+    /// Returns the new set, the clusters made for it (to start: they have run no discovery yet)
+    /// and those it no longer has (to retire once requests on them end). A changed
+    /// `gateway.resolver` makes new resolvers, and every cluster that resolves a name is made
+    /// anew with them; a cluster with an IP address is kept.
     pub fn rebuild(&self, config: &GatewayConfig, metrics: &Metrics) -> Result<Rebuilt, String> {
-        let names = if self.names.resolvers().settings() == config.resolver {
+        let same_resolver = self.names.resolvers().settings() == config.resolver;
+        let names = if same_resolver {
             self.names.clone()
         } else {
             Names::new(&config.resolver).map_err(|e| format!("gateway.resolver: {e}"))?
         };
-        // The conf types hold durations, addresses and names only: their Debug form is a
-        // faithful key for "unchanged".
-        let key = |c: &crate::config::ClusterConfig| format!("{c:?} {:?}", config.resolver);
         let mut kept = Vec::with_capacity(config.clusters.len());
         let mut added = Vec::new();
         for c in &config.clusters {
             let same = self
                 .list
                 .iter()
-                .find(|old| old.config.name == c.name && old.same_conf(&key(c)));
+                .find(|old| old.config == *c && (same_resolver || old.dns.is_none()));
             match same {
                 Some(old) => kept.push(old.clone()),
                 None => {
@@ -147,5 +145,62 @@ impl Clusters {
             .filter(|c| !c.is_ready())
             .map(|c| c.name())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const CONF: &str = r#"
+version: 1
+gateway:
+  listen: ["127.0.0.1:8000"]
+  admin: { listen: "127.0.0.1:9901" }
+  resolver: { nameservers: ["127.0.0.1:15353"] }
+  routes:
+    - { prefix: /a, cluster: a }
+    - { prefix: /b, cluster: b }
+    - { prefix: /c, cluster: c }
+  clusters:
+    - { name: a, address: a.svc.cluster.local, port: 8080 }
+    - { name: b, address: b.svc.cluster.local, port: 8080, connect_timeout: 250ms }
+    - { name: c, address: 127.0.0.9, port: 8080 }
+"#;
+
+    fn rebuilt(from: &Clusters, text: &str) -> Rebuilt {
+        let config = Config::from_yaml(text).unwrap_or_else(|e| panic!("{e}"));
+        from.rebuild(
+            &config.gateway,
+            &Metrics::new().unwrap_or_else(|e| panic!("{e}")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn kept(old: &Clusters, new: &Clusters) -> Vec<bool> {
+        new.iter()
+            .map(|n| old.iter().any(|o| Arc::ptr_eq(o, n)))
+            .collect()
+    }
+
+    #[test]
+    fn a_reload_keeps_each_cluster_whose_conf_is_equal_and_remakes_the_rest() {
+        let config = Config::from_yaml(CONF).unwrap_or_else(|e| panic!("{e}"));
+        let metrics = Metrics::new().unwrap_or_else(|e| panic!("{e}"));
+        let first = Clusters::build(&config.gateway, &metrics).unwrap_or_else(|e| panic!("{e}"));
+
+        let same = rebuilt(&first, CONF);
+        assert_eq!(kept(&first, &same.clusters), [true, true, true]);
+        assert!(same.added.is_empty() && same.removed.is_empty());
+
+        let changed = rebuilt(&first, &CONF.replace("250ms", "300ms"));
+        assert_eq!(kept(&first, &changed.clusters), [true, false, true]);
+        assert_eq!(changed.added.len(), 1);
+        assert_eq!(changed.removed.len(), 1);
+
+        // A new resolver remakes the clusters that resolve a name; the IP-literal one stays.
+        let resolver = rebuilt(&first, &CONF.replace("127.0.0.1:15353", "127.0.0.2:15353"));
+        assert_eq!(kept(&first, &resolver.clusters), [false, false, true]);
     }
 }
