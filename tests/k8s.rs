@@ -1045,3 +1045,75 @@ fn the_tls_component_mounts_the_secret_the_conf_reads_and_publishes_443() {
         }
     }
 }
+
+/// `k8s/components/monitoring`: a PodMonitor that scrapes the gateway pods' admin port (the port
+/// the conf's admin listener is on), a PrometheusRule with exactly the groups of
+/// monitoring/headway-alerts.yaml, and the Grafana dashboard's ConfigMap holding
+/// monitoring/headway-dashboard.json (scripts/monitoring.sh writes both copies); in the
+/// namespace of everything else, and the objects that need no CRD strictly valid.
+#[test]
+fn the_monitoring_component_scrapes_the_admin_port_and_carries_the_rules_and_the_dashboard() {
+    if !have_kubectl() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rendered = Rendered::render_with_component("monitoring", dir.path());
+    let namespace = rendered.namespace();
+    let stale = "run scripts/monitoring.sh after editing monitoring/";
+
+    let rule = rendered.get("PrometheusRule", "headway");
+    let alerts: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(repo().join("monitoring/headway-alerts.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rule["spec"]["groups"], alerts["groups"], "{stale}");
+
+    let dashboard = rendered.get("ConfigMap", "headway-grafana-dashboard");
+    let json = std::fs::read_to_string(repo().join("monitoring/headway-dashboard.json")).unwrap();
+    assert_eq!(
+        str_of(&dashboard["data"]["headway-dashboard.json"], "dashboard"),
+        json,
+        "{stale}"
+    );
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+
+    let monitor = rendered.get("PodMonitor", "headway");
+    let gateway =
+        rendered.deployment_selected_by(&monitor["spec"]["selector"]["matchLabels"], "PodMonitor");
+    let container = only_container(gateway);
+    let endpoints = seq(
+        &monitor["spec"]["podMetricsEndpoints"],
+        "podMetricsEndpoints",
+    );
+    assert_eq!(endpoints.len(), 1);
+    assert_eq!(endpoints[0]["path"], "/metrics");
+    let port_name = str_of(&endpoints[0]["port"], "port");
+    let port = seq(&container["ports"], "ports")
+        .iter()
+        .find(|p| p["name"] == port_name)
+        .unwrap_or_else(|| panic!("no container port named {port_name}"));
+    let conf: Value = serde_yaml::from_str(&rendered.gateway_conf().1).unwrap();
+    let admin = port_of(str_of(&conf["gateway"]["admin"]["listen"], "admin.listen"));
+    assert_eq!(port["containerPort"].as_u64(), Some(u64::from(admin)));
+
+    for object in [rule, dashboard, monitor] {
+        assert_eq!(object["metadata"]["namespace"], namespace.as_str());
+    }
+
+    // kubernetes-validate knows no CRD: the rest of the rendering validates strictly.
+    if let Some(validator) = kubernetes_validate() {
+        let plain: Vec<String> = rendered
+            .objects
+            .iter()
+            .filter(|o| o["apiVersion"] != "monitoring.coreos.com/v1")
+            .map(|o| serde_yaml::to_string(o).unwrap())
+            .collect();
+        let all = dir.path().join("rendered.yaml");
+        std::fs::write(&all, plain.join("---\n")).unwrap();
+        for version in [Some(OLDEST_KUBERNETES), None] {
+            if let Err(report) = validate(&validator, std::slice::from_ref(&all), version) {
+                panic!("k8s/ with components/monitoring does not validate: {report}");
+            }
+        }
+    }
+}
