@@ -32,7 +32,10 @@ impl Redis {
             .output()
             .is_ok_and(|o| o.status.success());
         if !installed {
-            support::skip("redis_limits", "redis-server is not installed (scripts/setup.sh)");
+            support::skip(
+                "redis_limits",
+                "redis-server is not installed (scripts/setup.sh)",
+            );
             return None;
         }
         let mut redis = Redis {
@@ -177,11 +180,12 @@ fn three_replicas_share_one_limit_counted_in_redis() {
     let gateways: Vec<Gateway> = (0..3)
         .map(|_| {
             gateway_to(&backend)
-                .route(
-                    Route::prefix("/api")
-                        .to("api")
-                        .filter(shared_limit(&redis.url(), 100, 10, "50ms")),
-                )
+                .route(Route::prefix("/api").to("api").filter(shared_limit(
+                    &redis.url(),
+                    100,
+                    10,
+                    "50ms",
+                )))
                 .start()
         })
         .collect();
@@ -234,7 +238,11 @@ fn three_replicas_share_one_limit_counted_in_redis() {
         let share = *ok as f64 / allowed as f64;
         assert!((0.25..=0.42).contains(&share), "replica {i}: {share:.2}");
     }
-    assert_eq!(backend.hits(), allowed, "a refused request never reaches it");
+    assert_eq!(
+        backend.hits(),
+        allowed,
+        "a refused request never reaches it"
+    );
     for g in &gateways {
         for reason in ["timeout", "refused", "dropped", "error", "connecting"] {
             assert_eq!(store_errors(g, "/api", reason), 0, "{reason}");
@@ -242,12 +250,20 @@ fn three_replicas_share_one_limit_counted_in_redis() {
         g.assert_no_panic();
     }
     // Control: the bucket is in Redis, one key.
-    assert_eq!(redis.cli(&["--scan", "--pattern", "headway:rl:*"]).lines().count(), 1);
+    assert_eq!(
+        redis
+            .cli(&["--scan", "--pattern", "headway:rl:*"])
+            .lines()
+            .count(),
+        1
+    );
 }
 
 #[test]
 fn when_redis_stops_each_failure_mode_does_what_it_says_and_counting_comes_back() {
-    let Some(mut redis) = Redis::start() else { return };
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
     let backend = Backend::start("127.0.28.2", free_port(), "api");
     let timeout = Duration::from_millis(50);
     let limit = |mode: &str| {
@@ -309,9 +325,27 @@ fn when_redis_stops_each_failure_mode_does_what_it_says_and_counting_comes_back(
             .sum::<u64>()
     };
     for route in ["/allow", "/deny", "/local"] {
-        assert_eq!(errors(route), rounds as u64, "{route}: every fallback counted");
+        assert_eq!(
+            errors(route),
+            rounds as u64,
+            "{route}: every fallback counted"
+        );
     }
-    assert!(store_errors(&gateway, "/local", "refused") > 0, "refused while away");
+    assert!(
+        store_errors(&gateway, "/local", "refused") > 0,
+        "refused while away"
+    );
+    // The dashboard shows them, in /stats and on its page.
+    let stats = http::get_json(gateway.admin_addr(), "/stats");
+    let shown = stats["rate_limit_store_errors"].as_array().unwrap();
+    assert!(
+        shown
+            .iter()
+            .any(|e| e["route"] == "/deny" && e["reason"] == "refused"),
+        "{stats:#}"
+    );
+    let page = http::get(gateway.admin_addr(), "/").unwrap().body;
+    assert!(page.contains("id=\"store-errors\"") && page.contains("data-store-route=\"/deny\""));
 
     // Back: counting is global again within a second (a new, empty Redis gets the buckets).
     redis.restart();
@@ -321,8 +355,15 @@ fn when_redis_stops_each_failure_mode_does_what_it_says_and_counting_comes_back(
         redis.cli(&["DBSIZE"]) == "1"
     });
     let took = back.elapsed();
-    assert!(global && took <= Duration::from_secs(1), "global again after {took:?}");
-    assert_eq!(timed(&mut client, "/deny", &[]).0, 200, "deny: counted again");
+    assert!(
+        global && took <= Duration::from_secs(1),
+        "global again after {took:?}"
+    );
+    assert_eq!(
+        timed(&mut client, "/deny", &[]).0,
+        200,
+        "deny: counted again"
+    );
     assert!(gateway.stderr_log().contains("is away"));
     gateway.assert_no_panic();
 }
@@ -393,7 +434,10 @@ fn odd_keys_get_buckets_of_their_own_under_short_keys() {
                         "store",
                         map(&[(
                             "redis",
-                            map(&[("url", redis.url()), ("key_prefix", "my app\nlimits:".into())]),
+                            map(&[
+                                ("url", redis.url()),
+                                ("key_prefix", "my app\nlimits:".into()),
+                            ]),
                         )]),
                     ),
             ),
@@ -401,7 +445,13 @@ fn odd_keys_get_buckets_of_their_own_under_short_keys() {
         .start();
     wait_connected(&gateway, 1);
     let long = "v".repeat(10 * 1024);
-    let values = ["with spaces in it", "tab\there", "ünïcode", long.as_str(), ""];
+    let values = [
+        "with spaces in it",
+        "tab\there",
+        "ünïcode",
+        long.as_str(),
+        "",
+    ];
     let mut client = Client::new(gateway.listen_addr());
     for value in values {
         let statuses: Vec<u16> = (0..3)

@@ -276,7 +276,9 @@ impl RateLimit {
         k.extend_from_slice(prefix.as_bytes());
         match &self.key {
             KeyBy::Client { ipv6_prefix } => match cx.client {
-                Some(ip) => k.extend_from_slice(format!("c:{}", masked(ip, *ipv6_prefix)).as_bytes()),
+                Some(ip) => {
+                    k.extend_from_slice(format!("c:{}", masked(ip, *ipv6_prefix)).as_bytes())
+                }
                 None => k.extend_from_slice(b"c-"),
             },
             KeyBy::Header(name) => match req.headers.get(name) {

@@ -187,7 +187,8 @@ impl RedisStore {
         let capacity = micros(rate.refill_time()).max(interval);
         let mut call = self.script.key(key);
         call.arg(interval).arg(capacity);
-        let answer = tokio::time::timeout(self.timeout, call.invoke_async::<(u8, u64, u64)>(&mut conn));
+        let answer =
+            tokio::time::timeout(self.timeout, call.invoke_async::<(u8, u64, u64)>(&mut conn));
         match answer.await {
             Ok(Ok((allowed, a, b))) => {
                 self.timeouts.store(0, Ordering::Relaxed);
