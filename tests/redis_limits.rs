@@ -166,6 +166,26 @@ fn store_errors(gateway: &Gateway, route: &str, reason: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The longest `duration_ms` the gateway's access log shows for requests to paths starting
+/// with `path` (the gateway's own time, from request to response: the client's scheduling on
+/// a loaded machine is not in it).
+fn slowest_logged(gateway: &Gateway, path: &str) -> Duration {
+    let log = gateway.stderr_log();
+    let ms = log
+        .lines()
+        .filter(|l| l.contains(&format!(" path={path}")))
+        .filter_map(|l| {
+            l.split(" duration_ms=")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<f64>()
+                .ok()
+        })
+        .fold(0.0, f64::max);
+    Duration::from_secs_f64(ms / 1000.0)
+}
+
 /// Sends `GET path` on `client` and returns the status and how long it took.
 fn timed(client: &mut Client, path: &str, headers: &[(&str, &str)]) -> (u16, Duration) {
     let started = Instant::now();
@@ -202,7 +222,10 @@ fn three_replicas_share_one_limit_counted_in_redis() {
                 let mut client = Client::new(addr);
                 let (mut allowed, mut limited) = (0u64, 0u64);
                 for i in 0..2_000u32 {
-                    let at = started + Duration::from_millis(5) * i;
+                    // 200 a second, each at a random point of its 5 ms: clients in lockstep
+                    // would split the tokens by their phase, not their traffic.
+                    let jitter = Duration::from_micros(fastrand::u64(0..5_000));
+                    let at = started + Duration::from_millis(5) * i + jitter;
                     std::thread::sleep(at.saturating_duration_since(Instant::now()));
                     if started.elapsed() > Duration::from_secs(15) {
                         break;
@@ -289,11 +312,11 @@ fn when_redis_stops_each_failure_mode_does_what_it_says_and_counting_comes_back(
     // Redis away for 1.5 s of requests at ~60/s on each route: allow lets all through, deny
     // refuses all (503), local counts in the replica (its half of the limit: 5/s, burst 3).
     let away = Instant::now();
-    let (mut statuses, mut slowest) = (Vec::new(), Duration::ZERO);
+    let (mut statuses, mut slowest_client) = (Vec::new(), Duration::ZERO);
     while away.elapsed() < Duration::from_millis(1_500) && statuses.len() < 600 {
         for path in ["/allow", "/deny", "/local"] {
             let (status, took) = timed(&mut client, path, &[]);
-            slowest = slowest.max(took);
+            slowest_client = slowest_client.max(took);
             statuses.push((path, status));
         }
         std::thread::sleep(Duration::from_millis(15));
@@ -305,7 +328,6 @@ fn when_redis_stops_each_failure_mode_does_what_it_says_and_counting_comes_back(
             .count()
     };
     let rounds = statuses.len() / 3;
-    eprintln!("{rounds} rounds, slowest {slowest:?}");
     assert_eq!(count("/allow", 200), rounds, "allow: every request through");
     assert_eq!(count("/deny", 503), rounds, "deny: every request refused");
     let local = count("/local", 200);
@@ -314,10 +336,13 @@ fn when_redis_stops_each_failure_mode_does_what_it_says_and_counting_comes_back(
         local >= 3 && local as f64 <= most + 1.0 && count("/local", 429) + local == rounds,
         "local: {local} allowed of {rounds} (at most {most:.0})"
     );
-    assert!(
-        slowest <= timeout + Duration::from_millis(5),
-        "a request took {slowest:?}"
-    );
+    for path in ["/allow", "/deny", "/local"] {
+        let slowest = slowest_logged(&gateway, path);
+        assert!(
+            slowest <= timeout + Duration::from_millis(5),
+            "{path}: a request took {slowest:?} in the gateway ({rounds} rounds, slowest at the client {slowest_client:?})"
+        );
+    }
     let errors = |route: &str| {
         ["timeout", "refused", "dropped", "error"]
             .iter()
@@ -393,19 +418,19 @@ fn a_slow_redis_times_out_and_the_fallback_answers_in_time() {
         )
         .start();
     let mut client = Client::new(gateway.listen_addr());
-    let mut slowest = Duration::ZERO;
     for _ in 0..40 {
         for (path, expected) in [("/allow", 200), ("/deny", 503)] {
-            let (status, took) = timed(&mut client, path, &[]);
-            assert_eq!(status, expected, "{path}");
-            slowest = slowest.max(took);
+            assert_eq!(timed(&mut client, path, &[]).0, expected, "{path}");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(
-        slowest <= timeout + Duration::from_millis(5),
-        "a request took {slowest:?}"
-    );
+    for path in ["/allow", "/deny"] {
+        let slowest = slowest_logged(&gateway, path);
+        assert!(
+            slowest <= timeout + Duration::from_millis(5),
+            "{path}: a request took {slowest:?} in the gateway"
+        );
+    }
     let timeouts = store_errors(&gateway, "/allow", "timeout");
     assert!(timeouts > 0, "timeouts counted");
     let all: u64 = ["timeout", "refused", "dropped", "error", "connecting"]
