@@ -514,6 +514,25 @@ fn an_unreachable_redis_at_start_falls_back_and_bad_store_confs_are_errors() {
         .sum();
     assert_eq!(fallbacks, 3);
     assert!(gateway.wait_for_log("cannot reach Redis", Duration::from_secs(5)));
+    // A reload to a URL that does not parse is refused; the running limit goes on, buckets kept.
+    let mut gateway = gateway;
+    gateway.rewrite(
+        gateway_to(&backend).route(
+            Route::prefix("/api")
+                .to("api")
+                .filter(shared_limit("redis://:::nope", 1, 2, "20ms").set("unit", "minute")),
+        ),
+    );
+    gateway.signal("HUP");
+    assert!(gateway.wait_for_log("conf not reloaded", Duration::from_secs(15)));
+    assert!(gateway
+        .stderr_log()
+        .contains("store.redis.url: `redis://:::nope`"));
+    assert_eq!(
+        timed(&mut client, "/api", &[]).0,
+        429,
+        "the same bucket, still limited"
+    );
     gateway.assert_no_panic();
 
     let dir = tempfile::tempdir().unwrap();
