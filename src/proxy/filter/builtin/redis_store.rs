@@ -313,3 +313,34 @@ impl RedisStore {
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_round_trip_through_their_u8_and_bad_urls_and_timeouts_are_refused() {
+        for reason in Reason::ALL {
+            assert_eq!(Reason::from_u8(reason as u8), reason);
+        }
+        assert_eq!(Reason::from_u8(200), Reason::Error);
+        let conf = |yaml: &str| serde_yaml::from_str::<StoreConf>(yaml).map_err(|e| e.to_string());
+        let built = |yaml: &str| conf(yaml).and_then(|c| c.build("p:".into()).map(|_| ()));
+        assert!(built("redis: { url: 'redis://127.0.0.1:6379/2' }").is_ok());
+        let err = built("redis: { url: 'redis://:::x' }")
+            .err()
+            .unwrap_or_default();
+        assert!(err.starts_with("store.redis.url: "), "{err}");
+        let err = built("redis: { url: 'redis://h', timeout: 0ms }")
+            .err()
+            .unwrap_or_default();
+        assert_eq!(err, "store.redis.timeout: must be more than 0");
+        let err = built("redis: { url: 'redis://h', pool: 4 }")
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.starts_with("store.redis: ") && err.contains("unknown field `pool`"),
+            "{err}"
+        );
+    }
+}
