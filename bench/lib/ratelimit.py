@@ -6,7 +6,7 @@
              clients got) against the configured one. A token bucket lets `burst` through at
              once, then `RATE` a second: the table shows the raw rate and the steady one
              ((allowed - burst) / time).
-  cost       a fixed 5,000 requests/s (h2load --rps: 10 keep-alive clients at 500/s each, 10 s
+  cost       a fixed 5,000 requests/s (h2load --rps: 50 keep-alive clients at 100/s each, 10 s
              after 1 s of warm-up) through a limit that never refuses, counted locally and then
              in Redis on loopback (`store: { redis: … }`, Debian's redis-server started here):
              p50 and p99 of h2load's per-request log, the gateway's CPU per request (utime +
@@ -183,7 +183,7 @@ def cost(args, work: Path, store: str) -> dict:
         r0 = cpu_seconds(redis.pids()) if redis else 0.0
         a0 = events("allowed")
         out = subprocess.run(
-            ["h2load", "--h1", "-c", "10", "--rps", "500", "-D", str(args.cost_seconds),
+            ["h2load", "--h1", "-c", "50", "--rps", "100", "-D", str(args.cost_seconds),
              "--warm-up-time", "1", "--log-file", str(logfile),
              f"http://{PROXY[0]}:{PROXY[1]}/limited/x"],
             capture_output=True, text=True, timeout=args.cost_seconds + 60)
@@ -264,7 +264,7 @@ def report(results: dict) -> str:
                    f"| {r['steady_per_s']:.1f} | {r['steady_error_pct']:+.2f}% |")
     if results["cost"]:
         out += ["", "### Cost: a fixed 5,000 requests/s, nothing refused", "",
-                "h2load --h1, 10 keep-alive clients at 500 requests/s each, "
+                "h2load --h1, 50 keep-alive clients at 100 requests/s each, "
                 f"{results['cost_seconds']} s after 1 s of warm-up; Redis on loopback.", "",
                 "| counted | requests | req/s | p50 | p99 | max | gateway CPU/request "
                 "| Redis CPU/request | store errors |",
