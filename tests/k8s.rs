@@ -708,6 +708,172 @@ fn the_gateway_deployment_runs_that_conf_from_the_configmap_and_drains_in_time()
         !spread.is_empty() && spread.iter().all(|c| selects(&c["labelSelector"], labels)),
         "the gateway's pods must be spread over nodes"
     );
+
+    // An autoscaler on CPU that removes pods slower than one drains: at most one pod a period,
+    // the period and the stabilization window both longer than terminationGracePeriodSeconds.
+    let hpas: Vec<&Value> = rendered
+        .of_kind("HorizontalPodAutoscaler")
+        .filter(|h| h["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"])
+        .collect();
+    assert_eq!(hpas.len(), 1, "one HorizontalPodAutoscaler for the gateway");
+    let hpa = &hpas[0]["spec"];
+    assert_eq!(hpas[0]["apiVersion"], "autoscaling/v2");
+    assert_eq!(hpa["scaleTargetRef"]["kind"], "Deployment");
+    assert_eq!(hpa["minReplicas"].as_u64(), Some(replicas));
+    assert!(seq(&hpa["metrics"], "metrics")
+        .iter()
+        .any(|m| m["resource"]["name"] == "cpu"));
+    let down = &hpa["behavior"]["scaleDown"];
+    let window = down["stabilizationWindowSeconds"].as_f64().unwrap();
+    assert!(window > grace, "scale-down window {window} s");
+    for policy in seq(&down["policies"], "scaleDown.policies") {
+        assert_eq!(policy["type"], "Pods", "{policy:?}");
+        assert_eq!(policy["value"].as_u64(), Some(1), "one pod at a time");
+        assert!(
+            policy["periodSeconds"].as_f64().unwrap() > grace,
+            "{policy:?}"
+        );
+    }
+}
+
+/// The NetworkPolicies: the gateway's admin port from the monitoring namespace only, its proxy
+/// port from anywhere; the service pods from the gateway pods only.
+#[test]
+fn network_policies_open_admin_to_monitoring_and_services_to_the_gateway_only() {
+    if !have_kubectl() {
+        return;
+    }
+    let rendered = Rendered::render();
+    let policies: Vec<&Value> = rendered.of_kind("NetworkPolicy").collect();
+    let selecting = |labels: &Value| -> Vec<&Value> {
+        policies
+            .iter()
+            .copied()
+            .filter(|p| selects_expr(&p["spec"]["podSelector"], labels))
+            .collect()
+    };
+    let gateway = rendered.get("Deployment", "headway");
+    let gateway_labels = &gateway["spec"]["template"]["metadata"]["labels"];
+    let on_gateway = selecting(gateway_labels);
+    assert_eq!(on_gateway.len(), 1, "one policy on the gateway pods");
+    let rules = seq(&on_gateway[0]["spec"]["ingress"], "ingress");
+    let container = only_container(gateway);
+    for rule in rules {
+        for port in seq(&rule["ports"], "ports") {
+            let n = container_port(&port["port"], container, "NetworkPolicy port");
+            if n == 9901 {
+                let from = seq(&rule["from"], "from");
+                assert_eq!(from.len(), 1, "admin: {rule:?}");
+                assert_eq!(
+                    from[0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+                    "monitoring"
+                );
+                assert!(from[0]["podSelector"].is_null() && from[0]["ipBlock"].is_null());
+            } else {
+                assert_eq!(n, 8000, "only the proxy port is open to all");
+                assert!(rule["from"].is_null(), "the proxy port: from anywhere");
+            }
+        }
+    }
+    for service in ["service1", "service2"] {
+        let deployment = rendered.get("Deployment", service);
+        let on = selecting(&deployment["spec"]["template"]["metadata"]["labels"]);
+        assert_eq!(on.len(), 1, "one policy on {service}'s pods");
+        for rule in seq(&on[0]["spec"]["ingress"], "ingress") {
+            let from = seq(&rule["from"], "from");
+            assert!(
+                from.iter().all(|f| f["namespaceSelector"].is_null()
+                    && selects(&f["podSelector"], gateway_labels)
+                    && f["podSelector"]["matchLabels"]
+                        .as_mapping()
+                        .map(|m| m.len())
+                        == Some(1)),
+                "{service}: from the gateway pods only: {rule:?}"
+            );
+        }
+    }
+}
+
+/// A podSelector's `matchLabels` and `In` expressions against a pod's labels.
+fn selects_expr(selector: &Value, labels: &Value) -> bool {
+    let exprs = selector["matchExpressions"]
+        .as_sequence()
+        .cloned()
+        .unwrap_or_default();
+    let labels_ok = selector["matchLabels"].is_null() || selects(selector, labels);
+    labels_ok
+        && exprs.iter().all(|e| {
+            e["operator"] == "In"
+                && seq(&e["values"], "values")
+                    .iter()
+                    .any(|v| labels[str_of(&e["key"], "key")] == *v)
+        })
+}
+
+/// `k8s/components/redis`: a Redis the gateway's conf counts its limits in, by the Service's
+/// name and port, reachable from the gateway pods only; the conf the base one plus the limits;
+/// strictly valid, and `-t` passes.
+#[test]
+fn the_redis_component_runs_a_redis_the_conf_counts_in() {
+    if !have_kubectl() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rendered = Rendered::render_with_component("redis", dir.path());
+    let (_, conf_text) = rendered.gateway_conf();
+    let conf: Value = serde_yaml::from_str(&conf_text).unwrap();
+    let base: Value = serde_yaml::from_str(&Rendered::render().gateway_conf().1).unwrap();
+    let namespace = rendered.namespace();
+    let service = rendered.get("Service", "redis");
+    let port = seq(&service["spec"]["ports"], "ports")[0]["port"]
+        .as_u64()
+        .unwrap();
+    let url = format!("redis://redis.{namespace}.svc.cluster.local.:{port}");
+    let mut without_filters = conf.clone();
+    for (i, route) in seq(&conf["gateway"]["routes"], "routes").iter().enumerate() {
+        let filters = seq(&route["filters"], "filters");
+        assert!(!filters.is_empty(), "route {i} has no limit");
+        for f in filters {
+            assert_eq!(f["name"], "rate_limit");
+            assert_eq!(f["store"]["redis"]["url"].as_str(), Some(url.as_str()));
+        }
+        if let Some(m) = without_filters["gateway"]["routes"][i].as_mapping_mut() {
+            m.remove("filters");
+        }
+    }
+    assert_eq!(
+        without_filters, base,
+        "the conf must be the base one but for its filters"
+    );
+    let redis = rendered.deployment_selected_by(&service["spec"]["selector"], "Service redis");
+    let labels = &redis["spec"]["template"]["metadata"]["labels"];
+    let policy = rendered
+        .of_kind("NetworkPolicy")
+        .find(|p| selects_expr(&p["spec"]["podSelector"], labels))
+        .expect("a NetworkPolicy on the Redis pods");
+    let gateway = rendered.get("Deployment", "headway");
+    for rule in seq(&policy["spec"]["ingress"], "ingress") {
+        for from in seq(&rule["from"], "from") {
+            assert!(selects(
+                &from["podSelector"],
+                &gateway["spec"]["template"]["metadata"]["labels"]
+            ));
+            assert!(from["namespaceSelector"].is_null());
+        }
+    }
+    let conf_path = dir.path().join("headway.yaml");
+    std::fs::write(&conf_path, &conf_text).unwrap();
+    let (code, stdout, stderr) = run_headway(&["-t", "-c", &conf_path.to_string_lossy()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    if let Some(validator) = kubernetes_validate() {
+        let all = dir.path().join("rendered.yaml");
+        std::fs::write(&all, &rendered.text).unwrap();
+        for version in [Some(OLDEST_KUBERNETES), None] {
+            if let Err(report) = validate(&validator, std::slice::from_ref(&all), version) {
+                panic!("k8s/ with components/redis does not validate: {report}");
+            }
+        }
+    }
 }
 
 /// Every pod alike, as the restricted Pod Security level (enforced on the namespace) demands, and

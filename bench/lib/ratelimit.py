@@ -6,6 +6,11 @@
              clients got) against the configured one. A token bucket lets `burst` through at
              once, then `RATE` a second: the table shows the raw rate and the steady one
              ((allowed - burst) / time).
+  cost       a fixed 5,000 requests/s (h2load --rps: 50 keep-alive clients at 100/s each, 10 s
+             after 1 s of warm-up) through a limit that never refuses, counted locally and then
+             in Redis on loopback (`store: { redis: … }`, Debian's redis-server started here):
+             p50 and p99 of h2load's per-request log, the gateway's CPU per request (utime +
+             stime from /proc), and Redis's.
   memory     100,000 distinct `x-api-client` values (`key: header`), one request each, from 4
              keep-alive clients: the gateway's VmRSS from /proc before and at checkpoints, with
              `max_keys` at its default (100,000) and at 10,000.
@@ -19,6 +24,7 @@ import argparse
 import http.client
 import json
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -26,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    BENCH, REPO, Backend, Proc, cpu_model, headway_metric, http_get, log, mem_kb, port_free,
+    BENCH, REPO, Backend, Proc, cpu_model, cpu_seconds, headway_metric, http_get, log, mem_kb, port_free,
     wait_until,
 )
 
@@ -146,6 +152,68 @@ def accuracy(args, work: Path, rate: int, burst: int) -> dict:
     return row
 
 
+REDIS_PORT = 18296
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def cost(args, work: Path, store: str) -> dict:
+    """The fixed-rate run through a limit that lets everything through, counted `store`."""
+    d = work / f"cost-{store}"
+    redis = None
+    filt = "{ name: rate_limit, key: client, requests_per_unit: 1000000, unit: second"
+    if store == "redis":
+        redis = Proc("redis-server", ["redis-server", "--port", str(REDIS_PORT), "--bind",
+                                      "127.0.0.1", "--save", "", "--appendonly", "no"],
+                     d / "redis.log")
+        if not wait_until(lambda: not port_free("127.0.0.1", REDIS_PORT), 10, 0.1):
+            redis.stop()
+            raise RuntimeError("redis-server did not start:\n" + redis.tail())
+        filt += (f", store: {{ redis: {{ url: 'redis://127.0.0.1:{REDIS_PORT}', "
+                 f"timeout: 50ms }} }}, failure_mode: deny")
+    filt += " }"
+    proc = start_headway(d, args.headway_bin, filt)
+    logfile = d / "h2load.log"
+    try:
+        time.sleep(1.0)  # connected to Redis
+        pids = proc.pids()
+        c0 = cpu_seconds(pids)
+        r0 = cpu_seconds(redis.pids()) if redis else 0.0
+        a0 = events("allowed")
+        out = subprocess.run(
+            ["h2load", "--h1", "-c", "50", "--rps", "100", "-D", str(args.cost_seconds),
+             "--warm-up-time", "1", "--log-file", str(logfile),
+             f"http://{PROXY[0]}:{PROXY[1]}/limited/x"],
+            capture_output=True, text=True, timeout=args.cost_seconds + 60)
+        cpu = cpu_seconds(pids) - c0
+        redis_cpu = (cpu_seconds(redis.pids()) - r0) if redis else 0.0
+        allowed = events("allowed") - a0
+        errors = headway_metric(*ADMIN, "headway_rate_limit_store_errors_total")
+    finally:
+        proc.stop()
+        if redis:
+            redis.stop()
+    rows = [line.split("\t") for line in logfile.read_text().splitlines() if line.strip()]
+    statuses: dict[str, int] = {}
+    for row in rows:
+        statuses[row[1]] = statuses.get(row[1], 0) + 1
+    us = sorted(float(row[2]) for row in rows)
+    if not us:
+        raise RuntimeError("h2load logged no request:\n" + out.stdout + out.stderr)
+    result = {
+        "store": store, "requests": len(us), "statuses": statuses, "allowed": allowed,
+        "store_errors": errors, "per_s": len(us) / args.cost_seconds,
+        "p50_ms": percentile(us, 0.50) / 1000, "p99_ms": percentile(us, 0.99) / 1000,
+        "max_ms": us[-1] / 1000,
+        "cpu_us_per_request": 1e6 * cpu / max(allowed, 1),
+        "redis_cpu_us_per_request": 1e6 * redis_cpu / max(allowed, 1),
+    }
+    log(f"cost {store}: {result}")
+    return result
+
+
 def distinct_keys(first: int, count: int) -> None:
     """One request for each of `count` new header values, from 4 keep-alive clients, 10 min at
     most. (wrk cannot stop at a count: its main thread sleeps out the whole duration.)"""
@@ -194,6 +262,20 @@ def report(results: dict) -> str:
         out.append(f"| {r['rate']}/s | {r['burst']} | {r['offered_per_s']:.0f} | {r['allowed']} "
                    f"| {r['elapsed_s']:.2f} | {r['allowed_per_s']:.1f} | {r['error_pct']:+.2f}% "
                    f"| {r['steady_per_s']:.1f} | {r['steady_error_pct']:+.2f}% |")
+    if results["cost"]:
+        out += ["", "### Cost: a fixed 5,000 requests/s, nothing refused", "",
+                "h2load --h1, 50 keep-alive clients at 100 requests/s each, "
+                f"{results['cost_seconds']} s after 1 s of warm-up; Redis on loopback.", "",
+                "| counted | requests | req/s | p50 | p99 | max | gateway CPU/request "
+                "| Redis CPU/request | store errors |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for c in results["cost"]:
+            out.append(f"| {c['store']} | {c['requests']} | {c['per_s']:.0f} "
+                       f"| {c['p50_ms']:.3f} ms | {c['p99_ms']:.3f} ms | {c['max_ms']:.2f} ms "
+                       f"| {c['cpu_us_per_request']:.1f} µs | {c['redis_cpu_us_per_request']:.1f} µs "
+                       f"| {c['store_errors']:.0f} |")
+    if not results["memory"]:
+        return "\n".join(out)
     out += ["", "### Memory: distinct keys (`key: header`, one request per key)", "",
             "| max_keys | " + " | ".join(f"{p['keys']:,} keys" for p in
                                          results["memory"][0]["points"]) + " | growth | VmHWM |",
@@ -215,7 +297,8 @@ def main() -> int:
     p.add_argument("--max-requests", type=int, default=200_000)
     p.add_argument("--rate", type=int, default=200)
     p.add_argument("--keys", type=int, default=100_000)
-    p.add_argument("--tests", default="accuracy,memory")
+    p.add_argument("--cost-seconds", type=int, default=10)
+    p.add_argument("--tests", default="accuracy,cost,memory")
     args = p.parse_args()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = BENCH / "results" / f"{stamp}-ratelimit"
@@ -223,11 +306,15 @@ def main() -> int:
     backend = Backend(work, BACKEND_IP, BACKEND_H1, BACKEND_H2C, 1, None)
     results = {"clients": args.clients, "seconds": args.seconds,
                "max_requests": args.max_requests, "accuracy": [], "memory": [],
+               "cost": [], "cost_seconds": args.cost_seconds,
                "cpu": cpu_model(), "headway_bin": str(args.headway_bin)}
     try:
         if "accuracy" in args.tests:
             for burst in (10, args.rate):
                 results["accuracy"].append(accuracy(args, work, args.rate, burst))
+        if "cost" in args.tests:
+            for store in ("local", "redis"):
+                results["cost"].append(cost(args, work, store))
         if "memory" in args.tests:
             for max_keys in (None, args.keys // 10):
                 results["memory"].append(memory(args, work, max_keys))

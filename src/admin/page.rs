@@ -136,11 +136,32 @@ fn body(stats: &Stats) -> String {
     fact(&mut out, "updated", &esc(&g.now));
     out.push_str("</dl></header>");
     routes(&mut out, stats);
+    store_errors(&mut out, stats);
     certificates(&mut out, stats);
     for c in &stats.clusters {
         cluster(&mut out, c);
     }
     out
+}
+
+/// Requests rate limits could not count in Redis, when there were any: their `failure_mode`
+/// decided.
+fn store_errors(out: &mut String, stats: &Stats) {
+    if stats.rate_limit_store_errors.is_empty() {
+        return;
+    }
+    out.push_str("<section id=\"store-errors\"><h2>Rate limit store <small>fallbacks since start</small></h2><div class=\"scroll\"><table><thead><tr><th>route</th><th>reason</th><th>requests</th></tr></thead><tbody>");
+    for e in &stats.rate_limit_store_errors {
+        let _ = write!(
+            out,
+            "<tr data-store-route=\"{}\"><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
+            esc(&e.route),
+            esc(&e.route),
+            badge("warn", &e.reason),
+            e.count
+        );
+    }
+    out.push_str("</tbody></table></div></section>");
 }
 
 /// The certificates in use, when there are any: who uses each, its names, when it expires (a

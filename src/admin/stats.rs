@@ -16,6 +16,9 @@ pub struct Stats {
     /// Every route of the conf served, in its order, then `no_route` (requests that matched no
     /// route: the gateway's own 404, or a refusal before routing).
     pub routes: Vec<RouteStats>,
+    /// Requests a `rate_limit` could not count in its shared store (Redis), by route and
+    /// reason, since the start: only those that happened.
+    pub rate_limit_store_errors: Vec<StoreErrors>,
     /// Every certificate in use, as `/clusters` shows it.
     pub certificates: Vec<crate::certificates::CertInfo>,
     /// Every cluster as `/clusters` shows it, plus each backend's `last_minute` and the
@@ -55,6 +58,44 @@ pub struct RouteStats {
     pub last_minute: Summary,
 }
 
+/// `headway_rate_limit_store_errors_total` of one route and reason.
+#[derive(Debug, Serialize)]
+pub struct StoreErrors {
+    /// The route as `/metrics` labels it.
+    pub route: String,
+    /// Why (timeout, refused, dropped, error, connecting).
+    pub reason: String,
+    /// How many requests its `failure_mode` decided.
+    pub count: u64,
+}
+
+/// The store errors that happened, from their counters.
+fn store_errors(series: &prometheus::IntCounterVec) -> Vec<StoreErrors> {
+    use prometheus::core::Collector;
+    let mut out = Vec::new();
+    for family in series.collect() {
+        for m in family.get_metric() {
+            let label = |name: &str| {
+                m.get_label()
+                    .iter()
+                    .find(|l| l.name() == name)
+                    .map(|l| l.value().to_owned())
+                    .unwrap_or_default()
+            };
+            let count = m.get_counter().get_value() as u64;
+            if count > 0 {
+                out.push(StoreErrors {
+                    route: label("route"),
+                    reason: label("reason"),
+                    count,
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| (&a.route, &a.reason).cmp(&(&b.route, &b.reason)));
+    out
+}
+
 /// Everything the dashboard shows, now.
 pub fn stats(state: &AdminState, started: Instant) -> Stats {
     let m = &state.metrics;
@@ -79,6 +120,7 @@ pub fn stats(state: &AdminState, started: Instant) -> Stats {
                 last_minute,
             })
             .collect(),
+        rate_limit_store_errors: store_errors(&m.filters.store_errors),
         certificates: super::certificates_in_use(state),
         clusters: state.clusters.load().iter().map(|c| c.stats()).collect(),
     }

@@ -14,6 +14,10 @@ pub struct FilterSeries {
     /// `headway_filter_event_timestamp_seconds{route, filter, event}`: when the event last
     /// happened (Unix seconds), for the events a filter stamps: `time() - …` is its age.
     pub timestamps: GaugeVec,
+    /// `headway_rate_limit_store_errors_total{route, reason}`: requests a `rate_limit` with a
+    /// shared store could not count there, so its `failure_mode` decided (`reason`: timeout,
+    /// refused, dropped, error, connecting).
+    pub store_errors: IntCounterVec,
 }
 
 impl FilterSeries {
@@ -36,6 +40,13 @@ impl FilterSeries {
                 ),
                 &labels,
             )?,
+            store_errors: IntCounterVec::new(
+                Opts::new(
+                    "headway_rate_limit_store_errors_total",
+                    "Requests a rate_limit could not count in its shared store (Redis), by reason: its failure_mode decided.",
+                ),
+                &["route", "reason"],
+            )?,
         })
     }
 
@@ -43,6 +54,7 @@ impl FilterSeries {
     pub(super) fn registered(self, r: &Registry) -> prometheus::Result<FilterSeries> {
         register(r, self.events.clone())?;
         register(r, self.timestamps.clone())?;
+        register(r, self.store_errors.clone())?;
         Ok(self)
     }
 }

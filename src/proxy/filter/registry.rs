@@ -47,6 +47,16 @@ impl FilterSetup<'_> {
             .with_label_values(&[route.as_str(), self.name, event])
     }
 
+    /// The counter `headway_rate_limit_store_errors_total{route, reason}` for this route: a
+    /// request `rate_limit` could not count in its shared store, for `reason`.
+    pub fn rate_limit_store_errors(&self, reason: &str) -> IntCounter {
+        let route = self.route.matcher.describe();
+        self.build
+            .series
+            .store_errors
+            .with_label_values(&[route.as_str(), reason])
+    }
+
     /// State that outlives a reload: the value this filter kept before the conf was reloaded,
     /// when its route, its place in the route's `filters:`, its name and its keys are the same
     /// (and the value is a `T`); else `make()`'s. Take it once, at setup, and keep the `Arc`:

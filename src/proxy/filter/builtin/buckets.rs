@@ -50,6 +50,11 @@ impl Rate {
         self.burst
     }
 
+    /// The time one token takes to come back.
+    pub fn interval(&self) -> Duration {
+        Duration::from_nanos(self.interval)
+    }
+
     /// How long an emptied bucket takes to fill again.
     pub fn refill_time(&self) -> Duration {
         Duration::from_nanos(self.capacity)

@@ -14,6 +14,7 @@ mod jwt_cache;
 mod jwt_keys;
 mod jwt_remote;
 mod rate_limit;
+mod redis_store;
 mod rewrite;
 
 use super::build::Build;

@@ -1,8 +1,12 @@
 //! `rate_limit`: a local token bucket per route, per client address, per header value, or one
 //! for the whole route; over the limit, `429` with `Retry-After` (Envoy's `local_ratelimit`;
-//! nginx's `limit_req … nodelay`). Limits are per gateway replica.
+//! nginx's `limit_req … nodelay`). Limits are per gateway replica, or, with a `store:`, shared
+//! by every replica in Redis (`redis_store.rs`), with `failure_mode` saying what happens while
+//! Redis is away: `allow`, `deny` (503), or `local` (the replica's own bucket, the limit shared
+//! out among `expected_replicas`).
 
 use super::buckets::{Buckets, Decision, Rate};
+use super::redis_store::{Reason, RedisStore, StoreConf};
 use crate::proxy::filter::{Answer, Context, Filter, FilterSetup, Flow};
 use async_trait::async_trait;
 use http::{HeaderName, HeaderValue};
@@ -10,6 +14,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::Result;
 use prometheus::IntCounter;
 use serde::Deserialize;
+use sha2::Digest;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
@@ -66,6 +71,37 @@ struct Conf {
     ipv6_prefix: Option<u8>,
     #[serde(default)]
     headers: bool,
+    store: Option<StoreConf>,
+    #[serde(default, deserialize_with = "failure_key")]
+    failure_mode: FailureMode,
+    expected_replicas: Option<u64>,
+}
+
+/// What a limit counted in Redis does while Redis is away.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum FailureMode {
+    /// Lets every request through.
+    Allow,
+    /// Refuses every request (503).
+    Deny,
+    /// Counts in the replica: the limit divided by `expected_replicas`.
+    #[default]
+    Local,
+}
+
+fn failure_key<'de, D: serde::Deserializer<'de>>(d: D) -> Result<FailureMode, D::Error> {
+    FailureMode::deserialize(d).map_err(|e| serde::de::Error::custom(format!("failure_mode: {e}")))
+}
+
+/// A limit counted in Redis.
+struct Shared {
+    store: Arc<RedisStore>,
+    failure_mode: FailureMode,
+    /// `headway_rate_limit_store_errors_total{route, reason}`, in `Reason::ALL`'s order.
+    errors: Vec<IntCounter>,
+    /// The bucket's shape in Redis (the local one's is the limit's share).
+    rate: Rate,
 }
 
 fn second() -> Unit {
@@ -105,6 +141,7 @@ pub struct RateLimit {
     /// Kept across reloads while the limit's conf is the same (`FilterSetup::keep`): a reload
     /// hands no client a fresh burst.
     state: Arc<State>,
+    shared: Option<Shared>,
     key: KeyBy,
     headers: bool,
     limited: IntCounter,
@@ -163,6 +200,44 @@ pub fn factory(setup: &FilterSetup<'_>) -> Result<Arc<dyn Filter>, String> {
         (_, Some(0)) => return Err("max_keys: must be at least 1".into()),
         (_, max) => Some(max.unwrap_or(DEFAULT_MAX_KEYS)),
     };
+    let shared = match &conf.store {
+        None if conf.expected_replicas.is_some() => {
+            return Err("expected_replicas: only with a `store:`".into())
+        }
+        None => None,
+        Some(store) => {
+            let prefix = format!(
+                "headway:rl:{}:{}/{}/{}:",
+                setup.route.matcher.describe(),
+                conf.requests_per_unit,
+                conf.unit.duration().as_secs(),
+                burst
+            );
+            let built = store.build(prefix)?;
+            let store = setup.keep_for(store, || built);
+            setup.spawn(RedisStore::keep_connected(Arc::downgrade(&store)));
+            Some(Shared {
+                store,
+                failure_mode: conf.failure_mode,
+                errors: Reason::ALL
+                    .iter()
+                    .map(|r| setup.rate_limit_store_errors(r.label()))
+                    .collect(),
+                rate,
+            })
+        }
+    };
+    // With a store, the local buckets are the fallback: each replica's share of the limit.
+    let rate = match conf.expected_replicas {
+        Some(0) => return Err("expected_replicas: must be at least 1".into()),
+        Some(n) => Rate::new(
+            conf.requests_per_unit.div_ceil(n),
+            conf.unit.duration(),
+            burst.div_ceil(n),
+        )
+        .ok_or("expected_replicas: leaves no rate")?,
+        None => rate,
+    };
     let state = setup.keep(|| State {
         buckets: match max_keys {
             None => Buckets::single(rate),
@@ -172,6 +247,7 @@ pub fn factory(setup: &FilterSetup<'_>) -> Result<Arc<dyn Filter>, String> {
     });
     Ok(Arc::new(RateLimit {
         state,
+        shared,
         key,
         headers: conf.headers,
         limited: setup.counter("limited"),
@@ -191,6 +267,66 @@ impl RateLimit {
                 None => Key::NoHeader,
             },
             KeyBy::Route => Key::NoClient,
+        }
+    }
+    /// The bucket's key in Redis: the store's prefix, then the client's address, or a digest of
+    /// the header's value (any bytes, any length, one short key), or the route's one bucket.
+    fn shared_key(&self, prefix: &str, req: &RequestHeader, cx: &Context<'_>) -> Vec<u8> {
+        let mut k = Vec::with_capacity(prefix.len() + 48);
+        k.extend_from_slice(prefix.as_bytes());
+        match &self.key {
+            KeyBy::Client { ipv6_prefix } => match cx.client {
+                Some(ip) => {
+                    k.extend_from_slice(format!("c:{}", masked(ip, *ipv6_prefix)).as_bytes())
+                }
+                None => k.extend_from_slice(b"c-"),
+            },
+            KeyBy::Header(name) => match req.headers.get(name) {
+                Some(value) => {
+                    k.extend_from_slice(b"h:");
+                    let digest = sha2::Sha256::digest(value.as_bytes());
+                    for b in &digest[..16] {
+                        k.extend_from_slice(format!("{b:02x}").as_bytes());
+                    }
+                }
+                None => k.extend_from_slice(b"h-"),
+            },
+            KeyBy::Route => k.push(b'r'),
+        }
+        k
+    }
+
+    /// The decision for this request: from Redis when there is a store and it answers, else
+    /// from the replica's buckets; None lets the request through uncounted (`allow`), an
+    /// `Answer` refuses it (`deny`).
+    async fn decide(
+        &self,
+        req: &RequestHeader,
+        cx: &Context<'_>,
+    ) -> Result<(Decision, u64), Option<Answer>> {
+        let local = |this: &RateLimit| {
+            let buckets = &this.state.buckets;
+            (buckets.take(this.key(req, cx)), buckets.rate().burst())
+        };
+        let Some(shared) = &self.shared else {
+            return Ok(local(self));
+        };
+        let key = self.shared_key(&shared.store.prefix, req, cx);
+        match shared.store.take(&key, &shared.rate).await {
+            Ok(decision) => Ok((decision, shared.rate.burst())),
+            Err(reason) => {
+                if let Some(counter) = shared.errors.get(reason as usize) {
+                    counter.inc();
+                }
+                match shared.failure_mode {
+                    FailureMode::Local => Ok(local(self)),
+                    FailureMode::Allow => Err(None),
+                    FailureMode::Deny => Err(Some(
+                        Answer::new(503, "rate limit store unavailable\n")
+                            .header(http::header::RETRY_AFTER, HeaderValue::from(1)),
+                    )),
+                }
+            }
         }
     }
 }
@@ -220,8 +356,17 @@ fn seconds_up(d: Duration) -> u64 {
 #[async_trait]
 impl Filter for RateLimit {
     async fn on_request(&self, req: &mut RequestHeader, cx: &mut Context<'_>) -> Result<Flow> {
-        let decision = self.state.buckets.take(self.key(req, cx));
-        let limit = self.state.buckets.rate().burst();
+        let (decision, limit) = match self.decide(req, cx).await {
+            Ok(decided) => decided,
+            Err(None) => {
+                self.allowed.inc();
+                return Ok(Flow::Continue);
+            }
+            Err(Some(answer)) => {
+                self.limited.inc();
+                return Ok(Flow::Respond(answer));
+            }
+        };
         match decision {
             Decision::Allowed { remaining, full_in } => {
                 self.allowed.inc();
