@@ -16,6 +16,8 @@ pub struct Stats {
     /// Every route of the conf served, in its order, then `no_route` (requests that matched no
     /// route: the gateway's own 404, or a refusal before routing).
     pub routes: Vec<RouteStats>,
+    /// Every route with `clusters`: each cluster's weight and realised share.
+    pub splits: Vec<super::splits::RouteSplit>,
     /// Every certificate in use, as `/clusters` shows it.
     pub certificates: Vec<crate::certificates::CertInfo>,
     /// Every cluster as `/clusters` shows it, plus each backend's `last_minute` and the
@@ -79,6 +81,7 @@ pub fn stats(state: &AdminState, started: Instant) -> Stats {
                 last_minute,
             })
             .collect(),
+        splits: super::splits::splits(m),
         certificates: super::certificates_in_use(state),
         clusters: state.clusters.load().iter().map(|c| c.stats()).collect(),
     }

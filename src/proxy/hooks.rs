@@ -106,7 +106,10 @@ impl ProxyHttp for Proxy {
                 return Ok(true);
             }
         }
-        let Some(cluster) = route.target.cluster().cloned() else {
+        let picked = route
+            .target
+            .pick(|key| hash_key(session, std::slice::from_ref(key)));
+        let Some(cluster) = picked.cloned() else {
             return Err(Error::explain(
                 ErrorType::InternalError,
                 "route to no cluster",

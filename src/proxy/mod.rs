@@ -20,6 +20,7 @@ mod route;
 pub mod route_index;
 pub mod router;
 mod routing;
+mod split;
 mod xfcc;
 
 pub use context::RequestCtx;

@@ -2,6 +2,8 @@
 //! its counters, built from the router's own table so that they cannot disagree.
 
 use super::filter::Chain;
+use super::split::WeightedClusters;
+use crate::config::HashKey;
 use crate::metrics::RouteMetrics;
 use crate::upstream::cluster::Cluster;
 use std::sync::Arc;
@@ -25,19 +27,21 @@ pub(super) enum Target {
     Direct,
     /// One cluster.
     Cluster(Arc<Cluster>),
+    /// One of several, by weight (`clusters`).
+    Split(WeightedClusters),
 }
 
 impl Target {
-    /// The cluster a request goes to, if any.
-    pub(super) fn cluster(&self) -> Option<&Arc<Cluster>> {
+    /// The cluster a request goes to, if any; `sticky` reads a split's sticky key from the
+    /// request (asked only of a sticky split).
+    pub(super) fn pick(
+        &self,
+        sticky: impl FnOnce(&HashKey) -> Option<Vec<u8>>,
+    ) -> Option<&Arc<Cluster>> {
         match self {
             Target::Direct => None,
             Target::Cluster(c) => Some(c),
+            Target::Split(split) => split.pick(split.sticky().and_then(sticky).as_deref()),
         }
-    }
-
-    /// The name the route's counters carry: its cluster's, or `direct`.
-    pub(super) fn label(&self) -> &str {
-        self.cluster().map_or("direct", |c| c.name())
     }
 }

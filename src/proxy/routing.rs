@@ -5,7 +5,8 @@ use super::access_log::AccessLog;
 use super::filter::{Build, Chain, Kept, Reach, Registry, Tasks};
 use super::route::{ServedRoute, Target};
 use super::router::Router;
-use crate::config::{Cidr, Gateway as GatewayConfig, RequestLimits};
+use super::split::WeightedClusters;
+use crate::config::{Cidr, Gateway as GatewayConfig, RequestLimits, RouteAction};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::Clusters;
 use std::sync::Arc;
@@ -98,11 +99,9 @@ fn served_routes(
 ) -> Result<Vec<ServedRoute>, Vec<String>> {
     let mut routes = Vec::with_capacity(router.len());
     let mut errors = Vec::new();
+    let by_name: std::collections::HashMap<&str, &Arc<crate::upstream::cluster::Cluster>> =
+        clusters.iter().map(|c| (c.name(), c)).collect();
     for (i, route) in (0..router.len()).filter_map(|i| Some((i, router.get(i)?))) {
-        let target = match router.cluster_of(i).and_then(|c| clusters.get(c)) {
-            Some(cluster) => Target::Cluster(cluster.clone()),
-            None => Target::Direct,
-        };
         let filters = match super::filter::chain(registry, route, build) {
             Ok(chain) => (!chain.is_empty()).then_some(chain),
             Err(e) => {
@@ -110,8 +109,37 @@ fn served_routes(
                 continue;
             }
         };
+        let describe = route.matcher.describe();
+        let (target, metrics) = match &route.action {
+            RouteAction::Split(split) => {
+                let mut series = metrics.route(&split.label(), &describe);
+                let picks = |cluster: &str| {
+                    metrics
+                        .split_picks
+                        .with_label_values(&[describe.as_str(), cluster])
+                };
+                let by_name = |name: &str| by_name.get(name).map(|c| Arc::clone(c));
+                let Some(weighted) =
+                    WeightedClusters::new(split, by_name, picks, &series.window.splits)
+                else {
+                    errors.push(format!(
+                        "route {describe}: a cluster of its split is not running"
+                    ));
+                    continue;
+                };
+                series.window.splits = weighted.shares();
+                (Target::Split(weighted), series)
+            }
+            _ => match router.cluster_of(i).and_then(|c| clusters.get(c)) {
+                Some(cluster) => (
+                    Target::Cluster(cluster.clone()),
+                    metrics.route(cluster.name(), &describe),
+                ),
+                None => (Target::Direct, metrics.route("direct", &describe)),
+            },
+        };
         routes.push(ServedRoute {
-            metrics: metrics.route(target.label(), &route.matcher.describe()),
+            metrics,
             timeout: route.timeout,
             target,
             filters,
