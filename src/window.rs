@@ -184,6 +184,19 @@ pub struct RouteWindow {
     pub cluster: String,
     /// Its last minute.
     pub window: Arc<Window>,
+    /// A route with `clusters`: each cluster's weight and picks (empty for any other route).
+    pub splits: Vec<SplitShare>,
+}
+
+/// One cluster of a split route: its configured weight and its picks in the last minute.
+#[derive(Clone)]
+pub struct SplitShare {
+    /// The cluster's name.
+    pub cluster: String,
+    /// Its `weight` in the conf served.
+    pub weight: u32,
+    /// The requests it was picked for.
+    pub window: Arc<Window>,
 }
 
 /// The routes of the conf served, each with its window. A reload publishes its routes; a route
@@ -193,33 +206,35 @@ pub struct RouteWindows {
     current: Mutex<Vec<RouteWindow>>,
     /// The served windows by cluster, then route (the first of a name, as a scan would find):
     /// a reload of 10,000 routes looks each up instead of scanning 10,000 for each (1.5 s).
-    by_name: Mutex<HashMap<String, HashMap<String, Arc<Window>>>>,
+    by_name: Mutex<HashMap<String, HashMap<String, RouteWindow>>>,
 }
 
 impl RouteWindows {
     /// The window of (`cluster`, `route`): the served one, or a new one. Called when a conf's
     /// routing is built, never on the request path.
+    /// A split route's served shares come with it, for the new split to keep.
     pub fn window(&self, cluster: &str, route: &str) -> RouteWindow {
-        let window = lock(&self.by_name)
+        lock(&self.by_name)
             .get(cluster)
             .and_then(|routes| routes.get(route))
-            .map_or_else(Arc::default, Arc::clone);
-        RouteWindow {
-            route: route.to_owned(),
-            cluster: cluster.to_owned(),
-            window,
-        }
+            .cloned()
+            .unwrap_or_else(|| RouteWindow {
+                route: route.to_owned(),
+                cluster: cluster.to_owned(),
+                window: Arc::default(),
+                splits: Vec::new(),
+            })
     }
 
     /// The routes of the conf now served, in its order.
     pub fn publish(&self, routes: Vec<RouteWindow>) {
-        let mut by_name: HashMap<String, HashMap<String, Arc<Window>>> = HashMap::new();
+        let mut by_name: HashMap<String, HashMap<String, RouteWindow>> = HashMap::new();
         for w in &routes {
             by_name
                 .entry(w.cluster.clone())
                 .or_default()
                 .entry(w.route.clone())
-                .or_insert_with(|| w.window.clone());
+                .or_insert_with(|| w.clone());
         }
         *lock(&self.by_name) = by_name;
         *lock(&self.current) = routes;
@@ -230,6 +245,15 @@ impl RouteWindows {
         lock(&self.current)
             .iter()
             .map(|w| (w.route.clone(), w.cluster.clone(), w.window.summary()))
+            .collect()
+    }
+
+    /// Each served split route (`clusters`) with its clusters' weights and windows.
+    pub fn splits(&self) -> Vec<(String, Vec<SplitShare>)> {
+        lock(&self.current)
+            .iter()
+            .filter(|w| !w.splits.is_empty())
+            .map(|w| (w.route.clone(), w.splits.clone()))
             .collect()
     }
 }

@@ -62,19 +62,30 @@ class Fail(RuntimeError):
 # the confs
 
 
-def route_lines(routes: int, route_at: str) -> list[str]:
+SPLIT_TARGET = {
+    "none": "cluster: backend",
+    # --split: the route's requests split 90/10 between two clusters (the same nginx), picked
+    # at random by weight, or (sticky) by the User-Agent every request carries, hashed
+    "random": "clusters: [{ name: backend, weight: 90 }, { name: canary, weight: 10 }]",
+    "sticky": "clusters: [{ name: backend, weight: 90 }, { name: canary, weight: 10 }], "
+              "sticky: { header: user-agent }",
+}
+
+
+def route_lines(routes: int, route_at: str, split: str = "none") -> list[str]:
     """The conf's routes: `prefix: /` alone by default; with --routes N, N routes of which the
     one every request matches (`path: /`) is the first or the last (--route-at), the others
-    prefixes no request matches (`/r00001/`, ...): the cost of a table's size to a request."""
+    prefixes no request matches (`/r00001/`, ...): the cost of a table's size to a request.
+    `split`: what the matched route sends to (see SPLIT_TARGET)."""
     if routes <= 1:
-        return ["    - { prefix: /, cluster: backend }"]
+        return [f"    - {{ prefix: /, {SPLIT_TARGET[split]} }}"]
     others = [f"    - {{ prefix: /r{i:05}/, cluster: backend }}" for i in range(1, routes)]
-    target = ["    - { path: /, cluster: backend }"]
+    target = [f"    - {{ path: /, {SPLIT_TARGET[split]} }}"]
     return target + others if route_at == "first" else others + target
 
 
 def headway_conf(d: Path, extra: list[str], access_log: bool = False, routes: int = 1,
-                 route_at: str = "last") -> Path:
+                 route_at: str = "last", split: str = "none") -> Path:
     """bench/conf/headway.yaml's settings, with the cluster's address an IP literal (no DNS);
     `extra`: top-level lines added (--headway-conf), for measuring a setting's cost;
     `access_log`: the access log on (plain lines to a file in `d`, as shipped but for the file)
@@ -96,7 +107,7 @@ def headway_conf(d: Path, extra: list[str], access_log: bool = False, routes: in
         f"  access_log: {{ path: {d}/access.log }}" if access_log
         else "  access_log: { enabled: false }",
         "  routes:",
-        *route_lines(routes, route_at),
+        *route_lines(routes, route_at, split),
         "  clusters:",
         "    - name: backend",
         f"      address: {BACKEND_IP}",
@@ -104,6 +115,13 @@ def headway_conf(d: Path, extra: list[str], access_log: bool = False, routes: in
         "      connect_timeout: 1s",
         "      # passive health off, as in bench/conf/headway.yaml; no health_check: none",
         "      outlier_detection: { consecutive_failures: 0 }",
+        *([] if split == "none" else [
+            "    - name: canary",
+            f"      address: {BACKEND_IP}",
+            f"      port: {BACKEND_H1}",
+            "      connect_timeout: 1s",
+            "      outlier_detection: { consecutive_failures: 0 }",
+        ]),
     ]
     conf = d / "headway.yaml"
     conf.write_text("\n".join(lines) + "\n")
@@ -235,7 +253,7 @@ def run_one(args, peer: str, n: int, rnd: int, raw: Path, env: dict,
     if peer == "headway":
         target = [str(args.headway_bin), "-c",
                   str(headway_conf(d, args.headway_conf, args.access_log, args.routes,
-                                   args.route_at))]
+                                   args.route_at, args.split))]
     else:
         target = [str(args.floor_bin), f"{addr[0]}:{addr[1]}", f"{BACKEND_IP}:{BACKEND_H1}", "1"]
     argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}",
@@ -942,6 +960,9 @@ def main() -> int:
     ap.add_argument("--headway-conf", action="append", default=[], metavar="LINE",
                     help="a top-level line added to headway's conf (repeatable), e.g. "
                          "'fast_timeout_to_tokio_threshold_seconds: 900'")
+    ap.add_argument("--split", choices=sorted(SPLIT_TARGET), default="none",
+                    help="the matched route splits 90/10 between two clusters (the same nginx): "
+                         "random by weight, or sticky by the request's User-Agent")
     ap.add_argument("--routes", type=int, default=1,
                     help="routes in headway's conf (1: `prefix: /`); see --route-at")
     ap.add_argument("--route-at", choices=["first", "last"], default="last",

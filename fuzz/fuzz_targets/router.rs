@@ -267,7 +267,7 @@ fn check(router: &Router, table: &[Route], host: Option<&[u8]>, path: &[u8]) {
     }
     let expected_cluster = match &route.action {
         RouteAction::Cluster(name) => cluster_index(name),
-        RouteAction::Direct { .. } => None,
+        RouteAction::Direct { .. } | RouteAction::Split(_) => None,
     };
     assert_eq!(m.cluster, expected_cluster, "cluster of route {}", m.route);
     assert_eq!(router.cluster_of(m.route), expected_cluster);
@@ -287,7 +287,7 @@ fuzz_target!(|input: Input| {
         .iter()
         .filter(|r| match &r.action {
             RouteAction::Cluster(name) => cluster_index(name).is_some(),
-            RouteAction::Direct { .. } => true,
+            RouteAction::Direct { .. } | RouteAction::Split(_) => true,
         })
         .cloned()
         .collect();

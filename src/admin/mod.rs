@@ -3,6 +3,7 @@
 //! endpoint that changes anything.
 
 pub mod page;
+pub mod splits;
 pub mod stats;
 
 use crate::lifecycle::Lifecycle;
@@ -150,6 +151,8 @@ fn clusters(state: &AdminState) -> Reply {
         conf: Option<crate::lifecycle::ActiveConf>,
         /// Every certificate in use: subject, names, serial, expiry, days left.
         certificates: Vec<crate::certificates::CertInfo>,
+        /// Every route with `clusters`: each cluster's weight and realised share.
+        splits: Vec<splits::RouteSplit>,
         clusters: Vec<crate::upstream::snapshot::ClusterSnapshot>,
     }
     let clusters = state.clusters.load().iter().map(|c| c.snapshot()).collect();
@@ -158,6 +161,7 @@ fn clusters(state: &AdminState) -> Reply {
     json(&Body {
         conf,
         certificates,
+        splits: splits::splits(&state.metrics),
         clusters,
     })
 }

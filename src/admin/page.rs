@@ -137,6 +137,7 @@ fn body(stats: &Stats) -> String {
     out.push_str("</dl></header>");
     routes(&mut out, stats);
     store_errors(&mut out, stats);
+    splits(&mut out, stats);
     certificates(&mut out, stats);
     for c in &stats.clusters {
         cluster(&mut out, c);
@@ -220,6 +221,32 @@ fn routes(out: &mut String, stats: &Stats) {
         );
         window_cells(out, &r.last_minute);
         out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table></div></section>");
+}
+
+/// Each split route's clusters: the weight configured and the share picked in the last minute.
+fn splits(out: &mut String, stats: &Stats) {
+    if stats.splits.is_empty() {
+        return;
+    }
+    out.push_str("<section id=\"splits\"><h2>Splits <small>configured and last minute</small></h2><div class=\"scroll\"><table><thead><tr><th>route</th><th>cluster</th><th>weight</th><th>configured</th><th>last minute</th><th>requests</th></tr></thead><tbody>");
+    for s in &stats.splits {
+        for c in &s.clusters {
+            let realised = c
+                .realised_percent
+                .map_or_else(|| "–".to_owned(), |p| format!("{}%", num(p)));
+            let _ = write!(
+                out,
+                "<tr data-split=\"{}\"><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}%</td><td class=\"n\">{realised}</td><td class=\"n\">{}</td></tr>",
+                esc(&s.route),
+                esc(&s.route),
+                esc(&c.cluster),
+                c.weight,
+                num(c.configured_percent),
+                c.requests_last_minute
+            );
+        }
     }
     out.push_str("</tbody></table></div></section>");
 }

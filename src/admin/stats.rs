@@ -19,6 +19,8 @@ pub struct Stats {
     /// Requests a `rate_limit` could not count in its shared store (Redis), by route and
     /// reason, since the start: only those that happened.
     pub rate_limit_store_errors: Vec<StoreErrors>,
+    /// Every route with `clusters`: each cluster's weight and realised share.
+    pub splits: Vec<super::splits::RouteSplit>,
     /// Every certificate in use, as `/clusters` shows it.
     pub certificates: Vec<crate::certificates::CertInfo>,
     /// Every cluster as `/clusters` shows it, plus each backend's `last_minute` and the
@@ -121,6 +123,7 @@ pub fn stats(state: &AdminState, started: Instant) -> Stats {
             })
             .collect(),
         rate_limit_store_errors: store_errors(&m.filters.store_errors),
+        splits: super::splits::splits(m),
         certificates: super::certificates_in_use(state),
         clusters: state.clusters.load().iter().map(|c| c.stats()).collect(),
     }

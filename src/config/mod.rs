@@ -30,6 +30,7 @@ mod retry;
 mod routes;
 mod server;
 mod slow_start;
+mod split;
 mod tls_files;
 mod upstream_tls;
 
@@ -52,6 +53,7 @@ pub use resolver::ResolverSettings;
 pub use retry::{RetryOn, RetryPolicy};
 pub use routes::{PathMatch, Route, RouteAction};
 pub use slow_start::SlowStart;
+pub use split::{Split, WeightedCluster, MAX_TOTAL_WEIGHT};
 pub use tls_files::{read_certs, read_key, CaBundle, ClientCertKey};
 pub use upstream_tls::{Alpn, UpstreamTls};
 

@@ -4,6 +4,7 @@ use super::duration::{positive, ConfDuration};
 use super::errors::Errors;
 use super::filters::{filters, FilterSpec};
 use super::headers::{self, HeaderName, HeaderToAdd};
+use super::split::{split, RawSticky, Split, WeightedCluster};
 use serde::Deserialize;
 use serde_yaml::Value;
 use std::collections::{BTreeSet, HashMap};
@@ -19,7 +20,7 @@ pub struct Route {
     /// `domains`: lowercase Host patterns (`api.example.com`, `*.example.com`, `example.*`);
     /// empty (the default, or `"*"`): any host (Envoy: `virtual_hosts[].domains`).
     pub domains: Vec<String>,
-    /// `cluster` or `direct_response`.
+    /// `cluster`, `clusters` (with `sticky`) or `direct_response`.
     pub action: RouteAction,
     /// `prefix_rewrite`: replaces the matched prefix (or the whole exact path) before
     /// forwarding; the query is kept (Envoy: same name).
@@ -58,6 +59,8 @@ pub(super) struct RawRoute {
     regex: Option<String>,
     domains: Option<Vec<Domain>>,
     cluster: Option<String>,
+    clusters: Option<Vec<WeightedCluster>>,
+    sticky: Option<RawSticky>,
     prefix_rewrite: Option<String>,
     host_rewrite: Option<String>,
     timeout: Option<ConfDuration>,
@@ -144,6 +147,9 @@ pub enum RouteAction {
         /// `body`: default empty.
         body: String,
     },
+    /// `clusters` (and `sticky`): proxy to one of several clusters by weight (Envoy:
+    /// `weighted_clusters`).
+    Split(Split),
 }
 
 impl Route {
@@ -151,7 +157,7 @@ impl Route {
     pub fn cluster(&self) -> Option<&str> {
         match &self.action {
             RouteAction::Cluster(c) => Some(c),
-            RouteAction::Direct { .. } => None,
+            RouteAction::Direct { .. } | RouteAction::Split(_) => None,
         }
     }
 
@@ -307,8 +313,17 @@ pub(super) fn route(
         domains.push(d);
     }
 
-    let action = match (r.cluster, r.direct_response) {
-        (Some(cluster), None) => {
+    if r.sticky.is_some() && r.clusters.is_none() {
+        errors.push(
+            format!("{path}.sticky"),
+            "needs `clusters`: it keeps a user on one of them",
+        );
+    }
+    let action = match (r.cluster, r.clusters, r.direct_response) {
+        (None, Some(weighted), None) => {
+            split(weighted, r.sticky, path, clusters, errors).map(RouteAction::Split)
+        }
+        (Some(cluster), None, None) => {
             if !clusters.contains_key(&cluster) {
                 let mut names: Vec<&str> = clusters.keys().map(String::as_str).collect();
                 names.sort_unstable();
@@ -326,7 +341,7 @@ pub(super) fn route(
             }
             Some(RouteAction::Cluster(cluster))
         }
-        (None, Some(direct)) => {
+        (None, None, Some(direct)) => {
             if !(100..=599).contains(&direct.status) {
                 errors.push(
                     format!("{path}.direct_response.status"),
@@ -338,13 +353,22 @@ pub(super) fn route(
                 body: direct.body.unwrap_or_default(),
             })
         }
-        (Some(_), Some(_)) => {
-            errors.push(path, "give either cluster or direct_response, not both");
+        (None, None, None)
+            if ["cluster", "clusters", "direct_response"]
+                .iter()
+                .any(|k| written(k, errors)) =>
+        {
             None
         }
-        (None, None) if written("cluster", errors) || written("direct_response", errors) => None,
-        (None, None) => {
-            errors.push(path, "missing: cluster (or direct_response)");
+        (None, None, None) => {
+            errors.push(path, "missing: cluster (or clusters, or direct_response)");
+            None
+        }
+        _ => {
+            errors.push(
+                path,
+                "give one of cluster, clusters, direct_response, not two",
+            );
             None
         }
     };

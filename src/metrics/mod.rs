@@ -30,6 +30,8 @@ pub struct Metrics {
     /// The TLS listeners' series.
     pub tls: tls::TlsMetrics,
     requests: IntCounterVec,
+    /// `headway_route_cluster_requests_total{route, cluster}`: a split route's picks.
+    pub split_picks: IntCounterVec,
     request_duration: HistogramVec,
     upstream_duration: HistogramVec,
     retries: IntCounterVec,
@@ -195,6 +197,12 @@ impl Metrics {
                 "headway_requests_total",
                 "Requests by cluster, route prefix and status class.",
                 &["cluster", "route", "code"],
+            )?,
+            split_picks: counter_vec(
+                &r,
+                "headway_route_cluster_requests_total",
+                "Requests of a route with `clusters`, by route and the cluster picked.",
+                &["route", "cluster"],
             )?,
             request_duration: histogram_vec(
                 &r,

@@ -2,50 +2,48 @@
 //! request goes again (see `retry.rs` for the decision) or ends with an error for the client.
 
 use super::answers::refused_by_backend;
-use super::context::RequestCtx;
+use super::attempt::Attempt;
 use super::retry::{
     self, head_not_written, replayable, AttemptFailure, Failed, NextAttempt, Outcome,
 };
-use crate::upstream::cluster::Cluster;
 use crate::upstream::tls::TlsFailure;
 use log::warn;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::Peer;
 use pingora::{Error, ErrorSource, ErrorType, RetryType};
-use std::sync::Arc;
 
 /// A connect failed: nothing reached the backend. Decides the free retry elsewhere.
-pub(super) fn connect_failed(peer: &HttpPeer, ctx: &mut RequestCtx, e: Box<Error>) -> Box<Error> {
-    let Some(cluster) = ctx.cluster.clone() else {
-        return e;
-    };
-    let tls = cluster.tls.as_ref().and_then(|tls| tls.count_failure(&e));
-    connect_failed_as(peer, ctx, e, &cluster, tls)
+pub(super) fn connect_failed(peer: &HttpPeer, attempt: &mut Attempt, e: Box<Error>) -> Box<Error> {
+    let tls = attempt
+        .cluster
+        .tls
+        .as_ref()
+        .and_then(|tls| tls.count_failure(&e));
+    connect_failed_as(peer, attempt, e, tls)
 }
 
 /// [`connect_failed`], once what the handshake said (`tls`) is known.
 fn connect_failed_as(
     peer: &HttpPeer,
-    ctx: &mut RequestCtx,
+    attempt: &mut Attempt,
     mut e: Box<Error>,
-    cluster: &Arc<Cluster>,
     tls: Option<TlsFailure>,
 ) -> Box<Error> {
+    let cluster = std::sync::Arc::clone(&attempt.cluster);
     cluster.metrics.connect_failures.inc();
     let outcome = if e.etype() == &ErrorType::ConnectRefused {
         Outcome::Refused
     } else {
         Outcome::Failure
     };
-    ctx.end_attempt(cluster, outcome);
+    attempt.end_try(Some(outcome));
     // Nothing reached the backend: any method may go elsewhere, and trying costs no
     // `retries` and no retry budget (they ration load re-sent to backends; this sent none).
-    let retry = cluster.config.retry.on.connect_failure
-        && ctx.in_time()
-        && cluster.has_ready_backend(&ctx.tried);
+    let retry =
+        cluster.config.retry.on.connect_failure && attempt.in_time() && attempt.has_other_backend();
     if retry {
-        ctx.next_attempt = NextAttempt::Undelivered;
+        attempt.set_next(NextAttempt::Undelivered);
     }
     let what = match tls {
         Some(failure) => format!("upstream TLS error: {}", failure.text()),
@@ -55,14 +53,14 @@ fn connect_failed_as(
         "upstream connect failed cluster={} backend={} attempt={} error=\"{what}\"{}",
         cluster.name(),
         peer.address(),
-        ctx.tried.len(),
+        attempt.tries(),
         if retry {
             " retrying on another backend"
         } else {
             ""
         }
     );
-    ctx.last_failure = Some(format!("{what} to {}", peer.address()));
+    attempt.set_last_failure(format!("{what} to {}", peer.address()));
     if let (Some(failure), false) = (tls, retry) {
         // The answer names the cluster and why the handshake failed; nothing was sent.
         let mut answer = Error::explain(
@@ -86,22 +84,19 @@ pub(super) fn attempt_failed(
     peer: &HttpPeer,
     session: &mut Session,
     e: Box<Error>,
-    ctx: &mut RequestCtx,
+    attempt: &mut Attempt,
     client_reused: bool,
 ) -> Box<Error> {
     let head_not_written = head_not_written(&e) || refused_by_backend(&e);
     let mut e = e.more_context(format!("peer: {peer}"));
-    let Some(cluster) = ctx.cluster.clone() else {
-        e.set_retry(false);
-        return e;
-    };
+    let cluster = std::sync::Arc::clone(&attempt.cluster);
     let fresh =
-        !client_reused && ctx.upstream_time.is_none() && session.response_written().is_none();
+        !client_reused && attempt.upstream_time().is_none() && session.response_written().is_none();
     if let Some(tls) = cluster.tls.as_ref().filter(|_| fresh) {
         if let Some(failure) = tls.count_failure(&e) {
             // The backend refused the handshake after the gateway's side of it ended (TLS 1.3
             // client authentication): it processed nothing, as with a failed connect.
-            return connect_failed_as(peer, ctx, e, &cluster, Some(failure));
+            return connect_failed_as(peer, attempt, e, Some(failure));
         }
     }
     if matches!(e.esource(), ErrorSource::Downstream | ErrorSource::Internal)
@@ -110,12 +105,11 @@ pub(super) fn attempt_failed(
         // The client went away or broke the exchange, the gateway answers it itself (a
         // body over the route's limit: 413), or the gateway failed: nothing to retry, and
         // the backend did nothing wrong (it must not count towards ejection).
-        ctx.pending = None;
-        ctx.attempt = None;
+        attempt.end_try(None);
         e.set_retry(false);
         return e;
     }
-    let failure = if ctx.retry_status.is_some() {
+    let failure = if attempt.retrying_on_status() {
         AttemptFailure::Status
     } else if head_not_written {
         AttemptFailure::HeadNotWritten
@@ -133,23 +127,21 @@ pub(super) fn attempt_failed(
     };
     let failed = Failed {
         failure,
-        response_started: ctx.upstream_time.is_some() || session.response_written().is_some(),
+        response_started: attempt.upstream_time().is_some() || session.response_written().is_some(),
         body_kept: !session.as_ref().retry_buffer_truncated(),
         replayable: replayable(session),
-        in_time: ctx.in_time(),
+        in_time: attempt.in_time(),
         client_reused,
     };
-    let next = retry::next_attempt(&failed, &cluster.config.retry.on, || {
-        ctx.may_resend(&cluster)
-    })
-    // An undelivered attempt needs another backend to go to.
-    .filter(|n| *n != NextAttempt::Undelivered || cluster.has_ready_backend(&ctx.tried));
+    let next = retry::next_attempt(&failed, &cluster.config.retry.on, || attempt.may_resend())
+        // An undelivered attempt needs another backend to go to.
+        .filter(|n| *n != NextAttempt::Undelivered || attempt.has_other_backend());
     if !matches!(failed.failure, AttemptFailure::Status) {
-        ctx.end_attempt(&cluster, retry::outcome_of(&failed));
-        ctx.last_failure = Some(format!("{} from {}", e.etype().as_str(), peer.address()));
+        attempt.end_try(Some(retry::outcome_of(&failed)));
+        attempt.set_last_failure(format!("{} from {}", e.etype().as_str(), peer.address()));
     }
     if let Some(next) = next {
-        ctx.next_attempt = next;
+        attempt.set_next(next);
         e.set_retry(true);
         return e;
     }

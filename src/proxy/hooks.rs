@@ -2,6 +2,7 @@
 //! its job.
 
 use super::answers::{answer_head, client_gone, failure_response, respond, send_answer};
+use super::attempt::Attempt;
 use super::context::RequestCtx;
 use super::failures::{attempt_failed, connect_failed};
 use super::filter::Flow;
@@ -10,9 +11,8 @@ use super::headers::{
     X_FORWARDED_PROTO_CASE, X_REQUEST_ID_CASE,
 };
 use super::http1::{check_limits, is_self_check, normalize_http1};
-use super::retry::{self, replayable, NextAttempt, Outcome};
+use super::retry::replayable;
 use super::Proxy;
-use crate::upstream::breaker::{AttemptSlot, PendingSlot, RequestSlot};
 use async_trait::async_trait;
 use bytes::Bytes;
 use log::warn;
@@ -21,7 +21,7 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The client's address, for the filters.
 fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
@@ -79,17 +79,14 @@ impl ProxyHttp for Proxy {
             .map(|h| h.as_bytes())
             .or_else(|| req.uri.authority().map(|a| a.as_str().as_bytes()));
         let routing = Arc::clone(&ctx.routing);
-        let matched = routing.router.route(host, req.uri.path().as_bytes());
-        let Some(matched) = matched else {
+        let matched = routing.route(host, req.uri.path().as_bytes());
+        let Some((index, route)) = matched else {
             let body = format!("no route for {}\n", session.req_header().uri.path());
             respond(session, 404, &body, &ctx.request_id).await?;
             return Ok(true);
         };
-        ctx.route = Some(matched);
-        let Some(route) = routing.router.get(matched.route) else {
-            return Err(Error::explain(ErrorType::InternalError, "route vanished"));
-        };
-        ctx.filters = routing.filters.get(matched.route).cloned().flatten();
+        ctx.route = Some(index);
+        ctx.filters = route.filters.clone();
         if ctx.filters.is_some() {
             ctx.peer = client_ip(session);
             ctx.client = ctx
@@ -109,29 +106,25 @@ impl ProxyHttp for Proxy {
                 return Ok(true);
             }
         }
-        let Some(cluster) = matched
-            .cluster
-            .and_then(|c| routing.clusters.get(c))
-            .cloned()
-        else {
+        let picked = route
+            .target
+            .pick(|key| hash_key(session, std::slice::from_ref(key)));
+        let Some(cluster) = picked.cloned() else {
             return Err(Error::explain(
                 ErrorType::InternalError,
                 "route to no cluster",
             ));
         };
-        ctx.deadline = Some(ctx.started + route.timeout.unwrap_or(cluster.config.timeout));
-        if cluster.config.lb_policy.hashes() {
-            ctx.hash_key = hash_key(session, &cluster.config.hash_policy);
-        }
-        match RequestSlot::take(&cluster.load, &cluster.config.breakers) {
-            Ok(slot) => ctx.request_slot = Some(slot),
-            Err(o) => {
-                let e = retry::overflow(&cluster, o);
-                ctx.cluster = Some(cluster);
-                return Err(e);
-            }
-        }
-        ctx.cluster = Some(cluster);
+        let key = cluster
+            .config
+            .lb_policy
+            .hashes()
+            .then(|| hash_key(session, &cluster.config.hash_policy))
+            .flatten();
+        let attempt = ctx
+            .upstream
+            .insert(Attempt::new(cluster, ctx.started, route.timeout, key));
+        attempt.admit()?;
         Ok(false)
     }
 
@@ -162,79 +155,20 @@ impl ProxyHttp for Proxy {
         session: &mut Session,
         ctx: &mut Box<RequestCtx>,
     ) -> Result<Box<HttpPeer>> {
-        let cluster = ctx
-            .cluster
-            .clone()
+        let attempt = ctx
+            .upstream
+            .as_mut()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "request has no cluster"))?;
-        let name = cluster.name();
-        let key = ctx.hash_key.as_deref();
-        let selected = cluster.select(&ctx.tried, key).or_else(|| {
-            // A stale pooled connection says nothing about the backend: it may be retried.
-            (ctx.next_attempt == NextAttempt::StalePooled)
-                .then(|| cluster.select(&[], key))
-                .flatten()
-        });
-        let Some((addr, backend)) = selected else {
-            let message = match &ctx.last_failure {
-                None => format!("no healthy upstream for cluster {name}"),
-                Some(failure) => format!(
-                    "upstream connect error for cluster {name}: {failure}; no other healthy backend to retry"
-                ),
-            };
-            return Err(Error::explain(ErrorType::HTTPStatus(503), message));
-        };
-        let now = Instant::now();
-        let remaining = ctx
-            .deadline
-            .map_or(cluster.config.timeout, |d| d.saturating_duration_since(now));
-        if remaining.is_zero() {
-            return Err(Error::explain(
-                ErrorType::HTTPStatus(504),
-                format!("upstream timeout for cluster {name}: no time left to retry"),
-            ));
-        }
-        let limits = &cluster.config.breakers;
-        ctx.attempt = None;
-        ctx.pending = Some(
-            PendingSlot::take(&cluster.load, limits).map_err(|o| retry::overflow(&cluster, o))?,
-        );
-        ctx.attempt = Some(
-            AttemptSlot::take(&cluster.load, limits, backend)
-                .map_err(|o| retry::overflow(&cluster, o))?,
-        );
-        if ctx.next_attempt == NextAttempt::Counted {
-            ctx.counted_attempts += 1;
-        }
-        if !ctx.tried.is_empty() {
-            cluster.metrics.retries.inc();
-        }
-        ctx.next_attempt = NextAttempt::Counted;
-        ctx.retry_status = None;
-        ctx.tried.push(addr);
-        ctx.upstream_started.get_or_insert(now);
-
-        let mut peer = cluster.peer(addr);
-        let connect = cluster.config.connect_timeout.min(remaining);
-        let per_try = if session.is_upgrade_req() {
+        let tunnel = session.is_upgrade_req().then(|| {
             // Once upgraded (WebSocket), the connection is a tunnel: `timeout` no longer
             // applies, and either side may be quiet for up to `tunnel_timeout`. The wait for
             // the 101 is bounded by it too: pingora sets a peer's timeouts once, at connect.
-            let tunnel = cluster.config.tunnel_timeout;
+            let tunnel = attempt.cluster.config.tunnel_timeout;
             session.set_read_timeout(Some(tunnel));
             session.set_write_timeout(Some(tunnel));
             tunnel
-        } else {
-            cluster
-                .config
-                .retry
-                .per_try_timeout
-                .map_or(remaining, |t| t.min(remaining))
-        };
-        peer.options.connection_timeout = Some(connect);
-        peer.options.total_connection_timeout = Some(connect);
-        peer.options.read_timeout = Some(per_try);
-        peer.options.write_timeout = Some(per_try);
-        peer.options.idle_timeout = Some(cluster.config.idle_timeout);
+        });
+        let peer = attempt.next_peer(tunnel)?;
         Ok(Box::new(peer))
     }
 
@@ -248,7 +182,9 @@ impl ProxyHttp for Proxy {
         _digest: Option<&pingora::protocols::Digest>,
         ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
-        ctx.pending = None;
+        if let Some(attempt) = ctx.upstream.as_mut() {
+            attempt.connected();
+        }
         Ok(())
     }
 
@@ -264,7 +200,8 @@ impl ProxyHttp for Proxy {
         if session.req_header().version < http::Version::HTTP_11
             && !upstream_request.headers.contains_key(http::header::HOST)
         {
-            let host = match (upstream_request.uri.authority(), ctx.cluster.as_deref()) {
+            let cluster = ctx.upstream.as_ref().map(|a| &a.cluster);
+            let host = match (upstream_request.uri.authority(), cluster) {
                 (Some(authority), _) => Some(authority.as_str().to_owned()),
                 (None, Some(cluster)) => Some(cluster.config.default_host()),
                 (None, None) => None,
@@ -312,33 +249,10 @@ impl ProxyHttp for Proxy {
         ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         let status = upstream_response.status.as_u16();
-        let Some(cluster) = ctx.cluster.clone() else {
-            return Ok(());
-        };
-        let failed = status >= 500;
-        if cluster.config.retry.on.status(status) && replayable(session) && ctx.may_resend(&cluster)
-        {
-            ctx.end_attempt(&cluster, Outcome::Failure);
-            let backend = ctx.tried.last().map_or_else(String::new, |a| a.to_string());
-            warn!(
-                "upstream answered {status} cluster={} backend={backend}: retrying on another backend",
-                cluster.name()
-            );
-            ctx.last_failure = Some(format!("{status} from {backend}"));
-            ctx.retry_status = Some(status);
-            return Err(Error::explain(
-                ErrorType::Custom("RetryOnStatus"),
-                format!("upstream answered {status}"),
-            ));
+        match ctx.upstream.as_mut() {
+            Some(attempt) => attempt.answered(status, replayable(session)),
+            None => Ok(()),
         }
-        let outcome = if failed {
-            Outcome::Failure
-        } else {
-            Outcome::Success
-        };
-        ctx.end_attempt(&cluster, outcome);
-        ctx.upstream_time = ctx.upstream_started.map(|t| t.elapsed());
-        Ok(())
     }
 
     async fn response_filter(
@@ -377,7 +291,10 @@ impl ProxyHttp for Proxy {
         ctx: &mut Box<RequestCtx>,
         e: Box<Error>,
     ) -> Box<Error> {
-        connect_failed(peer, ctx, e)
+        match ctx.upstream.as_mut() {
+            Some(attempt) => connect_failed(peer, attempt, e),
+            None => e,
+        }
     }
 
     fn error_while_proxy(
@@ -388,7 +305,14 @@ impl ProxyHttp for Proxy {
         ctx: &mut Box<RequestCtx>,
         client_reused: bool,
     ) -> Box<Error> {
-        attempt_failed(peer, session, e, ctx, client_reused)
+        match ctx.upstream.as_mut() {
+            Some(attempt) => attempt_failed(peer, session, e, attempt, client_reused),
+            None => {
+                let mut e = e.more_context(format!("peer: {peer}"));
+                e.set_retry(false);
+                e
+            }
+        }
     }
 
     async fn fail_to_proxy(

@@ -3,6 +3,7 @@
 
 use super::access_log::Entry;
 use super::answers::client_gone;
+use super::attempt::Attempt;
 use super::context::RequestCtx;
 use super::Proxy;
 use pingora::proxy::Session;
@@ -13,20 +14,16 @@ impl Proxy {
     /// Counts the request, observes its latencies and writes its access-log line.
     pub(super) fn record(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let routing = std::sync::Arc::clone(&ctx.routing);
-        ctx.pending = None;
-        ctx.attempt = None;
+        if let Some(attempt) = ctx.upstream.as_mut() {
+            attempt.finish();
+        }
         if ctx.self_check {
             return;
         }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.started.elapsed();
-        let route_metrics = match ctx.route {
-            Some(m) => routing.route_metrics.get(m.route),
-            None => Some(&routing.unrouted),
-        };
-        if let Some(counters) = route_metrics {
-            counters.count(status, Some(elapsed));
-        }
+        let route_metrics = ctx.route().map_or(&routing.unrouted, |r| &r.metrics);
+        route_metrics.count(status, Some(elapsed));
         let tunnel_timed_out = status == 101
             && e.is_some_and(|e| {
                 matches!(
@@ -34,12 +31,13 @@ impl Proxy {
                     ErrorType::ReadTimedout | ErrorType::WriteTimedout
                 )
             });
-        if let Some(c) = &ctx.cluster {
+        if let Some(attempt) = &ctx.upstream {
+            let c = &attempt.cluster;
             if tunnel_timed_out {
                 c.metrics.tunnel_timeouts.inc();
             }
             c.metrics.request_duration.observe(elapsed.as_secs_f64());
-            if let Some(t) = ctx.upstream_time {
+            if let Some(t) = attempt.upstream_time() {
                 c.metrics.upstream_duration.observe(t.as_secs_f64());
             }
         }
@@ -48,6 +46,7 @@ impl Proxy {
             return;
         }
         let req = session.req_header();
+        let upstream_time = ctx.upstream.as_ref().and_then(Attempt::upstream_time);
         // Written on the stack: no allocation per request.
         let mut client = Text::new();
         match session.client_addr().and_then(|a| a.as_inet()) {
@@ -55,7 +54,7 @@ impl Proxy {
             None => client.text("-"),
         }
         let mut backend = Text::new();
-        match ctx.tried.last() {
+        match ctx.upstream.as_ref().and_then(Attempt::backend) {
             Some(std::net::SocketAddr::V4(a)) => {
                 backend.ip(std::net::IpAddr::V4(*a.ip()));
                 backend.text(":");
@@ -78,8 +77,8 @@ impl Proxy {
             status: if cancelled { 499 } else { status },
             cluster: ctx.cluster_name(),
             backend: backend.as_str(),
-            attempts: ctx.tried.len(),
-            upstream_ms: ctx.upstream_time.map(|t| t.as_secs_f64() * 1000.0),
+            attempts: ctx.upstream.as_ref().map_or(0, Attempt::tries),
+            upstream_ms: upstream_time.map(|t| t.as_secs_f64() * 1000.0),
             duration_ms: elapsed.as_secs_f64() * 1000.0,
             request_id: ctx.request_id.as_str(),
             bytes_received: session.body_bytes_read(),

@@ -7,6 +7,7 @@
 
 pub mod access_log;
 mod answers;
+mod attempt;
 mod context;
 mod failures;
 pub mod filter;
@@ -15,9 +16,11 @@ mod hooks;
 mod http1;
 mod logging;
 mod retry;
+mod route;
 pub mod route_index;
 pub mod router;
 mod routing;
+mod split;
 mod xfcc;
 
 pub use context::RequestCtx;

@@ -18,7 +18,7 @@ pub struct RouteMatch {
     /// The route's index in the table, as [`Router::get`] takes it.
     pub route: usize,
     /// Its cluster's index, as `cluster_index` gave it to [`Router::new`]; `None` for a direct
-    /// response.
+    /// response or a split between clusters (`clusters`).
     pub cluster: Option<usize>,
 }
 
@@ -46,7 +46,7 @@ impl Router {
             .iter()
             .filter_map(|r| match &r.action {
                 RouteAction::Cluster(name) => cluster_index(name).map(|c| (r.clone(), Some(c))),
-                RouteAction::Direct { .. } => Some((r.clone(), None)),
+                RouteAction::Direct { .. } | RouteAction::Split(_) => Some((r.clone(), None)),
             })
             .collect();
         let index = RouteIndex::new(

@@ -3,20 +3,19 @@
 
 use super::access_log::AccessLog;
 use super::filter::{Build, Chain, Kept, Reach, Registry, Tasks};
+use super::route::{ServedRoute, Target};
 use super::router::Router;
-use crate::config::{Cidr, Gateway as GatewayConfig, RequestLimits};
+use super::split::WeightedClusters;
+use crate::config::{Cidr, Gateway as GatewayConfig, RequestLimits, RouteAction};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::Clusters;
 use std::sync::Arc;
 
 /// What the hooks read of the conf, for one request.
 pub(super) struct Routing {
-    pub(super) clusters: Arc<Clusters>,
-    pub(super) router: Router,
-    /// Each route's filters, in the router's order; None for a route without any.
-    pub(super) filters: Vec<Option<Chain>>,
-    /// Request counters per route, in the router's order.
-    pub(super) route_metrics: Vec<RouteMetrics>,
+    router: Router,
+    /// Each route of the router's table, at its index there.
+    pub(super) routes: Vec<ServedRoute>,
     /// Request counters of requests that matched no route.
     pub(super) unrouted: RouteMetrics,
     pub(super) access_log: Arc<AccessLog>,
@@ -44,20 +43,11 @@ impl Routing {
             &metrics.filters,
             Reach::Running(&clusters),
         );
-        let filters = chains(config, registry, &build)?;
-        let (kept, tasks) = build.finish();
         let router = Router::new(&config.routes, |name| {
             config.clusters.iter().position(|c| c.name == name)
         });
-        let route_metrics: Vec<RouteMetrics> = (0..router.len())
-            .map(|i| {
-                let cluster = router
-                    .cluster_of(i)
-                    .and_then(|c| clusters.get(c))
-                    .map_or("direct", |c| c.name());
-                metrics.route(cluster, &router.describe(i))
-            })
-            .collect();
+        let routes = served_routes(&router, &clusters, metrics, registry, &build)?;
+        let (kept, tasks) = build.finish();
         let unrouted = metrics.route(crate::metrics::NO_CLUSTER, crate::metrics::NO_ROUTE);
         let access_log = match previous {
             Some(p) if p.access_log_conf == config.access_log => p.access_log.clone(),
@@ -69,17 +59,16 @@ impl Routing {
         };
         // The dashboard shows the routes served from now on, the unrouted requests last.
         metrics.route_windows.publish(
-            route_metrics
+            routes
                 .iter()
+                .map(|r| &r.metrics)
                 .chain([&unrouted])
                 .map(|m| m.window.clone())
                 .collect(),
         );
         Ok(Routing {
-            clusters,
             router,
-            filters,
-            route_metrics,
+            routes,
             unrouted,
             access_log,
             access_log_conf: config.access_log.clone(),
@@ -88,6 +77,78 @@ impl Routing {
             kept,
             tasks,
         })
+    }
+}
+
+impl Routing {
+    /// The first route matching `host` and `path` (see [`Router::route`]), with its index.
+    pub(super) fn route(&self, host: Option<&[u8]>, path: &[u8]) -> Option<(usize, &ServedRoute)> {
+        let index = self.router.route(host, path)?.route;
+        Some((index, self.routes.get(index)?))
+    }
+}
+
+/// Every route of `router`'s table as one value, at its index there, or every error of every
+/// route's filters.
+fn served_routes(
+    router: &Router,
+    clusters: &Clusters,
+    metrics: &Metrics,
+    registry: &Registry,
+    build: &Build<'_>,
+) -> Result<Vec<ServedRoute>, Vec<String>> {
+    let mut routes = Vec::with_capacity(router.len());
+    let mut errors = Vec::new();
+    let by_name: std::collections::HashMap<&str, &Arc<crate::upstream::cluster::Cluster>> =
+        clusters.iter().map(|c| (c.name(), c)).collect();
+    for (i, route) in (0..router.len()).filter_map(|i| Some((i, router.get(i)?))) {
+        let filters = match super::filter::chain(registry, route, build) {
+            Ok(chain) => (!chain.is_empty()).then_some(chain),
+            Err(e) => {
+                errors.extend(e);
+                continue;
+            }
+        };
+        let describe = route.matcher.describe();
+        let (target, metrics) = match &route.action {
+            RouteAction::Split(split) => {
+                let mut series = metrics.route(&split.label(), &describe);
+                let picks = |cluster: &str| {
+                    metrics
+                        .split_picks
+                        .with_label_values(&[describe.as_str(), cluster])
+                };
+                let by_name = |name: &str| by_name.get(name).map(|c| Arc::clone(c));
+                let Some(weighted) =
+                    WeightedClusters::new(split, by_name, picks, &series.window.splits)
+                else {
+                    errors.push(format!(
+                        "route {describe}: a cluster of its split is not running"
+                    ));
+                    continue;
+                };
+                series.window.splits = weighted.shares();
+                (Target::Split(weighted), series)
+            }
+            _ => match router.cluster_of(i).and_then(|c| clusters.get(c)) {
+                Some(cluster) => (
+                    Target::Cluster(cluster.clone()),
+                    metrics.route(cluster.name(), &describe),
+                ),
+                None => (Target::Direct, metrics.route("direct", &describe)),
+            },
+        };
+        routes.push(ServedRoute {
+            metrics,
+            timeout: route.timeout,
+            target,
+            filters,
+        });
+    }
+    if errors.is_empty() {
+        Ok(routes)
+    } else {
+        Err(errors)
     }
 }
 

@@ -38,7 +38,7 @@ fn route_matches_and_actions_are_checked() {
         ("    - { prefix: /a, path: /a, cluster: a }", "gateway.routes[0]", "exactly one of prefix, path, regex"),
         ("    - { regex: \"(\", cluster: a }", "gateway.routes[0].regex", "not a valid regex"),
         ("    - { prefix: /a }", "gateway.routes[0]", "missing: cluster"),
-        ("    - { prefix: /a, cluster: a, direct_response: { status: 200 } }", "gateway.routes[0]", "not both"),
+        ("    - { prefix: /a, cluster: a, direct_response: { status: 200 } }", "gateway.routes[0]", "not two"),
         ("    - { prefix: /a, direct_response: { status: 99 } }", "gateway.routes[0].direct_response.status", "not an HTTP status"),
         ("    - { prefix: /a, cluster: a, domains: [\"a*b\"] }", "gateway.routes[0].domains[0]", "is not a host"),
         ("    - { prefix: /a, cluster: a, request_headers_to_add: [ { key: \"bad header\", value: x } ] }", "gateway.routes[0].request_headers_to_add[0].key", "not a valid header name"),
@@ -179,4 +179,79 @@ fn routes_take_filters_each_a_name_and_its_own_settings() {
             "gateway.routes[0].filters[1]: expected a mapping: `name:` (the filter) and its own settings".to_owned(),
         ]
     );
+}
+
+/// `clusters` and `sticky`: weights kept in order, the sticky key read as `hash_policy` reads
+/// it; every error with its path.
+#[test]
+fn weighted_clusters_and_sticky_keys_are_checked() {
+    let routes = |r: &str| {
+        format!("gateway:\n  routes:\n    - {r}\n  clusters:\n    - {{ name: a, address: a.test, port: 80 }}\n    - {{ name: b, address: b.test, port: 80 }}\n")
+    };
+    let g = Config::from_yaml(&routes(
+        "{ prefix: /, clusters: [{ name: a, weight: 0 }, { name: b, weight: 7 }], sticky: { header: X-User } }",
+    ))
+    .unwrap()
+    .gateway;
+    let RouteAction::Split(split) = &g.routes[0].action else {
+        panic!("{:?}", g.routes[0].action)
+    };
+    let weights: Vec<(&str, u32)> = split
+        .clusters
+        .iter()
+        .map(|c| (c.name.as_str(), c.weight))
+        .collect();
+    assert_eq!(weights, [("a", 0), ("b", 7)]);
+    assert_eq!(split.sticky, Some(HashKey::Header("x-user".to_owned())));
+    assert_eq!((split.total(), split.label()), (7, "a+b".to_owned()));
+    let cases = [
+        (
+            "{ prefix: /, clusters: [{ name: a, weight: 0 }] }",
+            "gateway.routes[0].clusters",
+            "every weight is 0",
+        ),
+        (
+            "{ prefix: /, clusters: [] }",
+            "gateway.routes[0].clusters",
+            "name at least one cluster",
+        ),
+        (
+            "{ prefix: /, clusters: [{ name: c, weight: 1 }] }",
+            "gateway.routes[0].clusters[0].name",
+            "unknown cluster `c`",
+        ),
+        (
+            "{ prefix: /, clusters: [{ name: a, weight: 1 }, { name: a, weight: 2 }] }",
+            "gateway.routes[0].clusters[1].name",
+            "named twice",
+        ),
+        (
+            "{ prefix: /, cluster: a, clusters: [{ name: a, weight: 1 }] }",
+            "gateway.routes[0]",
+            "not two",
+        ),
+        (
+            "{ prefix: /, cluster: a, sticky: { cookie: u } }",
+            "gateway.routes[0].sticky",
+            "needs `clusters`",
+        ),
+        (
+            "{ prefix: /, clusters: [{ name: a, weight: 1 }], sticky: { client_address: false } }",
+            "gateway.routes[0].sticky",
+            "exactly one of",
+        ),
+        (
+            "{ prefix: /, clusters: [{ name: a, weight: 4294967295 }, { name: b, weight: 1 }] }",
+            "gateway.routes[0].clusters",
+            "more than 4294967295",
+        ),
+        (
+            "{ prefix: /, clusters: [{ name: a, weight: 1, wieght: 2 }] }",
+            "gateway.routes[0].clusters[0].wieght",
+            "did you mean `weight`",
+        ),
+    ];
+    for (r, path, words) in cases {
+        assert_error(&routes(r), path, words);
+    }
 }

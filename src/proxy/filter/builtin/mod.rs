@@ -90,7 +90,7 @@ fn direct_response(route: &Route) -> Option<Arc<dyn Filter>> {
         RouteAction::Direct { status, body } => {
             Some(Arc::new(direct::DirectResponse::new(*status, body)))
         }
-        RouteAction::Cluster(_) => None,
+        RouteAction::Cluster(_) | RouteAction::Split(_) => None,
     }
 }
 
