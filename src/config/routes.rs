@@ -4,6 +4,7 @@ use super::duration::{positive, ConfDuration};
 use super::errors::Errors;
 use super::filters::{filters, FilterSpec};
 use super::headers::{self, HeaderName, HeaderToAdd};
+use super::route_match::{request_match, RawHeaderMatch, RawQueryMatch, RequestMatch};
 use serde::Deserialize;
 use serde_yaml::Value;
 use std::collections::{BTreeSet, HashMap};
@@ -19,6 +20,8 @@ pub struct Route {
     /// `domains`: lowercase Host patterns (`api.example.com`, `*.example.com`, `example.*`);
     /// empty (the default, or `"*"`): any host (Envoy: `virtual_hosts[].domains`).
     pub domains: Vec<String>,
+    /// `headers`, `query`, `methods`: the rest of the match (`route_match.rs`).
+    pub request_match: RequestMatch,
     /// `cluster` or `direct_response`.
     pub action: RouteAction,
     /// `prefix_rewrite`: replaces the matched prefix (or the whole exact path) before
@@ -57,6 +60,12 @@ pub(super) struct RawRoute {
     path: Option<String>,
     regex: Option<String>,
     domains: Option<Vec<Domain>>,
+    #[serde(default)]
+    headers: Vec<RawHeaderMatch>,
+    #[serde(default)]
+    query: Vec<RawQueryMatch>,
+    #[serde(default)]
+    methods: Vec<String>,
     cluster: Option<String>,
     prefix_rewrite: Option<String>,
     host_rewrite: Option<String>,
@@ -156,12 +165,14 @@ impl Route {
     }
 
     /// Whether `later` can ever match: not if this route comes first, covers its hosts and its
-    /// paths.
+    /// paths, and matches on nothing else (a route with `headers`, `query` or `methods` lets
+    /// the requests it refuses through to the routes after it).
     fn shadows(&self, later: &Route) -> bool {
+        let rest = self.request_match.is_empty();
         let hosts = self.domains.is_empty()
             || (!later.domains.is_empty()
                 && later.domains.iter().all(|d| self.domains.contains(d)));
-        hosts && self.matcher.covers(&later.matcher)
+        rest && hosts && self.matcher.covers(&later.matcher)
     }
 }
 
@@ -373,10 +384,12 @@ pub(super) fn route(
     }
     let timeout = positive(r.timeout, &format!("{path}.timeout"), errors);
     let filters = filters(r.filters, path, errors);
+    let request_match = request_match(r.headers, r.query, r.methods, path, errors);
 
     let route = Route {
         matcher: matcher?,
         domains,
+        request_match,
         action: action?,
         prefix_rewrite: r.prefix_rewrite,
         host_rewrite: r.host_rewrite,

@@ -79,7 +79,10 @@ impl ProxyHttp for Proxy {
             .map(|h| h.as_bytes())
             .or_else(|| req.uri.authority().map(|a| a.as_str().as_bytes()));
         let routing = Arc::clone(&ctx.routing);
-        let matched = routing.router.route(host, req.uri.path().as_bytes());
+        let facts = super::route_match::RequestFacts::of(req);
+        let matched = routing
+            .router
+            .route_request(host, req.uri.path().as_bytes(), &facts);
         let Some(matched) = matched else {
             let body = format!("no route for {}\n", session.req_header().uri.path());
             respond(session, 404, &body, &ctx.request_id).await?;

@@ -16,6 +16,7 @@ mod http1;
 mod logging;
 mod retry;
 pub mod route_index;
+pub mod route_match;
 pub mod router;
 mod routing;
 mod xfcc;

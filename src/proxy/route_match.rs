@@ -1,0 +1,149 @@
+//! Whether a request's headers, query and method satisfy the rest of a route's match
+//! (`config/route_match.rs`), evaluated without allocating but for two rare cases: a regex
+//! tested against a repeated header, or against a query value with `%` escapes.
+//!
+//! Decisions (README, "Matching headers, query and method"):
+//! - A header listed more than once is matched as its values joined with `,` in the order they
+//!   came, as Envoy does and RFC 9110 §5.3 allows (a recipient may combine them so); names are
+//!   case-insensitive.
+//! - A query parameter is matched by its first occurrence (Envoy and the Gateway API's advice);
+//!   names are case-sensitive, as Envoy's `query_parameters` and the Gateway API compare them;
+//!   values are percent-decoded first (`%20` is a space; `+` stays `+`, as Envoy leaves it; an
+//!   invalid escape stays as written), names are compared as written.
+
+use crate::config::{HeaderMatch, QueryMatch, RequestMatch, ValueTest};
+use http::{HeaderMap, Method};
+
+/// What the rest of a route's match reads of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    /// The method.
+    pub method: &'a Method,
+    /// The headers; None: none at all.
+    pub headers: Option<&'a HeaderMap>,
+    /// The query, after the `?` (None: no `?`).
+    pub query: Option<&'a str>,
+}
+
+impl<'a> RequestFacts<'a> {
+    /// What a request's head says.
+    pub fn of(request: &'a http::request::Parts) -> RequestFacts<'a> {
+        RequestFacts {
+            method: &request.method,
+            headers: Some(&request.headers),
+            query: request.uri.query(),
+        }
+    }
+
+    /// A `GET` without headers or query.
+    pub fn bare() -> RequestFacts<'static> {
+        RequestFacts {
+            method: &Method::GET,
+            headers: None,
+            query: None,
+        }
+    }
+}
+
+impl RequestMatch {
+    /// Whether every condition holds for `request` (an empty match: always).
+    pub fn matches(&self, request: &RequestFacts<'_>) -> bool {
+        (self.methods.is_empty() || self.methods.contains(request.method))
+            && self.headers.iter().all(|h| h.holds(request.headers))
+            && self.query.iter().all(|q| q.holds(request.query))
+    }
+}
+
+impl HeaderMatch {
+    fn holds(&self, headers: Option<&HeaderMap>) -> bool {
+        let mut values = headers
+            .map(|h| h.get_all(&self.name).iter())
+            .into_iter()
+            .flatten()
+            .map(http::HeaderValue::as_bytes)
+            .peekable();
+        let result = match (&self.test, values.peek().is_some()) {
+            (ValueTest::Present(want), present) => *want == present,
+            (_, false) => false,
+            (ValueTest::Exact(want), true) => joined_matches(values, want, false),
+            (ValueTest::Prefix(want), true) => joined_matches(values, want, true),
+            (ValueTest::Regex(re), true) => {
+                let first = values.next().unwrap_or_default();
+                match values.next() {
+                    None => re.is_match(first),
+                    Some(second) => {
+                        // Repeated: matched as one value, the only allocation of a header test.
+                        let mut joined = [first, second].join(&b","[..]);
+                        for v in values {
+                            joined.push(b',');
+                            joined.extend_from_slice(v);
+                        }
+                        re.is_match(&joined)
+                    }
+                }
+            }
+        };
+        result != self.invert
+    }
+}
+
+/// Whether `values` joined with `,` equal `want` (or start with it, for `prefix`), compared
+/// piece by piece.
+fn joined_matches<'v>(values: impl Iterator<Item = &'v [u8]>, want: &[u8], prefix: bool) -> bool {
+    let mut rest = want;
+    for (i, value) in values.enumerate() {
+        for piece in [if i > 0 { &b","[..] } else { b"" }, value] {
+            if prefix && piece.len() >= rest.len() {
+                return piece.starts_with(rest);
+            }
+            match rest.strip_prefix(piece) {
+                Some(left) => rest = left,
+                None => return false,
+            }
+        }
+    }
+    rest.is_empty()
+}
+
+impl QueryMatch {
+    fn holds(&self, query: Option<&str>) -> bool {
+        let value = query.and_then(|q| {
+            q.split('&').find_map(|pair| {
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                (name == self.name).then_some(value.as_bytes())
+            })
+        });
+        let Some(value) = value else {
+            return matches!(self.test, ValueTest::Present(false));
+        };
+        match &self.test {
+            ValueTest::Present(want) => *want,
+            ValueTest::Exact(want) => decoded(value).eq(want.iter().copied()),
+            ValueTest::Prefix(want) => {
+                let mut d = decoded(value);
+                want.iter().all(|b| d.next() == Some(*b))
+            }
+            ValueTest::Regex(re) if value.contains(&b'%') => {
+                re.is_match(&decoded(value).collect::<Vec<u8>>())
+            }
+            ValueTest::Regex(re) => re.is_match(value),
+        }
+    }
+}
+
+/// `value` percent-decoded; an invalid escape stays as written.
+fn decoded(value: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let b = *value.get(at)?;
+        let hex = |i: usize| value.get(i).and_then(|h| (*h as char).to_digit(16));
+        if b == b'%' {
+            if let (Some(hi), Some(lo)) = (hex(at + 1), hex(at + 2)) {
+                at += 3;
+                return u8::try_from(hi * 16 + lo).ok();
+            }
+        }
+        at += 1;
+        Some(b)
+    })
+}
