@@ -4,6 +4,7 @@ use super::duration::{positive, ConfDuration};
 use super::errors::Errors;
 use super::filters::{filters, FilterSpec};
 use super::headers::{self, HeaderName, HeaderToAdd};
+use super::mirror::{mirrors, Mirror, RawMirror};
 use super::route_match::{request_match, RawHeaderMatch, RawQueryMatch, RequestMatch};
 use serde::Deserialize;
 use serde_yaml::Value;
@@ -50,6 +51,9 @@ pub struct Route {
     /// `filters`: in order, for the filter registry to build; empty (the default): the route
     /// runs none.
     pub filters: Vec<FilterSpec>,
+    /// `mirror`: shadow clusters that get copies of its requests (`mirror.rs`); empty (the
+    /// default): none.
+    pub mirror: Vec<Mirror>,
 }
 
 /// A route as the conf writes it.
@@ -83,6 +87,8 @@ pub(super) struct RawRoute {
     /// Read entry by entry: each keeps its path for the registry.
     #[serde(default)]
     filters: Vec<Value>,
+    #[serde(default)]
+    mirror: Vec<RawMirror>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -385,6 +391,10 @@ pub(super) fn route(
     let timeout = positive(r.timeout, &format!("{path}.timeout"), errors);
     let filters = filters(r.filters, path, errors);
     let request_match = request_match(r.headers, r.query, r.methods, path, errors);
+    let mirror = mirrors(r.mirror, path, clusters, errors);
+    if !mirror.is_empty() && matches!(action, Some(RouteAction::Direct { .. })) {
+        errors.push(format!("{path}.mirror"), "needs a route to a cluster");
+    }
 
     let route = Route {
         matcher: matcher?,
@@ -400,6 +410,7 @@ pub(super) fn route(
         response_headers_to_remove: headers::to_remove(r.response_headers_to_remove),
         max_request_body_bytes: r.max_request_body_bytes,
         filters,
+        mirror,
     };
     if let Some((first, e)) = earlier.shadowing(&route) {
         errors.push(

@@ -54,6 +54,8 @@ pub struct RequestCtx {
     pub(super) pending: Option<PendingSlot>,
     pub(super) attempt: Option<AttemptSlot>,
     pub(super) retry_slot: Option<RetrySlot>,
+    /// Copies of the request for the route's shadows, gathering its body (`mirror.rs`).
+    pub(super) mirror: Option<Box<super::mirror::Copies>>,
 }
 
 impl RequestCtx {
@@ -82,6 +84,7 @@ impl RequestCtx {
             pending: None,
             attempt: None,
             retry_slot: None,
+            mirror: None,
         }
     }
 

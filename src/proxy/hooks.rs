@@ -112,6 +112,7 @@ impl ProxyHttp for Proxy {
                 return Ok(true);
             }
         }
+        ctx.mirror = routing.mirrors.begin(matched.route, session);
         let Some(cluster) = matched
             .cluster
             .and_then(|c| routing.clusters.get(c))
@@ -140,7 +141,7 @@ impl ProxyHttp for Proxy {
 
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut Box<RequestCtx>,
@@ -154,6 +155,8 @@ impl ProxyHttp for Proxy {
             // out empty pieces mid-body too, which it skips itself.
             *body = None;
         }
+        let read = session.body_bytes_read();
+        super::mirror::on_body(&mut ctx.mirror, body.as_ref(), end_of_stream, read);
         if let Some((chain, mut cx)) = ctx.filters() {
             chain.on_request_body(body, end_of_stream, &mut cx)?;
         }

@@ -14,6 +14,7 @@ mod headers;
 mod hooks;
 mod http1;
 mod logging;
+mod mirror;
 mod retry;
 pub mod route_index;
 pub mod route_match;

@@ -13,6 +13,7 @@
 
 use crate::config::{HeaderMatch, QueryMatch, RequestMatch, ValueTest};
 use http::{HeaderMap, Method};
+use percent_encoding::percent_decode;
 
 /// What the rest of a route's match reads of a request.
 #[derive(Debug, Clone, Copy)]
@@ -118,32 +119,15 @@ impl QueryMatch {
         };
         match &self.test {
             ValueTest::Present(want) => *want,
-            ValueTest::Exact(want) => decoded(value).eq(want.iter().copied()),
+            ValueTest::Exact(want) => percent_decode(value).eq(want.iter().copied()),
             ValueTest::Prefix(want) => {
-                let mut d = decoded(value);
+                let mut d = percent_decode(value);
                 want.iter().all(|b| d.next() == Some(*b))
             }
             ValueTest::Regex(re) if value.contains(&b'%') => {
-                re.is_match(&decoded(value).collect::<Vec<u8>>())
+                re.is_match(&percent_decode(value).collect::<Vec<u8>>())
             }
             ValueTest::Regex(re) => re.is_match(value),
         }
     }
-}
-
-/// `value` percent-decoded; an invalid escape stays as written.
-fn decoded(value: &[u8]) -> impl Iterator<Item = u8> + '_ {
-    let mut at = 0;
-    std::iter::from_fn(move || {
-        let b = *value.get(at)?;
-        let hex = |i: usize| value.get(i).and_then(|h| (*h as char).to_digit(16));
-        if b == b'%' {
-            if let (Some(hi), Some(lo)) = (hex(at + 1), hex(at + 2)) {
-                at += 3;
-                return u8::try_from(hi * 16 + lo).ok();
-            }
-        }
-        at += 1;
-        Some(b)
-    })
 }

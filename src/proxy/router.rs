@@ -306,6 +306,7 @@ mod tests {
             response_headers_to_remove: Vec::new(),
             max_request_body_bytes: None,
             filters: Vec::new(),
+            mirror: Vec::new(),
         }
     }
 

@@ -3,6 +3,7 @@
 
 use super::access_log::AccessLog;
 use super::filter::{Build, Chain, Kept, Reach, Registry, Tasks};
+use super::mirror::Mirrors;
 use super::router::Router;
 use crate::config::{Cidr, Gateway as GatewayConfig, RequestLimits};
 use crate::metrics::{Metrics, RouteMetrics};
@@ -19,6 +20,8 @@ pub(super) struct Routing {
     pub(super) route_metrics: Vec<RouteMetrics>,
     /// Request counters of requests that matched no route.
     pub(super) unrouted: RouteMetrics,
+    /// Each route's shadow clusters (`mirror`), in the router's order.
+    pub(super) mirrors: Mirrors,
     pub(super) access_log: Arc<AccessLog>,
     access_log_conf: crate::config::AccessLogConfig,
     pub(super) limits: RequestLimits,
@@ -58,6 +61,7 @@ impl Routing {
                 metrics.route(cluster, &router.describe(i))
             })
             .collect();
+        let mirrors = Mirrors::new(&router, &clusters, &metrics.mirrors);
         let unrouted = metrics.route(crate::metrics::NO_CLUSTER, crate::metrics::NO_ROUTE);
         let access_log = match previous {
             Some(p) if p.access_log_conf == config.access_log => p.access_log.clone(),
@@ -81,6 +85,7 @@ impl Routing {
             filters,
             route_metrics,
             unrouted,
+            mirrors,
             access_log,
             access_log_conf: config.access_log.clone(),
             limits: config.limits,
