@@ -421,3 +421,58 @@ fn a_hung_refusing_or_slow_shadow_leaves_the_primary_as_fast_as_without_a_mirror
     hung.resume();
     gateway.assert_no_panic();
 }
+
+#[test]
+fn bad_mirrors_are_refused_with_their_paths() {
+    let (code, stderr) = Gateway::builder()
+        .route(
+            Route::prefix("/a")
+                .to("primary")
+                .key("mirror", "[{ cluster: nowhere }]"),
+        )
+        .route(
+            Route::prefix("/b")
+                .to("primary")
+                .key("mirror", "[{ cluster: primary, percent: 150 }]"),
+        )
+        .route(
+            Route::prefix("/c")
+                .to("primary")
+                .key("mirror", "[{ cluster: primary, max_in_flight: 0 }]"),
+        )
+        .route(
+            Route::prefix("/d")
+                .direct_response(200, "ok")
+                .key("mirror", "[{ cluster: primary }]"),
+        )
+        .route(
+            Route::prefix("/e")
+                .to("primary")
+                .key("mirror", "[{ cluster: primary, copies: 2 }]"),
+        )
+        .cluster(Cluster::new("primary").address("127.0.0.1", free_port()))
+        .start_expect_exit();
+    assert_ne!(code, 0, "{stderr}");
+    for (path, words) in [
+        (
+            "gateway.routes[0].mirror[0].cluster",
+            "unknown cluster `nowhere`",
+        ),
+        (
+            "gateway.routes[1].mirror[0].percent",
+            "150 is not a percentage (0 to 100)",
+        ),
+        (
+            "gateway.routes[2].mirror[0].max_in_flight",
+            "must be at least 1",
+        ),
+        ("gateway.routes[3].mirror", "needs a route to a cluster"),
+        ("gateway.routes[4].mirror[0].copies", "unknown field"),
+    ] {
+        let line = stderr
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{path}:")))
+            .unwrap_or_else(|| panic!("no error at {path}:\n{stderr}"));
+        assert!(line.contains(words), "{path}: {line}");
+    }
+}

@@ -131,3 +131,85 @@ impl QueryMatch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    /// The match of the first route of `matches` (YAML keys of a route).
+    fn rule(matches: &str) -> RequestMatch {
+        let yaml = format!(
+            "gateway:\n  routes:\n    - {{ prefix: /, cluster: a, {matches} }}\n  clusters:\n    - {{ name: a, address: a.test, port: 80 }}\n"
+        );
+        let mut routes = Config::from_yaml(&yaml).unwrap().gateway.routes;
+        routes.remove(0).request_match
+    }
+
+    fn holds(m: &RequestMatch, method: &str, target: &str, headers: &[(&str, &str)]) -> bool {
+        let mut req = http::Request::builder().method(method).uri(target);
+        for (n, v) in headers {
+            req = req.header(*n, *v);
+        }
+        let (parts, ()) = req.body(()).unwrap().into_parts();
+        m.matches(&RequestFacts::of(&parts))
+    }
+
+    #[test]
+    fn repeated_headers_match_joined_with_commas() {
+        let exact = rule("headers: [{ name: X-A, exact: \"1,2\" }]");
+        let prefix = rule("headers: [{ name: x-a, prefix: \"1,\" }]");
+        let re = rule("headers: [{ name: x-a, regex: \"1,[0-9],3\" }]");
+        let two = [("x-a", "1"), ("x-a", "2")];
+        assert!(holds(&exact, "GET", "/", &two));
+        assert!(holds(&exact, "GET", "/", &[("x-a", "1,2")]));
+        assert!(!holds(
+            &exact,
+            "GET",
+            "/",
+            &[("x-a", "1"), ("x-a", "2"), ("x-a", "3")]
+        ));
+        assert!(!holds(&exact, "GET", "/", &[("x-a", "1")]));
+        assert!(holds(&prefix, "GET", "/", &two));
+        assert!(!holds(&prefix, "GET", "/", &[("x-a", "1")]));
+        assert!(holds(
+            &re,
+            "GET",
+            "/",
+            &[("x-a", "1"), ("x-a", "7"), ("x-a", "3")]
+        ));
+        assert!(!holds(&re, "GET", "/", &two));
+        assert!(holds(
+            &rule("headers: [{ name: x-a, prefix: \"\" }]"),
+            "GET",
+            "/",
+            &[("x-a", "")]
+        ));
+    }
+
+    #[test]
+    fn query_values_are_decoded_and_the_first_one_counts() {
+        let exact = rule("query: [{ name: q, exact: \"a b/é\" }]");
+        assert!(holds(&exact, "GET", "/?q=a%20b%2F%C3%A9", &[]));
+        assert!(holds(&exact, "GET", "/?x&q=a%20b/%c3%a9&q=z", &[]));
+        assert!(!holds(&exact, "GET", "/?q=z&q=a%20b/%c3%a9", &[]));
+        assert!(!holds(&exact, "GET", "/?Q=a%20b/%c3%a9", &[]));
+        let bad = rule("query: [{ name: q, exact: \"%zz%4\" }]");
+        assert!(
+            holds(&bad, "GET", "/?q=%zz%4", &[]),
+            "invalid escapes stay as written"
+        );
+        let absent = rule("query: [{ name: q, present: false }]");
+        assert!(holds(&absent, "GET", "/", &[]) && holds(&absent, "GET", "/?qq=1", &[]));
+        assert!(!holds(&absent, "GET", "/?q", &[]));
+    }
+
+    #[test]
+    fn methods_and_an_empty_match() {
+        let m = rule("methods: [PUT, PURGE]");
+        assert!(holds(&m, "PURGE", "/", &[]) && holds(&m, "PUT", "/", &[]));
+        assert!(!holds(&m, "GET", "/", &[]));
+        let none = RequestMatch::default();
+        assert!(none.is_empty() && none.matches(&RequestFacts::bare()));
+    }
+}
