@@ -348,7 +348,7 @@ fn a_hung_refusing_or_slow_shadow_leaves_the_primary_as_fast_as_without_a_mirror
     let gw = gateway.listen_addr();
 
     const RATE: u32 = 200;
-    const ROUNDS: usize = 3;
+    const ROUNDS: usize = 5;
     let run = Duration::from_secs(3);
     let paths = ["/plain", "/hung", "/refused", "/slow"];
     let mut p99s: Vec<Vec<Duration>> = vec![Vec::new(); paths.len()];

@@ -57,34 +57,45 @@ impl RequestMatch {
 
 impl HeaderMatch {
     fn holds(&self, headers: Option<&HeaderMap>) -> bool {
-        let mut values = headers
-            .map(|h| h.get_all(&self.name).iter())
-            .into_iter()
-            .flatten()
-            .map(http::HeaderValue::as_bytes)
-            .peekable();
-        let result = match (&self.test, values.peek().is_some()) {
-            (ValueTest::Present(want), present) => *want == present,
-            (_, false) => false,
-            (ValueTest::Exact(want), true) => joined_matches(values, want, false),
-            (ValueTest::Prefix(want), true) => joined_matches(values, want, true),
-            (ValueTest::Regex(re), true) => {
-                let first = values.next().unwrap_or_default();
-                match values.next() {
-                    None => re.is_match(first),
-                    Some(second) => {
-                        // Repeated: matched as one value, the only allocation of a header test.
-                        let mut joined = [first, second].join(&b","[..]);
-                        for v in values {
-                            joined.push(b',');
-                            joined.extend_from_slice(v);
-                        }
-                        re.is_match(&joined)
-                    }
+        let mut values = headers.map(|h| h.get_all(&self.name).iter());
+        let mut next = || values.as_mut().and_then(Iterator::next);
+        let result = match (next(), &self.test) {
+            (None, test) => matches!(test, ValueTest::Present(false)),
+            (Some(_), ValueTest::Present(want)) => *want,
+            (Some(first), test) => match next() {
+                // One value, the common case: compared in place.
+                None => test.holds(first.as_bytes()),
+                Some(second) => {
+                    let rest = std::iter::from_fn(next);
+                    repeated(test, [first, second].into_iter().chain(rest))
                 }
-            }
+            },
         };
         result != self.invert
+    }
+}
+
+impl ValueTest {
+    /// Whether one value passes (`present` is decided before: any value passes it).
+    fn holds(&self, value: &[u8]) -> bool {
+        match self {
+            ValueTest::Exact(want) => value == &**want,
+            ValueTest::Prefix(want) => value.starts_with(want),
+            ValueTest::Regex(re) => re.is_match(value),
+            ValueTest::Present(want) => *want,
+        }
+    }
+}
+
+/// Whether a header's repeated `values`, joined with `,`, pass `test`: compared piece by piece
+/// for `exact` and `prefix`; joined for a `regex` (the only allocation of a header test).
+fn repeated<'v>(test: &ValueTest, values: impl Iterator<Item = &'v http::HeaderValue>) -> bool {
+    let values = values.map(http::HeaderValue::as_bytes);
+    match test {
+        ValueTest::Exact(want) => joined_matches(values, want, false),
+        ValueTest::Prefix(want) => joined_matches(values, want, true),
+        ValueTest::Regex(re) => re.is_match(&values.collect::<Vec<_>>().join(&b","[..])),
+        ValueTest::Present(want) => *want,
     }
 }
 
