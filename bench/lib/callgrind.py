@@ -72,24 +72,29 @@ SPLIT_TARGET = {
 }
 
 
-def route_lines(routes: int, route_at: str, split: str = "none") -> list[str]:
+def route_lines(routes: int, route_at: str, split: str = "none",
+                route_keys: list[str] = ()) -> list[str]:
     """The conf's routes: `prefix: /` alone by default; with --routes N, N routes of which the
     one every request matches (`path: /`) is the first or the last (--route-at), the others
     prefixes no request matches (`/r00001/`, ...): the cost of a table's size to a request.
-    `split`: what the matched route sends to (see SPLIT_TARGET)."""
+    `split`: what the matched route sends to (see SPLIT_TARGET). `route_keys` (--route-key):
+    more keys of the route every request matches, e.g. its `headers` matches, for the cost of
+    a route feature."""
+    more = "".join(f", {k}" for k in route_keys)
     if routes <= 1:
-        return [f"    - {{ prefix: /, {SPLIT_TARGET[split]} }}"]
+        return [f"    - {{ prefix: /, {SPLIT_TARGET[split]}{more} }}"]
     others = [f"    - {{ prefix: /r{i:05}/, cluster: backend }}" for i in range(1, routes)]
-    target = [f"    - {{ path: /, {SPLIT_TARGET[split]} }}"]
+    target = [f"    - {{ path: /, {SPLIT_TARGET[split]}{more} }}"]
     return target + others if route_at == "first" else others + target
 
 
 def headway_conf(d: Path, extra: list[str], access_log: bool = False, routes: int = 1,
-                 route_at: str = "last", split: str = "none") -> Path:
+                 route_at: str = "last", split: str = "none",
+                 route_keys: list[str] = ()) -> Path:
     """bench/conf/headway.yaml's settings, with the cluster's address an IP literal (no DNS);
     `extra`: top-level lines added (--headway-conf), for measuring a setting's cost;
     `access_log`: the access log on (plain lines to a file in `d`, as shipped but for the file)
-    instead of off; `routes`, `route_at`: see route_lines."""
+    instead of off; `routes`, `route_at`, `route_keys`: see route_lines."""
     lines = [
         "# written by bench/lib/callgrind.py: bench/conf/headway.yaml with an IP-literal cluster",
         "version: 1",
@@ -107,7 +112,7 @@ def headway_conf(d: Path, extra: list[str], access_log: bool = False, routes: in
         f"  access_log: {{ path: {d}/access.log }}" if access_log
         else "  access_log: { enabled: false }",
         "  routes:",
-        *route_lines(routes, route_at, split),
+        *route_lines(routes, route_at, split, route_keys),
         "  clusters:",
         "    - name: backend",
         f"      address: {BACKEND_IP}",
@@ -253,7 +258,7 @@ def run_one(args, peer: str, n: int, rnd: int, raw: Path, env: dict,
     if peer == "headway":
         target = [str(args.headway_bin), "-c",
                   str(headway_conf(d, args.headway_conf, args.access_log, args.routes,
-                                   args.route_at, args.split))]
+                                   args.route_at, args.split, args.route_key))]
     else:
         target = [str(args.floor_bin), f"{addr[0]}:{addr[1]}", f"{BACKEND_IP}:{BACKEND_H1}", "1"]
     argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}",
@@ -967,6 +972,10 @@ def main() -> int:
                     help="routes in headway's conf (1: `prefix: /`); see --route-at")
     ap.add_argument("--route-at", choices=["first", "last"], default="last",
                     help="where the route the requests match is among --routes (last)")
+    ap.add_argument("--route-key", action="append", default=[], metavar="KEY",
+                    help="a key added to the route the requests match (repeatable), e.g. "
+                         "'headers: [{ name: host, exact: callgrind.bench }]' (requests carry "
+                         "Host: callgrind.bench and User-Agent: headway-callgrind)")
     ap.add_argument("--floor-bin", type=Path,
                     default=target / "release/examples/pingora_floor")
     ap.add_argument("--out", type=Path,

@@ -148,3 +148,15 @@ pub const FAST_TIMEOUT_TO_TOKIO_THRESHOLD_SECONDS: u64 = 0;
 pub const PID_FILE: &str = "/tmp/headway.pid";
 /// pingora's `upgrade_sock` when the conf omits it.
 pub const UPGRADE_SOCK: &str = "/tmp/headway_upgrade.sock";
+/// `gateway.routes[].mirror[].percent`: every request is copied (Envoy:
+/// `request_mirror_policies[].runtime_fraction`, 100% when unset).
+pub const MIRROR_PERCENT: f64 = 100.0;
+/// `gateway.routes[].mirror[].body_limit`: a copy carries the first 64 KiB of the request's
+/// body (Envoy streams the whole body; nginx's `mirror` buffers it whole; the Gateway API
+/// leaves it to the implementation): enough for the JSON of an API call, while a large upload
+/// is not held twice.
+pub const MIRROR_BODY_LIMIT: u64 = 64 << 10;
+/// `gateway.routes[].mirror[].max_in_flight`: copies of one route to one shadow cluster that
+/// may be unanswered at once; more are dropped and counted (`dropped_full`), so a shadow that
+/// hangs costs at most this many tasks and connections.
+pub const MIRROR_MAX_IN_FLIGHT: u32 = 64;

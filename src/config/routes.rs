@@ -4,6 +4,8 @@ use super::duration::{positive, ConfDuration};
 use super::errors::Errors;
 use super::filters::{filters, FilterSpec};
 use super::headers::{self, HeaderName, HeaderToAdd};
+use super::mirror::{mirrors, Mirror, RawMirror};
+use super::route_match::{request_match, RawHeaderMatch, RawQueryMatch, RequestMatch};
 use super::split::{split, RawSticky, Split, WeightedCluster};
 use serde::Deserialize;
 use serde_yaml::Value;
@@ -20,6 +22,8 @@ pub struct Route {
     /// `domains`: lowercase Host patterns (`api.example.com`, `*.example.com`, `example.*`);
     /// empty (the default, or `"*"`): any host (Envoy: `virtual_hosts[].domains`).
     pub domains: Vec<String>,
+    /// `headers`, `query`, `methods`: the rest of the match (`route_match.rs`).
+    pub request_match: RequestMatch,
     /// `cluster`, `clusters` (with `sticky`) or `direct_response`.
     pub action: RouteAction,
     /// `prefix_rewrite`: replaces the matched prefix (or the whole exact path) before
@@ -48,6 +52,9 @@ pub struct Route {
     /// `filters`: in order, for the filter registry to build; empty (the default): the route
     /// runs none.
     pub filters: Vec<FilterSpec>,
+    /// `mirror`: shadow clusters that get copies of its requests (`mirror.rs`); empty (the
+    /// default): none.
+    pub mirror: Vec<Mirror>,
 }
 
 /// A route as the conf writes it.
@@ -58,6 +65,12 @@ pub(super) struct RawRoute {
     path: Option<String>,
     regex: Option<String>,
     domains: Option<Vec<Domain>>,
+    #[serde(default)]
+    headers: Vec<RawHeaderMatch>,
+    #[serde(default)]
+    query: Vec<RawQueryMatch>,
+    #[serde(default)]
+    methods: Vec<String>,
     cluster: Option<String>,
     clusters: Option<Vec<WeightedCluster>>,
     sticky: Option<RawSticky>,
@@ -77,6 +90,8 @@ pub(super) struct RawRoute {
     /// Read entry by entry: each keeps its path for the registry.
     #[serde(default)]
     filters: Vec<Value>,
+    #[serde(default)]
+    mirror: Vec<RawMirror>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -162,12 +177,14 @@ impl Route {
     }
 
     /// Whether `later` can ever match: not if this route comes first, covers its hosts and its
-    /// paths.
+    /// paths, and matches on nothing else (a route with `headers`, `query` or `methods` lets
+    /// the requests it refuses through to the routes after it).
     fn shadows(&self, later: &Route) -> bool {
+        let rest = self.request_match.is_empty();
         let hosts = self.domains.is_empty()
             || (!later.domains.is_empty()
                 && later.domains.iter().all(|d| self.domains.contains(d)));
-        hosts && self.matcher.covers(&later.matcher)
+        rest && hosts && self.matcher.covers(&later.matcher)
     }
 }
 
@@ -397,10 +414,16 @@ pub(super) fn route(
     }
     let timeout = positive(r.timeout, &format!("{path}.timeout"), errors);
     let filters = filters(r.filters, path, errors);
+    let request_match = request_match(r.headers, r.query, r.methods, path, errors);
+    let mirror = mirrors(r.mirror, path, clusters, errors);
+    if !mirror.is_empty() && matches!(action, Some(RouteAction::Direct { .. })) {
+        errors.push(format!("{path}.mirror"), "needs a route to a cluster");
+    }
 
     let route = Route {
         matcher: matcher?,
         domains,
+        request_match,
         action: action?,
         prefix_rewrite: r.prefix_rewrite,
         host_rewrite: r.host_rewrite,
@@ -411,6 +434,7 @@ pub(super) fn route(
         response_headers_to_remove: headers::to_remove(r.response_headers_to_remove),
         max_request_body_bytes: r.max_request_body_bytes,
         filters,
+        mirror,
     };
     if let Some((first, e)) = earlier.shadowing(&route) {
         errors.push(

@@ -59,6 +59,8 @@ pub struct Metrics {
     /// `headway_filter_events_total` and `headway_filter_event_timestamp_seconds` (see
     /// [`filters::FilterSeries`]).
     pub filters: filters::FilterSeries,
+    /// `headway_mirror_requests_total{route, cluster, result}` (see [`mirror::MirrorSeries`]).
+    pub mirrors: mirror::MirrorSeries,
     /// `headway_reloads_total{result}`: confs re-read in place (SIGHUP, `POST /reload`), by
     /// result: `ok` (swapped in) or `error` (refused, the old conf kept serving).
     pub reloads: IntCounterVec,
@@ -290,6 +292,7 @@ impl Metrics {
                 )?,
             )?,
             filters: filters::FilterSeries::new()?.registered(&r)?,
+            mirrors: mirror::MirrorSeries::registered(&r)?,
             panics: register(
                 &r,
                 IntCounter::new(
@@ -438,6 +441,7 @@ impl Metrics {
 }
 
 pub mod filters;
+pub mod mirror;
 #[cfg(test)]
 mod tests;
 mod tls;

@@ -30,6 +30,8 @@ pub struct RequestCtx {
     pub(super) upstream: Option<Attempt>,
     /// The gateway's own listener check: not counted, not logged.
     pub(super) self_check: bool,
+    /// Copies of the request for the route's shadows, gathering its body (`mirror.rs`).
+    pub(super) mirror: Option<Box<super::mirror::Copies>>,
 }
 
 impl RequestCtx {
@@ -45,6 +47,7 @@ impl RequestCtx {
             client: None,
             upstream: None,
             self_check: false,
+            mirror: None,
         }
     }
 

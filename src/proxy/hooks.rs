@@ -79,7 +79,8 @@ impl ProxyHttp for Proxy {
             .map(|h| h.as_bytes())
             .or_else(|| req.uri.authority().map(|a| a.as_str().as_bytes()));
         let routing = Arc::clone(&ctx.routing);
-        let matched = routing.route(host, req.uri.path().as_bytes());
+        let facts = super::route_match::RequestFacts::of(req);
+        let matched = routing.route(host, req.uri.path().as_bytes(), &facts);
         let Some((index, route)) = matched else {
             let body = format!("no route for {}\n", session.req_header().uri.path());
             respond(session, 404, &body, &ctx.request_id).await?;
@@ -106,6 +107,7 @@ impl ProxyHttp for Proxy {
                 return Ok(true);
             }
         }
+        ctx.mirror = routing.mirrors.begin(index, session);
         let picked = route
             .target
             .pick(|key| hash_key(session, std::slice::from_ref(key)));
@@ -130,7 +132,7 @@ impl ProxyHttp for Proxy {
 
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut Box<RequestCtx>,
@@ -144,6 +146,8 @@ impl ProxyHttp for Proxy {
             // out empty pieces mid-body too, which it skips itself.
             *body = None;
         }
+        let read = session.body_bytes_read();
+        super::mirror::on_body(&mut ctx.mirror, body.as_ref(), end_of_stream, read);
         if let Some((chain, mut cx)) = ctx.filters() {
             chain.on_request_body(body, end_of_stream, &mut cx)?;
         }

@@ -1,6 +1,7 @@
 //! Routing: the first route whose Host domains and path match picks what happens to a request.
 
 use super::route_index::RouteIndex;
+use super::route_match::RequestFacts;
 use crate::config::{Route, RouteAction};
 
 /// An ordered route table. Pure: no I/O, no state, so it can be tested and fuzzed on its own.
@@ -59,9 +60,27 @@ impl Router {
 
     /// The first route matching `host` (the Host header or authority, port allowed; None when
     /// the request has none) and `path` (the request target's path, without the query).
-    /// Paths are compared as bytes, without normalisation, as Envoy does.
+    /// Paths are compared as bytes, without normalisation, as Envoy does. The request is taken
+    /// as a bare `GET` ([`RequestFacts::bare`]); [`Router::route_request`] reads the rest.
     pub fn route(&self, host: Option<&[u8]>, path: &[u8]) -> Option<RouteMatch> {
-        let route = self.index.first(host.map(host_of), path, |_| true)?;
+        self.route_request(host, path, &RequestFacts::bare())
+    }
+
+    /// The first route matching `host`, `path` and the rest of `request` (headers, query,
+    /// method): a route whose `headers`, `query` or `methods` refuse it lets it through to the
+    /// next one, in conf order.
+    pub fn route_request(
+        &self,
+        host: Option<&[u8]>,
+        path: &[u8],
+        request: &RequestFacts<'_>,
+    ) -> Option<RouteMatch> {
+        let accept = |i: usize| {
+            self.routes.get(i).is_some_and(|(r, _)| {
+                r.request_match.is_empty() || r.request_match.matches(request)
+            })
+        };
+        let route = self.index.first(host.map(host_of), path, accept)?;
         Some(RouteMatch {
             route,
             cluster: self.routes.get(route)?.1,
@@ -276,6 +295,7 @@ mod tests {
         Route {
             matcher,
             domains,
+            request_match: Default::default(),
             action,
             prefix_rewrite: None,
             host_rewrite: None,
@@ -286,6 +306,7 @@ mod tests {
             response_headers_to_remove: Vec::new(),
             max_request_body_bytes: None,
             filters: Vec::new(),
+            mirror: Vec::new(),
         }
     }
 

@@ -3,7 +3,9 @@
 
 use super::access_log::AccessLog;
 use super::filter::{Build, Chain, Kept, Reach, Registry, Tasks};
+use super::mirror::Mirrors;
 use super::route::{ServedRoute, Target};
+use super::route_match::RequestFacts;
 use super::router::Router;
 use super::split::WeightedClusters;
 use crate::config::{Cidr, Gateway as GatewayConfig, RequestLimits, RouteAction};
@@ -18,6 +20,8 @@ pub(super) struct Routing {
     pub(super) routes: Vec<ServedRoute>,
     /// Request counters of requests that matched no route.
     pub(super) unrouted: RouteMetrics,
+    /// Each route's shadow clusters (`mirror`), in the router's order.
+    pub(super) mirrors: Mirrors,
     pub(super) access_log: Arc<AccessLog>,
     access_log_conf: crate::config::AccessLogConfig,
     pub(super) limits: RequestLimits,
@@ -47,6 +51,7 @@ impl Routing {
             config.clusters.iter().position(|c| c.name == name)
         });
         let routes = served_routes(&router, &clusters, metrics, registry, &build)?;
+        let mirrors = Mirrors::new(&router, &clusters, &metrics.mirrors);
         let (kept, tasks) = build.finish();
         let unrouted = metrics.route(crate::metrics::NO_CLUSTER, crate::metrics::NO_ROUTE);
         let access_log = match previous {
@@ -70,6 +75,7 @@ impl Routing {
             router,
             routes,
             unrouted,
+            mirrors,
             access_log,
             access_log_conf: config.access_log.clone(),
             limits: config.limits,
@@ -82,8 +88,13 @@ impl Routing {
 
 impl Routing {
     /// The first route matching `host` and `path` (see [`Router::route`]), with its index.
-    pub(super) fn route(&self, host: Option<&[u8]>, path: &[u8]) -> Option<(usize, &ServedRoute)> {
-        let index = self.router.route(host, path)?.route;
+    pub(super) fn route(
+        &self,
+        host: Option<&[u8]>,
+        path: &[u8],
+        request: &RequestFacts<'_>,
+    ) -> Option<(usize, &ServedRoute)> {
+        let index = self.router.route_request(host, path, request)?.route;
         Some((index, self.routes.get(index)?))
     }
 }

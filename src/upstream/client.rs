@@ -78,6 +78,8 @@ pub struct ClusterClient {
     /// Made at the first call, so that a conf only checked makes none.
     connector: Arc<OnceLock<Connector>>,
     max_response_bytes: usize,
+    /// Whether the response body is kept (false: read and dropped, whatever its length).
+    keep_body: bool,
 }
 
 impl ClusterClient {
@@ -88,6 +90,7 @@ impl ClusterClient {
             cluster: Some(cluster),
             connector: Arc::default(),
             max_response_bytes: 1 << 20,
+            keep_body: true,
         }
     }
 
@@ -99,12 +102,20 @@ impl ClusterClient {
             cluster: None,
             connector: Arc::default(),
             max_response_bytes: 1 << 20,
+            keep_body: true,
         }
     }
 
     /// Accepts response bodies up to `bytes` (default 1 MiB); a longer one fails the call.
     pub fn max_response_bytes(mut self, bytes: usize) -> ClusterClient {
         self.max_response_bytes = bytes;
+        self
+    }
+
+    /// Reads response bodies to their end and drops them (a mirror's copies): the response
+    /// comes back with an empty body, and no length is too long.
+    pub fn discarding_response_body(mut self) -> ClusterClient {
+        self.keep_body = false;
         self
     }
 
@@ -242,6 +253,9 @@ impl ClusterClient {
         session.read_response_header().await.map_err(protocol)?;
         let mut received = Vec::new();
         while let Some(piece) = session.read_response_body().await.map_err(protocol)? {
+            if !self.keep_body {
+                continue;
+            }
             if received.len() + piece.len() > self.max_response_bytes {
                 return Err((
                     CallFailure::TooLarge,
