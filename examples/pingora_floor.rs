@@ -72,7 +72,10 @@ fn main() -> ExitCode {
         options.h2c = h2c;
         app.server_options = Some(options);
     }
-    match mode.strip_prefix("tls:").and_then(|rest| rest.split_once(':')) {
+    match mode
+        .strip_prefix("tls:")
+        .and_then(|rest| rest.split_once(':'))
+    {
         Some((cert, key)) => {
             let mut settings = match TlsSettings::intermediate(cert, key) {
                 Ok(s) => s,
