@@ -237,8 +237,9 @@ def run_one(args, path: str, peer: str, rnd: int, out: Path, keys: tuple[Path, P
         if not wait_until(lambda: not proc.alive() or not port_free("127.0.0.1", PORTS[peer]),
                           30) or not proc.alive():
             raise Fail(f"{peer} did not listen:\n{proc.tail()}")
+        h2 = ["-k", "--http2"] if path == "tls" else ["--http2-prior-knowledge"]
         wait_until(lambda: subprocess.run(
-            ["curl", "-s", "-o", "/dev/null", "-k", "--max-time", "2", url(path, peer)],
+            ["curl", "-s", "-o", "/dev/null", *h2, "--max-time", "2", url(path, peer)],
             capture_output=True).returncode == 0, 20)
         check(path, peer)
         h2load(path, peer, args.warmup, args)
