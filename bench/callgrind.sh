@@ -12,6 +12,10 @@
 #                                       ($CARGO_TARGET_DIR/release when that is set)
 #   bench/callgrind.sh --access-log     headway with its access log on (plain, to a file), as
 #                                       users run it; off by default (the request path alone)
+#   bench/callgrind.sh --protocol h2c   the gRPC path: h2load → h2c at headway → h2c nginx
+#   bench/callgrind.sh --protocol h2-tls  h2load → HTTP/2 over TLS at headway → HTTP/1.1 nginx
+#                                       (both: one connection, one stream at a time; the floor
+#                                       speaks the same protocols)
 #   bench/callgrind.sh --smoke          1 round of 20 and 220 requests: does everything run?
 #   bench/callgrind.sh --reanalyze DIR  write DIR's report again from its raw outputs
 #   bench/callgrind.sh --help           every option of bench/lib/callgrind.py
@@ -27,6 +31,8 @@ if [ -n "$install" ]; then
     bench_need_cmd python3 python3
     bench_need_cmd nginx nginx
     bench_need_cmd valgrind valgrind   # callgrind_annotate comes with it
+    bench_need_cmd h2load nghttp2-client   # --protocol h2c, h2-tls
+    bench_need_cmd curl curl
 fi
 # the same build as bench/run.sh's (same packages, so the same features: neither rebuilds the
 # other's binaries)

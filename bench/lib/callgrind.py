@@ -12,6 +12,12 @@ counts what one more request costs, every thread of the proxy included. Instruct
 not depend on the machine's load; what is left varies by ~0.1% (random hash keys and request
 ids, how reads and wake-ups happen to interleave): the rounds show it.
 
+With --protocol h2c (HTTP/2 with prior knowledge from the client and to an h2c nginx: the gRPC
+path) or h2-tls (HTTP/2 over TLS at the listener, HTTP/1.1 to nginx), the requests are h2load's
+(`-c 1 -m 1`: one connection, one stream at a time), and the floor speaks the same protocols.
+Before them, one curl request checks the answer (which protocol reached nginx): it costs the
+same in both runs, so it cancels too.
+
 Work that depends on wall time rather than on requests (timers firing every so often) would scale
 with a run's length: the short run is kept alive, idle, as long as the long one took (`--no-pad`
 not to), so that it cancels too. It is small either way (pingora_floor's clock thread, ~70k
@@ -43,7 +49,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BENCH, REPO, Backend, Proc, cpu_model, log, port_free, tool_version  # noqa: E402
 
 BACKEND_IP = "127.0.10.1"
-BACKEND_H1, BACKEND_H2C = 18481, 18482  # the h2c port is the shared nginx template's; unused here
+BACKEND_H1, BACKEND_H2C = 18481, 18482  # the h2c port: --protocol h2c's upstream
+PROTOCOLS = ("h1", "h2c", "h2-tls")
+PROTOCOL_LABEL = {
+    "h1": "HTTP/1.1 keep-alive from the client and to nginx",
+    "h2c": "h2load, HTTP/2 with prior knowledge from the client and to nginx's h2c port",
+    "h2-tls": "h2load, HTTP/2 over TLS at the listener, HTTP/1.1 to nginx",
+}
 PROXY = {"headway": ("127.0.0.1", 18400), "floor": ("127.0.0.1", 18401)}
 ADMIN = ("127.0.0.1", 18490)
 EXPECTED_BODY = b"backend HTTP/1.1\n"  # bench/conf/backend-nginx.conf's answer to an HTTP/1.1 GET
@@ -90,11 +102,17 @@ def route_lines(routes: int, route_at: str, split: str = "none",
 
 def headway_conf(d: Path, extra: list[str], access_log: bool = False, routes: int = 1,
                  route_at: str = "last", split: str = "none",
-                 route_keys: list[str] = ()) -> Path:
+                 route_keys: list[str] = (), protocol: str = "h1",
+                 tls: tuple[Path, Path] | None = None) -> Path:
     """bench/conf/headway.yaml's settings, with the cluster's address an IP literal (no DNS);
     `extra`: top-level lines added (--headway-conf), for measuring a setting's cost;
     `access_log`: the access log on (plain lines to a file in `d`, as shipped but for the file)
-    instead of off; `routes`, `route_at`, `route_keys`: see route_lines."""
+    instead of off; `routes`, `route_at`, `split`, `route_keys`: see route_lines; `protocol`:
+    h2c on the listener and to the cluster (h2c), or the listener TLS with `tls`'s certificate
+    and key (h2-tls)."""
+    listen = f'"{PROXY["headway"][0]}:{PROXY["headway"][1]}"'
+    if protocol == "h2-tls" and tls:
+        listen = f'{{ address: {listen}, tls: {{ cert: "{tls[0]}", key: "{tls[1]}" }} }}'
     lines = [
         "# written by bench/lib/callgrind.py: bench/conf/headway.yaml with an IP-literal cluster",
         "version: 1",
@@ -106,7 +124,8 @@ def headway_conf(d: Path, extra: list[str], access_log: bool = False, routes: in
         "grace_period_seconds: 1",
         "graceful_shutdown_timeout_seconds: 1",
         "gateway:",
-        f'  listen: ["{PROXY["headway"][0]}:{PROXY["headway"][1]}"]',
+        f"  listen: [{listen}]",
+        *(["  h2c: true"] if protocol == "h2c" else []),
         f'  admin: {{ listen: "{ADMIN[0]}:{ADMIN[1]}" }}',
         "  drain_time: 0s",
         f"  access_log: {{ path: {d}/access.log }}" if access_log
@@ -116,7 +135,8 @@ def headway_conf(d: Path, extra: list[str], access_log: bool = False, routes: in
         "  clusters:",
         "    - name: backend",
         f"      address: {BACKEND_IP}",
-        f"      port: {BACKEND_H1}",
+        f"      port: {BACKEND_H2C if protocol == 'h2c' else BACKEND_H1}",
+        *(["      protocol: http2"] if protocol == "h2c" else []),
         "      connect_timeout: 1s",
         "      # passive health off, as in bench/conf/headway.yaml; no health_check: none",
         "      outlier_detection: { consecutive_failures: 0 }",
@@ -238,6 +258,53 @@ def send_requests(sock: socket.socket, n: int, per_request_timeout: float,
     return {"seconds": time.monotonic() - t0, "first_response_head": first_head}
 
 
+def wait_listening(addr: tuple[str, int], proc: Proc, timeout: float) -> float:
+    """Waits until the proxy accepts a connection (closed at once: one in every run, so it
+    cancels). Returns the seconds waited."""
+    s, waited = connect(addr, proc, timeout)
+    s.close()
+    return waited
+
+
+def check_h2(protocol: str, addr: tuple[str, int]) -> str:
+    """One request by curl over the protocol measured: HTTP/2 at the proxy, and the answer of
+    the nginx port meant (h2c upstream: `backend HTTP/2.0`; h2-tls: `backend HTTP/1.1`)."""
+    tls = protocol == "h2-tls"
+    url = f"{'https' if tls else 'http'}://{addr[0]}:{addr[1]}/"
+    cmd = ["curl", "-s", "--max-time", "30", "-w", "\n%{http_code} %{http_version}",
+           *(["-k", "--http2"] if tls else ["--http2-prior-knowledge"]), url]
+    p = subprocess.run(cmd, capture_output=True, timeout=60)
+    want = b"backend HTTP/1.1\n" if tls else b"backend HTTP/2.0\n"
+    if p.stdout != want + b"\n200 2":
+        raise Fail(f"{' '.join(cmd)}: {p.stdout[:300]!r} {p.stderr[:300]!r} (expected "
+                   f"{want!r}, 200 over HTTP/2)")
+    return p.stdout.decode(errors="replace")
+
+
+def h2load_requests(protocol: str, addr: tuple[str, int], n: int, timeout: float) -> dict:
+    """n requests by h2load through ONE HTTP/2 connection, one stream at a time; every one
+    must be a 2xx."""
+    url = f"{'https' if protocol == 'h2-tls' else 'http'}://{addr[0]}:{addr[1]}/"
+    # no Host header: h2load would send it beside its :authority, which differs (a 4xx)
+    cmd = ["h2load", "-n", str(n), "-c", "1", "-m", "1", "-H", "User-Agent: headway-callgrind",
+           url]
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        raise Fail(f"{' '.join(cmd)}: not done within {timeout:.0f} s") from e
+    seconds = time.monotonic() - t0
+    out = p.stdout
+    done = re.search(r"requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded", out)
+    codes = re.search(r"status codes: (\d+) 2xx", out)
+    proto = re.search(r"Application protocol: (\S+)", out)
+    if (p.returncode != 0 or not done or int(done.group(2)) != n or not codes
+            or int(codes.group(1)) != n or not proto or not proto.group(1).startswith("h2")):
+        raise Fail(f"{' '.join(cmd)} (exit {p.returncode}): expected {n} 2xx over h2:\n"
+                   f"{out[-1500:]}{p.stderr[-500:]}")
+    return {"seconds": seconds, "first_response_head": f"h2load: {proto.group(1)}, {n} 2xx"}
+
+
 # ---------------------------------------------------------------------------------------------
 # one run under callgrind
 
@@ -258,9 +325,15 @@ def run_one(args, peer: str, n: int, rnd: int, raw: Path, env: dict,
     if peer == "headway":
         target = [str(args.headway_bin), "-c",
                   str(headway_conf(d, args.headway_conf, args.access_log, args.routes,
-                                   args.route_at, args.split, args.route_key))]
+                                   args.route_at, args.split, args.route_key,
+                                   args.protocol, args.tls_files))]
     else:
-        target = [str(args.floor_bin), f"{addr[0]}:{addr[1]}", f"{BACKEND_IP}:{BACKEND_H1}", "1"]
+        port = BACKEND_H2C if args.protocol == "h2c" else BACKEND_H1
+        target = [str(args.floor_bin), f"{addr[0]}:{addr[1]}", f"{BACKEND_IP}:{port}", "1"]
+        if args.protocol == "h2c":
+            target.append("h2c")
+        elif args.protocol == "h2-tls":
+            target.append(f"tls:{args.tls_files[0]}:{args.tls_files[1]}")
     argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}",
             "--trace-children=no", *target]
     log(f"round {rnd}, {peer}, {n} requests")
@@ -269,15 +342,22 @@ def run_one(args, peer: str, n: int, rnd: int, raw: Path, env: dict,
                 env={**env, "RUST_LOG": "warn"}, stop_signal=signal.SIGTERM)
     result: dict = {"peer": peer, "requests": n, "round": rnd, "argv": argv}
     try:
-        sock, waited = connect(addr, proc, args.start_timeout)
+        if args.protocol == "h1":
+            sock, waited = connect(addr, proc, args.start_timeout)
+        else:
+            waited = wait_listening(addr, proc, args.start_timeout)
         exe = os.readlink(f"/proc/{proc.pid}/exe")
         if "callgrind" not in exe:
             raise Fail(f"the process listening is {exe}, not callgrind: it re-executed itself "
                        "outside valgrind")
         result["start_seconds"] = round(waited, 2)
-        with sock:
-            client = send_requests(sock, n, args.request_timeout,
-                                   time.monotonic() + args.run_timeout)
+        if args.protocol == "h1":
+            with sock:
+                client = send_requests(sock, n, args.request_timeout,
+                                       time.monotonic() + args.run_timeout)
+        else:
+            result["check"] = check_h2(args.protocol, addr)
+            client = h2load_requests(args.protocol, addr, n, args.run_timeout)
         result["client_seconds"] = round(client["seconds"], 2)
         result["first_response_head"] = client["first_response_head"]
         pad = 0.0
@@ -652,8 +732,10 @@ def report(args, out: Path, raw: Path, runs: list[dict], info: dict) -> tuple[st
     md.append(
         f"Marginal cost = (Ir with {n_l} requests − Ir with {n_s}) / {dn}: every thread of the "
         "proxy, one client connection, requests one at a time; the backend is nginx on "
-        f"{BACKEND_IP}:{BACKEND_H1}. {len(rounds)} round(s); the median is shown, with the "
-        f"spread of the rounds. headway's access log: "
+        f"{BACKEND_IP}:{BACKEND_H2C if info.get('protocol') == 'h2c' else BACKEND_H1}. "
+        f"{len(rounds)} round(s); the median is shown, with the "
+        f"spread of the rounds. Protocol: {info.get('protocol', 'h1')} "
+        f"({PROTOCOL_LABEL[info.get('protocol', 'h1')]}). headway's access log: "
         f"{'on (plain lines to a file)' if info.get('access_log') else 'off'}. Command: `{info['command']}`; tree: commit {info['commit']}"
         f"{' + uncommitted changes (raw/tree.diff.gz)' if info['dirty'] else ''}.\n")
     if info.get("stale_binary"):
@@ -924,11 +1006,22 @@ def measure(args) -> tuple[dict, list[dict], Path, Path]:
                      for p in args.peers},
         "small": args.small, "large": args.large, "rounds": args.rounds,
         "access_log": args.access_log,
+        "protocol": args.protocol,
         "padded": not args.no_pad, "smoke": args.smoke,
         "request": REQUEST.decode(),
     }
     env = allocator_env()
     info["allocator_env"] = env
+    keys = None
+    if args.protocol == "h2-tls":
+        # a self-signed certificate for the run, removed at the end (never kept)
+        keys = Path(tempfile.mkdtemp(prefix="headway-callgrind-tls-"))
+        args.tls_files = (keys / "cert.pem", keys / "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=callgrind.bench", "-addext",
+                        "subjectAltName=DNS:callgrind.bench", "-keyout", str(args.tls_files[1]),
+                        "-out", str(args.tls_files[0])], check=True, capture_output=True,
+                       timeout=60)
     log(f"results in {out}; allocator options for both peers: {env}")
     if info["stale_binary"]:
         log("WARNING: " + info["stale_binary"])
@@ -943,6 +1036,8 @@ def measure(args) -> tuple[dict, list[dict], Path, Path]:
                 runs.append(run_one(args, peer, args.small, rnd, raw, env, pad_to))
     finally:
         backend.stop()
+        if keys:
+            shutil.rmtree(keys, ignore_errors=True)
     return info, runs, out, raw
 
 
@@ -962,6 +1057,13 @@ def main() -> int:
     ap.add_argument("--access-log", action="store_true",
                     help="headway with its access log on, to a file (off by default: the cost "
                          "of the request path alone)")
+    ap.add_argument("--protocol", choices=PROTOCOLS, default="h1",
+                    help="h1: HTTP/1.1 keep-alive (the default); h2c: HTTP/2 with prior "
+                         "knowledge from the client and to an h2c nginx (the gRPC path); "
+                         "h2-tls: HTTP/2 over TLS at the listener, HTTP/1.1 to nginx; both "
+                         "driven by h2load, one connection, one stream at a time")
+    ap.add_argument("--port-offset", type=int, default=0,
+                    help="added to every port (backend, proxies, admin): two benches at once")
     ap.add_argument("--headway-conf", action="append", default=[], metavar="LINE",
                     help="a top-level line added to headway's conf (repeatable), e.g. "
                          "'fast_timeout_to_tokio_threshold_seconds: 900'")
@@ -996,6 +1098,13 @@ def main() -> int:
     ap.add_argument("--top-files", type=int, default=25, help="source files listed (25)")
     ap.add_argument("--annotate-top", type=int, default=30, help="inclusive rows (30)")
     args = ap.parse_args()
+    args.tls_files = None
+    if args.port_offset:
+        global BACKEND_H1, BACKEND_H2C, ADMIN
+        BACKEND_H1, BACKEND_H2C = BACKEND_H1 + args.port_offset, BACKEND_H2C + args.port_offset
+        ADMIN = (ADMIN[0], ADMIN[1] + args.port_offset)
+        for peer, (ip, port) in PROXY.items():
+            PROXY[peer] = (ip, port + args.port_offset)
     if args.smoke:
         args.small, args.large, args.rounds = 20, 220, 1
     args.peers = [p.strip() for p in args.peers.split(",") if p.strip()]
@@ -1006,7 +1115,8 @@ def main() -> int:
         ap.error("--small must be below --large")
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
-    for tool in ("valgrind", "callgrind_annotate", "nginx"):
+    for tool in ("valgrind", "callgrind_annotate", "nginx",
+                 *(("h2load", "curl") if args.protocol != "h1" else ())):
         if not shutil.which(tool):
             raise SystemExit(f"callgrind bench: {tool} not found (bench/callgrind.sh installs it)")
 

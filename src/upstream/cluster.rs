@@ -28,6 +28,11 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
+/// Streams one upstream HTTP/2 connection carries at once: 100, the least RFC 9113 §6.5.2
+/// asks a server to allow (nginx allows 128); a server that allows fewer says so in its
+/// SETTINGS and pingora keeps to that.
+const H2_STREAMS_PER_CONNECTION: usize = 100;
+
 /// Lets the load balancer own a discovery that the cluster also reads for `/clusters`.
 struct SharedDns(Arc<DnsDiscovery>);
 
@@ -166,6 +171,11 @@ impl Cluster {
                 peer.options.set_http_version(2, 2)
             }
             None => {}
+        }
+        // pingora's default is one stream per HTTP/2 connection (a connection per concurrent
+        // request, those beyond the idle pool's 128 closed after one use): share them instead.
+        if peer.options.alpn != pingora::protocols::ALPN::H1 {
+            peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
         }
         peer
     }
