@@ -107,7 +107,7 @@ impl ProxyHttp for Proxy {
                 return Ok(true);
             }
         }
-        ctx.mirror = routing.mirrors.begin(index, session);
+        ctx.mirror = route.mirror.as_ref().and_then(|m| m.begin(session));
         let picked = route
             .target
             .pick(|key| hash_key(session, std::slice::from_ref(key)));

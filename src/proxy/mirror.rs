@@ -10,7 +10,7 @@
 //! bounded per route and shadow (`max_in_flight`): the bound is taken before anything is kept,
 //! so a shadow that hangs costs at most that many tasks, connections and bodies.
 
-use super::router::Router;
+use crate::config::Mirror;
 use crate::metrics::mirror::{MirrorCounts, MirrorResult, MirrorSeries};
 use crate::upstream::client::{CallFailure, ClusterClient};
 use crate::upstream::Clusters;
@@ -32,46 +32,46 @@ struct Shadow {
     counts: MirrorCounts,
 }
 
-/// Every route's shadows, by the route's index in the router (None: the route has none).
-#[derive(Default)]
-pub(super) struct Mirrors {
-    by_route: Vec<Option<Box<[Arc<Shadow>]>>>,
+/// A route's shadows (`mirror`), held by its `ServedRoute`.
+pub(super) struct RouteMirror {
+    shadows: Box<[Arc<Shadow>]>,
 }
 
-impl Mirrors {
-    /// The shadows of `router`'s routes, over the running `clusters`.
-    pub(super) fn new(router: &Router, clusters: &Clusters, series: &MirrorSeries) -> Mirrors {
-        let by_route = (0..router.len())
-            .map(|i| {
-                let mirrors = router.get(i).map_or(&[][..], |r| r.mirror.as_slice());
-                if mirrors.is_empty() {
-                    return None;
-                }
-                let route = router.describe(i);
-                let shadows = mirrors.iter().filter_map(|m| {
-                    let cluster = clusters.iter().find(|c| c.name() == m.cluster)?;
-                    Some(Arc::new(Shadow {
-                        client: ClusterClient::new(cluster.clone()).discarding_response_body(),
-                        percent: m.percent,
-                        body_limit: usize::try_from(m.body_limit).unwrap_or(usize::MAX),
-                        max_in_flight: m.max_in_flight,
-                        in_flight: AtomicU32::new(0),
-                        timeout: m.timeout.unwrap_or(cluster.config.timeout),
-                        counts: series.counts(&route, &m.cluster),
-                    }))
-                });
-                Some(shadows.collect())
-            })
-            .collect();
-        Mirrors { by_route }
+impl RouteMirror {
+    /// The shadows `mirrors` of the route `route` (as its series name it), over the running
+    /// `clusters`; None when it has none.
+    pub(super) fn new(
+        mirrors: &[Mirror],
+        route: &str,
+        clusters: &Clusters,
+        series: &MirrorSeries,
+    ) -> Option<RouteMirror> {
+        if mirrors.is_empty() {
+            return None;
+        }
+        let shadows = mirrors.iter().filter_map(|m| {
+            let cluster = clusters.iter().find(|c| c.name() == m.cluster)?;
+            Some(Arc::new(Shadow {
+                client: ClusterClient::new(cluster.clone()).discarding_response_body(),
+                percent: m.percent,
+                body_limit: usize::try_from(m.body_limit).unwrap_or(usize::MAX),
+                max_in_flight: m.max_in_flight,
+                in_flight: AtomicU32::new(0),
+                timeout: m.timeout.unwrap_or(cluster.config.timeout),
+                counts: series.counts(route, &m.cluster),
+            }))
+        });
+        Some(RouteMirror {
+            shadows: shadows.collect(),
+        })
     }
 
-    /// The copies of the request of `session` that route `route` matched (as the route's
-    /// filters left it), or None when the route has no shadow or none takes this request. A
-    /// request without a body is copied at once.
-    pub(super) fn begin(&self, route: usize, session: &mut Session) -> Option<Box<Copies>> {
-        let shadows = self.by_route.get(route)?.as_deref()?;
-        let slots: Vec<InFlight> = shadows
+    /// The copies of the request of `session` that the route matched (as the route's filters
+    /// left it), or None when no shadow takes this request. A request without a body is copied
+    /// at once.
+    pub(super) fn begin(&self, session: &mut Session) -> Option<Box<Copies>> {
+        let slots: Vec<InFlight> = self
+            .shadows
             .iter()
             .filter(|s| s.percent >= 100.0 || fastrand::f64() * 100.0 < s.percent)
             .filter_map(InFlight::take)

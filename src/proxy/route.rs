@@ -1,7 +1,8 @@
-//! A route as the request path serves it: one value holding what it sends to, its filters and
-//! its counters, built from the router's own table so that they cannot disagree.
+//! A route as the request path serves it: one value holding what it sends to, its filters,
+//! its counters and its shadows, built from the router's own table so that they cannot disagree.
 
 use super::filter::Chain;
+use super::mirror::RouteMirror;
 use super::split::WeightedClusters;
 use crate::config::HashKey;
 use crate::metrics::RouteMetrics;
@@ -19,6 +20,8 @@ pub(super) struct ServedRoute {
     pub(super) filters: Option<Chain>,
     /// The route's request counters and last minute.
     pub(super) metrics: RouteMetrics,
+    /// Its shadows (`mirror`); None for a route without any.
+    pub(super) mirror: Option<RouteMirror>,
 }
 
 /// What a route sends its requests to.

@@ -3,7 +3,7 @@
 
 use super::access_log::AccessLog;
 use super::filter::{Build, Chain, Kept, Reach, Registry, Tasks};
-use super::mirror::Mirrors;
+use super::mirror::RouteMirror;
 use super::route::{ServedRoute, Target};
 use super::route_match::RequestFacts;
 use super::router::Router;
@@ -20,8 +20,6 @@ pub(super) struct Routing {
     pub(super) routes: Vec<ServedRoute>,
     /// Request counters of requests that matched no route.
     pub(super) unrouted: RouteMetrics,
-    /// Each route's shadow clusters (`mirror`), in the router's order.
-    pub(super) mirrors: Mirrors,
     pub(super) access_log: Arc<AccessLog>,
     access_log_conf: crate::config::AccessLogConfig,
     pub(super) limits: RequestLimits,
@@ -51,7 +49,6 @@ impl Routing {
             config.clusters.iter().position(|c| c.name == name)
         });
         let routes = served_routes(&router, &clusters, metrics, registry, &build)?;
-        let mirrors = Mirrors::new(&router, &clusters, &metrics.mirrors);
         let (kept, tasks) = build.finish();
         let unrouted = metrics.route(crate::metrics::NO_CLUSTER, crate::metrics::NO_ROUTE);
         let access_log = match previous {
@@ -75,7 +72,6 @@ impl Routing {
             router,
             routes,
             unrouted,
-            mirrors,
             access_log,
             access_log_conf: config.access_log.clone(),
             limits: config.limits,
@@ -121,6 +117,7 @@ fn served_routes(
             }
         };
         let describe = route.matcher.describe();
+        let mirror = RouteMirror::new(&route.mirror, &describe, clusters, &metrics.mirrors);
         let (target, metrics) = match &route.action {
             RouteAction::Split(split) => {
                 let mut series = metrics.route(&split.label(), &describe);
@@ -154,6 +151,7 @@ fn served_routes(
             timeout: route.timeout,
             target,
             filters,
+            mirror,
         });
     }
     if errors.is_empty() {
