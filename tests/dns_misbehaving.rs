@@ -2,7 +2,8 @@
 //! under load (the conf's `resolver`, or resolv.conf rewritten as when kube-dns's Service is
 //! made again) and headway follows within one refresh with no failed request; a CNAME chain
 //! whose TTLs differ is refreshed at the lowest of them; a truncated answer whose TCP fallback
-//! is broken keeps the last pods; clusters sharing a name share its lookup. Each scenario runs the real binary against real DNS servers and loopback pods.
+//! is broken keeps the last pods; an answer whose records name another name is not taken;
+//! clusters sharing a name share its lookup. Each scenario runs the real binary against real DNS servers and loopback pods.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic: that is how they fail
 
 mod support;
@@ -368,5 +369,107 @@ fn a_truncated_answer_with_a_broken_tcp_fallback_keeps_the_last_pods_and_is_coun
             .dns
             .is_some_and(|d| d.last_outcome == "answer")
     }));
+    gateway.assert_no_panic();
+}
+
+/// The A records of one UDP answer from `server` to a query for `name`, as (owner, address):
+/// what the server really sent, before any resolver judged it.
+fn raw_a_answer(server: SocketAddr, name: &str) -> Vec<(String, String)> {
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::{Name, RData, RecordType};
+    use hickory_proto::serialize::binary::BinEncodable;
+    let mut query = Message::new();
+    query.set_id(4242).set_recursion_desired(true);
+    query.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    socket.send_to(&query.to_bytes().unwrap(), server).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = socket.recv(&mut buf).unwrap();
+    let answer = Message::from_vec(&buf[..n]).unwrap();
+    answer
+        .answers()
+        .iter()
+        .filter_map(|r| match r.data() {
+            RData::A(a) => Some((r.name().to_string(), a.0.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_answer_naming_another_name_is_not_taken_and_keeps_the_last_pods() {
+    let dns = DnsServer::start();
+    let port = free_port();
+    let ips = ["127.0.25.51", "127.0.25.52"];
+    let foreign = ["127.0.25.53"];
+    let _pods = pods_at("service1", &[ips.as_slice(), &foreign].concat(), port);
+    dns.set_a("service1.test", &ips);
+    let gateway = Gateway::builder()
+        .resolver_yaml(&format!(
+            "nameservers: [\"{}\"]\ntimeout: 200ms\nattempts: 1",
+            dns.addr()
+        ))
+        .route(Route::prefix("/service/1").to("service1"))
+        .cluster(cluster("service1", "service1.test", port, "300ms"))
+        .start();
+    assert_eq!(backends(&gateway, "service1"), addresses(&ips, port));
+    let load = Load::start(gateway.listen_addr(), "/service/1");
+
+    // The server answers a query for service1.test with an A record owned by other.test, and
+    // no CNAME linking the names. The pod at that address is up: taking it would show.
+    let errors = |g: &Gateway| {
+        admin::cluster(g, "service1")
+            .dns
+            .map_or(0, |d| d.refreshes_error)
+    };
+    let before = errors(&gateway);
+    dns.remove("service1.test");
+    dns.set_a("service1.test", &foreign);
+    dns.set_answered_as("service1.test", "other.test");
+    // Control: the server really sends the foreign record, as the client asked it directly.
+    assert_eq!(
+        raw_a_answer(dns.addr(), "service1.test"),
+        vec![("other.test.".to_owned(), foreign[0].to_owned())]
+    );
+    assert!(
+        wait_until(Duration::from_secs(8), || errors(&gateway) >= before + 3),
+        "refreshes did not fail:\n{}",
+        gateway.stderr_log()
+    );
+    let (served, failures) = load.finish();
+    println!(
+        "answer naming another name: {} failed refreshes, {} requests served",
+        errors(&gateway) - before,
+        served.len()
+    );
+    assert!(failures.is_empty(), "failed: {failures:?}");
+    assert!(!served.is_empty());
+    assert!(
+        served
+            .iter()
+            .all(|by| ips.iter().any(|ip| by.starts_with(ip))),
+        "a request went to the foreign address: {served:?}"
+    );
+    assert_eq!(backends(&gateway, "service1"), addresses(&ips, port));
+    let view = admin::cluster(&gateway, "service1").dns.unwrap();
+    assert_eq!(view.last_outcome, "error", "{view:?}");
+    assert!(
+        gateway.wait_for_log("records of another name", Duration::from_secs(2)),
+        "{}",
+        gateway.stderr_log()
+    );
+
+    // The server answers as the name again: the same address is taken at the next refresh.
+    dns.remove("service1.test");
+    dns.set_a("service1.test", &foreign);
+    assert!(
+        wait_until(Duration::from_secs(5), || backends(&gateway, "service1")
+            == addresses(&foreign, port)),
+        "still {:?}",
+        backends(&gateway, "service1")
+    );
     gateway.assert_no_panic();
 }

@@ -1051,7 +1051,12 @@ fn sessions_are_resumed_with_the_system_roots_and_not_with_a_cluster_ca() {
     let dns = DnsServer::start();
     dns.set_a("ca.resume.tls.test", &["127.0.24.81"]);
     dns.set_a("system.resume.tls.test", &["127.0.24.82"]);
-    let probes = || HealthCheck::http().interval("100ms");
+    // A new connection each probe: kept ones would make one handshake in all.
+    let probes = || {
+        HealthCheck::http()
+            .interval("100ms")
+            .reuse_connection(false)
+    };
     // The "system roots" are the test's root here: rustls-native-certs reads SSL_CERT_FILE.
     let gateway = Gateway::builder()
         .env("SSL_CERT_FILE", &root.display().to_string())

@@ -21,6 +21,10 @@ pub struct HealthCheckConfig {
     pub healthy_threshold: u32,
     /// `unhealthy_threshold`: failures in a row that mark a backend down; default 2.
     pub unhealthy_threshold: u32,
+    /// `reuse_connection`: an HTTP probe keeps its connection (and TLS session) for the next
+    /// probe of the same backend; default true (Envoy: `reuse_connection`). A kept connection
+    /// that fails is retried once on a fresh one.
+    pub reuse_connection: bool,
 }
 
 /// `health_check.type`: what a probe does and what passes (Envoy: `http_health_check` /
@@ -57,6 +61,7 @@ pub(super) struct RawHealthCheck {
     timeout: Option<ConfDuration>,
     healthy_threshold: Option<u32>,
     unhealthy_threshold: Option<u32>,
+    reuse_connection: Option<bool>,
 }
 
 pub(super) fn health_check(
@@ -134,5 +139,6 @@ pub(super) fn health_check(
         timeout,
         healthy_threshold,
         unhealthy_threshold,
+        reuse_connection: raw.reuse_connection.unwrap_or(true),
     })
 }

@@ -11,11 +11,12 @@ use crate::upstream::tls::PeerTls;
 use async_trait::async_trait;
 use log::info;
 use pingora::connectors::http::Connector as HttpConnector;
-use pingora::connectors::TransportConnector;
+use pingora::connectors::{ConnectorOptions, TransportConnector};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::lb::health_check::HealthCheck;
 use pingora::lb::Backend;
 use pingora::prelude::HttpPeer;
+use pingora::protocols::http::client::HttpSession;
 use pingora::upstreams::peer::BasicPeer;
 use pingora::{Error, ErrorType, Result};
 use prometheus::IntCounter;
@@ -28,15 +29,21 @@ use std::time::Duration;
 /// their peer, so one set serves every cluster.
 pub struct ProbeConnectors {
     tcp: TransportConnector,
+    /// Its pool keeps one idle connection per probed backend between HTTP probes
+    /// (`reuse_connection`), keyed by the peer's reuse hash (address, TLS settings).
     http: HttpConnector,
 }
 
+/// Idle probe connections the pool keeps: 1,000 services of 3 pods each, and room. Beyond it
+/// the least recently used is closed, and its next probe connects afresh.
+const KEPT_PROBE_CONNECTIONS: usize = 4096;
+
 impl ProbeConnectors {
-    /// One set for the gateway (no connection is kept between probes).
+    /// One set for the gateway.
     pub fn new() -> Arc<ProbeConnectors> {
         Arc::new(ProbeConnectors {
             tcp: TransportConnector::new(None),
-            http: HttpConnector::new(None),
+            http: HttpConnector::new(Some(ConnectorOptions::new(KEPT_PROBE_CONNECTIONS))),
         })
     }
 }
@@ -56,6 +63,8 @@ pub struct RecordedHealthCheck {
     /// Passes in a row to become healthy, failures in a row to become unhealthy.
     thresholds: (usize, usize),
     timeout: Duration,
+    /// HTTP probes keep their connection for the next probe this long (none: a new one each).
+    keep: Option<Duration>,
     tls: Option<Arc<PeerTls>>,
     table: Arc<BackendTable>,
     /// Threshold crossings: (became healthy, became unhealthy).
@@ -108,15 +117,22 @@ impl RecordedHealthCheck {
                 config.unhealthy_threshold as usize,
             ),
             timeout: config.timeout,
+            // Past two intervals (and a probe's time) a kept connection waits for no probe: a
+            // backend that left DNS, a cluster a reload removed.
+            keep: config
+                .reuse_connection
+                .then(|| 2 * config.interval + config.timeout),
             tls,
             table,
             transitions,
         })
     }
 
-    /// One probe of `target`, as pingora's `TcpHealthCheck` and `HttpHealthCheck` do it: a new
-    /// connection every time (a pooled one could hide a pod that stopped accepting), and for
-    /// HTTP a 2xx answer whose body is read to its end.
+    /// One probe of `target`, as pingora's `TcpHealthCheck` and `HttpHealthCheck` do it: a TCP
+    /// probe is a new connection every time; an HTTP probe wants a 2xx answer whose body is
+    /// read to its end, on the backend's kept connection when `reuse_connection` is on (as
+    /// Envoy's checker does). A kept connection the backend closed or broke does not count
+    /// against it: the probe is made again on a fresh connection.
     async fn probe(&self, target: &Backend) -> Result<()> {
         match &self.probe {
             Probe::Tcp(template) => {
@@ -128,23 +144,44 @@ impl RecordedHealthCheck {
                 let (template, req) = &**probe;
                 let mut peer = template.clone();
                 peer._address = target.addr.clone();
-                let (mut session, _) = self.connectors.http.get_http_session(&peer).await?;
-                session.set_write_timeout(peer.options.write_timeout);
-                session.write_request_header(Box::new(req.clone())).await?;
-                session.finish_request_body().await?;
-                session.set_read_timeout(peer.options.read_timeout);
-                session.read_response_header().await?;
-                match session.response_header() {
-                    Some(resp) => expect_2xx(resp)?,
-                    None => {
-                        return Error::e_explain(ErrorType::InvalidHTTPHeader, "no response header")
+                loop {
+                    // Each kept connection is taken out of the pool once, so this ends with
+                    // the first fresh connection at the latest.
+                    let (mut session, reused) =
+                        self.connectors.http.get_http_session(&peer).await?;
+                    match http_probe(&mut session, &peer, req).await {
+                        Ok(()) => {
+                            if self.keep.is_some() {
+                                let http = &self.connectors.http;
+                                http.release_http_session(session, &peer, self.keep).await;
+                            }
+                            return Ok(());
+                        }
+                        // An answer is the backend's word, whatever connection carried it.
+                        Err(e) if !reused || matches!(e.etype(), ErrorType::CustomCode(..)) => {
+                            return Err(e)
+                        }
+                        Err(_) => {}
                     }
                 }
-                while session.read_response_body().await?.is_some() {}
-                Ok(())
             }
         }
     }
+}
+
+/// The request of an HTTP probe on `session`, its answer read to the end of its body.
+async fn http_probe(session: &mut HttpSession, peer: &HttpPeer, req: &RequestHeader) -> Result<()> {
+    session.set_write_timeout(peer.options.write_timeout);
+    session.write_request_header(Box::new(req.clone())).await?;
+    session.finish_request_body().await?;
+    session.set_read_timeout(peer.options.read_timeout);
+    session.read_response_header().await?;
+    match session.response_header() {
+        Some(resp) => expect_2xx(resp)?,
+        None => return Error::e_explain(ErrorType::InvalidHTTPHeader, "no response header"),
+    }
+    while session.read_response_body().await?.is_some() {}
+    Ok(())
 }
 
 fn expect_2xx(resp: &ResponseHeader) -> Result<()> {

@@ -59,12 +59,26 @@ impl Lookup {
 
 /// NXDOMAIN and NOERROR-without-records are answers (the name has no pods); anything else —
 /// SERVFAIL, REFUSED, timeouts, I/O — says nothing about the pods and must not empty the cluster.
+///
+/// hickory drops answer records owned by a name other than the one asked (or its CNAME chain)
+/// and reports what is left as NOERROR without records. A true "no records" answer carries the
+/// zone's SOA (RFC 2308: cluster DNS always sends it); one without is taken as a failure, so
+/// that an answer naming another name keeps the last good pods instead of emptying the cluster.
 pub(super) fn classify(e: &ResolveError) -> Lookup {
     if let Some(proto) = e.proto() {
-        if let ProtoErrorKind::NoRecordsFound { response_code, .. } = proto.kind() {
+        if let ProtoErrorKind::NoRecordsFound {
+            response_code, soa, ..
+        } = proto.kind()
+        {
             match *response_code {
                 ResponseCode::NXDomain => return Lookup::Empty("NXDOMAIN"),
-                ResponseCode::NoError => return Lookup::Empty("no records"),
+                ResponseCode::NoError if soa.is_some() => return Lookup::Empty("no records"),
+                ResponseCode::NoError => {
+                    return Lookup::Failed(
+                        "no records for the name asked, and no SOA (records of another name?)"
+                            .to_owned(),
+                    )
+                }
                 code => return Lookup::Failed(format!("server answered {code}")),
             }
         }

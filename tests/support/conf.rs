@@ -363,6 +363,8 @@ pub struct HealthCheck {
     healthy_threshold: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     unhealthy_threshold: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reuse_connection: Option<bool>,
 }
 
 impl HealthCheck {
@@ -385,6 +387,7 @@ impl HealthCheck {
             timeout: None,
             healthy_threshold: None,
             unhealthy_threshold: None,
+            reuse_connection: None,
         }
     }
 
@@ -415,6 +418,13 @@ impl HealthCheck {
 
     pub fn unhealthy_threshold(mut self, probes: u32) -> HealthCheck {
         self.unhealthy_threshold = Some(probes);
+        self
+    }
+
+    /// `reuse_connection: <keep>` (default true: a probe connection kept per backend).
+    #[allow(dead_code)] // not every test target uses it
+    pub fn reuse_connection(mut self, keep: bool) -> HealthCheck {
+        self.reuse_connection = Some(keep);
         self
     }
 }

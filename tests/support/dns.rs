@@ -96,6 +96,13 @@ impl DnsServer {
         self.zone.set_cname(name, target);
     }
 
+    /// Misbehaves for `name`: its A records are answered as owned by `other`, with no CNAME
+    /// linking them.
+    #[allow(dead_code)] // not every test target uses it
+    pub fn set_answered_as(&self, name: &str, other: &str) {
+        self.zone.set_answered_as(name, other);
+    }
+
     /// The TTL of `name`'s own records (its CNAME or its addresses), instead of the server's.
     #[allow(dead_code)] // not every test target uses it
     pub fn set_name_ttl(&self, name: &str, secs: u32) {

@@ -88,6 +88,9 @@ impl ZoneHandler {
             };
         };
         let ttl = records.ttl.unwrap_or(zone_ttl);
+        if let Some(other) = records.answered_as.as_deref().and_then(fqdn) {
+            owner = other;
+        }
         let answers: Vec<Record> = match query.query_type() {
             RecordType::A => records
                 .a

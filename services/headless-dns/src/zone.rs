@@ -55,6 +55,9 @@ pub struct NameRecords {
     pub cname: Option<String>,
     /// The TTL of this name's records; `None`: the zone's.
     pub ttl: Option<u32>,
+    /// A misbehaving answer: this name's records are answered as owned by this other name,
+    /// with no CNAME linking the two (a broken server, or a spoofing attempt).
+    pub answered_as: Option<String>,
 }
 
 /// One SRV record (RFC 2782): a target host and its port, with priority and weight.
@@ -213,6 +216,12 @@ impl Zone {
     /// The TTL of `name`'s records (its CNAME, or its addresses), instead of the zone's.
     pub fn set_name_ttl(&self, name: &str, secs: u32) {
         self.names().entry(normalize(name)).or_default().ttl = Some(secs);
+    }
+
+    /// Misbehaves for `name`: its records are answered as owned by `other`, no CNAME linking
+    /// them. A resolver must not take them as `name`'s.
+    pub fn set_answered_as(&self, name: &str, other: &str) {
+        self.names().entry(normalize(name)).or_default().answered_as = Some(other.to_owned());
     }
 
     /// Makes `name` not exist any more: queries for it get NXDOMAIN.
