@@ -116,9 +116,12 @@ impl Failure {
     }
 
     /// What discovery must make of it: an empty cluster or a failure.
+    /// NXDOMAIN empties the cluster. NOERROR without records does only with the zone's SOA
+    /// (lookup.rs: without one it may be an answer naming another name), and these errors
+    /// carry none.
     fn empties(&self) -> bool {
         matches!(self, Failure::NoRecords(code)
-            if matches!(ResponseCode::from_low(*code as u8), ResponseCode::NXDomain | ResponseCode::NoError))
+            if ResponseCode::from_low(*code as u8) == ResponseCode::NXDomain)
     }
 }
 
