@@ -33,7 +33,19 @@ impl TryFrom<RawHashPolicy> for HashKey {
     type Error = NotOneHashKey;
 
     fn try_from(raw: RawHashPolicy) -> Result<HashKey, NotOneHashKey> {
-        match (raw.header, raw.cookie, raw.source_ip) {
+        HashKey::one_of(raw.header, raw.cookie, raw.source_ip).ok_or(NotOneHashKey)
+    }
+}
+
+impl HashKey {
+    /// The one key given: a header (its name valid), a cookie (named) or the client's address
+    /// (`true`); None unless exactly one is. How `hash_policy` and a route's `sticky` read theirs.
+    pub(super) fn one_of(
+        header: Option<String>,
+        cookie: Option<String>,
+        address: Option<bool>,
+    ) -> Option<HashKey> {
+        match (header, cookie, address) {
             (Some(h), None, None) => http::HeaderName::from_bytes(h.as_bytes())
                 .ok()
                 .map(|n| HashKey::Header(n.as_str().to_owned())),
@@ -41,7 +53,6 @@ impl TryFrom<RawHashPolicy> for HashKey {
             (None, None, Some(true)) => Some(HashKey::SourceIp),
             _ => None,
         }
-        .ok_or(NotOneHashKey)
     }
 }
 

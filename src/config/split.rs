@@ -112,14 +112,7 @@ pub(super) fn split(
 
 /// `sticky`'s key, read as `hash_policy` reads its keys.
 fn sticky_key(raw: RawSticky, path: &str, errors: &mut Errors) -> Option<HashKey> {
-    let key = match (raw.header, raw.cookie, raw.client_address) {
-        (Some(h), None, None) => http::HeaderName::from_bytes(h.as_bytes())
-            .ok()
-            .map(|n| HashKey::Header(n.as_str().to_owned())),
-        (None, Some(c), None) if !c.is_empty() => Some(HashKey::Cookie(c)),
-        (None, None, Some(true)) => Some(HashKey::SourceIp),
-        _ => None,
-    };
+    let key = HashKey::one_of(raw.header, raw.cookie, raw.client_address);
     if key.is_none() {
         errors.push(
             path,
